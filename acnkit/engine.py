@@ -1,0 +1,327 @@
+"""The training and evaluation engine: one ``Trainer`` per run, usable from a notebook.
+
+    from acnkit import RunConfig, train
+    history = train(RunConfig(prior="acn", epochs=5))   # one dict of metrics per epoch
+
+One training step, for a batch of data indices ``idx`` (see :meth:`Trainer.train_step`):
+encode -> (ACN) write the fresh codes into the store, find K neighbours of each code among the
+other rows, pick one uniformly -> sample z -> reconstruction nats + KL to the prior -> step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .config import RunConfig
+from .errors import NumericalError, PluginError, UsageError
+from .interfaces import Dataset
+from .neighbours import exact_knn, pick_random, pick_unique
+from .registry import Registry, get_registry
+
+#: seed of the noise used by evaluation, so test nats depend on the model alone
+EVAL_SEED = 2024
+
+
+def resolve_device(name: str) -> torch.device:
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for but no CUDA GPU is available; "
+                         "use --device cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Callbacks:
+    """Hooks for progress displays; every one is optional."""
+
+    on_batch: Callable[[int, int, int], None] | None = None  # epoch, batch, batches
+    on_epoch: Callable[[dict], None] | None = None
+
+
+def check_dataset(data: Dataset, name: str) -> None:
+    for split in ("train", "test"):
+        x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
+        if len(x) == 0:
+            raise UsageError(f"data set {name!r} has an empty {split} set")
+        if len(x) != len(y):
+            raise PluginError(f"data set {name!r}: {split} has {len(x)} images, {len(y)} labels")
+        if tuple(x.shape[1:]) != tuple(data.image_shape):
+            raise PluginError(f"data set {name!r}: {split} images have shape "
+                              f"{tuple(x.shape[1:])}, not image_shape {data.image_shape}")
+
+
+class Trainer:
+    """Builds every component of a run from its config and trains it epoch by epoch."""
+
+    def __init__(self, config: RunConfig, registry: Registry | None = None,
+                 dataset: Dataset | None = None) -> None:
+        self.config = c = config.validate()
+        reg = self.registry = registry or get_registry()
+        self.device = resolve_device(c.device)
+        for kind, name in (("prior", c.prior), ("encoder", c.encoder), ("decoder", c.decoder),
+                           ("loss", c.loss), ("dataset", c.data)):
+            reg.get(kind, name)  # unknown names fail before any data is read
+        data = dataset or reg.create("dataset", c.data, data_dir=c.data_dir, seed=c.data_seed)
+        check_dataset(data, c.data)
+        self.data = data
+        self.train_x = data.train_x[: c.train_limit].to(self.device)
+        self.train_y = data.train_y[: c.train_limit]
+        self.test_x = data.test_x[: c.test_limit].to(self.device)
+        self.test_y = data.test_y[: c.test_limit]
+        n = len(self.train_x)
+
+        torch.manual_seed(c.seed)  # parameter initialisation
+        self.encoder = reg.create("encoder", c.encoder, data.image_shape, c.latent_dim,
+                                  posterior=c.posterior, hidden=c.encoder_hidden).to(self.device)
+        self.decoder = reg.create("decoder", c.decoder, data.image_shape, c.latent_dim,
+                                  hidden=c.decoder_hidden).to(self.device)
+        self.prior = reg.create("prior", c.prior, c.latent_dim, hidden=c.prior_hidden,
+                                layers=c.prior_layers, mixtures=c.mixtures).to(self.device)
+        self.loss = reg.create("loss", c.loss)
+        self.modules = {"encoder": self.encoder, "decoder": self.decoder, "prior": self.prior}
+        params = [p for m in self.modules.values() for p in m.parameters()]
+        self.optimizer = torch.optim.Adam(params, lr=c.lr)
+
+        # Shuffling and neighbour choice use a CPU generator, sampling noise one on the device:
+        # both are saved in checkpoints, so a resumed run replays the same numbers.
+        self.generator = torch.Generator().manual_seed(c.seed)
+        self.noise = torch.Generator(device=self.device).manual_seed(c.seed + 1)
+
+        self.conditional = bool(self.prior.conditional)
+        self.searcher = None
+        if self.conditional:
+            if c.k >= n:
+                raise UsageError(f"--k {c.k} must be smaller than the {n} training codes")
+            self.store = torch.randn(n, c.latent_dim, generator=self.generator).to(self.device)
+            self.used = torch.zeros(n, dtype=torch.bool, device=self.device)
+            self.searcher = reg.create("searcher", c.search, **c.searcher_options())
+            self.searcher_plugin = reg.get("searcher", c.search).plugin
+        self.epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.stop_requested = False
+        self.search_seconds = 0.0
+        self.unique_fallbacks = 0
+
+    # ------------------------------------------------------------------ training
+    def fit(self, epochs: int | None = None, callbacks: Callbacks | None = None,
+            after_epoch: Callable[[Trainer], None] | None = None) -> list[dict[str, Any]]:
+        """Train up to ``epochs`` epochs in all (default: the config's); returns the history."""
+        callbacks = callbacks or Callbacks()
+        target = self.config.epochs if epochs is None else epochs
+        while self.epoch < target and not self.stop_requested:
+            metrics = self.train_epoch(callbacks)
+            if metrics is None:  # interrupted mid-epoch: the last checkpoint stands
+                break
+            if callbacks.on_epoch:
+                callbacks.on_epoch(metrics)
+            if after_epoch:
+                after_epoch(self)
+        return self.history
+
+    def train_epoch(self, callbacks: Callbacks | None = None) -> dict[str, Any] | None:
+        c, n = self.config, len(self.train_x)
+        on_batch = callbacks.on_batch if callbacks else None
+        start, self.search_seconds, self.unique_fallbacks = time.perf_counter(), 0.0, 0
+        for m in self.modules.values():
+            m.train()
+        if self.conditional:
+            self.used.zero_()
+            self.searcher.reset(self.store)
+        order = torch.randperm(n, generator=self.generator).to(self.device)
+        batches = math.ceil(n / c.batch_size)
+        recon_sum = torch.zeros((), device=self.device)
+        kl_sum = torch.zeros((), device=self.device)
+        for b in range(batches):
+            if self.stop_requested:
+                return None
+            idx = order[b * c.batch_size: (b + 1) * c.batch_size]
+            recon, kl = self.train_step(idx, batch=b)
+            recon_sum += recon.sum()
+            kl_sum += kl.sum()
+            if on_batch:
+                on_batch(self.epoch + 1, b + 1, batches)
+        self.epoch += 1
+        seconds = time.perf_counter() - start
+        train = {"recon": recon_sum.item() / n, "kl": kl_sum.item() / n}
+        test = self.evaluate()
+        metrics = {
+            "epoch": self.epoch,
+            "train_nats": train["recon"] + train["kl"],
+            "train_recon": train["recon"],
+            "train_kl": train["kl"],
+            "test_nats": test["nats"],
+            "test_recon": test["recon"],
+            "test_kl": test["kl"],
+            "test_bits_per_dim": test["bits_per_dim"],
+            "epoch_seconds": seconds,
+            "search_seconds": self.search_seconds,
+        }
+        if c.unique and self.conditional:
+            metrics["unique_fallbacks"] = self.unique_fallbacks
+        self.history.append(metrics)
+        return metrics
+
+    def train_step(self, idx: Tensor, batch: int = 0) -> tuple[Tensor, Tensor]:
+        """One optimiser step on the training data ``idx``; returns per-datum recon and KL."""
+        x = self.train_x[idx].float()
+        posterior = self.encoder(x)
+        context = None
+        if self.conditional:
+            context = self.neighbour_codes(idx, posterior.mean.detach())
+        z = posterior.rsample(self.noise)
+        recon = self.loss.nll(self.decoder(z), x)
+        kl = self.prior.kl(posterior, z, context)
+        loss = (recon + kl).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self._check_finite(loss, batch)
+        self.optimizer.step()
+        return recon.detach(), kl.detach()
+
+    def neighbour_codes(self, idx: Tensor, codes: Tensor) -> Tensor:
+        """Store the batch's fresh codes, then return one random near neighbour's code each."""
+        self.store[idx] = codes
+        self.searcher.update(idx)
+        t0 = time.perf_counter()
+        if self.config.unique:
+            chosen = self._unique_neighbours(idx, codes)
+        else:
+            chosen = pick_random(self._search(codes, idx), self.generator)
+        self.search_seconds += time.perf_counter() - t0
+        return self.store[chosen]
+
+    def _search(self, codes: Tensor, idx: Tensor, banned: Tensor | None = None) -> Tensor:
+        cands = self.searcher.search(codes, self.config.k, exclude=idx, banned=banned)
+        self._check_candidates(cands, idx)
+        return cands
+
+    def _unique_neighbours(self, idx: Tensor, codes: Tensor) -> Tensor:
+        """Neighbours never used before in this epoch, and distinct within the batch."""
+        chosen = torch.full_like(idx, -1)
+        pending = torch.arange(len(idx), device=idx.device)
+        # Each round bans what earlier rows took, so a row that lost every candidate to
+        # another row gets new ones; a handful of rounds settles a batch.
+        for _ in range(8):
+            picked = pick_unique(self._search(codes[pending], idx[pending], self.used),
+                                 self.generator)
+            ok = picked >= 0
+            chosen[pending[ok]] = picked[ok]
+            self.used[picked[ok]] = True
+            pending = pending[~ok]
+            if len(pending) == 0:
+                return chosen
+        # Nothing unused is left but these rows' own codes: reuse a code and count it.
+        self.unique_fallbacks += len(pending)
+        chosen[pending] = pick_random(self._search(codes[pending], idx[pending]), self.generator)
+        return chosen
+
+    def _check_candidates(self, cands: Tensor, idx: Tensor) -> None:
+        name = f"searcher {self.config.search!r} (plugin {self.searcher_plugin!r})"
+        if not isinstance(cands, Tensor) or cands.shape != (len(idx), self.config.k):
+            shape = tuple(cands.shape) if isinstance(cands, Tensor) else type(cands).__name__
+            raise PluginError(f"{name} returned {shape}, expected ({len(idx)}, {self.config.k})")
+        if cands.dtype != torch.long:
+            raise PluginError(f"{name} returned dtype {cands.dtype}, expected torch.long")
+        if cands.numel() and (cands.min() < -1 or cands.max() >= len(self.store)):
+            raise PluginError(f"{name} returned indices outside the store of {len(self.store)}")
+        if (cands == idx.unsqueeze(1)).any():
+            raise PluginError(f"{name} returned a query's own row as its neighbour")
+
+    def _check_finite(self, loss: Tensor, batch: int) -> None:
+        if torch.isfinite(loss):
+            grads = [p.grad for m in self.modules.values() for p in m.parameters()
+                     if p.grad is not None]
+            if all(torch.isfinite(g).all() for g in grads):
+                return
+            what = "gradients"
+        else:
+            what = "loss"
+        raise NumericalError(
+            f"{what} became NaN or infinite at epoch {self.epoch + 1}, batch {batch + 1}; "
+            f"try a smaller --lr (now {self.config.lr})"
+        )
+
+    # ---------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def encode(self, x: Tensor, batch_size: int = 1024) -> Tensor:
+        """Codes (posterior means) of images ``x``."""
+        self.encoder.eval()
+        out = [self.encoder(x[i: i + batch_size].float()).mean for i in range(0, len(x), batch_size)]
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def nearest_train_codes(self, codes: Tensor, train_codes: Tensor) -> Tensor:
+        """The nearest training code of each code (K = 1, deterministic): the ACN test prior's
+        context, as a receiver that already holds the training set would use it."""
+        nearest = torch.cat([exact_knn(codes[i: i + 1024], train_codes, 1)[1][:, 0]
+                             for i in range(0, len(codes), 1024)])
+        return train_codes[nearest]
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "test", batch_size: int = 1000) -> dict[str, float]:
+        """Nats per image on a split, split into reconstruction and KL, and bits per dimension."""
+        for m in self.modules.values():
+            m.eval()
+        x_all = self.test_x if split == "test" else self.train_x
+        train_codes = self.encode(self.train_x) if self.conditional else None
+        noise = torch.Generator(device=self.device).manual_seed(EVAL_SEED)
+        recon_sum = kl_sum = 0.0
+        for i in range(0, len(x_all), batch_size):
+            x = x_all[i: i + batch_size].float()
+            posterior = self.encoder(x)
+            context = None
+            if self.conditional:
+                if split == "train":  # a training datum is never its own neighbour
+                    idx = torch.arange(i, i + len(x), device=self.device)
+                    nearest = exact_knn(posterior.mean, train_codes, 1, exclude=idx)[1][:, 0]
+                    context = train_codes[nearest]
+                else:
+                    context = self.nearest_train_codes(posterior.mean, train_codes)
+            z = posterior.rsample(noise)
+            recon_sum += self.loss.nll(self.decoder(z), x).sum().item()
+            kl_sum += self.prior.kl(posterior, z, context).sum().item()
+        n = len(x_all)
+        nats = (recon_sum + kl_sum) / n
+        return {"nats": nats, "recon": recon_sum / n, "kl": kl_sum / n,
+                "bits_per_dim": nats / (math.log(2) * self.data.dims)}
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the run exactly: tensors and plain values only, so
+        that it loads with ``torch.load(..., weights_only=True)``."""
+        state: dict[str, Any] = {
+            "format": 1,
+            "config": self.config.to_dict(),
+            "epoch": self.epoch,
+            "history": self.history,
+            "modules": {k: m.state_dict() for k, m in self.modules.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "noise": self.noise.get_state(),
+        }
+        if self.conditional:
+            state["store"] = self.store
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, m in self.modules.items():
+            m.load_state_dict(state["modules"][k])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.noise.set_state(state["noise"])
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
+        if self.conditional:
+            self.store.copy_(state["store"].to(self.device))
+            self.searcher.reset(self.store)
+
+
+def train(config: RunConfig, callbacks: Callbacks | None = None) -> list[dict[str, Any]]:
+    """Train a run in memory (no files written) and return its per-epoch metrics."""
+    return Trainer(config).fit(callbacks=callbacks)

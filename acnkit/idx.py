@@ -1,0 +1,69 @@
+"""Reader for the IDX format of MNIST and Fashion-MNIST (raw or gzip-compressed)."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read one IDX file; gzip is recognised by its content, not by the file name."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataError(f"{path} is a damaged gzip file ({exc}); download it again") from None
+    elif path.suffix == ".gz":
+        raise DataError(f"{path} is named .gz but is not gzip data; rename it or re-download it")
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
+        raise DataError(f"{path} is not an IDX file (bad magic number {raw[:4].hex()!r})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise DataError(f"{path} has a truncated IDX header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_DTYPES[raw[2]])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError(
+            f"{path} is truncated or padded: header says {shape} "
+            f"({expected} bytes of data), file holds {len(raw) - header}"
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+
+
+def find_idx(directory: Path, stem: str) -> Path:
+    """``stem`` (e.g. ``train-images-idx3-ubyte``) in ``directory``, raw or ``.gz``."""
+    for candidate in (stem, stem + ".gz", stem.replace("-idx", ".idx"),
+                      stem.replace("-idx", ".idx") + ".gz"):
+        if (directory / candidate).is_file():
+            return directory / candidate
+    raise DataError(f"{directory} has no {stem}[.gz]; point --data-dir at a folder of IDX files")
+
+
+def load_idx_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 28, 28) and labels (N,) for ``split`` 'train' or 't10k'."""
+    images = read_idx(find_idx(directory, f"{split}-images-idx3-ubyte"))
+    labels = read_idx(find_idx(directory, f"{split}-labels-idx1-ubyte"))
+    if images.ndim != 3 or labels.ndim != 1:
+        raise DataError(f"{directory}: {split} images must be 3-D and labels 1-D in IDX")
+    if len(images) != len(labels):
+        raise DataError(
+            f"{directory}: {split} has {len(images)} images but {len(labels)} labels; "
+            f"the files come from different data sets"
+        )
+    if len(images) == 0:
+        raise DataError(f"{directory}: {split} set is empty")
+    return images, labels

@@ -1,0 +1,141 @@
+"""The component interfaces every built-in and third-party plugin implements.
+
+Shapes: a batch of images is (B, *image_shape) of floats in {0, 1}; a code or latent is (B, d).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from .distributions import DiagGaussian, MixtureDiagGaussian, kl_diag_gaussians
+
+LatentDistribution = DiagGaussian | MixtureDiagGaussian
+
+
+class Encoder(nn.Module, ABC):
+    """Maps images to the posterior q(z|x). The code c(x) of a datum is the posterior mean.
+
+    ``posterior="unit"`` fixes the standard deviation to one (the ACN paper);
+    ``"learned"`` predicts a log standard deviation per dimension (a classic VAE).
+    """
+
+    latent_dim: int
+
+    @abstractmethod
+    def forward(self, x: Tensor) -> DiagGaussian:
+        """Return q(z|x) for a batch ``x`` of shape (B, *image_shape)."""
+
+
+class Decoder(nn.Module, ABC):
+    """Maps latents (B, d) to likelihood parameters (B, *image_shape), e.g. Bernoulli logits."""
+
+    @abstractmethod
+    def forward(self, z: Tensor) -> Tensor: ...
+
+
+class Prior(nn.Module, ABC):
+    """p(z) or, when ``conditional`` is true, p(z | c~) given a neighbour's code c~ (B, d).
+
+    ``kl`` is the coding cost of each datum in nats. A prior whose distribution is a diagonal
+    Gaussian gets the closed form; any other uses the single-sample estimate
+    log q(z|x) - log p(z|c~) at the sampled ``z``, which is unbiased.
+    """
+
+    conditional: ClassVar[bool] = False
+    latent_dim: int
+
+    @abstractmethod
+    def distribution(self, context: Tensor | None, batch_size: int) -> LatentDistribution:
+        """The prior for a batch; ``context`` is the neighbour codes or None if unconditional."""
+
+    def kl(self, posterior: DiagGaussian, z: Tensor, context: Tensor | None) -> Tensor:
+        prior = self.distribution(context, z.shape[0])
+        if isinstance(prior, DiagGaussian):
+            return kl_diag_gaussians(posterior, prior)
+        return posterior.log_prob(z) - prior.log_prob(z)
+
+    def log_prob(self, z: Tensor, context: Tensor | None) -> Tensor:
+        return self.distribution(context, z.shape[0]).log_prob(z)
+
+    @torch.no_grad()
+    def sample(
+        self, context: Tensor | None, n: int, generator: torch.Generator | None = None
+    ) -> Tensor:
+        return self.distribution(context, n).sample(generator)
+
+
+class Loss(ABC):
+    """The reconstruction likelihood p(x|z) given the decoder's parameters."""
+
+    @abstractmethod
+    def nll(self, params: Tensor, x: Tensor) -> Tensor:
+        """-log p(x|z) in nats per datum: shape (B,)."""
+
+    @abstractmethod
+    def mean(self, params: Tensor) -> Tensor:
+        """The expected image (for pictures such as daydream grids)."""
+
+
+class NeighbourSearcher(ABC):
+    """Answers batched K-nearest-neighbour queries (Euclidean) against the code store.
+
+    The store is an (N, d) tensor that the engine owns and overwrites in place; ``reset``
+    hands it over, ``update`` says which rows changed since. ``search`` never returns a row
+    listed in ``exclude`` for that query (the engine passes each datum's own row) nor a row
+    flagged in ``banned`` (uniqueness mode). If fewer than ``k`` rows are eligible the rest of
+    the row is -1. Index-based searchers may answer from codes up to ``refresh`` batches old;
+    ``exact`` says whether answers equal brute force on the current store.
+    """
+
+    exact: ClassVar[bool] = True
+
+    @abstractmethod
+    def reset(self, codes: Tensor) -> None:
+        """Take (a view of) the whole store; called at start and after loading a checkpoint."""
+
+    @abstractmethod
+    def update(self, rows: Tensor) -> None:
+        """Rows ``rows`` (LongTensor) of the store were overwritten."""
+
+    @abstractmethod
+    def search(
+        self,
+        queries: Tensor,
+        k: int,
+        exclude: Tensor | None = None,
+        banned: Tensor | None = None,
+    ) -> Tensor:
+        """Indices (B, k) of the nearest eligible rows, nearest first.
+
+        ``exclude``: LongTensor (B,) or (B, E), rows never returned for that query (-1 pads).
+        ``banned``: BoolTensor (N,), rows never returned for any query.
+        """
+
+    def settings(self) -> dict:
+        """The settings that shape its answers (shown by benchmarks and ``acnkit plugins``)."""
+        return {}
+
+
+@dataclass
+class Dataset:
+    """Binarized images and labels. Images are uint8 in {0, 1}, shape (N, *image_shape)."""
+
+    name: str
+    train_x: Tensor
+    train_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    image_shape: tuple[int, ...]
+    info: dict = field(default_factory=dict)
+
+    @property
+    def dims(self) -> int:
+        n = 1
+        for s in self.image_shape:
+            n *= s
+        return n

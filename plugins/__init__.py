@@ -1,0 +1,1 @@
+"""acnkit's built-in plugins, registered through the ``acnkit`` entry-point group."""

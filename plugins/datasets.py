@@ -1,0 +1,79 @@
+"""Data sets: sklearn's digits (embedded, the default), MNIST and Fashion-MNIST from IDX files.
+
+Pixels are binarized by sampling Bernoulli(intensity) once, with a generator seeded by the
+data seed, so a given seed always gives the same binary training and test images and test
+nats are comparable across runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import acnkit
+from acnkit.errors import DataError
+from acnkit.idx import load_idx_split
+from acnkit.interfaces import Dataset
+
+FASHION_DEFAULT = Path("/usr/share/datasets/fashion-mnist")
+
+
+def binarize(intensity: np.ndarray, seed: int) -> torch.Tensor:
+    """Sample {0, 1} pixels with P(1) = intensity in [0, 1]; deterministic in ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    probs = torch.as_tensor(np.ascontiguousarray(intensity), dtype=torch.float32)
+    return torch.bernoulli(probs, generator=gen).to(torch.uint8)
+
+
+def digits(data_dir=None, seed=0) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = bunch.images.astype(np.float32) / 16.0
+    labels = bunch.target.astype(np.int64)
+    # A fixed split (not the run's seed) so that every run is tested on the same images.
+    order = np.random.default_rng(12345).permutation(len(images))
+    test, train = order[:360], order[360:]
+    return Dataset(
+        "digits",
+        binarize(images[train][:, None], seed), torch.from_numpy(labels[train]),
+        binarize(images[test][:, None], seed + 1), torch.from_numpy(labels[test]),
+        (1, 8, 8), {"source": "sklearn.datasets.load_digits"},
+    )
+
+
+def _idx_dataset(name: str, data_dir, seed: int, default: Path | None) -> Dataset:
+    if data_dir is None:
+        if default is None or not default.is_dir():
+            hint = f" (or install Debian's dataset-{name} into {default})" if default else ""
+            raise DataError(f"data set {name!r} needs --data-dir DIR with its IDX files{hint}")
+        data_dir = default
+    directory = Path(data_dir)
+    if not directory.is_dir():
+        raise DataError(f"--data-dir {directory} is not a folder; give the folder of IDX files")
+    train_x, train_y = load_idx_split(directory, "train")
+    test_x, test_y = load_idx_split(directory, "t10k")
+    return Dataset(
+        name,
+        binarize(train_x[:, None] / np.float32(255), seed), torch.from_numpy(train_y.astype(np.int64)),
+        binarize(test_x[:, None] / np.float32(255), seed + 1), torch.from_numpy(test_y.astype(np.int64)),
+        (1, *train_x.shape[1:]), {"source": str(directory)},
+    )
+
+
+def mnist(data_dir=None, seed=0) -> Dataset:
+    return _idx_dataset("mnist", data_dir, seed, None)
+
+
+def fashion_mnist(data_dir=None, seed=0) -> Dataset:
+    return _idx_dataset("fashion-mnist", data_dir, seed, FASHION_DEFAULT)
+
+
+@acnkit.hookimpl
+def register_datasets(register):
+    register("digits", digits, description="sklearn's 8x8 digits (1437 train / 360 test)")
+    register("mnist", mnist, description="MNIST from IDX files in --data-dir (raw or .gz)")
+    register("fashion-mnist", fashion_mnist,
+             description=f"Fashion-MNIST from IDX files (default {FASHION_DEFAULT})")
