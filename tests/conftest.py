@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from acnkit.registry import reset_registry
+
+
+@pytest.fixture
+def make_plugin(tmp_path, monkeypatch):
+    """Install a tiny third-party distribution with an ``acnkit`` entry point onto sys.path.
+
+    Returns a function (dist_name, module_source, entry_name=None) -> site folder.
+    """
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", str(site))
+
+    def make(dist: str, source: str, entry: str | None = None, module: str | None = None) -> Path:
+        module = module or f"{dist.replace('-', '_')}_plugin"
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+        info = site / f"{dist}-0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text(f"[acnkit]\n{entry or dist} = {module}\n")
+        reset_registry()
+        return site
+
+    yield make
+    reset_registry()

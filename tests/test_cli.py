@@ -1,0 +1,52 @@
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from acnkit.cli import main
+
+KEYS = {"epoch", "train_nats", "train_recon", "train_kl", "test_nats", "test_recon", "test_kl",
+        "epoch_seconds", "search_seconds"}
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("prior", ["acn", "vae"])
+def test_run_writes_config_and_metrics(tmp_path, prior):
+    out = tmp_path / prior
+    r = invoke("run", "--prior", prior, "--epochs", 2, "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        m = json.loads(line)
+        assert KEYS <= set(m)
+        assert all(math.isfinite(m[k]) for k in KEYS)
+        assert m["train_nats"] == pytest.approx(m["train_recon"] + m["train_kl"])
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == json.loads(lines[-1])
+    config = json.loads((out / "config.json").read_text())
+    assert config["prior"] == prior and config["epochs"] == 2
+    assert (out / "checkpoint.pt").is_file()
+
+
+def test_plain_progress_lines_off_a_terminal(tmp_path):
+    r = invoke("run", "--epochs", 1, "--train-limit", 300, "--out", tmp_path / "x")
+    assert r.exit_code == 0
+    assert "epoch 1/1  train" in r.stderr
+
+
+def test_unknown_searcher_is_one_line_exit_2(tmp_path):
+    r = invoke("run", "--search", "nope", "--out", tmp_path / "x")
+    assert r.exit_code == 2
+    assert r.stderr.strip().count("\n") == 0
+    assert "unknown searcher 'nope'; registered searchers:" in r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_help_lists_every_command():
+    r = invoke("--help")
+    for cmd in ("run", "plugins"):
+        assert cmd in r.output

@@ -1,0 +1,89 @@
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from acnkit_plugins.datasets import FASHION_DEFAULT, fashion_mnist, mnist
+
+from acnkit.errors import DataError
+from acnkit.idx import load_idx_split, read_idx
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+    header += b"".join(struct.pack(">I", s) for s in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_split(d: Path, split: str, n: int, gz: bool, n_labels: int | None = None) -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, (n if n_labels is None else n_labels,), dtype=np.uint8)
+    files = {f"{split}-images-idx3-ubyte": images, f"{split}-labels-idx1-ubyte": labels}
+    for stem, arr in files.items():
+        data = idx_bytes(arr)
+        if gz:
+            (d / f"{stem}.gz").write_bytes(gzip.compress(data))
+        else:
+            (d / stem).write_bytes(data)
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gz"])
+def test_reads_what_it_wrote(tmp_path, gz):
+    arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    path = tmp_path / ("a.gz" if gz else "a")
+    path.write_bytes(gzip.compress(idx_bytes(arr)) if gz else idx_bytes(arr))
+    assert np.array_equal(read_idx(path), arr)
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gz"])
+def test_mnist_loader_on_an_idx_folder(tmp_path, gz):
+    write_split(tmp_path, "train", 20, gz)
+    write_split(tmp_path, "t10k", 5, gz)
+    data = mnist(data_dir=tmp_path, seed=0)
+    assert data.train_x.shape == (20, 1, 28, 28) and data.test_x.shape == (5, 1, 28, 28)
+    assert set(data.train_x.unique().tolist()) <= {0, 1}
+    again = mnist(data_dir=tmp_path, seed=0)
+    assert np.array_equal(again.test_x, data.test_x), "binarization must be fixed by the seed"
+
+
+def test_bad_magic(tmp_path):
+    (tmp_path / "f").write_bytes(b"\x01\x02\x08\x01" + b"\0" * 8)
+    with pytest.raises(DataError, match="not an IDX file"):
+        read_idx(tmp_path / "f")
+
+
+def test_truncated(tmp_path):
+    (tmp_path / "f").write_bytes(idx_bytes(np.zeros((4, 4), np.uint8))[:-3])
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(tmp_path / "f")
+
+
+def test_named_gz_but_not_gzip(tmp_path):
+    (tmp_path / "f.gz").write_bytes(idx_bytes(np.zeros((4,), np.uint8)))
+    with pytest.raises(DataError, match="not gzip"):
+        read_idx(tmp_path / "f.gz")
+
+
+def test_count_mismatch_between_images_and_labels(tmp_path):
+    write_split(tmp_path, "train", 6, False, n_labels=5)
+    with pytest.raises(DataError, match="6 images but 5 labels"):
+        load_idx_split(tmp_path, "train")
+
+
+def test_missing_files(tmp_path):
+    with pytest.raises(DataError, match="no train-images"):
+        mnist(data_dir=tmp_path)
+    with pytest.raises(DataError, match="needs --data-dir"):
+        mnist()
+
+
+@pytest.mark.skipif(not FASHION_DEFAULT.is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist_files():
+    data = fashion_mnist()
+    assert data.train_x.shape == (60000, 1, 28, 28) and data.test_x.shape == (10000, 1, 28, 28)
+    assert sorted(data.train_y.unique().tolist()) == list(range(10))
+    mean = data.train_x.float().mean().item()
+    assert 0.2 < mean < 0.45  # binarized clothes: roughly a third of the pixels are on

@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from acnkit import neighbours
+from acnkit.neighbours import brute_force_knn, exact_knn, pick_random, pick_unique
+
+
+@pytest.fixture(params=[False, True], ids=["one-chunk", "many-chunks"])
+def chunked(request, monkeypatch):
+    if request.param:
+        monkeypatch.setattr(neighbours, "CHUNK_BYTES", 1)  # 1024-row chunks
+    return request.param
+
+
+def test_exact_knn_equals_brute_force(chunked):
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randn(3000, 8, generator=g)
+    q_idx = torch.randint(0, 3000, (64,), generator=g)
+    queries = codes[q_idx]
+    _, got = exact_knn(queries, codes, 5, exclude=q_idx)
+    ref = brute_force_knn(queries, codes, 5, exclude=q_idx)
+    assert torch.equal(got, ref)
+    assert not (got == q_idx.unsqueeze(1)).any()
+
+
+def test_exclusion_lists_and_banned_rows(chunked):
+    g = torch.Generator().manual_seed(1)
+    codes = torch.randn(2500, 4, generator=g)
+    queries = torch.randn(10, 4, generator=g)
+    plain = brute_force_knn(queries, codes, 3)
+    exclude = torch.cat([plain[:, :2], torch.full((10, 1), -1)], 1)
+    banned = torch.zeros(2500, dtype=torch.bool)
+    banned[plain[:, 2]] = True
+    _, got = exact_knn(queries, codes, 3, exclude=exclude, banned=banned)
+    assert torch.equal(got, brute_force_knn(queries, codes, 3, exclude, banned))
+    assert not torch.isin(got, plain).any()
+
+
+def test_fewer_eligible_rows_than_k_pads_with_minus_one():
+    codes = torch.randn(6, 3)
+    banned = torch.tensor([True, True, True, False, False, True])
+    _, got = exact_knn(codes[:2], codes, 4, exclude=torch.tensor([3, 0]), banned=banned)
+    assert got[0].tolist() == [4, -1, -1, -1]
+    assert sorted(got[1].tolist()[:2]) == [3, 4] and got[1, 2:].tolist() == [-1, -1]
+
+
+def test_pick_random_is_uniform_over_valid_candidates():
+    cands = torch.tensor([[7, 8, 9, -1]]).expand(30000, 4)
+    picked = pick_random(cands, torch.Generator().manual_seed(0))
+    counts = torch.bincount(picked, minlength=10)[7:]
+    assert (picked != -1).all() and counts.sum() == 30000
+    assert (counts - 10000).abs().max() < 400
+
+
+def test_pick_unique_never_repeats_within_a_batch():
+    cands = torch.tensor([[1, 2], [1, 2], [1, 2], [3, -1]])
+    picked = pick_unique(cands, torch.Generator().manual_seed(0))
+    chosen = picked[picked >= 0].tolist()
+    assert len(chosen) == len(set(chosen)) == 3
+    assert picked[3] == 3
