@@ -85,8 +85,8 @@ class Trainer:
                                 layers=c.prior_layers, mixtures=c.mixtures).to(self.device)
         self.loss = reg.create("loss", c.loss)
         self.modules = {"encoder": self.encoder, "decoder": self.decoder, "prior": self.prior}
-        params = [p for m in self.modules.values() for p in m.parameters()]
-        self.optimizer = torch.optim.Adam(params, lr=c.lr)
+        self.parameters = [p for m in self.modules.values() for p in m.parameters()]
+        self.optimizer = torch.optim.Adam(self.parameters, lr=c.lr)
 
         # Shuffling and neighbour choice use a CPU generator, sampling noise one on the device:
         # both are saved in checkpoints, so a resumed run replays the same numbers.
@@ -234,14 +234,11 @@ class Trainer:
             raise PluginError(f"{name} returned a query's own row as its neighbour")
 
     def _check_finite(self, loss: Tensor, batch: int) -> None:
-        if torch.isfinite(loss):
-            grads = [p.grad for m in self.modules.values() for p in m.parameters()
-                     if p.grad is not None]
-            if all(torch.isfinite(g).all() for g in grads):
-                return
-            what = "gradients"
-        else:
-            what = "loss"
+        # One fused norm over every gradient: a NaN or inf anywhere makes it non-finite.
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, float("inf"))
+        if torch.isfinite(loss) and torch.isfinite(grad_norm):
+            return
+        what = "loss" if not torch.isfinite(loss) else "gradients"
         raise NumericalError(
             f"{what} became NaN or infinite at epoch {self.epoch + 1}, batch {batch + 1}; "
             f"try a smaller --lr (now {self.config.lr})"

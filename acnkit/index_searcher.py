@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .interfaces import NeighbourSearcher
-from .neighbours import exact_knn
+from .neighbours import check_search_args, exact_knn
 
 DEFAULT_REFRESH = 50
 
@@ -61,6 +61,7 @@ class IndexSearcher(NeighbourSearcher):
         return {"refresh": self.refresh}
 
     def search(self, queries, k, exclude=None, banned=None):
+        check_search_args(queries, self.codes, k)
         n = self.codes.shape[0]
         b = queries.shape[0]
         if exclude is not None and exclude.dim() == 1:

@@ -1,8 +1,15 @@
 """Exact batched K-nearest-neighbour search, and how a neighbour is picked from the candidates.
 
-The kernel walks the store in chunks so that no B x N distance matrix larger than one chunk
-exists, keeping a running top-K; squared norms of the store are passed in so that a caller
-that caches them (the ``torch`` searcher) pays for them once per changed row, not per query.
+The kernel walks the store in cache-sized chunks so that no B x N distance matrix exists.
+Selecting the K smallest of every row with ``topk`` costs more than the matrix product
+itself on a CPU, so each chunk is first reduced with ``amin`` over groups of rows (group t of
+a chunk of width w holds its columns t, t + w/G, t + 2w/G, ...: a reduction across
+contiguous slices, which vectorises). The K nearest rows always lie in the K groups with the
+smallest minima (a row outside them has K group minima, each a distinct row, at most as
+far), so one ``topk`` over the group minima and an exact scoring of those K groups' rows
+finish the search; the exact scoring also avoids the cancellation in |c|^2 - 2 q.c.
+Squared norms of the store are passed in so that a caller that caches them (the ``torch``
+searcher) pays for them once per changed row, not per query.
 """
 
 from __future__ import annotations
@@ -10,20 +17,37 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-#: bytes of float32 distances computed at once; bounds the extra memory of a search
-CHUNK_BYTES = 1 << 23
+#: bytes of float32 distances computed at once: small enough to stay in the CPU's cache
+CHUNK_BYTES = 1 << 21
+#: smallest number of rows reduced to one minimum
+MIN_GROUP = 16
 
 
-def chunk_rows(batch: int) -> int:
-    return max(1024, CHUNK_BYTES // (4 * max(batch, 1)))
+def group_size(batch: int, n: int, dim: int) -> int:
+    """Rows per group: the group minima (B x N/G floats) stay within a tenth of the store
+    (or 4 MiB) so that search at 1M codes needs little memory beside the store."""
+    budget = max(1 << 22, n * dim * 4 // 10)
+    return max(MIN_GROUP, -(-batch * n * 4 // budget))
+
+
+def chunk_rows(batch: int, group: int = MIN_GROUP) -> int:
+    rows = max(group * 64, CHUNK_BYTES // (4 * max(batch, 1)))
+    return rows - rows % group
 
 
 def _mask_excluded(dist: Tensor, exclude: Tensor, start: int) -> None:
     local = exclude - start
     inside = (local >= 0) & (local < dist.shape[1]) & (exclude >= 0)
-    if inside.any():
-        rows = torch.arange(dist.shape[0], device=dist.device).unsqueeze(1).expand_as(local)
-        dist[rows[inside], local[inside]] = float("inf")
+    rows = torch.arange(dist.shape[0], device=dist.device).unsqueeze(1).expand_as(local)
+    dist[rows[inside], local[inside]] = float("inf")
+
+
+def check_search_args(queries: Tensor, codes: Tensor, k: int) -> None:
+    """The argument checks every searcher makes (raise ValueError, as the contract requires)."""
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a whole number >= 1, got {k!r}")
+    if queries.dim() != 2 or queries.shape[1] != codes.shape[1]:
+        raise ValueError(f"queries must have shape (B, {codes.shape[1]}), got {tuple(queries.shape)}")
 
 
 def exact_knn(
@@ -37,39 +61,53 @@ def exact_knn(
     """Squared distances and indices (B, k) of the ``k`` nearest eligible rows, nearest first.
 
     Ineligible slots (fewer than ``k`` eligible rows) have distance inf and index -1.
-    Distances omit the query's own squared norm, which does not change the ranking.
     """
+    check_search_args(queries, codes, k)
     b, n = queries.shape[0], codes.shape[0]
+    dev = queries.device
     if sq_norms is None:
         sq_norms = (codes * codes).sum(1)
     if exclude is not None and exclude.dim() == 1:
         exclude = exclude.unsqueeze(1)
-    step = chunk_rows(b)
-    best_d = best_i = None
-    buf = torch.empty(b, min(step, n), device=queries.device, dtype=queries.dtype)
-    for start in range(0, n, step):
+    g = min(group_size(b, n, codes.shape[1]), n)
+    step = chunk_rows(b, g)
+    widths = [min(step, n - s) for s in range(0, n, step)]
+    widths = [-(-w // g) * g for w in widths]  # the last chunk is padded with inf
+    buf = torch.empty((b, max(widths)), device=dev, dtype=queries.dtype)
+    mins = torch.empty((b, sum(widths) // g), device=dev, dtype=queries.dtype)
+    col = 0
+    for start, width in zip(range(0, n, step), widths):
         stop = min(start + step, n)
         dist = buf[:, : stop - start]
         torch.addmm(sq_norms[start:stop].unsqueeze(0), queries, codes[start:stop].T,
                     beta=1, alpha=-2, out=dist)
+        buf[:, stop - start: width] = float("inf")
         if exclude is not None:
             _mask_excluded(dist, exclude, start)
         if banned is not None:
             dist.masked_fill_(banned[start:stop].unsqueeze(0), float("inf"))
-        d, i = torch.topk(dist, min(k, stop - start), dim=1, largest=False, sorted=False)
-        i = i + start
-        if best_d is not None:
-            d, i = torch.cat([best_d, d], 1), torch.cat([best_i, i], 1)
-            if d.shape[1] > k:
-                d, pos = torch.topk(d, k, dim=1, largest=False, sorted=False)
-                i = i.gather(1, pos)
-        best_d, best_i = d, i
-    best_d, order = torch.sort(best_d, dim=1)
-    best_i = best_i.gather(1, order)
-    if best_d.shape[1] < k:  # the store holds fewer than k rows
-        pad = k - best_d.shape[1]
-        best_d = torch.cat([best_d, best_d.new_full((b, pad), float("inf"))], 1)
-        best_i = torch.cat([best_i, best_i.new_full((b, pad), -1)], 1)
+        torch.amin(buf[:, :width].view(b, g, width // g), dim=1, out=mins[:, col: col + width // g])
+        col += width // g
+    _, best = torch.topk(mins, min(k, mins.shape[1]), dim=1, largest=False, sorted=False)
+    # Rows of the chosen groups: group j of chunk c holds rows c*step + j%s + t*s, s = width/g.
+    per_chunk = step // g
+    chunk = best // per_chunk
+    stride = torch.tensor(widths, device=dev)[chunk] // g
+    first = chunk * step + best % per_chunk
+    cand = (first.unsqueeze(2) + stride.unsqueeze(2) * torch.arange(g, device=dev)).view(b, -1)
+    valid = cand < n
+    cand = cand.clamp(max=n - 1)
+    if exclude is not None:
+        valid &= ~(cand.unsqueeze(2) == exclude.unsqueeze(1)).any(2)
+    if banned is not None:
+        valid &= ~banned[cand]
+    d = ((codes[cand] - queries.unsqueeze(1)) ** 2).sum(2).masked_fill(~valid, float("inf"))
+    kk = min(k, d.shape[1])
+    best_d, pos = torch.topk(d, kk, dim=1, largest=False, sorted=True)
+    best_i = cand.gather(1, pos)
+    if kk < k:  # the store holds fewer than k rows
+        best_d = torch.cat([best_d, best_d.new_full((b, k - kk), float("inf"))], 1)
+        best_i = torch.cat([best_i, best_i.new_full((b, k - kk), -1)], 1)
     best_i = best_i.masked_fill(torch.isinf(best_d), -1)
     return best_d, best_i
 

@@ -1,0 +1,111 @@
+import math
+
+import pytest
+import torch
+
+from acnkit import RunConfig, Trainer, train
+from acnkit.errors import NumericalError, PluginError, UsageError
+from acnkit.neighbours import brute_force_knn
+
+
+def small(**kw):
+    base = dict(epochs=1, latent_dim=8, encoder_hidden="64", decoder_hidden="64",
+                prior_hidden=32, batch_size=64)
+    base.update(kw)
+    return RunConfig(**base)
+
+
+@pytest.mark.parametrize("prior", ["acn", "vae"])
+def test_end_to_end_nats_are_finite_and_decrease(prior):
+    history = train(small(prior=prior, epochs=4))
+    assert len(history) == 4
+    for m in history:
+        assert all(math.isfinite(m[k]) for k in ("train_nats", "test_nats", "test_kl"))
+    assert history[-1]["train_nats"] < history[0]["train_nats"]
+    assert history[-1]["test_nats"] < history[0]["test_nats"]
+    # 64 binary pixels: a model that learned something beats 64 * log 2 nats by far.
+    assert history[-1]["test_nats"] < 64 * math.log(2)
+
+
+def test_runs_are_reproducible():
+    a = train(small(seed=3, epochs=2))
+    b = train(small(seed=3, epochs=2))
+    c = train(small(seed=4, epochs=2))
+    strip = lambda h: [{k: v for k, v in m.items() if "seconds" not in k} for m in h]  # noqa: E731
+    assert strip(a) == strip(b)
+    assert strip(a) != strip(c)
+
+
+def test_store_holds_fresh_codes_of_the_batch():
+    t = Trainer(small())
+    t.searcher.reset(t.store)
+    idx = torch.arange(10, 74)
+    before = t.store.clone()
+    with torch.no_grad():
+        codes = t.encoder(t.train_x[idx].float()).mean
+    t.train_step(idx)
+    torch.testing.assert_close(t.store[idx], codes)
+    untouched = torch.ones(len(t.store), dtype=torch.bool)
+    untouched[idx] = False
+    assert torch.equal(t.store[untouched], before[untouched])
+
+
+def test_neighbour_is_one_of_the_k_nearest_never_itself():
+    t = Trainer(small(k=3))
+    t.searcher.reset(t.store)
+    idx = torch.arange(64)
+    codes = t.store[idx].clone() + 0.01
+    context = t.neighbour_codes(idx, codes)
+    near = brute_force_knn(codes, t.store, 3, exclude=idx)
+    for row in range(64):
+        assert (t.store[near[row]] == context[row]).all(1).any()
+        assert not torch.equal(context[row], codes[row])
+
+
+@pytest.mark.parametrize("search", ["torch", "sklearn", "annoy"])
+def test_unique_mode_never_uses_a_code_twice_in_an_epoch(search):
+    t = Trainer(small(unique=True, search=search, batch_size=100, k=5))
+    seen = []
+    original = t._unique_neighbours
+
+    def spy(idx, codes):
+        out = original(idx, codes)
+        seen.extend(out.tolist())
+        assert not (out == idx).any()
+        return out
+
+    t._unique_neighbours = spy
+    for _ in range(2):
+        seen.clear()
+        m = t.train_epoch()
+        n = len(t.train_x)
+        assert len(seen) == n
+        assert m["unique_fallbacks"] <= 1
+        assert len(set(seen)) >= n - m["unique_fallbacks"]
+
+
+def test_k_must_be_smaller_than_the_store():
+    with pytest.raises(UsageError, match="--k 200 must be smaller than the 100 training codes"):
+        Trainer(small(k=200, train_limit=100))
+
+
+def test_nan_loss_stops_with_epoch_and_batch():
+    t = Trainer(small(lr=1e-3))
+    with torch.no_grad():
+        t.decoder.net[0].weight.fill_(float("nan"))
+    with pytest.raises(NumericalError, match=r"epoch 1, batch 1; try a smaller --lr"):
+        t.train_epoch()
+
+
+def test_searcher_returning_wrong_shape_is_named():
+    t = Trainer(small())
+
+    class Bad:
+        def reset(self, codes): ...
+        def update(self, rows): ...
+        def search(self, q, k, exclude=None, banned=None):
+            return torch.zeros(len(q), k + 1, dtype=torch.long)
+
+    t.searcher = Bad()
+    with pytest.raises(PluginError, match=r"searcher 'torch' \(plugin 'search_torch'\) returned"):
+        t.train_epoch()
