@@ -76,7 +76,7 @@ def exact_knn(
     buf = torch.empty((b, max(widths)), device=dev, dtype=queries.dtype)
     mins = torch.empty((b, sum(widths) // g), device=dev, dtype=queries.dtype)
     col = 0
-    for start, width in zip(range(0, n, step), widths):
+    for start, width in zip(range(0, n, step), widths, strict=True):
         stop = min(start + step, n)
         dist = buf[:, : stop - start]
         torch.addmm(sq_norms[start:stop].unsqueeze(0), queries, codes[start:stop].T,
