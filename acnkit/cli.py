@@ -191,3 +191,95 @@ def plugins(as_json: bool) -> None:
             parts.append(f"[red]failed to load: {r['error']}[/red]")
         table.add_row(r["name"], f"{r['distribution']} {r['version']}", "\n".join(parts))
     Console().print(table)
+
+
+@main.group()
+def bench() -> None:
+    """Performance figures: neighbour search and training epochs."""
+
+
+@bench.command("search")
+@click.option("--search", "names", multiple=True, help="Searcher(s) to time (default: all).")
+@click.option("--n", default=60000, show_default=True, help="Codes in the store.")
+@click.option("--dim", default=32, show_default=True, help="Code dimensions.")
+@click.option("--batch", default=128, show_default=True, help="Queries per batch.")
+@click.option("--k", default=5, show_default=True, help="Neighbours per query.")
+@click.option("--queries", default=20, show_default=True, help="Query batches timed.")
+@click.option("--codes", "codes_path", default=None,
+              help="Codes to search: a run folder (its store), a .pt tensor or a .npy array.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def bench_search_cmd(names, n, dim, batch, k, queries, codes_path, device, as_json):
+    """Build time, query time, recall@k of each searcher against exact search, and the
+    brute-force bound from this machine's measured matmul rate."""
+    from .bench import bench_search, load_codes
+    from .engine import resolve_device
+
+    resolve_device(device)
+    for name, value in (("--n", n), ("--dim", dim), ("--batch", batch), ("--k", k),
+                        ("--queries", queries)):
+        if value < 1:
+            raise click.UsageError(f"{name} must be >= 1")
+    codes = load_codes(codes_path) if codes_path else None
+    reg = get_registry()
+    names = list(names) or reg.names("searcher")
+    for name in names:
+        reg.get("searcher", name)
+    rows = bench_search(names, n, dim, batch, k, codes=codes, queries=queries, device=device)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    r0 = rows[0]
+    table = Table(title=f"search: {r0['n']} x {r0['dim']} codes, batch {batch}, k {k}; "
+                        f"matmul {r0['matmul_gflops']:.0f} GFLOP/s, "
+                        f"bound {r0['flop_bound_ms']:.2f} ms")
+    for col in ("searcher", "settings", "build s", "ms/batch", "x bound", "recall@k"):
+        table.add_column(col, justify="right" if col not in ("searcher", "settings") else "left")
+    for r in rows:
+        table.add_row(r["searcher"], ", ".join(f"{a}={b}" for a, b in r["settings"].items()),
+                      f"{r['build_seconds']:.2f}", f"{r['query_ms_per_batch']:.2f}",
+                      f"{r['ratio_to_bound']:.2f}", f"{r['recall_at_k']:.3f}")
+    Console().print(table)
+
+
+@bench.command("epoch")
+@click.option("--data", default=None, help="Data set (default: fashion-mnist if present, else digits).")
+@click.option("--data-dir", default=None, help="Folder of IDX files.")
+@click.option("--search", "names", multiple=True, help="Searcher(s) for ACN (default: all).")
+@click.option("--repeat", default=1, show_default=True, help="Interleaved repetitions (median).")
+@click.option("--train-limit", default=None, type=int, help="Use only the first N images.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_epoch_cmd(data, data_dir, names, repeat, train_limit, device, as_json):
+    """One training epoch of the VAE and of ACN with each searcher, blog configuration
+    (MLP 784-512-20, single-Gaussian prior with one hidden layer of 512, batch 128)."""
+    from .bench import bench_epoch
+
+    if data is None:
+        from pathlib import Path
+        data = "fashion-mnist" if Path("/usr/share/datasets/fashion-mnist").is_dir() else "digits"
+    reg = get_registry()
+    names = list(names) or reg.names("searcher")
+    for name in names:
+        reg.get("searcher", name)
+    if repeat < 1:
+        raise click.UsageError("--repeat must be >= 1")
+    result = bench_epoch(data, names, repeats=repeat, device=device, train_limit=train_limit,
+                         data_dir=data_dir)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"one training epoch on {result['data']} ({result['n']} images)")
+    for col in ("model", "seconds", "search s", "x VAE"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    table.add_row("vae", f"{result['vae_epoch_seconds']:.2f}", "-", "1.00")
+    for r in result["acn"]:
+        table.add_row(f"acn + {r['search']}", f"{r['epoch_seconds']:.2f}",
+                      f"{r['search_seconds']:.2f}", f"{r['ratio']:.2f}")
+    Console().print(table)

@@ -125,9 +125,40 @@ class Trainer:
         return self.history
 
     def train_epoch(self, callbacks: Callbacks | None = None) -> dict[str, Any] | None:
+        """One pass over the training data, then a test pass; returns the epoch's metrics
+        (None if a stop was requested mid-epoch)."""
+        start = time.perf_counter()
+        sums = self.train_pass(callbacks)
+        if sums is None:
+            return None
+        self.epoch += 1
+        seconds = time.perf_counter() - start
+        n = len(self.train_x)
+        recon, kl = sums[0] / n, sums[1] / n
+        test = self.evaluate()
+        metrics = {
+            "epoch": self.epoch,
+            "train_nats": recon + kl,
+            "train_recon": recon,
+            "train_kl": kl,
+            "test_nats": test["nats"],
+            "test_recon": test["recon"],
+            "test_kl": test["kl"],
+            "test_bits_per_dim": test["bits_per_dim"],
+            "epoch_seconds": seconds,
+            "search_seconds": self.search_seconds,
+        }
+        if self.config.unique and self.conditional:
+            metrics["unique_fallbacks"] = self.unique_fallbacks
+        self.history.append(metrics)
+        return metrics
+
+    def train_pass(self, callbacks: Callbacks | None = None) -> tuple[float, float] | None:
+        """Train on every datum once in a seeded random order; returns the sums of the
+        reconstruction and KL nats (None if a stop was requested mid-epoch)."""
         c, n = self.config, len(self.train_x)
         on_batch = callbacks.on_batch if callbacks else None
-        start, self.search_seconds, self.unique_fallbacks = time.perf_counter(), 0.0, 0
+        self.search_seconds, self.unique_fallbacks = 0.0, 0
         for m in self.modules.values():
             m.train()
         if self.conditional:
@@ -146,26 +177,7 @@ class Trainer:
             kl_sum += kl.sum()
             if on_batch:
                 on_batch(self.epoch + 1, b + 1, batches)
-        self.epoch += 1
-        seconds = time.perf_counter() - start
-        train = {"recon": recon_sum.item() / n, "kl": kl_sum.item() / n}
-        test = self.evaluate()
-        metrics = {
-            "epoch": self.epoch,
-            "train_nats": train["recon"] + train["kl"],
-            "train_recon": train["recon"],
-            "train_kl": train["kl"],
-            "test_nats": test["nats"],
-            "test_recon": test["recon"],
-            "test_kl": test["kl"],
-            "test_bits_per_dim": test["bits_per_dim"],
-            "epoch_seconds": seconds,
-            "search_seconds": self.search_seconds,
-        }
-        if c.unique and self.conditional:
-            metrics["unique_fallbacks"] = self.unique_fallbacks
-        self.history.append(metrics)
-        return metrics
+        return recon_sum.item(), kl_sum.item()
 
     def train_step(self, idx: Tensor, batch: int = 0) -> tuple[Tensor, Tensor]:
         """One optimiser step on the training data ``idx``; returns per-datum recon and KL."""

@@ -35,13 +35,6 @@ def chunk_rows(batch: int, group: int = MIN_GROUP) -> int:
     return rows - rows % group
 
 
-def _mask_excluded(dist: Tensor, exclude: Tensor, start: int) -> None:
-    local = exclude - start
-    inside = (local >= 0) & (local < dist.shape[1]) & (exclude >= 0)
-    rows = torch.arange(dist.shape[0], device=dist.device).unsqueeze(1).expand_as(local)
-    dist[rows[inside], local[inside]] = float("inf")
-
-
 def check_search_args(queries: Tensor, codes: Tensor, k: int) -> None:
     """The argument checks every searcher makes (raise ValueError, as the contract requires)."""
     if not isinstance(k, int) or k < 1:
@@ -70,6 +63,10 @@ def exact_knn(
     if exclude is not None and exclude.dim() == 1:
         exclude = exclude.unsqueeze(1)
     g = min(group_size(b, n, codes.shape[1]), n)
+    # Excluded rows are not masked in the chunks (that costs a scatter per chunk): each can
+    # spoil the minimum of one group only, so E exclusions per query are met by taking E
+    # more groups and dropping the excluded rows when the chosen groups are scored.
+    extra = 0 if exclude is None else exclude.shape[1]
     step = chunk_rows(b, g)
     widths = [min(step, n - s) for s in range(0, n, step)]
     widths = [-(-w // g) * g for w in widths]  # the last chunk is padded with inf
@@ -81,14 +78,13 @@ def exact_knn(
         dist = buf[:, : stop - start]
         torch.addmm(sq_norms[start:stop].unsqueeze(0), queries, codes[start:stop].T,
                     beta=1, alpha=-2, out=dist)
-        buf[:, stop - start: width] = float("inf")
-        if exclude is not None:
-            _mask_excluded(dist, exclude, start)
+        if width > stop - start:
+            buf[:, stop - start: width] = float("inf")
         if banned is not None:
             dist.masked_fill_(banned[start:stop].unsqueeze(0), float("inf"))
         torch.amin(buf[:, :width].view(b, g, width // g), dim=1, out=mins[:, col: col + width // g])
         col += width // g
-    _, best = torch.topk(mins, min(k, mins.shape[1]), dim=1, largest=False, sorted=False)
+    _, best = torch.topk(mins, min(k + extra, mins.shape[1]), dim=1, largest=False, sorted=False)
     # Rows of the chosen groups: group j of chunk c holds rows c*step + j%s + t*s, s = width/g.
     per_chunk = step // g
     chunk = best // per_chunk

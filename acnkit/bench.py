@@ -1,0 +1,158 @@
+"""Benchmarks behind ``acnkit bench``: neighbour search and whole training epochs.
+
+Every figure is a ratio or a time measured in the same process, so that a slow or busy
+machine shifts all of them together. Times are medians over repeated measurements.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import RunConfig
+from .engine import Trainer
+from .errors import UsageError
+from .neighbours import exact_knn
+from .registry import get_registry
+from .testing import clustered_codes
+
+#: settings tried for each searcher in ``bench search`` (the first is its default)
+SEARCH_SETTINGS: dict[str, list[dict[str, Any]]] = {
+    "annoy": [{"trees": 10, "search_k": -1}, {"trees": 10, "search_k": 2000},
+              {"trees": 50, "search_k": 5000}, {"trees": 50, "search_k": 20000}],
+    "sklearn": [{"algorithm": "auto"}, {"algorithm": "brute"}],
+}
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def matmul_gflops(device: torch.device, size: int = 1024, repeats: int = 10) -> float:
+    """This machine's float32 matrix-product rate, measured now."""
+    a = torch.randn(size, size, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def run() -> None:
+        torch.mm(a, a)
+        sync()
+
+    return 2 * size**3 / median_seconds(run, repeats, warmup=2) / 1e9
+
+
+def load_codes(path: str) -> torch.Tensor:
+    """Codes from a run folder (its checkpoint's store), a .pt tensor or a .npy array."""
+    p = Path(path)
+    if p.is_dir():
+        from .rundir import load_checkpoint
+
+        state = load_checkpoint(p)
+        if "store" not in state:
+            raise UsageError(f"{p} is a run without a code store (a vae run); use an acn run")
+        return state["store"].float()
+    if p.suffix == ".npy":
+        return torch.from_numpy(np.load(p)).float()
+    try:
+        codes = torch.load(p, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one line
+        raise UsageError(f"--codes {p}: cannot read it as a tensor ({exc})") from None
+    if not isinstance(codes, torch.Tensor) or codes.dim() != 2:
+        raise UsageError(f"--codes {p} must hold a 2-D tensor of codes")
+    return codes.float()
+
+
+def bench_search(searchers: list[str], n: int, dim: int, batch: int, k: int,
+                 codes: torch.Tensor | None = None, queries: int = 20,
+                 device: str = "cpu", seed: int = 0) -> list[dict[str, Any]]:
+    reg = get_registry()
+    dev = torch.device(device)
+    if codes is None:
+        codes = clustered_codes(n, dim, clusters=max(10, n // 600), seed=seed)
+    codes = codes.to(dev)
+    n, dim = codes.shape
+    if batch > n - k:
+        raise UsageError(f"--batch {batch} is too large for {n} codes")
+    rate = matmul_gflops(dev)
+    flop_bound_ms = 2 * batch * n * dim / (rate * 1e9) * 1e3
+    g = torch.Generator().manual_seed(seed)
+    batches = [torch.randperm(n, generator=g)[:batch].to(dev) for _ in range(queries)]
+    reference = [exact_knn(codes[i], codes, k, exclude=i)[1] for i in batches]
+    rows = []
+    for name in searchers:
+        for settings in SEARCH_SETTINGS.get(name, [{}]):
+            searcher = reg.create("searcher", name, **settings)
+            t0 = time.perf_counter()
+            searcher.reset(codes)
+            build = time.perf_counter() - t0
+            answers: list[torch.Tensor] = []
+
+            def query_all(searcher=searcher, answers=answers) -> None:
+                answers.clear()
+                for i in batches:
+                    answers.append(searcher.search(codes[i], k, exclude=i))
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+
+            per_batch = median_seconds(query_all, 3) / len(batches)
+            hits = sum((a.unsqueeze(2) == r.unsqueeze(1)).any(2).sum().item()
+                       for a, r in zip(answers, reference, strict=True))
+            rows.append({
+                "searcher": name, "n": n, "dim": dim, "batch": batch, "k": k,
+                "settings": searcher.settings() or settings,
+                "build_seconds": build, "query_ms_per_batch": per_batch * 1e3,
+                "recall_at_k": hits / (len(batches) * batch * k),
+                "flop_bound_ms": flop_bound_ms, "ratio_to_bound": per_batch * 1e3 / flop_bound_ms,
+                "matmul_gflops": rate,
+            })
+    return rows
+
+
+def blog_config(data: str, **overrides: Any) -> RunConfig:
+    """The blog's setup: MLP 784-512-20, single-Gaussian prior with one hidden layer of 512."""
+    base = dict(data=data, latent_dim=20, encoder_hidden="512", decoder_hidden="512",
+                prior_hidden=512, prior_layers=1, mixtures=1, batch_size=128,
+                posterior="learned", epochs=1)
+    base.update(overrides)
+    return RunConfig(**base)
+
+
+def bench_epoch(data: str, searchers: list[str], repeats: int = 1, device: str = "cpu",
+                train_limit: int | None = None, data_dir: str | None = None) -> dict[str, Any]:
+    """Seconds of one training pass of the VAE and of ACN with each searcher, interleaved
+    ``repeats`` times in this process; medians reported."""
+    trainers = {"vae": Trainer(blog_config(data, prior="vae", device=device,
+                                           train_limit=train_limit, data_dir=data_dir))}
+    dataset = trainers["vae"].data
+    for s in searchers:
+        trainers[s] = Trainer(blog_config(data, prior="acn", search=s, device=device,
+                                          train_limit=train_limit, data_dir=data_dir),
+                              dataset=dataset)
+    seconds: dict[str, list[float]] = {key: [] for key in trainers}
+    search: dict[str, list[float]] = {key: [] for key in trainers}
+    for _ in range(repeats):
+        for key, trainer in trainers.items():
+            t0 = time.perf_counter()
+            trainer.train_pass()
+            seconds[key].append(time.perf_counter() - t0)
+            search[key].append(trainer.search_seconds)
+    vae = statistics.median(seconds["vae"])
+    return {
+        "data": data, "n": len(trainers["vae"].train_x), "repeats": repeats,
+        "vae_epoch_seconds": vae,
+        "acn": [{"search": s, "epoch_seconds": statistics.median(seconds[s]),
+                 "search_seconds": statistics.median(search[s]),
+                 "ratio": statistics.median(seconds[s]) / vae} for s in searchers],
+    }
