@@ -6,6 +6,7 @@ import json
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -283,3 +284,98 @@ def bench_epoch_cmd(data, data_dir, names, repeat, train_limit, device, as_json)
         table.add_row(f"acn + {r['search']}", f"{r['epoch_seconds']:.2f}",
                       f"{r['search_seconds']:.2f}", f"{r['ratio']:.2f}")
     Console().print(table)
+
+
+@main.command()
+@run_options
+@click.option("--priors", default="vae,acn", show_default=True,
+              help="Comma-separated priors to train with identical nets, seed and data order.")
+@click.option("--out", type=click.Path(), default="runs/compare", show_default=True,
+              help="Folder for <prior>/ runs, compare.csv and compare.png.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier comparison in --out.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final epoch of each prior.")
+@click.pass_context
+def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, as_json: bool,
+            **params: Any) -> None:
+    """Train VAE and ACN side by side and report nats per epoch for both."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from . import runs
+    from .compare import run_compare
+
+    params.pop("prior", None)
+    config, _ = build_config(ctx, params)
+    names = [p.strip() for p in priors.split(",") if p.strip()]
+    try:
+        histories = run_compare(config, names, out, overwrite)
+    except runs.Interrupted as exc:
+        click.echo(str(exc), err=True)
+        ctx.exit(130)
+    if as_json:
+        click.echo(json.dumps({p: h[-1] for p, h in histories.items()}))
+        return
+    table = Table(title=f"nats per image on {config.data} (train | test)")
+    table.add_column("epoch", justify="right")
+    for p in names:
+        for what in ("train", "test"):
+            table.add_column(f"{p} {what}\n(recon + kl)", justify="right")
+    for e in range(max(len(h) for h in histories.values())):
+        row = [str(e + 1)]
+        for p in names:
+            for what in ("train", "test"):
+                m = histories[p][e] if e < len(histories[p]) else None
+                row.append(f"{m[f'{what}_nats']:.2f}\n({m[f'{what}_recon']:.1f} + "
+                           f"{m[f'{what}_kl']:.1f})" if m else "")
+        table.add_row(*row)
+    console = Console()
+    console.print(table)
+    if len(names) >= 2:
+        a, b = names[0], names[-1]
+        ta, tb = histories[a][-1]["test_nats"], histories[b][-1]["test_nats"]
+        console.print(f"final test nats: {b} {tb:.2f} vs {a} {ta:.2f}: "
+                      f"{b} is {ta - tb:+.2f} nats ({(ta - tb) / ta:+.1%}) better")
+    console.print(f"wrote {Path(out) / 'compare.csv'} and {Path(out) / 'compare.png'}")
+
+
+@main.command("eval")
+@click.argument("run_dir", type=click.Path())
+@click.option("--samples", default=0, show_default=True,
+              help="Importance samples for the NLL bound (0: skip it).")
+@click.option("--knn", default=5, show_default=True, help="k of the k-NN classifier on codes.")
+@click.option("--device", default=None, help="Evaluate on this device (default: the run's).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def eval_cmd(run_dir: str, samples: int, knn: int, device: str | None, as_json: bool) -> None:
+    """Test nats (recon + KL), bits/dim, k-NN accuracy of codes, importance-sampled NLL."""
+    from .evaluate import evaluate_run
+
+    if samples < 0 or knn < 1:
+        raise click.UsageError("--samples must be >= 0 and --knn >= 1")
+    result = evaluate_run(run_dir, samples=samples, knn=knn, device=device)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    for key, value in result.items():
+        click.echo(f"{key:>26}: {value:.4f}" if isinstance(value, float) else f"{key:>26}: {value}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--seeds", default=8, show_default=True, help="Chains (rows), seeded by test images.")
+@click.option("--steps", default=10, show_default=True, help="Dream steps per chain.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the chains' sampling.")
+@click.option("--out", default="daydream.png", show_default=True, help="PNG file to write.")
+@click.option("--device", default=None, help="Run on this device (default: the run's).")
+def daydream(run_dir: str, seeds: int, steps: int, seed: int, out: str,
+             device: str | None) -> None:
+    """Encode, sample the prior given the code, decode, repeat: a PNG grid, a row per chain."""
+    from .daydream import write_daydream
+    from .evaluate import load_trainer
+
+    if seeds < 1 or steps < 1:
+        raise click.UsageError("--seeds and --steps must be >= 1")
+    if not Path(out).parent.is_dir():
+        raise click.UsageError(f"--out {out}: folder {Path(out).parent} does not exist")
+    trainer = load_trainer(run_dir, device)
+    write_daydream(trainer, out, seeds, steps, seed)
+    click.echo(f"wrote {out}")

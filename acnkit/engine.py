@@ -88,9 +88,11 @@ class Trainer:
         self.parameters = [p for m in self.modules.values() for p in m.parameters()]
         self.optimizer = torch.optim.Adam(self.parameters, lr=c.lr)
 
-        # Shuffling and neighbour choice use a CPU generator, sampling noise one on the device:
-        # both are saved in checkpoints, so a resumed run replays the same numbers.
-        self.generator = torch.Generator().manual_seed(c.seed)
+        # Data order, neighbour choice and sampling noise each have their own generator, saved
+        # in checkpoints so that a resumed run replays the same numbers; the order's own
+        # generator gives VAE and ACN runs of one seed the same data order.
+        self.order = torch.Generator().manual_seed(c.seed)
+        self.generator = torch.Generator().manual_seed(c.seed + 2)
         self.noise = torch.Generator(device=self.device).manual_seed(c.seed + 1)
 
         self.conditional = bool(self.prior.conditional)
@@ -164,7 +166,7 @@ class Trainer:
         if self.conditional:
             self.used.zero_()
             self.searcher.reset(self.store)
-        order = torch.randperm(n, generator=self.generator).to(self.device)
+        order = torch.randperm(n, generator=self.order).to(self.device)
         batches = math.ceil(n / c.batch_size)
         recon_sum = torch.zeros((), device=self.device)
         kl_sum = torch.zeros((), device=self.device)
@@ -311,6 +313,7 @@ class Trainer:
             "history": self.history,
             "modules": {k: m.state_dict() for k, m in self.modules.items()},
             "optimizer": self.optimizer.state_dict(),
+            "order": self.order.get_state(),
             "generator": self.generator.get_state(),
             "noise": self.noise.get_state(),
         }
@@ -322,6 +325,7 @@ class Trainer:
         for k, m in self.modules.items():
             m.load_state_dict(state["modules"][k])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.order.set_state(state["order"])
         self.generator.set_state(state["generator"])
         self.noise.set_state(state["noise"])
         self.epoch = int(state["epoch"])

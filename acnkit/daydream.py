@@ -1,0 +1,48 @@
+"""Daydreaming: x0 -> c0 = encode(x0) -> z1 ~ p(z | c0) -> x1 = decode(z1) -> c1 -> ...
+
+Each chain starts from a data point and lets the prior dream the next image given the code
+of the last one: what the model thinks lies near it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .engine import Trainer
+from .errors import UsageError
+from .plots import image_grid
+
+
+@torch.no_grad()
+def daydream(trainer: Trainer, seeds: int, steps: int, seed: int = 0,
+             split: str = "test") -> torch.Tensor:
+    """Images (seeds, steps + 1, *image_shape): column 0 the data, then the dreams."""
+    if not trainer.conditional:
+        raise UsageError(f"prior {trainer.config.prior!r} is not conditioned on a code, so it "
+                         f"cannot daydream; use a run with a conditional prior such as acn")
+    for m in trainer.modules.values():
+        m.eval()
+    data = trainer.test_x if split == "test" else trainer.train_x
+    if seeds > len(data):
+        raise UsageError(f"--seeds {seeds} exceeds the {len(data)} {split} images")
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(len(data), generator=gen)[:seeds].to(trainer.device)
+    x = data[pick].float()
+    noise = torch.Generator(device=trainer.device).manual_seed(seed)
+    frames = [x]
+    for _ in range(steps):
+        code = trainer.encoder(x).mean
+        z = trainer.prior.sample(code, len(code), noise)
+        x = trainer.loss.mean(trainer.decoder(z))
+        frames.append(x)
+    return torch.stack(frames, 1).cpu()
+
+
+def write_daydream(trainer: Trainer, out: str | Path, seeds: int, steps: int,
+                   seed: int = 0) -> Path:
+    frames = daydream(trainer, seeds, steps, seed)
+    images = frames[:, :, 0].numpy()  # first channel
+    image_grid(images, out, col_labels=["data"] + [f"step {i}" for i in range(1, steps + 1)])
+    return Path(out)

@@ -1,0 +1,58 @@
+"""Pictures: nats per epoch for a comparison, image grids for daydreams. Written atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display is needed or wanted
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .atomic import atomic_write  # noqa: E402
+
+
+def _save(fig: Any, path: str | Path) -> None:
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def plot_compare(histories: dict[str, list[dict[str, Any]]], path: str | Path,
+                 title: str = "") -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False)
+    for ax, split in zip(axes, ("train", "test"), strict=True):
+        for prior, history in histories.items():
+            epochs = [m["epoch"] for m in history]
+            line, = ax.plot(epochs, [m[f"{split}_nats"] for m in history], marker="o",
+                            label=f"{prior} total")
+            ax.plot(epochs, [m[f"{split}_kl"] for m in history], linestyle="--",
+                    color=line.get_color(), label=f"{prior} KL")
+        ax.set_title(f"{split} nats per image")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("nats")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
+def image_grid(rows: np.ndarray, path: str | Path, row_labels: list[str] | None = None,
+               col_labels: list[str] | None = None) -> None:
+    """``rows``: (R, C, H, W) images in [0, 1], one row per chain."""
+    r, c = rows.shape[:2]
+    fig, axes = plt.subplots(r, c, figsize=(c * 0.9, r * 0.9), squeeze=False)
+    for i in range(r):
+        for j in range(c):
+            ax = axes[i][j]
+            ax.imshow(rows[i, j], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0 and col_labels:
+                ax.set_title(col_labels[j], fontsize=7)
+            if j == 0 and row_labels:
+                ax.set_ylabel(row_labels[i], fontsize=7)
+    _save(fig, path)

@@ -1,0 +1,108 @@
+"""Run folders: checkpoints, resume, compare, eval, daydream."""
+
+import csv
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from acnkit.cli import main
+from acnkit.errors import CheckpointError
+from acnkit.rundir import load_checkpoint
+
+SMALL = ["--latent-dim", "8", "--encoder-hidden", "64", "--decoder-hidden", "64",
+         "--prior-hidden", "32", "--batch-size", "64"]
+TIMING = ("epoch_seconds", "search_seconds")
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def metrics(path):
+    rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in m.items() if k not in TIMING} for m in rows]
+
+
+@pytest.mark.parametrize("prior", ["acn", "vae"])
+def test_resume_gives_identical_metrics(tmp_path, prior):
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert invoke("run", "--prior", prior, *SMALL, "--epochs", 3, "--out", whole).exit_code == 0
+    assert invoke("run", "--prior", prior, *SMALL, "--epochs", 1, "--out", part).exit_code == 0
+    r = invoke("run", "--resume", part, "--epochs", 3)
+    assert r.exit_code == 0, r.output
+    assert metrics(part) == metrics(whole)
+    assert len(metrics(part)) == 3
+
+
+def test_resume_defaults_to_the_epochs_the_run_started_with(tmp_path):
+    out = tmp_path / "r"
+    assert invoke("run", *SMALL, "--epochs", 2, "--out", out).exit_code == 0
+    state = load_checkpoint(out)
+    assert state["epoch"] == 2
+    r = invoke("run", "--resume", out)  # nothing left to do
+    assert r.exit_code == 0 and len(metrics(out)) == 2
+
+
+def test_checkpoint_loads_weights_only(tmp_path):
+    out = tmp_path / "r"
+    assert invoke("run", *SMALL, "--epochs", 1, "--out", out).exit_code == 0
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 1 and "store" in state and "optimizer" in state
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_pickled_object_in_checkpoint_is_refused(tmp_path, capsys):
+    out = tmp_path / "r"
+    out.mkdir()
+    torch.save({"format": 1, "config": {}, "payload": Evil()}, out / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="pickled Python objects"):
+        load_checkpoint(out)
+    assert "this must never run" not in capsys.readouterr().out
+    r = invoke("run", "--resume", out)
+    assert r.exit_code == 1 and "pickled Python objects" in r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_compare_writes_csv_png_and_runs(tmp_path):
+    out = tmp_path / "cmp"
+    r = invoke("compare", *SMALL, "--epochs", 2, "--out", out)
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader((out / "compare.csv").open()))
+    assert [(row["prior"], row["epoch"]) for row in rows] == [
+        ("vae", "1"), ("vae", "2"), ("acn", "1"), ("acn", "2")]
+    assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "vae" / "checkpoint.pt").is_file() and (out / "acn" / "metrics.jsonl").is_file()
+    assert "final test nats" in r.stdout
+    # Same seed and nets: the two runs start from the same encoder weights and data order.
+    enc = [load_checkpoint(out / p) for p in ("vae", "acn")]
+    assert enc[0]["order"].equal(enc[1]["order"])
+
+
+def test_eval_and_daydream(tmp_path):
+    out = tmp_path / "r"
+    assert invoke("run", *SMALL, "--epochs", 2, "--out", out).exit_code == 0
+    r = invoke("eval", out, "--json", "--samples", 5)
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert result["test_nats"] == pytest.approx(last["test_nats"])
+    assert 0 <= result["knn5_accuracy"] <= 1
+    # The importance-sampled bound is at least as tight as the ELBO on average.
+    assert result["test_nll_is"] < result["test_nats"] + 0.5
+    png = tmp_path / "d.png"
+    r = invoke("daydream", out, "--seeds", 3, "--steps", 4, "--out", png)
+    assert r.exit_code == 0, r.output
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_daydream_needs_a_conditional_prior(tmp_path):
+    out = tmp_path / "v"
+    assert invoke("run", "--prior", "vae", *SMALL, "--epochs", 1, "--out", out).exit_code == 0
+    r = invoke("daydream", out, "--out", tmp_path / "d.png")
+    assert r.exit_code == 2 and "cannot daydream" in r.stderr
