@@ -68,7 +68,9 @@ def load_codes(path: str) -> torch.Tensor:
     try:
         codes = torch.load(p, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one line
-        raise UsageError(f"--codes {p}: cannot read it as a tensor ({exc})") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
+        raise UsageError(f"--codes {p}: cannot read it as a tensor ({first}); give a run "
+                         f"folder, a .pt tensor or a .npy array") from None
     if not isinstance(codes, torch.Tensor) or codes.dim() != 2:
         raise UsageError(f"--codes {p} must hold a 2-D tensor of codes")
     return codes.float()

@@ -22,6 +22,19 @@ class AcnkitGroup(click.Group):
     """Turns every acnkit error into one line on stderr and its exit code (``--debug`` shows
     the traceback), and adds the commands that plugins register."""
 
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        # click's own usage errors become one line too, like acnkit's.
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as exc:
+            hint = f" (see {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) else ""
+            click.echo(f"error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -34,7 +47,7 @@ class AcnkitGroup(click.Group):
     def _fail(ctx: click.Context, message: str, code: int) -> None:
         if ctx.obj and ctx.obj.get("debug"):
             traceback.print_exc()
-        click.echo(message, err=True)
+        click.echo(" ".join(message.split()), err=True)  # always one line
         ctx.exit(code)
 
     def _ensure_plugin_commands(self) -> None:

@@ -65,7 +65,7 @@ class Trainer:
         reg = self.registry = registry or get_registry()
         self.device = resolve_device(c.device)
         for kind, name in (("prior", c.prior), ("encoder", c.encoder), ("decoder", c.decoder),
-                           ("loss", c.loss), ("dataset", c.data)):
+                           ("loss", c.loss), ("dataset", c.data), ("searcher", c.search)):
             reg.get(kind, name)  # unknown names fail before any data is read
         data = dataset or reg.create("dataset", c.data, data_dir=c.data_dir, seed=c.data_seed)
         check_dataset(data, c.data)
@@ -107,6 +107,7 @@ class Trainer:
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
         self.stop_requested = False
+        self.check_plugins()
         self.search_seconds = 0.0
         self.unique_fallbacks = 0
 
@@ -235,6 +236,38 @@ class Trainer:
         chosen[pending] = pick_random(self._search(codes[pending], idx[pending]), self.generator)
         return chosen
 
+    @torch.no_grad()
+    def check_plugins(self) -> None:
+        """Plugins' outputs have the shapes the engine relies on: checked once, on two
+        training images, before the first step, with random numbers of its own."""
+        c = self.config
+        x = self.train_x[:2].float()
+        b = len(x)
+        gen = torch.Generator(device=self.device).manual_seed(0)
+        z = torch.randn((b, c.latent_dim), generator=gen, device=self.device)
+        context = self.store[:b] if self.conditional else None
+        stages = [
+            ("encoder", c.encoder, lambda: self.encoder(x),
+             lambda q: [("mean", q.mean, (b, c.latent_dim)), ("log_std", q.log_std, (b, c.latent_dim))]),
+            ("decoder", c.decoder, lambda: self.decoder(z), lambda p: [("output", p, tuple(x.shape))]),
+            ("loss", c.loss, lambda: self.loss.nll(self.decoder(z), x), lambda r: [("nll", r, (b,))]),
+            ("prior", c.prior, lambda: self.prior.kl(self.encoder(x), z, context),
+             lambda k: [("kl", k, (b,))]),
+        ]
+        for kind, name, run, expected in stages:
+            plugin = self.registry.get(kind, name).plugin
+            try:
+                out = run()
+                items = expected(out)
+            except Exception as exc:  # noqa: BLE001 - any failure is the plugin's, named as such
+                raise PluginError(f"{kind} {name!r} (plugin {plugin!r}) failed on a batch of "
+                                  f"{b}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+            for what, value, shape in items:
+                got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+                if got != shape:
+                    raise PluginError(f"{kind} {name!r} (plugin {plugin!r}) gave {what} of "
+                                      f"shape {got}, expected {shape}")
+
     def _check_candidates(self, cands: Tensor, idx: Tensor) -> None:
         name = f"searcher {self.config.search!r} (plugin {self.searcher_plugin!r})"
         if not isinstance(cands, Tensor) or cands.shape != (len(idx), self.config.k):
@@ -325,6 +358,8 @@ class Trainer:
         for k, m in self.modules.items():
             m.load_state_dict(state["modules"][k])
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # --lr given on resume wins
+            group["lr"] = self.config.lr
         self.order.set_state(state["order"])
         self.generator.set_state(state["generator"])
         self.noise.set_state(state["noise"])

@@ -65,12 +65,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not file.exists():
         raise CheckpointError(f"{file} does not exist; only a run that finished at least one "
                               f"epoch can be resumed or evaluated")
+    if file.is_file() and not zipfile.is_zipfile(file):
+        raise CheckpointError(f"{file} is corrupt or not a checkpoint (not a torch archive); "
+                              f"restart the run or restore the file")
     try:
         state = torch.load(file, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        found = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line]
+        what = found[0][:120] if found else "objects other than tensors"
         raise CheckpointError(f"{file} holds pickled Python objects, which acnkit refuses to "
-                              f"load ({first[:120]}); use a checkpoint acnkit wrote") from None
+                              f"load ({what}); use a checkpoint acnkit wrote") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{file} is corrupt or not a checkpoint ({first[:120]}); "
