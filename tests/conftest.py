@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 import textwrap
 from pathlib import Path
 
@@ -14,6 +16,7 @@ def make_plugin(tmp_path, monkeypatch):
 
     Returns a function (dist_name, module_source, entry_name=None) -> site folder.
     """
+    modules: list[str] = []
     site = tmp_path / "site"
     site.mkdir()
     monkeypatch.syspath_prepend(str(site))
@@ -26,8 +29,11 @@ def make_plugin(tmp_path, monkeypatch):
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
         (info / "entry_points.txt").write_text(f"[acnkit]\n{entry or dist} = {module}\n")
+        modules.append(module)
         reset_registry()
         return site
 
     yield make
+    for module in modules:  # another test may reuse the name with other source
+        sys.modules.pop(module, None)
     reset_registry()
