@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import sys
-
 import textwrap
 from pathlib import Path
 

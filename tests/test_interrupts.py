@@ -1,0 +1,86 @@
+"""Signals: SIGTERM/SIGINT stop within a batch and keep the last epoch; SIGKILL at random
+moments loses nothing that a resume cannot replay exactly."""
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SMALL = ["--latent-dim", "8", "--encoder-hidden", "64", "--decoder-hidden", "64",
+         "--prior-hidden", "32", "--batch-size", "32", "--train-limit", "1000",
+         "--test-limit", "200"]
+TIMING = ("epoch_seconds", "search_seconds")
+
+
+def acnkit(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "acnkit", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def metrics(out: Path) -> list[dict]:
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
+
+
+def wait_for(path: Path, timeout: float = 60) -> None:
+    end = time.time() + timeout
+    while not path.exists():
+        assert time.time() < end, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_and_keeps_the_last_epoch(tmp_path, sig):
+    out = tmp_path / "r"
+    proc = acnkit("run", *SMALL, "--epochs", "200", "--out", str(out))
+    wait_for(out / "checkpoint.pt")
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"acnkit run --resume {out}" in err
+    assert "Traceback" not in err
+    done = metrics(out)
+    assert 1 <= len(done) < 200
+    r = subprocess.run([sys.executable, "-m", "acnkit", "run", "--resume", str(out),
+                        "--epochs", str(len(done) + 1)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert len(metrics(out)) == len(done) + 1
+
+
+def test_sigkill_at_random_moments_then_resume_matches(tmp_path):
+    epochs = "60"
+    whole = tmp_path / "whole"
+    r = subprocess.run([sys.executable, "-m", "acnkit", "run", *SMALL, "--epochs", epochs,
+                        "--out", str(whole)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "killed"
+    rng = random.Random(0)
+    kills = 0
+    for _ in range(30):
+        if (out / "checkpoint.pt").exists():
+            args = ["run", "--resume", str(out)]
+        else:
+            args = ["run", *SMALL, "--epochs", epochs, "--out", str(out), "--overwrite"]
+        proc = acnkit(*args)
+        try:
+            # Four kills at random moments, then the run is let finish.
+            proc.wait(timeout=rng.uniform(2.0, 5.0) if kills < 4 else 300)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            kills += 1
+            if (out / "metrics.jsonl").exists():
+                for line in (out / "metrics.jsonl").read_text().splitlines():
+                    json.loads(line)  # never a half line
+            continue
+        assert proc.returncode == 0, proc.stderr.read()
+        break
+    else:
+        pytest.fail("the run never finished")
+    assert kills == 4, "the run ended before it was killed four times; lengthen it"
+    assert metrics(out) == metrics(whole)
