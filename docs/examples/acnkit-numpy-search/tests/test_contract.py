@@ -1,0 +1,9 @@
+"""Run acnkit's searcher contract against this plugin: `python -m pytest tests`."""
+
+from acnkit.testing import SearcherContract
+from acnkit_numpy_search import NumpySearcher
+
+
+class TestNumpySearcher(SearcherContract):
+    factory = staticmethod(NumpySearcher)
+    recall_floor = 1.0  # exact search
