@@ -1,7 +1,8 @@
 """Run acnkit's searcher contract against this plugin: `python -m pytest tests`."""
 
-from acnkit.testing import SearcherContract
 from acnkit_numpy_search import NumpySearcher
+
+from acnkit.testing import SearcherContract
 
 
 class TestNumpySearcher(SearcherContract):
