@@ -76,9 +76,41 @@ def load_codes(path: str) -> torch.Tensor:
     return codes.float()
 
 
+def search_memory(searcher: str, n: int, dim: int, batch: int, k: int) -> dict[str, Any]:
+    """Peak memory a search adds beside the code store, from the process's high-water mark
+    (run it in a fresh process: ``acnkit bench memory``)."""
+    import gc
+    import resource
+
+    def peak() -> int:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+    # Warm the runtime (thread pools, kernels) on a tiny store: its one-time allocations
+    # are not the search's.
+    tiny = get_registry().create("searcher", searcher)
+    tiny.reset(torch.randn(4096, dim))
+    tiny.search(torch.randn(batch, dim), k)
+    del tiny
+    store = torch.empty(n, dim).normal_()  # filled in place: no temporary copies
+    s = get_registry().create("searcher", searcher)
+    s.reset(store)
+    idx = torch.randperm(n)[:batch]
+    queries = store[idx].clone()
+    gc.collect()
+    before = peak()
+    for _ in range(3):
+        s.search(queries, k, exclude=idx)
+    extra = max(0, peak() - before)
+    store_bytes = store.numel() * 4
+    return {"searcher": searcher, "n": n, "dim": dim, "batch": batch, "k": k,
+            "store_mb": store_bytes / 2**20, "extra_mb": extra / 2**20,
+            "extra_ratio": extra / store_bytes}
+
+
 def bench_search(searchers: list[str], n: int, dim: int, batch: int, k: int,
                  codes: torch.Tensor | None = None, queries: int = 20,
-                 device: str = "cpu", seed: int = 0) -> list[dict[str, Any]]:
+                 device: str = "cpu", seed: int = 0,
+                 settings: dict[str, list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
     reg = get_registry()
     dev = torch.device(device)
     if codes is None:
@@ -94,8 +126,8 @@ def bench_search(searchers: list[str], n: int, dim: int, batch: int, k: int,
     reference = [exact_knn(codes[i], codes, k, exclude=i)[1] for i in batches]
     rows = []
     for name in searchers:
-        for settings in SEARCH_SETTINGS.get(name, [{}]):
-            searcher = reg.create("searcher", name, **settings)
+        for options in (settings or SEARCH_SETTINGS).get(name, [{}]):
+            searcher = reg.create("searcher", name, **options)
             t0 = time.perf_counter()
             searcher.reset(codes)
             build = time.perf_counter() - t0
@@ -113,7 +145,7 @@ def bench_search(searchers: list[str], n: int, dim: int, batch: int, k: int,
                        for a, r in zip(answers, reference, strict=True))
             rows.append({
                 "searcher": name, "n": n, "dim": dim, "batch": batch, "k": k,
-                "settings": searcher.settings() or settings,
+                "settings": searcher.settings() or options,
                 "build_seconds": build, "query_ms_per_batch": per_batch * 1e3,
                 "recall_at_k": hits / (len(batches) * batch * k),
                 "flop_bound_ms": flop_bound_ms, "ratio_to_bound": per_batch * 1e3 / flop_bound_ms,

@@ -119,7 +119,7 @@ SEARCH_OPTION_KEYS = ("trees", "search_k")
 
 def run_options(fn: Callable) -> Callable:
     for decl, kwargs in reversed(RUN_OPTIONS):
-        fn = click.option(decl, **kwargs)(fn)
+        fn = click.option(decl, show_default=kwargs.get("default") is not None, **kwargs)(fn)
     fn = click.option("--config", "config_file", type=click.Path(dir_okay=False),
                       help="TOML file of options; options given on the command line win.")(fn)
     return fn
@@ -221,9 +221,13 @@ def bench() -> None:
 @click.option("--queries", default=20, show_default=True, help="Query batches timed.")
 @click.option("--codes", "codes_path", default=None,
               help="Codes to search: a run folder (its store), a .pt tensor or a .npy array.")
+@click.option("--trees", multiple=True, type=int, help="annoy: trees to try (repeatable).")
+@click.option("--search-k", "search_ks", multiple=True, type=int,
+              help="annoy: search_k values to try (repeatable).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
-def bench_search_cmd(names, n, dim, batch, k, queries, codes_path, device, as_json):
+def bench_search_cmd(names, n, dim, batch, k, queries, codes_path, trees, search_ks, device,
+                     as_json):
     """Build time, query time, recall@k of each searcher against exact search, and the
     brute-force bound from this machine's measured matmul rate."""
     from .bench import bench_search, load_codes
@@ -239,7 +243,14 @@ def bench_search_cmd(names, n, dim, batch, k, queries, codes_path, device, as_js
     names = list(names) or reg.names("searcher")
     for name in names:
         reg.get("searcher", name)
-    rows = bench_search(names, n, dim, batch, k, codes=codes, queries=queries, device=device)
+    from .bench import SEARCH_SETTINGS
+
+    settings = dict(SEARCH_SETTINGS)
+    if trees or search_ks:
+        settings["annoy"] = [{"trees": t, "search_k": s} for t in (trees or (10,))
+                             for s in (search_ks or (-1,))]
+    rows = bench_search(names, n, dim, batch, k, codes=codes, queries=queries, device=device,
+                        settings=settings)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -257,6 +268,21 @@ def bench_search_cmd(names, n, dim, batch, k, queries, codes_path, device, as_js
                       f"{r['build_seconds']:.2f}", f"{r['query_ms_per_batch']:.2f}",
                       f"{r['ratio_to_bound']:.2f}", f"{r['recall_at_k']:.3f}")
     Console().print(table)
+
+
+@bench.command("memory")
+@click.option("--search", "name", default="torch", show_default=True, help="Searcher.")
+@click.option("--n", default=1_000_000, show_default=True, help="Codes in the store.")
+@click.option("--dim", default=32, show_default=True, help="Code dimensions.")
+@click.option("--batch", default=128, show_default=True, help="Queries per batch.")
+@click.option("--k", default=5, show_default=True, help="Neighbours per query.")
+def bench_memory_cmd(name, n, dim, batch, k):
+    """Peak memory one search adds beside the code store (run alone: it reads the process's
+    high-water mark). Prints JSON."""
+    from .bench import search_memory
+
+    get_registry().get("searcher", name)
+    click.echo(json.dumps(search_memory(name, n, dim, batch, k)))
 
 
 @bench.command("epoch")

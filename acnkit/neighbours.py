@@ -24,15 +24,24 @@ MIN_GROUP = 16
 
 
 def group_size(batch: int, n: int, dim: int) -> int:
-    """Rows per group: the group minima (B x N/G floats) stay within a tenth of the store
-    (or 4 MiB) so that search at 1M codes needs little memory beside the store."""
-    budget = max(1 << 22, n * dim * 4 // 10)
+    """Rows per group: the group minima (B x N/G floats) stay within a twentieth of the
+    store (or 4 MiB) so that search at 1M codes needs little memory beside the store."""
+    budget = max(1 << 22, n * dim * 4 // 20)
     return max(MIN_GROUP, -(-batch * n * 4 // budget))
 
 
 def chunk_rows(batch: int, group: int = MIN_GROUP) -> int:
     rows = max(group * 64, CHUNK_BYTES // (4 * max(batch, 1)))
     return rows - rows % group
+
+
+def squared_norms(codes: Tensor, chunk: int = 1 << 16) -> Tensor:
+    """Row-wise squared norms, in chunks so that no temporary as large as the store exists."""
+    out = torch.empty(codes.shape[0], device=codes.device, dtype=codes.dtype)
+    for start in range(0, codes.shape[0], chunk):
+        part = codes[start: start + chunk]
+        torch.sum(part * part, dim=1, out=out[start: start + chunk])
+    return out
 
 
 def check_search_args(queries: Tensor, codes: Tensor, k: int) -> None:
@@ -59,7 +68,7 @@ def exact_knn(
     b, n = queries.shape[0], codes.shape[0]
     dev = queries.device
     if sq_norms is None:
-        sq_norms = (codes * codes).sum(1)
+        sq_norms = squared_norms(codes)
     if exclude is not None and exclude.dim() == 1:
         exclude = exclude.unsqueeze(1)
     g = min(group_size(b, n, codes.shape[1]), n)

@@ -6,7 +6,7 @@ from torch import Tensor
 
 import acnkit
 from acnkit.interfaces import NeighbourSearcher
-from acnkit.neighbours import exact_knn
+from acnkit.neighbours import exact_knn, squared_norms
 
 
 class TorchSearcher(NeighbourSearcher):
@@ -23,7 +23,7 @@ class TorchSearcher(NeighbourSearcher):
 
     def reset(self, codes: Tensor) -> None:
         self.codes = codes
-        self.sq_norms = (codes * codes).sum(1)
+        self.sq_norms = squared_norms(codes)
 
     def update(self, rows: Tensor) -> None:
         fresh = self.codes[rows]

@@ -58,3 +58,19 @@ def test_pick_unique_never_repeats_within_a_batch():
     chosen = picked[picked >= 0].tolist()
     assert len(chosen) == len(set(chosen)) == 3
     assert picked[3] == 3
+
+
+def test_large_groups_with_a_partial_last_group(monkeypatch):
+    monkeypatch.setattr(neighbours, "group_size", lambda b, n, d: 37)
+    monkeypatch.setattr(neighbours, "CHUNK_BYTES", 1)
+    g = torch.Generator().manual_seed(2)
+    codes = torch.randn(5000, 6, generator=g)
+    idx = torch.randint(0, 5000, (20,), generator=g)
+    _, got = exact_knn(codes[idx], codes, 7, exclude=idx)
+    assert torch.equal(got, brute_force_knn(codes[idx], codes, 7, exclude=idx))
+
+
+def test_group_minima_stay_small_beside_a_large_store():
+    n, d, b = 1_000_000, 32, 128
+    minima_bytes = b * (n // neighbours.group_size(b, n, d)) * 4
+    assert minima_bytes <= 0.05 * n * d * 4
