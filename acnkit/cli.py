@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -125,6 +126,23 @@ def run_options(fn: Callable) -> Callable:
     return fn
 
 
+def launch(nproc: int, argv: list[str]) -> int:
+    """Run this same command under torch.distributed.run with ``nproc`` local processes."""
+    import subprocess
+
+    args, skip = [], False
+    for arg in argv:  # drop --nproc N / --nproc=N
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            args.append(arg)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={nproc}", "-m", "acnkit", *args]
+    return subprocess.call(cmd)
+
+
 def build_config(ctx: click.Context, params: dict[str, Any]) -> tuple[RunConfig, dict[str, Any]]:
     """The run's config, and the options the user gave explicitly (they override a file)."""
     explicit = {}
@@ -156,11 +174,21 @@ def build_config(ctx: click.Context, params: dict[str, Any]) -> tuple[RunConfig,
               help="Continue the run in this folder (up to --epochs in all).")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the last epoch's metrics as JSON.")
+@click.option("--nproc", default=1, show_default=True,
+              help="Processes to train with (torch.distributed; gloo on CPU, nccl on CUDA).")
 @click.pass_context
 def run(ctx: click.Context, out: str, resume_dir: str | None, overwrite: bool, as_json: bool,
-        **params: Any) -> None:
-    """Train one model (ACN by default) and test it after every epoch."""
+        nproc: int, **params: Any) -> None:
+    """Train one model (ACN by default) and test it after every epoch.
+
+    Under torchrun (torchrun --nproc_per_node N -m acnkit run ...) or with --nproc N it
+    trains with one process per share of each batch; only rank 0 writes files."""
     from . import runs
+
+    if nproc < 1:
+        raise click.UsageError("--nproc must be >= 1")
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        ctx.exit(launch(nproc, sys.argv[1:]))
 
     config, overrides = build_config(ctx, params)
     try:
@@ -172,7 +200,7 @@ def run(ctx: click.Context, out: str, resume_dir: str | None, overwrite: bool, a
     except runs.Interrupted as exc:
         click.echo(str(exc), err=True)
         ctx.exit(130)
-    if as_json and trainer.history:
+    if as_json and trainer.history and trainer.dist.is_main:
         click.echo(json.dumps(trainer.history[-1]))
 
 

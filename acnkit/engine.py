@@ -20,8 +20,10 @@ import torch
 from torch import Tensor
 
 from .config import RunConfig
+from .distributed import DistContext
 from .errors import NumericalError, PluginError, UsageError
 from .interfaces import Dataset
+from .model import CompressionModel
 from .neighbours import exact_knn, pick_random, pick_unique
 from .registry import Registry, get_registry
 
@@ -29,10 +31,12 @@ from .registry import Registry, get_registry
 EVAL_SEED = 2024
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, dist: DistContext | None = None) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for but no CUDA GPU is available; "
                          "use --device cpu")
+    if name == "cuda" and dist is not None and dist.enabled:
+        return torch.device("cuda", dist.local_rank)  # one GPU per process
     return torch.device(name)
 
 
@@ -60,10 +64,11 @@ class Trainer:
     """Builds every component of a run from its config and trains it epoch by epoch."""
 
     def __init__(self, config: RunConfig, registry: Registry | None = None,
-                 dataset: Dataset | None = None) -> None:
+                 dataset: Dataset | None = None, dist: DistContext | None = None) -> None:
         self.config = c = config.validate()
         reg = self.registry = registry or get_registry()
-        self.device = resolve_device(c.device)
+        self.dist = dist or DistContext()
+        self.device = resolve_device(c.device, self.dist)
         for kind, name in (("prior", c.prior), ("encoder", c.encoder), ("decoder", c.decoder),
                            ("loss", c.loss), ("dataset", c.data), ("searcher", c.search)):
             reg.get(kind, name)  # unknown names fail before any data is read
@@ -85,6 +90,16 @@ class Trainer:
                                 layers=c.prior_layers, mixtures=c.mixtures).to(self.device)
         self.loss = reg.create("loss", c.loss)
         self.modules = {"encoder": self.encoder, "decoder": self.decoder, "prior": self.prior}
+        self.model = CompressionModel(self.encoder, self.decoder, self.prior, self.loss)
+        self.ddp: torch.nn.Module = self.model
+        if self.dist.enabled:
+            if c.unique:
+                raise UsageError("--unique is not supported with several processes yet; "
+                                 "drop it or train in one process")
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.parameters = [p for m in self.modules.values() for p in m.parameters()]
         self.optimizer = torch.optim.Adam(self.parameters, lr=c.lr)
 
@@ -92,8 +107,9 @@ class Trainer:
         # in checkpoints so that a resumed run replays the same numbers; the order's own
         # generator gives VAE and ACN runs of one seed the same data order.
         self.order = torch.Generator().manual_seed(c.seed)
-        self.generator = torch.Generator().manual_seed(c.seed + 2)
-        self.noise = torch.Generator(device=self.device).manual_seed(c.seed + 1)
+        rank_seed = 1000 * self.dist.rank  # ranks draw different noise and neighbours
+        self.generator = torch.Generator().manual_seed(c.seed + 2 + rank_seed)
+        self.noise = torch.Generator(device=self.device).manual_seed(c.seed + 1 + rank_seed)
 
         self.conditional = bool(self.prior.conditional)
         self.searcher = None
@@ -172,26 +188,31 @@ class Trainer:
         recon_sum = torch.zeros((), device=self.device)
         kl_sum = torch.zeros((), device=self.device)
         for b in range(batches):
-            if self.stop_requested:
+            if self._should_stop():
                 return None
-            idx = order[b * c.batch_size: (b + 1) * c.batch_size]
+            idx = self.dist.shard(order[b * c.batch_size: (b + 1) * c.batch_size])
             recon, kl = self.train_step(idx, batch=b)
             recon_sum += recon.sum()
             kl_sum += kl.sum()
             if on_batch:
                 on_batch(self.epoch + 1, b + 1, batches)
-        return recon_sum.item(), kl_sum.item()
+        return (self.dist.sum(recon_sum.item(), self.device),
+                self.dist.sum(kl_sum.item(), self.device))
+
+    def _should_stop(self) -> bool:
+        # With several processes every rank must stop at the same batch, or the others
+        # would wait for it in the next collective.
+        if self.dist.enabled:
+            self.stop_requested = self.dist.sum(float(self.stop_requested), self.device) > 0
+        return self.stop_requested
 
     def train_step(self, idx: Tensor, batch: int = 0) -> tuple[Tensor, Tensor]:
-        """One optimiser step on the training data ``idx``; returns per-datum recon and KL."""
+        """One optimiser step on the training data ``idx`` (this rank's share of the batch);
+        returns per-datum reconstruction and KL nats. The model encodes x, asks
+        ``neighbour_codes`` for each code's neighbour context (ACN), samples z and scores it."""
         x = self.train_x[idx].float()
-        posterior = self.encoder(x)
-        context = None
-        if self.conditional:
-            context = self.neighbour_codes(idx, posterior.mean.detach())
-        z = posterior.rsample(self.noise)
-        recon = self.loss.nll(self.decoder(z), x)
-        kl = self.prior.kl(posterior, z, context)
+        neighbours = (lambda codes: self.neighbour_codes(idx, codes)) if self.conditional else None
+        recon, kl = self.ddp(x, neighbours, self.noise)
         loss = (recon + kl).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -200,9 +221,11 @@ class Trainer:
         return recon.detach(), kl.detach()
 
     def neighbour_codes(self, idx: Tensor, codes: Tensor) -> Tensor:
-        """Store the batch's fresh codes, then return one random near neighbour's code each."""
-        self.store[idx] = codes
-        self.searcher.update(idx)
+        """Store the batch's fresh codes (every rank's), then return one random near
+        neighbour's code for each of this rank's codes."""
+        every_idx, every_code = self.dist.all_gather(idx), self.dist.all_gather(codes)
+        self.store[every_idx] = every_code
+        self.searcher.update(every_idx)
         t0 = time.perf_counter()
         if self.config.unique:
             chosen = self._unique_neighbours(idx, codes)
@@ -368,6 +391,10 @@ class Trainer:
         if self.conditional:
             self.store.copy_(state["store"].to(self.device))
             self.searcher.reset(self.store)
+        if self.dist.rank > 0:  # only rank 0's random states are saved: reseed the others
+            seed = self.config.seed + 1000 * self.dist.rank + 7919 * self.epoch
+            self.generator.manual_seed(seed)
+            self.noise.manual_seed(seed + 1)
 
 
 def train(config: RunConfig, callbacks: Callbacks | None = None) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from typing import Any
 from . import rundir
 from .config import RunConfig
 from .display import RunDisplay
+from .distributed import from_environment
 from .engine import Trainer
 from .errors import CheckpointError
 
@@ -41,12 +42,15 @@ def stop_on_signals(trainer: Trainer) -> Iterator[None]:
 
 def _checkpoint(out: Path) -> Any:
     def after_epoch(trainer: Trainer) -> None:
-        rundir.save_checkpoint(out, trainer.state_dict())
-        rundir.write_metrics(out, trainer.history)
+        if trainer.dist.is_main:  # one writer; the other ranks hold the same state
+            rundir.save_checkpoint(out, trainer.state_dict())
+            rundir.write_metrics(out, trainer.history)
+        trainer.dist.barrier()
     return after_epoch
 
 
 def _fit(trainer: Trainer, out: Path, epochs: int, label: str, quiet: bool) -> list[dict]:
+    quiet = quiet or not trainer.dist.is_main
     with stop_on_signals(trainer), RunDisplay(epochs, label, quiet) as callbacks:
         history = trainer.fit(epochs, callbacks=callbacks, after_epoch=_checkpoint(out))
     if trainer.stop_requested:
@@ -59,9 +63,13 @@ def start(config: RunConfig, out: str | Path, overwrite: bool = False, label: st
     """Train a new run into folder ``out``; returns the trainer (its ``history`` holds the
     per-epoch metrics, also in ``out/metrics.jsonl``)."""
     config.validate()
-    path = rundir.prepare(out, overwrite)
-    trainer = Trainer(config)
-    rundir.write_config(path, config.to_dict())
+    dist = from_environment(config.device)
+    path = Path(out)
+    if dist.is_main:
+        rundir.prepare(out, overwrite)
+        rundir.write_config(path, config.to_dict())
+    dist.barrier()
+    trainer = Trainer(config, dist=dist)
     _fit(trainer, path, config.epochs, label, quiet)
     return trainer
 
@@ -83,8 +91,10 @@ def resume(out: str | Path, epochs: int | None = None, overrides: dict[str, Any]
     config = RunConfig.from_dict({**saved.to_dict(), **(overrides or {})})
     if epochs is not None:
         config.epochs = epochs
-    trainer = Trainer(config)
+    dist = from_environment(config.device)
+    trainer = Trainer(config, dist=dist)
     trainer.load_state_dict(state)
-    rundir.write_config(path, config.to_dict())
+    if dist.is_main:
+        rundir.write_config(path, config.to_dict())
     _fit(trainer, path, config.epochs, label, quiet)
     return trainer
