@@ -27,6 +27,7 @@ SEARCH_SETTINGS: dict[str, list[dict[str, Any]]] = {
     "annoy": [{"trees": 10, "search_k": -1}, {"trees": 10, "search_k": 2000},
               {"trees": 50, "search_k": 5000}, {"trees": 50, "search_k": 20000}],
     "sklearn": [{"algorithm": "auto"}, {"algorithm": "brute"}],
+    "faiss-ivf": [{"nprobe": 8}, {"nprobe": 32}],
 }
 
 

@@ -77,9 +77,12 @@ def check_banned_rows_and_widening(factory: Factory, recall_floor: float = 1.0) 
     q = codes[500:510].clone()
     out = _fresh(factory, codes).search(q, 5, banned=banned)
     assert torch.isin(out, allowed).all(), "a banned row came back"
-    # With 7 eligible rows spread over the store, every query must still find 5 of them.
-    ref = brute_force_knn(q, codes, 5, banned=banned)
-    assert torch.equal(out.sort(1).values, ref.sort(1).values), "widening missed eligible rows"
+    # With 7 eligible rows spread over the store, every query must still find 5 of them
+    # (an exact searcher: the nearest 5).
+    assert (out >= 0).all(), "fewer than k eligible rows found: the search did not widen"
+    if recall_floor >= 1.0:
+        ref = brute_force_knn(q, codes, 5, banned=banned)
+        assert torch.equal(out.sort(1).values, ref.sort(1).values), "not the nearest eligible rows"
 
 
 def check_padding_when_too_few(factory: Factory, recall_floor: float = 1.0) -> None:

@@ -1,0 +1,79 @@
+"""faiss searchers (``pip install 'acnkit[faiss]'``): ``faiss`` is exact brute force on the
+live store (never stale); ``faiss-ivf`` an inverted-file index (approximate, rebuilt every
+``refresh`` batches) for stores of a million codes and more."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import acnkit
+from acnkit.errors import UsageError
+from acnkit.index_searcher import DEFAULT_REFRESH, IndexSearcher
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError:
+        raise UsageError("the faiss searchers need faiss: pip install 'acnkit[faiss]'") from None
+    return faiss
+
+
+class FaissExactSearcher(IndexSearcher):
+    """faiss.knn over the live store on every query: exact, nothing to rebuild."""
+
+    exact = True
+
+    def __init__(self) -> None:
+        super().__init__(refresh=1 << 62)
+        self.faiss = _faiss()
+
+    def build(self, codes: np.ndarray) -> None:
+        pass  # queries read the live store
+
+    def query(self, queries: np.ndarray, k: int) -> np.ndarray:
+        store = np.ascontiguousarray(self.codes.detach().cpu().numpy(), dtype=np.float32)
+        _, idx = self.faiss.knn(queries, store, k)
+        return idx
+
+    def settings(self) -> dict:
+        return {}
+
+
+class FaissIVFSearcher(IndexSearcher):
+    """IndexIVFFlat: ``nlist`` cells (default 4 sqrt(N)), ``nprobe`` of them searched."""
+
+    def __init__(self, refresh: int = DEFAULT_REFRESH, nlist: int | None = None,
+                 nprobe: int = 16) -> None:
+        super().__init__(refresh)
+        if nprobe < 1 or (nlist is not None and nlist < 1):
+            raise ValueError("nlist and nprobe must be >= 1")
+        self.faiss, self.nlist, self.nprobe = _faiss(), nlist, nprobe
+        self.index = None
+
+    def build(self, codes: np.ndarray) -> None:
+        n, d = codes.shape
+        nlist = self.nlist or max(1, min(n // 39, int(4 * math.sqrt(n))))
+        quantizer = self.faiss.IndexFlatL2(d)
+        index = self.faiss.IndexIVFFlat(quantizer, d, nlist)
+        index.train(codes)
+        index.add(codes)
+        index.nprobe = min(self.nprobe, nlist)
+        self.index, self._quantizer = index, quantizer
+
+    def query(self, queries: np.ndarray, k: int) -> np.ndarray:
+        _, idx = self.index.search(queries, k)
+        return idx
+
+    def settings(self) -> dict:
+        return {"refresh": self.refresh, "nlist": self.index.nlist if self.index else self.nlist,
+                "nprobe": self.nprobe}
+
+
+@acnkit.hookimpl
+def register_searchers(register):
+    register("faiss", FaissExactSearcher, description="faiss exact search on the live store")
+    register("faiss-ivf", FaissIVFSearcher,
+             description="faiss IVF index (approximate), rebuilt every --refresh batches")
