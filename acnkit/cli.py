@@ -114,6 +114,9 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--search-k", {"default": None, "type": int, "help": "annoy: nodes inspected per query."}),
     ("--train-limit", {"default": None, "type": int, "help": "Use only the first N training images."}),
     ("--test-limit", {"default": None, "type": int, "help": "Use only the first N test images."}),
+    ("--valid-size", {"default": None, "type": int,
+                      "help": "Hold out the last N training images and report them instead of "
+                              "the test set (for choosing hyper-parameters)."}),
 ]
 SEARCH_OPTION_KEYS = ("trees", "search_k")
 

@@ -29,7 +29,8 @@ def _walk(cmd: click.Command, path: list[str]) -> list[tuple[str, click.Command]
 def render() -> str:
     parts = [HEADER]
     for path, cmd in _walk(main, ["acnkit"]):
-        ctx = click.Context(cmd, info_name=path, terminal_width=88, max_content_width=88)
+        ctx = click.Context(cmd, info_name=path, terminal_width=88, max_content_width=88,
+                            help_option_names=["-h", "--help"])
         parts.append(f"## `{path}`\n\n```text\n{cmd.get_help(ctx)}\n```\n")
     return "\n".join(parts)
 

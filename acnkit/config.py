@@ -46,6 +46,7 @@ class RunConfig:
     search_options: dict[str, Any] = field(default_factory=dict)
     train_limit: int | None = None
     test_limit: int | None = None
+    valid_size: int | None = None
 
     def validate(self) -> RunConfig:
         positive = {
@@ -65,7 +66,7 @@ class RunConfig:
             raise UsageError(f"--posterior must be 'unit' or 'learned', got {self.posterior!r}")
         if self.refresh is not None and self.refresh < 1:
             raise UsageError(f"--refresh must be >= 1 batches, got {self.refresh}")
-        for name in ("train_limit", "test_limit"):
+        for name in ("train_limit", "test_limit", "valid_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
@@ -108,5 +109,5 @@ class RunConfig:
     STRUCTURAL = (
         "prior", "data", "encoder", "decoder", "loss", "batch_size", "latent_dim", "posterior",
         "encoder_hidden", "decoder_hidden", "prior_hidden", "prior_layers", "mixtures",
-        "train_limit", "test_limit", "data_seed", "seed",
+        "train_limit", "test_limit", "valid_size", "data_seed", "seed",
     )

@@ -75,10 +75,20 @@ class Trainer:
         data = dataset or reg.create("dataset", c.data, data_dir=c.data_dir, seed=c.data_seed)
         check_dataset(data, c.data)
         self.data = data
-        self.train_x = data.train_x[: c.train_limit].to(self.device)
-        self.train_y = data.train_y[: c.train_limit]
-        self.test_x = data.test_x[: c.test_limit].to(self.device)
-        self.test_y = data.test_y[: c.test_limit]
+        train_x, train_y = data.train_x[: c.train_limit], data.train_y[: c.train_limit]
+        test_x, test_y = data.test_x, data.test_y
+        self.eval_split = "test"
+        if c.valid_size:
+            # Hyper-parameters are chosen on images carved from the training set, never on
+            # the test set: the validation images then stand in for it everywhere.
+            if c.valid_size >= len(train_x):
+                raise UsageError(f"--valid-size {c.valid_size} leaves no training images "
+                                 f"of {len(train_x)}")
+            train_x, test_x = train_x[: -c.valid_size], train_x[-c.valid_size:]
+            train_y, test_y = train_y[: -c.valid_size], train_y[-c.valid_size:]
+            self.eval_split = "valid"
+        self.train_x, self.train_y = train_x.to(self.device), train_y
+        self.test_x, self.test_y = test_x[: c.test_limit].to(self.device), test_y[: c.test_limit]
         n = len(self.train_x)
 
         torch.manual_seed(c.seed)  # parameter initialisation
@@ -164,6 +174,7 @@ class Trainer:
             "test_recon": test["recon"],
             "test_kl": test["kl"],
             "test_bits_per_dim": test["bits_per_dim"],
+            "eval_split": self.eval_split,
             "epoch_seconds": seconds,
             "search_seconds": self.search_seconds,
         }

@@ -18,8 +18,8 @@ CONFIG, METRICS, CHECKPOINT = "config.json", "metrics.jsonl", "checkpoint.pt"
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT)
 
 
-def prepare(out: str | Path, overwrite: bool = False) -> Path:
-    """Make ``out`` ready for a new run, refusing to clobber anything unless ``overwrite``."""
+def check_out(out: str | Path, overwrite: bool = False) -> Path:
+    """Refuse an ``--out`` that is a file or holds something, unless ``overwrite``."""
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise UsageError(f"--out {path} is a file, not a folder; choose another --out")
@@ -27,6 +27,12 @@ def prepare(out: str | Path, overwrite: bool = False) -> Path:
         what = "another run" if any((path / f).exists() for f in RUN_FILES) else "other files"
         raise UsageError(f"--out {path} already holds {what}; pass --resume {path} to continue "
                          f"it, --overwrite to replace it, or choose an empty folder")
+    return path
+
+
+def prepare(out: str | Path, overwrite: bool = False) -> Path:
+    """Make ``out`` ready for a new run, refusing to clobber anything unless ``overwrite``."""
+    path = check_out(out, overwrite)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".acnkit-write-test"

@@ -66,10 +66,12 @@ def start(config: RunConfig, out: str | Path, overwrite: bool = False, label: st
     dist = from_environment(config.device)
     path = Path(out)
     if dist.is_main:
-        rundir.prepare(out, overwrite)
+        rundir.check_out(path, overwrite)  # refuse before any work
+    trainer = Trainer(config, dist=dist)  # bad options and data fail here, before any write
+    if dist.is_main:
+        rundir.prepare(path, overwrite)
         rundir.write_config(path, config.to_dict())
     dist.barrier()
-    trainer = Trainer(config, dist=dist)
     _fit(trainer, path, config.epochs, label, quiet)
     return trainer
 

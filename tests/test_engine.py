@@ -109,3 +109,12 @@ def test_searcher_returning_wrong_shape_is_named():
     t.searcher = Bad()
     with pytest.raises(PluginError, match=r"searcher 'torch' \(plugin 'search_torch'\) returned"):
         t.train_epoch()
+
+
+def test_validation_split_is_carved_from_training_data():
+    t = Trainer(small(valid_size=200))
+    full = Trainer(small())
+    assert len(t.train_x) == len(full.train_x) - 200
+    assert torch.equal(t.test_x, full.train_x[-200:])
+    assert t.train_epoch()["eval_split"] == "valid"
+    assert full.train_epoch()["eval_split"] == "test"

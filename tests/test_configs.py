@@ -1,0 +1,35 @@
+"""Each reference configuration trains for one epoch (a smoke test on a digits subset)."""
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from acnkit.cli import main
+from acnkit.config import RunConfig
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.toml"))
+
+
+def test_there_are_reference_configs():
+    assert {p.stem for p in CONFIGS} >= {"blog", "paper"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_config_trains_one_epoch(path, tmp_path):
+    RunConfig.from_toml(path).validate()
+    r = CliRunner().invoke(main, ["run", "--config", str(path), "--epochs", "1",
+                                  "--train-limit", "256", "--test-limit", "64",
+                                  "--out", str(tmp_path / "r"), "--json"])
+    assert r.exit_code == 0, r.output
+
+
+def test_command_line_overrides_the_file(tmp_path):
+    out = tmp_path / "r"
+    r = CliRunner().invoke(main, ["run", "--config", str(CONFIGS[0]), "--latent-dim", "6",
+                                  "--epochs", "1", "--train-limit", "128", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    import json
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["latent_dim"] == 6 and saved["prior_layers"] == RunConfig.from_toml(
+        CONFIGS[0]).prior_layers
