@@ -309,9 +309,12 @@ class Trainer:
             raise PluginError(f"{name} returned {shape}, expected ({len(idx)}, {self.config.k})")
         if cands.dtype != torch.long:
             raise PluginError(f"{name} returned dtype {cands.dtype}, expected torch.long")
-        if cands.numel() and (cands.min() < -1 or cands.max() >= len(self.store)):
-            raise PluginError(f"{name} returned indices outside the store of {len(self.store)}")
-        if (cands == idx.unsqueeze(1)).any():
+        own = cands == idx.unsqueeze(1)
+        outside = (cands < -1) | (cands >= len(self.store))
+        if (own | outside).any():  # one reduction on the hot path; diagnose only on failure
+            if outside.any():
+                raise PluginError(f"{name} returned indices outside the store of "
+                                  f"{len(self.store)}")
             raise PluginError(f"{name} returned a query's own row as its neighbour")
 
     def _check_finite(self, loss: Tensor, batch: int) -> None:

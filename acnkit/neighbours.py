@@ -44,6 +44,20 @@ def squared_norms(codes: Tensor, chunk: int = 1 << 16) -> Tensor:
     return out
 
 
+def _scratch(workspace: dict | None, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """A buffer of ``shape``, reused from ``workspace`` across calls when one is given (a
+    fresh multi-megabyte allocation per batch costs page faults every step)."""
+    size = 1
+    for s in shape:
+        size *= s
+    if workspace is None:
+        return torch.empty(shape, device=like.device, dtype=like.dtype)
+    buf = workspace.get(name)
+    if buf is None or buf.numel() < size or buf.device != like.device or buf.dtype != like.dtype:
+        buf = workspace[name] = torch.empty(size, device=like.device, dtype=like.dtype)
+    return buf[:size].view(shape)
+
+
 def check_search_args(queries: Tensor, codes: Tensor, k: int) -> None:
     """The argument checks every searcher makes (raise ValueError, as the contract requires)."""
     if not isinstance(k, int) or k < 1:
@@ -59,10 +73,12 @@ def exact_knn(
     exclude: Tensor | None = None,
     banned: Tensor | None = None,
     sq_norms: Tensor | None = None,
+    workspace: dict | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Squared distances and indices (B, k) of the ``k`` nearest eligible rows, nearest first.
 
     Ineligible slots (fewer than ``k`` eligible rows) have distance inf and index -1.
+    ``workspace``: a dict the caller keeps between calls, to reuse the scratch buffers.
     """
     check_search_args(queries, codes, k)
     b, n = queries.shape[0], codes.shape[0]
@@ -79,8 +95,8 @@ def exact_knn(
     step = chunk_rows(b, g)
     widths = [min(step, n - s) for s in range(0, n, step)]
     widths = [-(-w // g) * g for w in widths]  # the last chunk is padded with inf
-    buf = torch.empty((b, max(widths)), device=dev, dtype=queries.dtype)
-    mins = torch.empty((b, sum(widths) // g), device=dev, dtype=queries.dtype)
+    buf = _scratch(workspace, "distances", (b, max(widths)), queries)
+    mins = _scratch(workspace, "minima", (b, sum(widths) // g), queries)
     col = 0
     for start, width in zip(range(0, n, step), widths, strict=True):
         stop = min(start + step, n)

@@ -12,7 +12,8 @@ from acnkit.neighbours import exact_knn, squared_norms
 class TorchSearcher(NeighbourSearcher):
     """Brute force over the live store: answers are always exact and never stale.
 
-    Squared norms of the store are cached and refreshed only for rows that changed.
+    Squared norms of the store are cached and refreshed only for rows that changed; the
+    scratch buffers of the search are allocated once and reused.
     """
 
     exact = True
@@ -20,6 +21,7 @@ class TorchSearcher(NeighbourSearcher):
     def __init__(self) -> None:
         self.codes: Tensor | None = None
         self.sq_norms: Tensor | None = None
+        self.workspace: dict = {}  # scratch buffers reused by every search
 
     def reset(self, codes: Tensor) -> None:
         self.codes = codes
@@ -30,7 +32,8 @@ class TorchSearcher(NeighbourSearcher):
         self.sq_norms[rows] = (fresh * fresh).sum(1)
 
     def search(self, queries, k, exclude=None, banned=None):
-        _, idx = exact_knn(queries, self.codes, k, exclude, banned, self.sq_norms)
+        _, idx = exact_knn(queries, self.codes, k, exclude, banned, self.sq_norms,
+                           self.workspace)
         return idx
 
 
