@@ -106,3 +106,16 @@ def test_daydream_needs_a_conditional_prior(tmp_path):
     assert invoke("run", "--prior", "vae", *SMALL, "--epochs", 1, "--out", out).exit_code == 0
     r = invoke("daydream", out, "--out", tmp_path / "d.png")
     assert r.exit_code == 2 and "cannot daydream" in r.stderr
+
+
+def test_written_files_have_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    out = tmp_path / "r"
+    assert invoke("run", *SMALL, "--epochs", 1, "--out", out).exit_code == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("config.json", "metrics.jsonl", "checkpoint.pt"):
+        mode = stat.S_IMODE((out / name).stat().st_mode)
+        assert mode == 0o666 & ~umask, f"{name}: {oct(mode)}"
