@@ -17,6 +17,22 @@ from .distributions import DiagGaussian, MixtureDiagGaussian, kl_diag_gaussians
 LatentDistribution = DiagGaussian | MixtureDiagGaussian
 
 
+def learned_variance(posterior: str) -> bool:
+    """Whether an encoder's ``posterior`` option asks for a learned variance."""
+    if posterior not in ("unit", "learned"):
+        raise ValueError(f"posterior must be 'unit' or 'learned', got {posterior!r}")
+    return posterior == "learned"
+
+
+def posterior_from_head(h: Tensor, learned: bool) -> DiagGaussian:
+    """q(z|x) from an encoder's last layer: its two halves are the mean and log standard
+    deviation when ``learned``, else all of it is the mean and the variance is one."""
+    if learned:
+        mean, log_std = h.chunk(2, dim=1)
+        return DiagGaussian(mean, log_std)
+    return DiagGaussian(h, torch.zeros_like(h))
+
+
 class Encoder(nn.Module, ABC):
     """Maps images to the posterior q(z|x). The code c(x) of a datum is the posterior mean.
 

@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import acnkit
-from acnkit.distributions import DiagGaussian
-from acnkit.interfaces import Decoder, Encoder
+from acnkit.interfaces import Decoder, Encoder, learned_variance, posterior_from_head
 
 
 def _channels(channels: int | str) -> list[int]:
@@ -28,11 +27,9 @@ class ConvEncoder(Encoder):
     def __init__(self, image_shape, latent_dim, posterior="unit", channels="32-64",
                  hidden=512, **_):
         super().__init__()
-        if posterior not in ("unit", "learned"):
-            raise ValueError(f"posterior must be 'unit' or 'learned', got {posterior!r}")
         if len(image_shape) != 3:
             raise ValueError(f"conv nets need images (C, H, W), got shape {image_shape}")
-        self.latent_dim, self.learned = latent_dim, posterior == "learned"
+        self.latent_dim, self.learned = latent_dim, learned_variance(posterior)
         layers: list[nn.Module] = []
         c_in = image_shape[0]
         for c in _channels(channels):
@@ -48,10 +45,7 @@ class ConvEncoder(Encoder):
 
     def forward(self, x):
         h = self.head(self.features(x))
-        if self.learned:
-            mean, log_std = h.chunk(2, dim=1)
-            return DiagGaussian(mean, log_std)
-        return DiagGaussian(h, torch.zeros_like(h))
+        return posterior_from_head(h, self.learned)
 
 
 class ConvDecoder(Decoder):

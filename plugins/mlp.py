@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import nn
 
 import acnkit
-from acnkit.distributions import DiagGaussian
-from acnkit.interfaces import Decoder, Encoder
+from acnkit.interfaces import Decoder, Encoder, learned_variance, posterior_from_head
 
 
 def _hidden(hidden: int | str | list[int] | tuple[int, ...]) -> list[int]:
@@ -34,18 +32,13 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
 class MLPEncoder(Encoder):
     def __init__(self, image_shape, latent_dim, posterior="learned", hidden=512, **_):
         super().__init__()
-        if posterior not in ("unit", "learned"):
-            raise ValueError(f"posterior must be 'unit' or 'learned', got {posterior!r}")
-        self.latent_dim, self.learned = latent_dim, posterior == "learned"
+        self.latent_dim, self.learned = latent_dim, learned_variance(posterior)
         out = latent_dim * (2 if self.learned else 1)
         self.net = _mlp([math.prod(image_shape), *_hidden(hidden), out])
 
     def forward(self, x):
         h = self.net(x.flatten(1))
-        if self.learned:
-            mean, log_std = h.chunk(2, dim=1)
-            return DiagGaussian(mean, log_std)
-        return DiagGaussian(h, torch.zeros_like(h))
+        return posterior_from_head(h, self.learned)
 
 
 class MLPDecoder(Decoder):
