@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 from collections.abc import Callable
@@ -50,10 +49,3 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
-
-
-def render_to_bytes(save: Callable[[io.BytesIO], None]) -> bytes:
-    """Let a library that writes to a file object (matplotlib, torch.save) write to memory."""
-    buf = io.BytesIO()
-    save(buf)
-    return buf.getvalue()

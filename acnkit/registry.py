@@ -80,7 +80,14 @@ class Registry:
             )
             info.registers.setdefault(kind, []).append(name)
 
-        impl.function(register=register)
+        try:
+            impl.function(register=register)
+        except PluginError:
+            raise
+        except Exception as exc:  # a plugin broken at registration is skipped, as at import
+            info.error = f"{type(exc).__name__} in {impl.function.__name__}: {exc}".splitlines()[0]
+            print(f"warning: plugin {info.name!r} ({info.distribution}) failed to register: "
+                  f"{info.error}", file=sys.stderr)
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.entries[kind])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -53,13 +52,6 @@ def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_text(path / METRICS, "".join(json.dumps(m) + "\n" for m in history))
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    file = Path(path) / METRICS
-    if not file.is_file():
-        raise UsageError(f"{path} has no {METRICS}; is it an acnkit run folder?")
-    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
-
-
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write(path / CHECKPOINT, lambda f: torch.save(state, f))
 
@@ -88,7 +80,3 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or state.get("format") != 1 or "config" not in state:
         raise CheckpointError(f"{file} is not an acnkit checkpoint")
     return state
-
-
-def has_checkpoint(path: str | Path) -> bool:
-    return os.path.isfile(Path(path) / CHECKPOINT)

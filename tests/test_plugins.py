@@ -65,3 +65,16 @@ def test_plugin_that_raises_on_import_is_reported_and_others_work(make_plugin, c
     assert "torch" in reg.names("searcher")
     assert reg.plugins["broken"].error == "RuntimeError: boom at import"
     assert "'broken' (brokenplug) failed to load" in capsys.readouterr().err
+
+
+def test_plugin_that_raises_while_registering_is_skipped(make_plugin, capsys):
+    make_plugin("badreg", """
+        import acnkit
+        @acnkit.hookimpl
+        def register_priors(register):
+            raise KeyError("oops")
+    """, entry="badreg")
+    reg = get_registry()
+    assert "acn" in reg.names("prior")
+    assert reg.plugins["badreg"].error.startswith("KeyError in register_priors")
+    assert "'badreg' (badreg) failed to register" in capsys.readouterr().err
