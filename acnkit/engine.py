@@ -126,7 +126,9 @@ class Trainer:
         if self.conditional:
             if c.k >= n:
                 raise UsageError(f"--k {c.k} must be smaller than the {n} training codes")
-            self.store = torch.randn(n, c.latent_dim, generator=self.generator).to(self.device)
+            # The same initial store on every rank: its own generator, not a rank's.
+            init = torch.Generator().manual_seed(c.seed + 3)
+            self.store = torch.randn(n, c.latent_dim, generator=init).to(self.device)
             self.used = torch.zeros(n, dtype=torch.bool, device=self.device)
             self.searcher = reg.create("searcher", c.search, **c.searcher_options())
             self.searcher_plugin = reg.get("searcher", c.search).plugin
