@@ -214,8 +214,7 @@ def plugins(as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    reg = get_registry()
-    reg.add_commands(main) if not getattr(main, "_plugin_commands_added", False) else None
+    reg = get_registry()  # the group added the plugins' commands when it resolved this one
     rows = []
     for info in sorted(reg.plugins.values(), key=lambda p: p.name):
         rows.append({"name": info.name, "distribution": info.distribution,

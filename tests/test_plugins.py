@@ -78,3 +78,28 @@ def test_plugin_that_raises_while_registering_is_skipped(make_plugin, capsys):
     assert "acn" in reg.names("prior")
     assert reg.plugins["badreg"].error.startswith("KeyError in register_priors")
     assert "'badreg' (badreg) failed to register" in capsys.readouterr().err
+
+
+def test_plugin_can_add_a_command(make_plugin):
+    make_plugin("cmdplug", """
+        import click
+        import acnkit
+
+        @acnkit.hookimpl
+        def register_commands(cli):
+            @cli.command()
+            def hello():
+                "Say hello."
+                click.echo("hello from a plugin")
+    """, entry="cmdplug")
+    import acnkit.cli as cli_module
+
+    cli_module.main._plugin_commands_added = False
+    try:
+        r = CliRunner().invoke(cli_module.main, ["hello"])
+        assert r.exit_code == 0 and r.output.strip() == "hello from a plugin"
+        listed = json.loads(CliRunner().invoke(cli_module.main, ["plugins", "--json"]).output)
+        assert [p["commands"] for p in listed["plugins"] if p["name"] == "cmdplug"] == [["hello"]]
+    finally:
+        cli_module.main.commands.pop("hello", None)
+        cli_module.main._plugin_commands_added = False
