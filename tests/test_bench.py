@@ -1,0 +1,53 @@
+"""The benchmark commands run and print what the docs say (their figures are not tested:
+timings belong in benchmarks, not in tests)."""
+
+import json
+
+from click.testing import CliRunner
+
+from acnkit.cli import main
+
+SEARCH_KEYS = {"searcher", "n", "dim", "batch", "k", "build_seconds", "query_ms_per_batch",
+               "recall_at_k", "flop_bound_ms"}
+
+
+def test_bench_search_json():
+    r = CliRunner().invoke(main, ["bench", "search", "--search", "torch", "--search", "annoy",
+                                  "--n", "3000", "--dim", "8", "--queries", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert {row["searcher"] for row in rows} == {"torch", "annoy"}
+    for row in rows:
+        assert SEARCH_KEYS <= set(row)
+        assert row["n"] == 3000 and row["flop_bound_ms"] > 0
+    assert [row["recall_at_k"] for row in rows if row["searcher"] == "torch"] == [1.0]
+    assert any("search_k" in row["settings"] for row in rows if row["searcher"] == "annoy")
+
+
+def test_bench_search_on_a_runs_codes(tmp_path):
+    out = tmp_path / "r"
+    assert CliRunner().invoke(main, ["run", "--epochs", "1", "--train-limit", "300",
+                                     "--out", str(out)]).exit_code == 0
+    r = CliRunner().invoke(main, ["bench", "search", "--search", "torch", "--codes", str(out),
+                                  "--batch", "16", "--queries", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)[0]["n"] == 300
+
+
+def test_bench_epoch_json():
+    r = CliRunner().invoke(main, ["bench", "epoch", "--data", "digits", "--search", "torch",
+                                  "--train-limit", "256", "--json"])
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["data"] == "digits" and result["n"] == 256
+    assert result["vae_epoch_seconds"] > 0
+    (acn,) = result["acn"]
+    assert acn["search"] == "torch"
+    assert abs(acn["ratio"] - acn["epoch_seconds"] / result["vae_epoch_seconds"]) < 1e-9
+
+
+def test_bench_memory_json():
+    r = CliRunner().invoke(main, ["bench", "memory", "--n", "20000", "--dim", "8"])
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["store_mb"] > 0 and result["extra_ratio"] >= 0
