@@ -312,6 +312,15 @@ def bench_memory_cmd(name, n, dim, batch, k):
     from .bench import search_memory
 
     get_registry().get("searcher", name)
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") != "65536":
+        # glibc keeps freed blocks for reuse, which hides later peaks from the high-water
+        # mark: measure in a child whose large blocks are mapped and unmapped each time.
+        import subprocess
+
+        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+        ctx_args = [sys.executable, "-m", "acnkit", "bench", "memory", "--search", name,
+                    "--n", str(n), "--dim", str(dim), "--batch", str(batch), "--k", str(k)]
+        sys.exit(subprocess.call(ctx_args, env=env))
     click.echo(json.dumps(search_memory(name, n, dim, batch, k)))
 
 

@@ -35,7 +35,7 @@ def chunk_rows(batch: int, group: int = MIN_GROUP) -> int:
     return rows - rows % group
 
 
-def squared_norms(codes: Tensor, chunk: int = 1 << 16) -> Tensor:
+def squared_norms(codes: Tensor, chunk: int = 1 << 12) -> Tensor:
     """Row-wise squared norms, in chunks so that no temporary as large as the store exists."""
     out = torch.empty(codes.shape[0], device=codes.device, dtype=codes.dtype)
     for start in range(0, codes.shape[0], chunk):
@@ -56,6 +56,18 @@ def _scratch(workspace: dict | None, name: str, shape: tuple[int, ...], like: Te
     if buf is None or buf.numel() < size or buf.device != like.device or buf.dtype != like.dtype:
         buf = workspace[name] = torch.empty(size, device=like.device, dtype=like.dtype)
     return buf[:size].view(shape)
+
+
+def _exact_distances(queries: Tensor, codes: Tensor, cand: Tensor) -> Tensor:
+    """|q - c|^2 for each query's candidate rows, a few queries at a time so that the gathered
+    candidates never take more than one chunk of memory."""
+    b, c = cand.shape
+    step = max(1, CHUNK_BYTES // (4 * max(c, 1) * codes.shape[1] * 2))
+    out = torch.empty((b, c), device=queries.device, dtype=queries.dtype)
+    for i in range(0, b, step):
+        diff = codes[cand[i: i + step]] - queries[i: i + step].unsqueeze(1)
+        torch.sum(diff.mul_(diff), dim=2, out=out[i: i + step])
+    return out
 
 
 def check_search_args(queries: Tensor, codes: Tensor, k: int) -> None:
@@ -122,7 +134,7 @@ def exact_knn(
         valid &= ~(cand.unsqueeze(2) == exclude.unsqueeze(1)).any(2)
     if banned is not None:
         valid &= ~banned[cand]
-    d = ((codes[cand] - queries.unsqueeze(1)) ** 2).sum(2).masked_fill(~valid, float("inf"))
+    d = _exact_distances(queries, codes, cand).masked_fill(~valid, float("inf"))
     kk = min(k, d.shape[1])
     best_d, pos = torch.topk(d, kk, dim=1, largest=False, sorted=True)
     best_i = cand.gather(1, pos)
