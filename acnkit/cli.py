@@ -320,7 +320,10 @@ def bench_memory_cmd(name, n, dim, batch, k):
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
         ctx_args = [sys.executable, "-m", "acnkit", "bench", "memory", "--search", name,
                     "--n", str(n), "--dim", str(dim), "--batch", str(batch), "--k", str(k)]
-        sys.exit(subprocess.call(ctx_args, env=env))
+        child = subprocess.run(ctx_args, env=env, capture_output=True, text=True)
+        click.echo(child.stdout, nl=False)
+        click.echo(child.stderr, nl=False, err=True)
+        sys.exit(child.returncode)
     click.echo(json.dumps(search_memory(name, n, dim, batch, k)))
 
 
