@@ -8,6 +8,7 @@ working. A name registered twice for the same kind is an error naming both plugi
 from __future__ import annotations
 
 import importlib.metadata as md
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,6 +109,11 @@ class Registry:
         except (UsageError, PluginError):
             raise
         except (TypeError, ValueError) as exc:
+            unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+            if unexpected:
+                option = "--" + unexpected.group(1).replace("_", "-")
+                raise UsageError(f"{kind} {name!r} (plugin {entry.plugin!r}) does not take "
+                                 f"{option}; drop it or choose another {kind}") from exc
             raise UsageError(
                 f"{kind} {name!r} (plugin {entry.plugin!r}) rejected its options: {exc}"
             ) from exc

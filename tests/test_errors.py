@@ -107,6 +107,8 @@ def cases(tmp, done):
         ([*run, "--device", "tpu"], 2, "--device must be cpu or cuda"),
         ([*run, "--search", "annoy", "--trees", "0"], 2, "trees must be >= 1"),
         ([*run, "--mixtures", "0"], 2, "--mixtures must be"),
+        ([*run, "--search-k", "50"], 2,
+         "searcher 'torch' (plugin 'search_torch') does not take --search-k"),
         (["run", *SMALL, "--out", str(a_file)], 2, "is a file, not a folder"),
         (["run", *SMALL, "--out", "/proc/acnkit-test/run"], 2, "is not writable"),
         (["run", *SMALL, "--out", str(done)], 2, "already holds another run; pass --resume"),
