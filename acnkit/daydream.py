@@ -22,8 +22,7 @@ def daydream(trainer: Trainer, seeds: int, steps: int, seed: int = 0,
     if not trainer.conditional:
         raise UsageError(f"prior {trainer.config.prior!r} is not conditioned on a code, so it "
                          f"cannot daydream; use a run with a conditional prior such as acn")
-    for m in trainer.modules.values():
-        m.eval()
+    trainer.model.eval()
     data = trainer.test_x if split == "test" else trainer.train_x
     if seeds > len(data):
         raise UsageError(f"--seeds {seeds} exceeds the {len(data)} {split} images")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,7 +110,7 @@ class Trainer:
 
             self.ddp = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.parameters = [p for m in self.modules.values() for p in m.parameters()]
+        self.parameters = list(self.model.parameters())
         self.optimizer = torch.optim.Adam(self.parameters, lr=c.lr)
 
         # Data order, neighbour choice and sampling noise each have their own generator, saved
@@ -191,8 +191,7 @@ class Trainer:
         c, n = self.config, len(self.train_x)
         on_batch = callbacks.on_batch if callbacks else None
         self.search_seconds, self.unique_fallbacks = 0.0, 0
-        for m in self.modules.values():
-            m.train()
+        self.model.train()
         if self.conditional:
             self.used.zero_()
             self.searcher.reset(self.store)
@@ -347,29 +346,28 @@ class Trainer:
         return train_codes[nearest]
 
     @torch.no_grad()
-    def evaluate(self, split: str = "test", batch_size: int = 1000) -> dict[str, float]:
-        """Nats per image on a split, split into reconstruction and KL, and bits per dimension."""
-        for m in self.modules.values():
-            m.eval()
-        x_all = self.test_x if split == "test" else self.train_x
+    def held_out_batches(self, batch_size: int = 1000) -> Iterator[tuple[Tensor, Any, Tensor | None]]:
+        """(x, q(z|x), prior context) for each batch of the held-out images, in eval mode;
+        ACN's context is each code's nearest freshly encoded training code."""
+        self.model.eval()
         train_codes = self.encode(self.train_x) if self.conditional else None
+        for i in range(0, len(self.test_x), batch_size):
+            x = self.test_x[i: i + batch_size].float()
+            posterior = self.encoder(x)
+            context = (self.nearest_train_codes(posterior.mean, train_codes)
+                       if self.conditional else None)
+            yield x, posterior, context
+
+    @torch.no_grad()
+    def evaluate(self, batch_size: int = 1000) -> dict[str, float]:
+        """Nats per held-out image, split into reconstruction and KL, and bits per dimension."""
         noise = torch.Generator(device=self.device).manual_seed(EVAL_SEED)
         recon_sum = kl_sum = 0.0
-        for i in range(0, len(x_all), batch_size):
-            x = x_all[i: i + batch_size].float()
-            posterior = self.encoder(x)
-            context = None
-            if self.conditional:
-                if split == "train":  # a training datum is never its own neighbour
-                    idx = torch.arange(i, i + len(x), device=self.device)
-                    nearest = exact_knn(posterior.mean, train_codes, 1, exclude=idx)[1][:, 0]
-                    context = train_codes[nearest]
-                else:
-                    context = self.nearest_train_codes(posterior.mean, train_codes)
+        for x, posterior, context in self.held_out_batches(batch_size):
             z = posterior.rsample(noise)
             recon_sum += self.loss.nll(self.decoder(z), x).sum().item()
             kl_sum += self.prior.kl(posterior, z, context).sum().item()
-        n = len(x_all)
+        n = len(self.test_x)
         nats = (recon_sum + kl_sum) / n
         return {"nats": nats, "recon": recon_sum / n, "kl": kl_sum / n,
                 "bits_per_dim": nats / (math.log(2) * self.data.dims)}

@@ -42,16 +42,9 @@ def importance_sampled_nll(trainer: Trainer, samples: int, batch_size: int = 500
     """-log p(x) estimated with ``samples`` draws from q(z|x) as the proposal, in nats per
     test image: log mean_s p(x|z_s) p(z_s|c) / q(z_s|x) is a lower bound on log p(x) that
     tightens as ``samples`` grows (ACN: c is the nearest training code)."""
-    for m in trainer.modules.values():
-        m.eval()
-    train_codes = trainer.encode(trainer.train_x) if trainer.conditional else None
     noise = torch.Generator(device=trainer.device).manual_seed(EVAL_SEED)
     total = 0.0
-    for i in range(0, len(trainer.test_x), batch_size):
-        x = trainer.test_x[i: i + batch_size].float()
-        posterior = trainer.encoder(x)
-        context = (trainer.nearest_train_codes(posterior.mean, train_codes)
-                   if trainer.conditional else None)
+    for x, posterior, context in trainer.held_out_batches(batch_size):
         log_w = []
         for _ in range(samples):
             z = posterior.rsample(noise)
