@@ -24,7 +24,7 @@ from torch import Tensor
 
 import acnkit
 from acnkit.interfaces import NeighbourSearcher
-from acnkit.neighbours import _scratch, check_search_args
+from acnkit.neighbours import check_search_args, scratch
 
 DEFAULT_REFRESH = 50
 #: most leaves a query visits to find its first k eligible rows before the pruned round
@@ -218,12 +218,12 @@ class PrunedSearcher(NeighbourSearcher):
             block, norms = self.leaf_codes, self.leaf_norms
         else:
             # Copied into buffers kept between calls: fresh megabytes each call cost page faults.
-            block = _scratch(self.workspace, "block", (len(leaves),) + self.leaf_codes.shape[1:], q)
+            block = scratch(self.workspace, "block", (len(leaves),) + self.leaf_codes.shape[1:], q)
             torch.index_select(self.leaf_codes, 0, leaves, out=block)
             norms = self.leaf_norms[leaves]
         q_ext = torch.cat([q, q.new_zeros((1, q.shape[1]))])
         qn_ext = torch.cat([qn, qn.new_full((1,), float("inf"))])
-        dist = _scratch(self.workspace, "dist", (who.shape[0], who.shape[1], block.shape[1]), q)
+        dist = scratch(self.workspace, "dist", (who.shape[0], who.shape[1], block.shape[1]), q)
         torch.bmm(q_ext[who], block.transpose(1, 2), out=dist)
         dist.mul_(-2).add_(norms.unsqueeze(1)).add_(qn_ext[who].unsqueeze(2))
         if ban is not None:
