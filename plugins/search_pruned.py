@@ -29,8 +29,10 @@ from acnkit.neighbours import check_search_args, scratch
 DEFAULT_REFRESH = 50
 #: most leaves a query visits to find its first k eligible rows before the pruned round
 ROUND1_LEAVES = 4
-#: k-means costs N x clusters x d per iteration: beyond this, clusters are cut into slabs
-MAX_CLUSTERS = 1024
+#: assigning rows costs N x clusters x d: beyond this many, clusters are cut into slabs
+MAX_CLUSTERS = 2048
+#: rows per cluster that k-means fits its centres on
+KMEANS_SAMPLE = 32
 #: costs of reading a leaf in place and of copying one out, in (query, leaf) scorings
 READ, COPY = 2, 6
 #: rows per leaf: small leaves bound tightly but cost more (query, leaf) pairs
@@ -83,21 +85,23 @@ class PrunedSearcher(NeighbourSearcher):
         self.radius.scatter_reduce_(0, leaf, reach * (1 + SLACK), "amax")
 
     def _kmeans(self, x: Tensor, clusters: int) -> Tensor:
-        """Cluster of each row after a few Lloyd iterations (warm-started after the first
-        build: the store moves little between builds)."""
+        """Cluster of each row. Centres are fitted by a few Lloyd iterations on a sample of
+        KMEANS_SAMPLE rows per cluster (warm-started after the first build: the store moves
+        little between builds); then every row is assigned once."""
+        g = torch.Generator().manual_seed(self.seed + self.builds)
+        sample = x
+        if x.shape[0] > KMEANS_SAMPLE * clusters:
+            sample = x[torch.randperm(x.shape[0], generator=g)[: KMEANS_SAMPLE * clusters].to(x.device)]
         if self.centres is None or self.centres.shape[0] != clusters:
-            g = torch.Generator().manual_seed(self.seed)
-            pick = torch.randperm(x.shape[0], generator=g)[:clusters].to(x.device)
-            self.centres = x[pick].clone()
-        for it in range(KMEANS_ITERS + 1):
+            pick = torch.randperm(sample.shape[0], generator=g)[:clusters].to(x.device)
+            self.centres = sample[pick].clone()
+        for _ in range(KMEANS_ITERS):
             c = self.centres
-            near = torch.addmm((c * c).sum(1).unsqueeze(0), x, c.T, alpha=-2).argmin(1)
-            if it == KMEANS_ITERS:
-                return near
-            sums = torch.zeros_like(c).index_add_(0, near, x)
+            near = _nearest(sample, c)
+            sums = torch.zeros_like(c).index_add_(0, near, sample)
             count = torch.bincount(near, minlength=clusters).unsqueeze(1)
             self.centres = torch.where(count > 0, sums / count.clamp(min=1), c)
-        return near
+        return _nearest(x, self.centres)
 
     def _build(self) -> None:
         x = self.codes.detach()
@@ -297,6 +301,17 @@ class PrunedSearcher(NeighbourSearcher):
         out = torch.full((b, k), -1, dtype=torch.long, device=q.device)
         out[cq[ok], rank[ok]] = cr[ok]
         return out
+
+
+def _nearest(x: Tensor, centres: Tensor) -> Tensor:
+    """Index of the nearest centre of each row, in chunks of rows (no N x C matrix)."""
+    out = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
+    chunk = max(1, (1 << 20) // centres.shape[0])
+    c_norms = (centres * centres).sum(1).unsqueeze(0)
+    for start in range(0, x.shape[0], chunk):
+        part = x[start: start + chunk]
+        out[start: start + chunk] = torch.addmm(c_norms, part, centres.T, alpha=-2).argmin(1)
+    return out
 
 
 @acnkit.hookimpl
