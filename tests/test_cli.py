@@ -36,6 +36,13 @@ def test_plain_progress_lines_off_a_terminal(tmp_path):
     r = invoke("run", "--epochs", 1, "--train-limit", 300, "--out", tmp_path / "x")
     assert r.exit_code == 0
     assert "epoch 1/1  train" in r.stderr
+    assert ")  test " in r.stderr
+
+
+def test_progress_lines_name_the_validation_split(tmp_path):
+    r = invoke("run", "--epochs", 1, "--train-limit", 600, "--valid-size", 200, "--out", tmp_path / "v")
+    assert r.exit_code == 0, r.output
+    assert ")  valid " in r.stderr and ")  test " not in r.stderr
 
 
 def test_unknown_searcher_is_one_line_exit_2(tmp_path):
