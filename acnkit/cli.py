@@ -102,6 +102,8 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
                      "help": "Posterior variance: unit (paper) or learned (blog)."}),
     ("--encoder-hidden", {"default": _D.encoder_hidden, "help": "Encoder hidden sizes, e.g. 512-256."}),
     ("--decoder-hidden", {"default": _D.decoder_hidden, "help": "Decoder hidden sizes."}),
+    ("--channels", {"default": None,
+                    "help": "Conv encoder/decoder channels per stage, e.g. 64-128 (default 32-64)."}),
     ("--prior-hidden", {"default": _D.prior_hidden, "type": int, "help": "ACN prior units per layer."}),
     ("--prior-layers", {"default": _D.prior_layers, "type": int, "help": "ACN prior hidden layers."}),
     ("--mixtures", {"default": _D.mixtures, "type": int,

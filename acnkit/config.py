@@ -38,6 +38,7 @@ class RunConfig:
     posterior: str = "learned"
     encoder_hidden: str = "512"
     decoder_hidden: str = "512"
+    channels: str | None = None
     prior_hidden: int = 512
     prior_layers: int = 3
     mixtures: int = 1
@@ -108,6 +109,6 @@ class RunConfig:
     # be continued under these.
     STRUCTURAL = (
         "prior", "data", "encoder", "decoder", "loss", "batch_size", "latent_dim", "posterior",
-        "encoder_hidden", "decoder_hidden", "prior_hidden", "prior_layers", "mixtures",
+        "encoder_hidden", "decoder_hidden", "channels", "prior_hidden", "prior_layers", "mixtures",
         "train_limit", "test_limit", "valid_size", "data_seed", "seed",
     )

@@ -92,10 +92,13 @@ class Trainer:
         n = len(self.train_x)
 
         torch.manual_seed(c.seed)  # parameter initialisation
+        # Only given when set, so that nets without stages (mlp) refuse it by name.
+        stages = {} if c.channels is None else {"channels": c.channels}
         self.encoder = reg.create("encoder", c.encoder, data.image_shape, c.latent_dim,
-                                  posterior=c.posterior, hidden=c.encoder_hidden).to(self.device)
+                                  posterior=c.posterior, hidden=c.encoder_hidden,
+                                  **stages).to(self.device)
         self.decoder = reg.create("decoder", c.decoder, data.image_shape, c.latent_dim,
-                                  hidden=c.decoder_hidden).to(self.device)
+                                  hidden=c.decoder_hidden, **stages).to(self.device)
         self.prior = reg.create("prior", c.prior, c.latent_dim, hidden=c.prior_hidden,
                                 layers=c.prior_layers, mixtures=c.mixtures).to(self.device)
         self.loss = reg.create("loss", c.loss)

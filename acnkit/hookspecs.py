@@ -28,7 +28,9 @@ def register_encoders(register):
 
     A factory is called as ``factory(image_shape, latent_dim, posterior, **options)`` where
     ``posterior`` is ``"unit"`` (variance fixed to one, as in the ACN paper) or ``"learned"``,
-    and returns an :class:`acnkit.interfaces.Encoder`.
+    and returns an :class:`acnkit.interfaces.Encoder`. Options: ``hidden`` (``--encoder-hidden``)
+    always; ``channels`` only when ``--channels`` is given (a factory without that parameter
+    makes acnkit refuse the option by name).
     """
 
 
@@ -36,7 +38,8 @@ def register_encoders(register):
 def register_decoders(register):
     """Register decoder factories.
 
-    A factory is called as ``factory(image_shape, latent_dim, **options)`` and returns an
+    A factory is called as ``factory(image_shape, latent_dim, **options)`` (options as for
+    encoders: ``hidden`` from ``--decoder-hidden``, ``channels`` when given) and returns an
     :class:`acnkit.interfaces.Decoder` mapping ``z`` of shape (B, latent_dim) to likelihood
     parameters of shape (B, *image_shape).
     """

@@ -17,8 +17,9 @@ from acnkit.interfaces import Decoder, Encoder, learned_variance, posterior_from
 def _channels(channels: int | str) -> list[int]:
     if isinstance(channels, int):
         return [channels, channels * 2]
-    sizes = [int(c) for c in str(channels).replace(",", "-").split("-") if c]
-    if not sizes or min(sizes) < 1:
+    parts = [c for c in str(channels).replace(",", "-").split("-") if c]
+    sizes = [int(c) for c in parts if c.isdigit()]
+    if not sizes or len(sizes) != len(parts) or min(sizes) < 1:
         raise ValueError(f"channels must be positive integers such as '32-64', got {channels!r}")
     return sizes
 

@@ -30,7 +30,7 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
 
 
 class MLPEncoder(Encoder):
-    def __init__(self, image_shape, latent_dim, posterior="learned", hidden=512, **_):
+    def __init__(self, image_shape, latent_dim, posterior="learned", hidden=512):
         super().__init__()
         self.latent_dim, self.learned = latent_dim, learned_variance(posterior)
         out = latent_dim * (2 if self.learned else 1)
@@ -42,7 +42,7 @@ class MLPEncoder(Encoder):
 
 
 class MLPDecoder(Decoder):
-    def __init__(self, image_shape, latent_dim, hidden=512, **_):
+    def __init__(self, image_shape, latent_dim, hidden=512):
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.net = _mlp([latent_dim, *reversed(_hidden(hidden)), math.prod(image_shape)])

@@ -3,10 +3,12 @@
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from acnkit.cli import main
 from acnkit.config import RunConfig
+from acnkit.engine import Trainer
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.toml"))
 
@@ -33,3 +35,13 @@ def test_command_line_overrides_the_file(tmp_path):
     saved = json.loads((out / "config.json").read_text())
     assert saved["latent_dim"] == 6 and saved["prior_layers"] == RunConfig.from_toml(
         CONFIGS[0]).prior_layers
+
+
+def test_channels_shape_the_conv_nets():
+    t = Trainer(RunConfig(encoder="conv", decoder="conv", channels="8-16", train_limit=300,
+                          test_limit=50, epochs=1))
+    convs = [m for m in t.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [m.out_channels for m in convs] == [8, 8, 16, 16]
+    default = Trainer(RunConfig(encoder="conv", decoder="conv", train_limit=300, test_limit=50))
+    assert [m.out_channels for m in default.encoder.modules()
+            if isinstance(m, torch.nn.Conv2d)] == [32, 32, 64, 64]
