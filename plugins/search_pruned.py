@@ -12,8 +12,8 @@ little is padded; no B x N matrix and no Python loop over leaves exist.
 
 Answers equal brute force on the live store at every step. Changed rows are written into the
 copy and may only grow their leaf's radius, which loosens the bound but never breaks it; the
-leaves are rebuilt from scratch (k-means warm-started from the old centres) at ``reset`` and
-every ``refresh`` batches. What it saves depends on how clustered the codes are: see
+leaves are rebuilt at ``reset`` and every ``refresh`` batches (k-means warm-started from the
+previous centres after a refresh). What it saves depends on how clustered the codes are: see
 docs/performance.md.
 """
 
@@ -80,7 +80,7 @@ class PrunedSearcher(NeighbourSearcher):
         norms = (fresh * fresh).sum(1)
         self.leaf_norms.view(-1)[at] = norms
         self.max_norm = max(self.max_norm, float(norms.max()))
-        leaf = at // self.leaf_size
+        leaf = at // self.leaf_rows.shape[1]
         reach = (fresh - self.leaf_centres[leaf]).norm(dim=1)
         self.radius.scatter_reduce_(0, leaf, reach * (1 + SLACK), "amax")
 
@@ -131,7 +131,6 @@ class PrunedSearcher(NeighbourSearcher):
         position = torch.empty(n, dtype=torch.long, device=x.device)
         position[order] = leaf * s + rank - slab_start
         self.position = position
-        self.leaf_size = s
         self.leaf_rows = torch.full((leaves * s,), -1, dtype=torch.long, device=x.device)
         self.leaf_rows[position] = torch.arange(n, device=x.device)
         self.leaf_rows = self.leaf_rows.view(leaves, s)
@@ -159,6 +158,9 @@ class PrunedSearcher(NeighbourSearcher):
             exclude = exclude.unsqueeze(1)
         q = queries.detach()
         qn = (q * q).sum(1)
+        # Row B is a padding query: zero vector with infinite norm, infinitely far from all.
+        q_ext = torch.cat([q, q.new_zeros((1, q.shape[1]))])
+        qn_ext = torch.cat([qn, qn.new_full((1,), float("inf"))])
         slack = SLACK * (qn + self.max_norm)
         centre_sq = torch.addmm(self.centre_norms.unsqueeze(0), q, self.leaf_centres.T, alpha=-2)
         centre_sq += qn.unsqueeze(1)
@@ -169,7 +171,7 @@ class PrunedSearcher(NeighbourSearcher):
 
         # Round 1: the leaf with the nearest centre gives each query an upper bound u on its
         # k-th distance (the next nearest too, for a query whose leaf holds < k eligible rows).
-        kk = min(k + (0 if exclude is None else exclude.shape[1]), self.leaf_size)
+        kk = min(k + (0 if exclude is None else exclude.shape[1]), self.leaf_rows.shape[1])
         tried = torch.zeros_like(centre_sq, dtype=torch.bool)
         best = q.new_full((b, k), float("inf"))
         pending = torch.arange(b, device=q.device)
@@ -177,7 +179,7 @@ class PrunedSearcher(NeighbourSearcher):
         for _ in range(ROUND1_LEAVES):
             home = centre_sq[pending].masked_fill(tried[pending], float("inf")).argmin(1)
             tried[pending, home] = True
-            for who, leaves, dist in self._passes(q, qn, home, pending, ban):
+            for who, leaves, dist in self._passes(q_ext, qn_ext, home, pending, ban):
                 top_d, top_at = torch.topk(dist, kk, dim=2, largest=False)
                 real = who < b
                 rows = self.leaf_rows if leaves is None else self.leaf_rows[leaves]
@@ -185,7 +187,7 @@ class PrunedSearcher(NeighbourSearcher):
                 cq = who[real].unsqueeze(1).expand(-1, kk).reshape(-1)
                 cd, cr = top_d[real].reshape(-1), top_r[real].reshape(-1)
                 if exclude is not None:
-                    cd = cd.masked_fill((exclude[cq] == cr.unsqueeze(1)).any(1), float("inf"))
+                    cd = cd.masked_fill(_excluded(cq, cr, exclude), float("inf"))
                 found.append((cq, cd, cr))
                 # Each query met one leaf in this pass, so its kk candidates sit together.
                 fresh = q.new_full((b, kk), float("inf"))
@@ -201,7 +203,7 @@ class PrunedSearcher(NeighbourSearcher):
         leaf_of, query_of = torch.nonzero(need.T, as_tuple=True)
         if len(leaf_of):
             bound_ext = torch.cat([bound, bound.new_full((1,), -1.0)])
-            for who, leaves, dist in self._passes(q, qn, leaf_of, query_of, ban):
+            for who, leaves, dist in self._passes(q_ext, qn_ext, leaf_of, query_of, ban):
                 hit = torch.nonzero(dist <= bound_ext[who].unsqueeze(2), as_tuple=True)
                 rows = self.leaf_rows if leaves is None else self.leaf_rows[leaves]
                 found.append((who[hit[0], hit[1]], dist[hit], rows[hit[0], hit[2]]))
@@ -211,30 +213,30 @@ class PrunedSearcher(NeighbourSearcher):
         keep = (cd <= bound[cq]) & torch.isfinite(cd)
         cq, cr = cq[keep], cr[keep]
         if exclude is not None:
-            cq, cr = self._drop(cq, cr, exclude)
+            kept = ~_excluded(cq, cr, exclude)
+            cq, cr = cq[kept], cr[kept]
         return self._best(q, cq, cr, b, k)
 
-    def _distances(self, q: Tensor, qn: Tensor, who: Tensor, leaves: Tensor | None,
+    def _distances(self, q_ext: Tensor, qn_ext: Tensor, who: Tensor, leaves: Tensor | None,
                    ban: Tensor | None) -> Tensor:
-        """Squared distances (leaves, width, leaf_size) from the queries ``who`` (-1: none)
-        to the rows of ``leaves`` (None: every leaf, read in place)."""
+        """Squared distances (leaves, width, leaf_size) from the queries ``who`` (index B: the
+        padding query) to the rows of ``leaves`` (None: every leaf, read in place)."""
         if leaves is None:
             block, norms = self.leaf_codes, self.leaf_norms
         else:
             # Copied into buffers kept between calls: fresh megabytes each call cost page faults.
-            block = scratch(self.workspace, "block", (len(leaves),) + self.leaf_codes.shape[1:], q)
+            block = scratch(self.workspace, "block", (len(leaves),) + self.leaf_codes.shape[1:],
+                            q_ext)
             torch.index_select(self.leaf_codes, 0, leaves, out=block)
             norms = self.leaf_norms[leaves]
-        q_ext = torch.cat([q, q.new_zeros((1, q.shape[1]))])
-        qn_ext = torch.cat([qn, qn.new_full((1,), float("inf"))])
-        dist = scratch(self.workspace, "dist", (who.shape[0], who.shape[1], block.shape[1]), q)
+        dist = scratch(self.workspace, "dist", (who.shape[0], who.shape[1], block.shape[1]), q_ext)
         torch.bmm(q_ext[who], block.transpose(1, 2), out=dist)
         dist.mul_(-2).add_(norms.unsqueeze(1)).add_(qn_ext[who].unsqueeze(2))
         if ban is not None:
             dist.masked_fill_((ban if leaves is None else ban[leaves]).unsqueeze(1), float("inf"))
         return dist
 
-    def _passes(self, q: Tensor, qn: Tensor, leaf_of: Tensor, query_of: Tensor,
+    def _passes(self, q_ext: Tensor, qn_ext: Tensor, leaf_of: Tensor, query_of: Tensor,
                 ban: Tensor | None):
         """Distances for (leaf, query) pairs, as (who, leaves, distances) blocks.
 
@@ -242,17 +244,17 @@ class PrunedSearcher(NeighbourSearcher):
         ``width`` queries each (``who`` pads with the index B; ``leaves`` is None); the
         leaves that more queries need are copied out for the rest.
         """
-        n_leaves, b = self.leaf_rows.shape[0], q.shape[0]
+        n_leaves, b, dev = self.leaf_rows.shape[0], q_ext.shape[0] - 1, q_ext.device
         order = torch.argsort(leaf_of, stable=True)
         leaf_of, query_of = leaf_of[order], query_of[order]
         demand = torch.bincount(leaf_of, minlength=n_leaves)
-        slot = torch.arange(len(leaf_of), device=q.device) - (torch.cumsum(demand, 0) - demand)[leaf_of]
+        slot = _ranks(leaf_of, demand)
         width = self._width(demand)
         if width:
             first = slot < width
-            who = torch.full((n_leaves, width), b, dtype=torch.long, device=q.device)
+            who = torch.full((n_leaves, width), b, dtype=torch.long, device=dev)
             who[leaf_of[first], slot[first]] = query_of[first]
-            yield who, None, self._distances(q, qn, who, None, ban)
+            yield who, None, self._distances(q_ext, qn_ext, who, None, ban)
             leaf_of, query_of, slot = leaf_of[~first], query_of[~first], slot[~first] - width
         # The rest, leaf blocks copied out, grouped by how many queries need them (powers of
         # two) so that little is padded.
@@ -262,9 +264,9 @@ class PrunedSearcher(NeighbourSearcher):
         for t in torch.unique(pair_tier).tolist():
             mine = pair_tier == t
             leaves, local = torch.unique(leaf_of[mine], return_inverse=True)
-            who = torch.full((len(leaves), 1 << t), b, dtype=torch.long, device=q.device)
+            who = torch.full((len(leaves), 1 << t), b, dtype=torch.long, device=dev)
             who[local, slot[mine]] = query_of[mine]
-            yield who, leaves, self._distances(q, qn, who, leaves, ban)
+            yield who, leaves, self._distances(q_ext, qn_ext, who, leaves, ban)
 
     @staticmethod
     def _width(demand: Tensor) -> int:
@@ -283,24 +285,28 @@ class PrunedSearcher(NeighbourSearcher):
                 break
         return best
 
-    @staticmethod
-    def _drop(cq: Tensor, cr: Tensor, exclude: Tensor) -> tuple[Tensor, Tensor]:
-        keep = ~(exclude[cq] == cr.unsqueeze(1)).any(1)
-        return cq[keep], cr[keep]
-
     def _best(self, q: Tensor, cq: Tensor, cr: Tensor, b: int, k: int) -> Tensor:
         """The k nearest candidates of each query, re-scored exactly (no cancellation)."""
         exact = ((self.codes[cr] - q[cq]) ** 2).sum(1)
         order = torch.argsort(exact)
         order = order[torch.argsort(cq[order], stable=True)]
         cq, cr = cq[order], cr[order]
-        counts = torch.bincount(cq, minlength=b)
-        rank = torch.arange(len(cq), device=q.device) - torch.repeat_interleave(
-            torch.cumsum(counts, 0) - counts, counts)
+        rank = _ranks(cq, torch.bincount(cq, minlength=b))
         ok = rank < k
         out = torch.full((b, k), -1, dtype=torch.long, device=q.device)
         out[cq[ok], rank[ok]] = cr[ok]
         return out
+
+
+def _ranks(keys: Tensor, counts: Tensor) -> Tensor:
+    """Position of each entry among the entries of its key, for ``keys`` sorted ascending
+    and ``counts`` the number of entries per key."""
+    return torch.arange(len(keys), device=keys.device) - (torch.cumsum(counts, 0) - counts)[keys]
+
+
+def _excluded(cq: Tensor, cr: Tensor, exclude: Tensor) -> Tensor:
+    """Whether candidate row ``cr`` is on query ``cq``'s exclusion list."""
+    return (exclude[cq] == cr.unsqueeze(1)).any(1)
 
 
 def _nearest(x: Tensor, centres: Tensor) -> Tensor:
