@@ -155,6 +155,25 @@ def bench_search(searchers: list[str], n: int, dim: int, batch: int, k: int,
     return rows
 
 
+def bench_chain(n: int, dim: int, codes: torch.Tensor | None = None) -> dict[str, Any]:
+    """Seconds to build the greedy chain over ``codes`` (default: ``n`` clustered codes),
+    beside one batched exact 1-NN search of the same codes for scale."""
+    from .memory import greedy_chain, nearest_codes
+
+    if codes is None:
+        codes = clustered_codes(n, dim, clusters=max(10, n // 600), seed=0)
+    stats: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    order = greedy_chain(codes, stats=stats)
+    chain = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    nearest_codes(codes, codes)
+    knn = time.perf_counter() - t0
+    assert len(order) == len(codes)
+    return {"n": len(codes), "dim": codes.shape[1], "chain_seconds": chain,
+            "full_scans": stats["full_scans"], "knn_seconds": knn}
+
+
 def blog_config(data: str, **overrides: Any) -> RunConfig:
     """The blog's setup: MLP 784-512-20, single-Gaussian prior with one hidden layer of 512."""
     base = dict(data=data, latent_dim=20, encoder_hidden="512", decoder_hidden="512",
@@ -182,7 +201,7 @@ def bench_epoch(data: str, searchers: list[str], repeats: int = 1, device: str =
             t0 = time.perf_counter()
             trainer.train_pass()
             seconds[key].append(time.perf_counter() - t0)
-            search[key].append(trainer.search_seconds)
+            search[key].append(trainer.memory.search_seconds if trainer.memory else 0.0)
     vae = statistics.median(seconds["vae"])
     return {
         "data": data, "n": len(trainers["vae"].train_x), "repeats": repeats,

@@ -25,7 +25,8 @@ def epoch_line(label: str, m: dict[str, Any], epochs: int) -> str:
     return (f"{label}epoch {m['epoch']}/{epochs}  "
             f"train {m['train_nats']:.2f} (recon {m['train_recon']:.2f} + kl {m['train_kl']:.2f})"
             f"  {m.get('eval_split', 'test')} {m['test_nats']:.2f}"
-            f" (recon {m['test_recon']:.2f} + kl {m['test_kl']:.2f})"
+            f" (recon {m['test_recon']:.2f} + kl {m['test_kl']:.2f};"
+            f" ordered {m['test_nats_ordered']:.2f}, set {m['test_nats_set']:.2f})"
             f"  {m['epoch_seconds']:.1f}s (search {m['search_seconds']:.1f}s)")
 
 

@@ -4,15 +4,17 @@
     history = train(RunConfig(prior="acn", epochs=5))   # one dict of metrics per epoch
 
 One training step, for a batch of data indices ``idx`` (see :meth:`Trainer.train_step`):
-encode -> (ACN) write the fresh codes into the store, find K neighbours of each code among the
-other rows, pick one uniformly -> sample z -> reconstruction nats + KL to the prior -> step.
+encode -> (ACN) the memory picks one of the K nearest stored codes of each fresh code, never
+its own -> sample z, reconstruction nats + KL to the prior given that code -> optimiser step
+-> (ACN) the fresh codes overwrite the batch's rows of the store. The store and the search
+live in :mod:`acnkit.memory`, the held-out figures in :mod:`acnkit.evaluate`.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,12 +25,9 @@ from .config import RunConfig
 from .distributed import DistContext
 from .errors import NumericalError, PluginError, UsageError
 from .interfaces import Dataset
+from .memory import AssociativeMemory
 from .model import CompressionModel
-from .neighbours import exact_knn, pick_random, pick_unique
 from .registry import Registry, get_registry
-
-#: seed of the noise used by evaluation, so test nats depend on the model alone
-EVAL_SEED = 2024
 
 
 def resolve_device(name: str, dist: DistContext | None = None) -> torch.device:
@@ -104,43 +103,44 @@ class Trainer:
         self.loss = reg.create("loss", c.loss)
         self.modules = {"encoder": self.encoder, "decoder": self.decoder, "prior": self.prior}
         self.model = CompressionModel(self.encoder, self.decoder, self.prior, self.loss)
-        self.ddp: torch.nn.Module = self.model
+        # The two halves of a step, wrapped apart because the memory acts between them.
+        self.encode_net: torch.nn.Module = self.model.encoder
+        self.cost_net: torch.nn.Module = self.model.cost
         if self.dist.enabled:
             if c.unique:
                 raise UsageError("--unique is not supported with several processes yet; "
                                  "drop it or train in one process")
             from torch.nn.parallel import DistributedDataParallel
 
-            self.ddp = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.encode_net = DistributedDataParallel(self.model.encoder, device_ids=ids)
+            self.cost_net = DistributedDataParallel(self.model.cost, device_ids=ids)
         self.parameters = list(self.model.parameters())
         self.optimizer = torch.optim.Adam(self.parameters, lr=c.lr)
 
-        # Data order, neighbour choice and sampling noise each have their own generator, saved
-        # in checkpoints so that a resumed run replays the same numbers; the order's own
-        # generator gives VAE and ACN runs of one seed the same data order.
+        # Three generators, saved in checkpoints so that a resumed run replays the same
+        # numbers: the data order (its own, so VAE and ACN runs of one seed see the same
+        # order), the neighbour picks and the sampling noise of z.
         self.order = torch.Generator().manual_seed(c.seed)
         rank_seed = 1000 * self.dist.rank  # ranks draw different noise and neighbours
-        self.generator = torch.Generator().manual_seed(c.seed + 2 + rank_seed)
+        self.picks = torch.Generator().manual_seed(c.seed + 2 + rank_seed)
         self.noise = torch.Generator(device=self.device).manual_seed(c.seed + 1 + rank_seed)
 
         self.conditional = bool(self.prior.conditional)
-        self.searcher = None
+        self.memory: AssociativeMemory | None = None
         if self.conditional:
             if c.k >= n:
                 raise UsageError(f"--k {c.k} must be smaller than the {n} training codes")
-            # The same initial store on every rank: its own generator, not a rank's.
-            init = torch.Generator().manual_seed(c.seed + 3)
-            self.store = torch.randn(n, c.latent_dim, generator=init).to(self.device)
-            self.used = torch.zeros(n, dtype=torch.bool, device=self.device)
-            self.searcher = reg.create("searcher", c.search, **c.searcher_options())
-            self.searcher_plugin = reg.get("searcher", c.search).plugin
+            plugin = reg.get("searcher", c.search).plugin
+            self.memory = AssociativeMemory(
+                n, c.latent_dim, reg.create("searcher", c.search, **c.searcher_options()),
+                c.k, unique=c.unique, seed=c.seed + 3, picks=self.picks,
+                device=self.device, dist=self.dist,
+                name=f"searcher {c.search!r} (plugin {plugin!r})")
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
         self.stop_requested = False
         self.check_plugins()
-        self.search_seconds = 0.0
-        self.unique_fallbacks = 0
 
     # ------------------------------------------------------------------ training
     def fit(self, epochs: int | None = None, callbacks: Callbacks | None = None,
@@ -159,8 +159,10 @@ class Trainer:
         return self.history
 
     def train_epoch(self, callbacks: Callbacks | None = None) -> dict[str, Any] | None:
-        """One pass over the training data, then a test pass; returns the epoch's metrics
-        (None if a stop was requested mid-epoch)."""
+        """One pass over the training data, then the held-out figures; returns the epoch's
+        metrics (None if a stop was requested mid-epoch)."""
+        from .evaluate import held_out_figures
+
         start = time.perf_counter()
         sums = self.train_pass(callbacks)
         if sums is None:
@@ -169,22 +171,18 @@ class Trainer:
         seconds = time.perf_counter() - start
         n = len(self.train_x)
         recon, kl = sums[0] / n, sums[1] / n
-        test = self.evaluate()
-        metrics = {
+        metrics: dict[str, Any] = {
             "epoch": self.epoch,
             "train_nats": recon + kl,
             "train_recon": recon,
             "train_kl": kl,
-            "test_nats": test["nats"],
-            "test_recon": test["recon"],
-            "test_kl": test["kl"],
-            "test_bits_per_dim": test["bits_per_dim"],
+            **held_out_figures(self),
             "eval_split": self.eval_split,
             "epoch_seconds": seconds,
-            "search_seconds": self.search_seconds,
+            "search_seconds": self.memory.search_seconds if self.memory else 0.0,
         }
-        if self.config.unique and self.conditional:
-            metrics["unique_fallbacks"] = self.unique_fallbacks
+        if self.config.unique and self.memory:
+            metrics["unique_fallbacks"] = self.memory.unique_fallbacks
         self.history.append(metrics)
         return metrics
 
@@ -193,11 +191,9 @@ class Trainer:
         reconstruction and KL nats (None if a stop was requested mid-epoch)."""
         c, n = self.config, len(self.train_x)
         on_batch = callbacks.on_batch if callbacks else None
-        self.search_seconds, self.unique_fallbacks = 0.0, 0
         self.model.train()
-        if self.conditional:
-            self.used.zero_()
-            self.searcher.reset(self.store)
+        if self.memory:
+            self.memory.start_epoch()
         order = torch.randperm(n, generator=self.order).to(self.device)
         batches = math.ceil(n / c.batch_size)
         recon_sum = torch.zeros((), device=self.device)
@@ -223,56 +219,22 @@ class Trainer:
 
     def train_step(self, idx: Tensor, batch: int = 0) -> tuple[Tensor, Tensor]:
         """One optimiser step on the training data ``idx`` (this rank's share of the batch);
-        returns per-datum reconstruction and KL nats. The model encodes x, asks
-        ``neighbour_codes`` for each code's neighbour context (ACN), samples z and scores it."""
+        returns per-datum reconstruction and KL nats."""
         x = self.train_x[idx].float()
-        neighbours = (lambda codes: self.neighbour_codes(idx, codes)) if self.conditional else None
-        recon, kl = self.ddp(x, neighbours, self.noise)
+        posterior = self.encode_net(x)                                  # q(z|x)
+        codes = posterior.mean.detach()  # no gradient flows into the store or the context
+        if self.memory and not torch.isfinite(codes).all():  # NaN codes would find no neighbour
+            self._raise_numerical("codes", batch)
+        context = self.memory.neighbour_context(idx, codes) if self.memory else None
+        recon, kl = self.cost_net(x, posterior.mean, posterior.log_std, context, self.noise)
         loss = (recon + kl).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._check_finite(loss, batch)
         self.optimizer.step()
+        if self.memory:
+            self.memory.write(idx, codes)                               # fresh codes stored
         return recon.detach(), kl.detach()
-
-    def neighbour_codes(self, idx: Tensor, codes: Tensor) -> Tensor:
-        """Store the batch's fresh codes (every rank's), then return one random near
-        neighbour's code for each of this rank's codes."""
-        every_idx, every_code = self.dist.all_gather(idx), self.dist.all_gather(codes)
-        self.store[every_idx] = every_code
-        self.searcher.update(every_idx)
-        t0 = time.perf_counter()
-        if self.config.unique:
-            chosen = self._unique_neighbours(idx, codes)
-        else:
-            chosen = pick_random(self._search(codes, idx), self.generator)
-        self.search_seconds += time.perf_counter() - t0
-        return self.store[chosen]
-
-    def _search(self, codes: Tensor, idx: Tensor, banned: Tensor | None = None) -> Tensor:
-        cands = self.searcher.search(codes, self.config.k, exclude=idx, banned=banned)
-        self._check_candidates(cands, idx)
-        return cands
-
-    def _unique_neighbours(self, idx: Tensor, codes: Tensor) -> Tensor:
-        """Neighbours never used before in this epoch, and distinct within the batch."""
-        chosen = torch.full_like(idx, -1)
-        pending = torch.arange(len(idx), device=idx.device)
-        # Each round bans what earlier rows took, so a row that lost every candidate to
-        # another row gets new ones; a handful of rounds settles a batch.
-        for _ in range(8):
-            picked = pick_unique(self._search(codes[pending], idx[pending], self.used),
-                                 self.generator)
-            ok = picked >= 0
-            chosen[pending[ok]] = picked[ok]
-            self.used[picked[ok]] = True
-            pending = pending[~ok]
-            if len(pending) == 0:
-                return chosen
-        # Nothing unused is left but these rows' own codes: reuse a code and count it.
-        self.unique_fallbacks += len(pending)
-        chosen[pending] = pick_random(self._search(codes[pending], idx[pending]), self.generator)
-        return chosen
 
     @torch.no_grad()
     def check_plugins(self) -> None:
@@ -283,7 +245,7 @@ class Trainer:
         b = len(x)
         gen = torch.Generator(device=self.device).manual_seed(0)
         z = torch.randn((b, c.latent_dim), generator=gen, device=self.device)
-        context = self.store[:b] if self.conditional else None
+        context = self.memory.store[:b] if self.memory else None
         stages = [
             ("encoder", c.encoder, lambda: self.encoder(x),
              lambda q: [("mean", q.mean, (b, c.latent_dim)), ("log_std", q.log_std, (b, c.latent_dim))]),
@@ -306,74 +268,18 @@ class Trainer:
                     raise PluginError(f"{kind} {name!r} (plugin {plugin!r}) gave {what} of "
                                       f"shape {got}, expected {shape}")
 
-    def _check_candidates(self, cands: Tensor, idx: Tensor) -> None:
-        name = f"searcher {self.config.search!r} (plugin {self.searcher_plugin!r})"
-        if not isinstance(cands, Tensor) or cands.shape != (len(idx), self.config.k):
-            shape = tuple(cands.shape) if isinstance(cands, Tensor) else type(cands).__name__
-            raise PluginError(f"{name} returned {shape}, expected ({len(idx)}, {self.config.k})")
-        if cands.dtype != torch.long:
-            raise PluginError(f"{name} returned dtype {cands.dtype}, expected torch.long")
-        own = cands == idx.unsqueeze(1)
-        outside = (cands < -1) | (cands >= len(self.store))
-        if (own | outside).any():  # one reduction on the hot path; diagnose only on failure
-            if outside.any():
-                raise PluginError(f"{name} returned indices outside the store of "
-                                  f"{len(self.store)}")
-            raise PluginError(f"{name} returned a query's own row as its neighbour")
-
     def _check_finite(self, loss: Tensor, batch: int) -> None:
         # One fused norm over every gradient: a NaN or inf anywhere makes it non-finite.
         grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, float("inf"))
         if torch.isfinite(loss) and torch.isfinite(grad_norm):
             return
-        what = "loss" if not torch.isfinite(loss) else "gradients"
+        self._raise_numerical("loss" if not torch.isfinite(loss) else "gradients", batch)
+
+    def _raise_numerical(self, what: str, batch: int) -> None:
         raise NumericalError(
             f"{what} became NaN or infinite at epoch {self.epoch + 1}, batch {batch + 1}; "
             f"try a smaller --lr (now {self.config.lr})"
         )
-
-    # ---------------------------------------------------------------- evaluation
-    @torch.no_grad()
-    def encode(self, x: Tensor, batch_size: int = 1024) -> Tensor:
-        """Codes (posterior means) of images ``x``."""
-        self.encoder.eval()
-        out = [self.encoder(x[i: i + batch_size].float()).mean for i in range(0, len(x), batch_size)]
-        return torch.cat(out)
-
-    @torch.no_grad()
-    def nearest_train_codes(self, codes: Tensor, train_codes: Tensor) -> Tensor:
-        """The nearest training code of each code (K = 1, deterministic): the ACN test prior's
-        context, as a receiver that already holds the training set would use it."""
-        nearest = torch.cat([exact_knn(codes[i: i + 1024], train_codes, 1)[1][:, 0]
-                             for i in range(0, len(codes), 1024)])
-        return train_codes[nearest]
-
-    @torch.no_grad()
-    def held_out_batches(self, batch_size: int = 1000) -> Iterator[tuple[Tensor, Any, Tensor | None]]:
-        """(x, q(z|x), prior context) for each batch of the held-out images, in eval mode;
-        ACN's context is each code's nearest freshly encoded training code."""
-        self.model.eval()
-        train_codes = self.encode(self.train_x) if self.conditional else None
-        for i in range(0, len(self.test_x), batch_size):
-            x = self.test_x[i: i + batch_size].float()
-            posterior = self.encoder(x)
-            context = (self.nearest_train_codes(posterior.mean, train_codes)
-                       if self.conditional else None)
-            yield x, posterior, context
-
-    @torch.no_grad()
-    def evaluate(self, batch_size: int = 1000) -> dict[str, float]:
-        """Nats per held-out image, split into reconstruction and KL, and bits per dimension."""
-        noise = torch.Generator(device=self.device).manual_seed(EVAL_SEED)
-        recon_sum = kl_sum = 0.0
-        for x, posterior, context in self.held_out_batches(batch_size):
-            z = posterior.rsample(noise)
-            recon_sum += self.loss.nll(self.decoder(z), x).sum().item()
-            kl_sum += self.prior.kl(posterior, z, context).sum().item()
-        n = len(self.test_x)
-        nats = (recon_sum + kl_sum) / n
-        return {"nats": nats, "recon": recon_sum / n, "kl": kl_sum / n,
-                "bits_per_dim": nats / (math.log(2) * self.data.dims)}
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -387,11 +293,11 @@ class Trainer:
             "modules": {k: m.state_dict() for k, m in self.modules.items()},
             "optimizer": self.optimizer.state_dict(),
             "order": self.order.get_state(),
-            "generator": self.generator.get_state(),
+            "generator": self.picks.get_state(),
             "noise": self.noise.get_state(),
         }
-        if self.conditional:
-            state["store"] = self.store
+        if self.memory:
+            state["store"] = self.memory.store
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -401,16 +307,15 @@ class Trainer:
         for group in self.optimizer.param_groups:  # --lr given on resume wins
             group["lr"] = self.config.lr
         self.order.set_state(state["order"])
-        self.generator.set_state(state["generator"])
+        self.picks.set_state(state["generator"])
         self.noise.set_state(state["noise"])
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])
-        if self.conditional:
-            self.store.copy_(state["store"].to(self.device))
-            self.searcher.reset(self.store)
+        if self.memory:
+            self.memory.load(state["store"])
         if self.dist.rank > 0:  # only rank 0's random states are saved: reseed the others
             seed = self.config.seed + 1000 * self.dist.rank + 7919 * self.epoch
-            self.generator.manual_seed(seed)
+            self.picks.manual_seed(seed)
             self.noise.manual_seed(seed + 1)
 
 

@@ -1,21 +1,135 @@
-"""Evaluation of a finished run: test nats, bits per dimension, k-NN accuracy of the codes,
-and an importance-sampled bound on the negative log-likelihood."""
+"""Held-out figures, every one a code length a receiver could decode, or named for what it
+needs beyond that.
+
+The cost of a datum is -log p(x|z) + KL(q(z|x) || p(z | context)) at one sample z ~ q(z|x)
+(the negative ELBO: what bits-back coding turns into bytes, see :mod:`acnkit.codec`). Which
+context the prior gets is an explicit choice (:data:`CONTEXTS`):
+
+- ``none``: the unconditional prior (VAE). Each image is coded on its own.
+- ``chain``: ACN's code length. The sender orders the set by :func:`acnkit.memory.greedy_chain`
+  and codes each image with the prior conditioned on the code of the image before it (zeros
+  for the first); the receiver decodes in that order and re-encodes each image to get the
+  next context. Nothing else is sent.
+- ``nearest_train``: each image's prior conditioned on its nearest *training* code, found
+  with the image's own code. A receiver cannot find that code without being told its index
+  (log N_train nats more per image), so this figure is optimistic: it is reported only as
+  ``..._nearest_train``, never as test nats.
+
+Modes (the same for both priors, so that comparisons are fair): **ordered**, the data come
+back in their order (VAE as is; ACN pays log(N!)/N nats per image for the permutation back to
+the original order), and **set**, the order is not kept (ACN as is; the VAE saves log(N!)/N
+by bits-back coding of the order).
+"""
 
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import Tensor
 
-from . import rundir
-from .config import RunConfig
-from .engine import EVAL_SEED, Trainer
+from .distributions import DiagGaussian
+from .memory import chain_context, greedy_chain, log_orderings, nearest_codes
+
+if TYPE_CHECKING:
+    from .engine import Trainer
+
+#: seed of the noise used by evaluation, so held-out nats depend on the model alone
+EVAL_SEED = 2024
+CONTEXTS = ("none", "chain", "nearest_train")
+
+
+@torch.no_grad()
+def encode(trainer: Trainer, x: Tensor, batch_size: int = 1024) -> DiagGaussian:
+    """q(z|x) of images ``x``, in eval mode; the codes are its means."""
+    trainer.model.eval()
+    parts = [trainer.encoder(x[i: i + batch_size].float()) for i in range(0, len(x), batch_size)]
+    return DiagGaussian(torch.cat([p.mean for p in parts]), torch.cat([p.log_std for p in parts]))
+
+
+@torch.no_grad()
+def prior_context(trainer: Trainer, codes: Tensor, kind: str,
+                  train_codes: Tensor | None = None) -> Tensor | None:
+    """Each datum's prior context under ``kind`` (one of :data:`CONTEXTS`)."""
+    if kind not in CONTEXTS:
+        raise ValueError(f"context must be one of {', '.join(CONTEXTS)}, got {kind!r}")
+    if kind == "none" or not trainer.conditional:
+        return None
+    if kind == "chain":
+        return chain_context(codes, greedy_chain(codes).to(codes.device))
+    if train_codes is None:
+        train_codes = encode(trainer, trainer.train_x).mean
+    return train_codes[nearest_codes(codes, train_codes)]
+
+
+@torch.no_grad()
+def costs(trainer: Trainer, x: Tensor, posterior: DiagGaussian, context: Tensor | None,
+          batch_size: int = 1000) -> tuple[Tensor, Tensor]:
+    """Reconstruction and KL nats of each datum (N,), both at one sample z ~ q(z|x) drawn
+    with the evaluation seed."""
+    trainer.model.eval()
+    noise = torch.Generator(device=trainer.device).manual_seed(EVAL_SEED)
+    recon, kl = [], []
+    for i in range(0, len(x), batch_size):
+        s = slice(i, i + batch_size)
+        r, k = trainer.model.cost(x[s].float(), posterior.mean[s], posterior.log_std[s],
+                                  None if context is None else context[s], noise)
+        recon.append(r)
+        kl.append(k)
+    return torch.cat(recon), torch.cat(kl)
+
+
+def summary(recon: Tensor, kl: Tensor, dims: int, prefix: str) -> dict[str, float]:
+    """Mean nats per image, its split and bits per dimension, under ``prefix``."""
+    n = len(recon)
+    r, k = recon.sum().item() / n, kl.sum().item() / n
+    return {f"{prefix}_nats": r + k, f"{prefix}_recon": r, f"{prefix}_kl": k,
+            f"{prefix}_bits_per_dim": (r + k) / (math.log(2) * dims)}
+
+
+def modes(nats: float, n: int, conditional: bool, prefix: str = "test") -> dict[str, float]:
+    """The ordered- and set-mode code lengths per image from a model's own figure: the VAE's
+    is ordered (bits-back on the order saves log(N!)/N), ACN's chain is a set (sending the
+    permutation back to the original order costs log(N!)/N)."""
+    order = log_orderings(n) / n
+    ordered, as_set = (nats + order, nats) if conditional else (nats, nats - order)
+    return {f"{prefix}_nats_ordered": ordered, f"{prefix}_nats_set": as_set,
+            f"{prefix}_order_nats": order}
+
+
+@torch.no_grad()
+def held_out_figures(trainer: Trainer) -> dict[str, Any]:
+    """The figures reported every epoch on the held-out images: ``test_nats`` (recon, KL,
+    bits/dim) is the model's own code length (VAE: image by image; ACN: along the chain),
+    ``test_nats_ordered`` / ``test_nats_set`` both modes, and for ACN the optimistic
+    ``test_nats_nearest_train``."""
+    x = trainer.test_x
+    posterior = encode(trainer, x)
+    dims = trainer.data.dims
+    t0 = time.perf_counter()
+    kind = "chain" if trainer.conditional else "none"
+    context = prior_context(trainer, posterior.mean, kind)
+    chain_seconds = time.perf_counter() - t0
+    figures: dict[str, Any] = summary(*costs(trainer, x, posterior, context), dims, "test")
+    figures.update(modes(figures["test_nats"], len(x), trainer.conditional))
+    if trainer.conditional:
+        figures["test_chain_seconds"] = chain_seconds
+        near = prior_context(trainer, posterior.mean, "nearest_train")
+        recon, kl = costs(trainer, x, posterior, near)
+        figures["test_nats_nearest_train"] = (recon.sum() + kl.sum()).item() / len(x)
+        figures["test_kl_nearest_train"] = kl.sum().item() / len(x)
+    return figures
 
 
 def load_trainer(run: str | Path, device: str | None = None) -> Trainer:
     """The trainer of a run folder, restored from its checkpoint."""
+    from . import rundir
+    from .config import RunConfig
+    from .engine import Trainer
+
     state = rundir.load_checkpoint(run)
     config = RunConfig.from_dict(state["config"])
     if device is not None:
@@ -31,43 +145,100 @@ def knn_accuracy(trainer: Trainer, k: int = 5) -> float:
     reference: how much of the class the codes carry."""
     from sklearn.neighbors import KNeighborsClassifier
 
-    train = trainer.encode(trainer.train_x).cpu().numpy()
-    test = trainer.encode(trainer.test_x).cpu().numpy()
+    train = encode(trainer, trainer.train_x).mean.cpu().numpy()
+    test = encode(trainer, trainer.test_x).mean.cpu().numpy()
     clf = KNeighborsClassifier(n_neighbors=min(k, len(train))).fit(train, trainer.train_y.numpy())
     return float((clf.predict(test) == trainer.test_y.numpy()).mean())
 
 
 @torch.no_grad()
-def importance_sampled_nll(trainer: Trainer, samples: int, batch_size: int = 500) -> float:
-    """-log p(x) estimated with ``samples`` draws from q(z|x) as the proposal, in nats per
-    test image: log mean_s p(x|z_s) p(z_s|c) / q(z_s|x) is a lower bound on log p(x) that
-    tightens as ``samples`` grows (ACN: c is the nearest training code)."""
+def importance_sampled_nll(trainer: Trainer, x: Tensor, posterior: DiagGaussian,
+                           context: Tensor | None, samples: int,
+                           batch_size: int = 500) -> float:
+    """-log p(x | context) estimated with ``samples`` draws from q(z|x) as the proposal, in
+    nats per image: log mean_s p(x|z_s) p(z_s|c) / q(z_s|x) is a lower bound on
+    log p(x | c) that tightens as ``samples`` grows."""
+    trainer.model.eval()
     noise = torch.Generator(device=trainer.device).manual_seed(EVAL_SEED)
     total = 0.0
-    for x, posterior, context in trainer.held_out_batches(batch_size):
+    for i in range(0, len(x), batch_size):
+        s = slice(i, i + batch_size)
+        q = DiagGaussian(posterior.mean[s], posterior.log_std[s])
+        c = None if context is None else context[s]
+        xs = x[s].float()
         log_w = []
         for _ in range(samples):
-            z = posterior.rsample(noise)
-            log_w.append(-trainer.loss.nll(trainer.decoder(z), x)
-                         + trainer.prior.log_prob(z, context) - posterior.log_prob(z))
+            z = q.rsample(noise)
+            log_w.append(-trainer.loss.nll(trainer.decoder(z), xs)
+                         + trainer.prior.log_prob(z, c) - q.log_prob(z))
         log_px = torch.logsumexp(torch.stack(log_w), 0) - math.log(samples)
         total += -log_px.sum().item()
-    return total / len(trainer.test_x)
+    return total / len(x)
 
 
-def evaluate_run(run: str | Path, samples: int = 0, knn: int = 5,
-                 device: str | None = None) -> dict[str, Any]:
+@torch.no_grad()
+def train_mixture_nats(trainer: Trainer, x: Tensor, posterior: DiagGaussian,
+                       train_codes: Tensor, batch_size: int = 256) -> dict[str, float]:
+    """Cost per image under the uniform mixture of the prior over every training code,
+    p(z) = mean_n p(z | c_n): decodable by a receiver that holds the training set (and its
+    codes), without any index sent. KL by the single-sample estimate log q(z|x) - log p(z)
+    at the same z as the reconstruction."""
+    trainer.model.eval()
+    noise = torch.Generator(device=trainer.device).manual_seed(EVAL_SEED)
+    n, d = train_codes.shape
+    # Components of all training codes, computed once; chunks keep B x C x d x M in bounds.
+    prior = trainer.prior.distribution(train_codes, n)
+    per_code = d * (prior.logits.shape[-1] if hasattr(prior, "logits") else 1)
+    chunk = max(1, (1 << 23) // (batch_size * per_code))
+    recon_sum = kl_sum = 0.0
+    for i in range(0, len(x), batch_size):
+        s = slice(i, i + batch_size)
+        q = DiagGaussian(posterior.mean[s], posterior.log_std[s])
+        z = q.rsample(noise)
+        recon_sum += trainer.loss.nll(trainer.decoder(z), x[s].float()).sum().item()
+        log_p = torch.cat([_slice_distribution(prior, j, j + chunk).log_prob(z[:, None, :])
+                           for j in range(0, n, chunk)], 1)
+        log_mix = torch.logsumexp(log_p, 1) - math.log(n)
+        kl_sum += (q.log_prob(z) - log_mix).sum().item()
+    m = len(x)
+    return {"test_nats_train_mixture": (recon_sum + kl_sum) / m,
+            "test_kl_train_mixture": kl_sum / m}
+
+
+def _slice_distribution(dist: Any, start: int, stop: int) -> Any:
+    """Rows ``start:stop`` of a batched prior, given a leading axis to broadcast over data."""
+    fields = {k: v[start:stop].unsqueeze(0) for k, v in vars(dist).items()}
+    return type(dist)(**fields)
+
+
+def evaluate_run(run: str | Path, samples: int = 0, knn: int = 5, device: str | None = None,
+                 chain_train: bool = False, mixture: bool = False) -> dict[str, Any]:
+    """Every held-out figure of a run folder; ``chain_train`` adds the chain over training
+    and test images together, ``mixture`` the cost under the mixture over training codes."""
     trainer = load_trainer(run, device)
-    test = trainer.evaluate()
-    result: dict[str, Any] = {
-        "run": str(run), "prior": trainer.config.prior, "epoch": trainer.epoch,
-        "test_nats": test["nats"], "test_recon": test["recon"], "test_kl": test["kl"],
-        "test_bits_per_dim": test["bits_per_dim"],
-        f"knn{knn}_accuracy": knn_accuracy(trainer, knn),
-    }
+    result: dict[str, Any] = {"run": str(run), "prior": trainer.config.prior,
+                              "epoch": trainer.epoch, "eval_split": trainer.eval_split,
+                              "test_images": len(trainer.test_x)}
+    result.update(held_out_figures(trainer))
+    result[f"knn{knn}_accuracy"] = knn_accuracy(trainer, knn)
+    x = trainer.test_x
+    posterior = encode(trainer, x)
     if samples > 0:
-        nll = importance_sampled_nll(trainer, samples)
+        kind = "chain" if trainer.conditional else "none"
+        nll = importance_sampled_nll(trainer, x, posterior,
+                                     prior_context(trainer, posterior.mean, kind), samples)
         result["is_samples"] = samples
         result["test_nll_is"] = nll
         result["test_nll_is_bits_per_dim"] = nll / (math.log(2) * trainer.data.dims)
+    if trainer.conditional and (chain_train or mixture):
+        train_codes = encode(trainer, trainer.train_x).mean
+        if mixture:
+            result.update(train_mixture_nats(trainer, x, posterior, train_codes))
+        if chain_train:
+            both = torch.cat([trainer.train_x, x])
+            q = encode(trainer, both)
+            recon, kl = costs(trainer, both, q, prior_context(trainer, q.mean, "chain"))
+            result.update(summary(recon, kl, trainer.data.dims, "train_test_chain"))
+            result.update(modes(result["train_test_chain_nats"], len(both), True,
+                                "train_test_chain"))
     return result

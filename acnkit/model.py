@@ -1,30 +1,53 @@
-"""The networks of a run as one module, so that DistributedDataParallel can wrap them."""
+"""The networks of a run, split at the one point where the associative memory steps in.
+
+A training step is ``encode`` (the encoder: x -> q(z|x)), then the memory turns the codes
+into prior contexts, then ``cost`` (:class:`CostModel`: sample z, reconstruction and KL
+nats). Each half is its own module so that DistributedDataParallel can wrap both.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
+from .distributions import DiagGaussian
 from .interfaces import Decoder, Encoder, Loss, Prior
 
 
-class CompressionModel(nn.Module):
-    """Encoder, decoder and prior; ``forward`` gives each datum's cost in nats."""
+class CostModel(nn.Module):
+    """Decoder, prior and likelihood: each datum's cost in nats given its posterior."""
 
-    def __init__(self, encoder: Encoder, decoder: Decoder, prior: Prior, loss: Loss) -> None:
+    def __init__(self, decoder: Decoder, prior: Prior, loss: Loss) -> None:
         super().__init__()
-        self.encoder, self.decoder, self.prior = encoder, decoder, prior
-        self.loss = loss
+        self.decoder, self.prior, self.loss = decoder, prior, loss
 
-    def forward(self, x: Tensor, neighbours: Callable[[Tensor], Tensor] | None,
+    def forward(self, x: Tensor, mean: Tensor, log_std: Tensor, context: Tensor | None,
                 noise: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """Reconstruction and KL nats per datum of ``x``. ``neighbours`` maps the batch's
-        codes (detached: no gradient flows into the store) to the prior's context."""
-        posterior = self.encoder(x)
-        context = neighbours(posterior.mean.detach()) if neighbours else None
+        """Reconstruction -log p(x|z) and KL(q(z|x) || p(z|context)) nats per datum, both at
+        the same reparameterised sample z ~ q(z|x) = N(mean, exp(log_std)^2)."""
+        posterior = DiagGaussian(mean, log_std)
         z = posterior.rsample(noise)
         recon = self.loss.nll(self.decoder(z), x)
         kl = self.prior.kl(posterior, z, context)
         return recon, kl
+
+
+class CompressionModel(nn.Module):
+    """Encoder, decoder and prior of a run (one module for parameters, modes and state)."""
+
+    def __init__(self, encoder: Encoder, decoder: Decoder, prior: Prior, loss: Loss) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.cost = CostModel(decoder, prior, loss)
+
+    @property
+    def decoder(self) -> Decoder:
+        return self.cost.decoder
+
+    @property
+    def prior(self) -> Prior:
+        return self.cost.prior
+
+    @property
+    def loss(self) -> Loss:
+        return self.cost.loss

@@ -22,15 +22,18 @@ def _save(fig: Any, path: str | Path) -> None:
 
 def plot_compare(histories: dict[str, list[dict[str, Any]]], path: str | Path,
                  title: str = "") -> None:
+    """Left: the training objective and its KL per epoch; right: the held-out code length
+    in ordered mode (the data back in their order, the same mode for every prior)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False)
-    for ax, split in zip(axes, ("train", "test"), strict=True):
+    panels = (("train_nats", "train_kl", "training objective (nats per image)"),
+              ("test_nats_ordered", "test_kl", "held-out code length, ordered mode (nats per image)"))
+    for ax, (total, kl, heading) in zip(axes, panels, strict=True):
         for prior, history in histories.items():
             epochs = [m["epoch"] for m in history]
-            line, = ax.plot(epochs, [m[f"{split}_nats"] for m in history], marker="o",
-                            label=f"{prior} total")
-            ax.plot(epochs, [m[f"{split}_kl"] for m in history], linestyle="--",
-                    color=line.get_color(), label=f"{prior} KL")
-        ax.set_title(f"{split} nats per image")
+            line, = ax.plot(epochs, [m[total] for m in history], marker="o", label=f"{prior} total")
+            ax.plot(epochs, [m[kl] for m in history], linestyle="--", color=line.get_color(),
+                    label=f"{prior} KL")
+        ax.set_title(heading, fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("nats")
         ax.grid(alpha=0.3)

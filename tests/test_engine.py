@@ -38,35 +38,37 @@ def test_runs_are_reproducible():
 
 def test_store_holds_fresh_codes_of_the_batch():
     t = Trainer(small())
-    t.searcher.reset(t.store)
+    t.memory.start_epoch()
     idx = torch.arange(10, 74)
-    before = t.store.clone()
+    before = t.memory.store.clone()
     with torch.no_grad():
         codes = t.encoder(t.train_x[idx].float()).mean
     t.train_step(idx)
-    torch.testing.assert_close(t.store[idx], codes)
-    untouched = torch.ones(len(t.store), dtype=torch.bool)
+    torch.testing.assert_close(t.memory.store[idx], codes)
+    untouched = torch.ones(len(t.memory), dtype=torch.bool)
     untouched[idx] = False
-    assert torch.equal(t.store[untouched], before[untouched])
+    assert torch.equal(t.memory.store[untouched], before[untouched])
 
 
 def test_neighbour_is_one_of_the_k_nearest_never_itself():
     t = Trainer(small(k=3))
-    t.searcher.reset(t.store)
+    mem = t.memory
+    mem.start_epoch()
     idx = torch.arange(64)
-    codes = t.store[idx].clone() + 0.01
-    context = t.neighbour_codes(idx, codes)
-    near = brute_force_knn(codes, t.store, 3, exclude=idx)
-    for row in range(64):
-        assert (t.store[near[row]] == context[row]).all(1).any()
-        assert not torch.equal(context[row], codes[row])
+    codes = mem.store[idx].clone() + 0.01
+    picked = mem.pick(idx, codes)
+    near = brute_force_knn(codes, mem.store, 3, exclude=idx)
+    # Indices decide: equal code values elsewhere in the store would not count.
+    assert (picked.unsqueeze(1) == near).any(1).all()
+    assert not (picked == idx).any()
+    assert mem.neighbour_context(idx, codes).shape == codes.shape
 
 
 @pytest.mark.parametrize("search", ["torch", "sklearn", "annoy"])
 def test_unique_mode_never_uses_a_code_twice_in_an_epoch(search):
     t = Trainer(small(unique=True, search=search, batch_size=100, k=5))
     seen = []
-    original = t._unique_neighbours
+    original = t.memory.pick
 
     def spy(idx, codes):
         out = original(idx, codes)
@@ -74,7 +76,7 @@ def test_unique_mode_never_uses_a_code_twice_in_an_epoch(search):
         assert not (out == idx).any()
         return out
 
-    t._unique_neighbours = spy
+    t.memory.pick = spy
     for _ in range(2):
         seen.clear()
         m = t.train_epoch()
@@ -106,7 +108,7 @@ def test_searcher_returning_wrong_shape_is_named():
         def search(self, q, k, exclude=None, banned=None):
             return torch.zeros(len(q), k + 1, dtype=torch.long)
 
-    t.searcher = Bad()
+    t.memory.searcher = Bad()
     with pytest.raises(PluginError, match=r"searcher 'torch' \(plugin 'search_torch'\) returned"):
         t.train_epoch()
 

@@ -13,7 +13,6 @@ from acnkit.rundir import load_checkpoint
 
 SMALL = ["--latent-dim", "8", "--encoder-hidden", "64", "--decoder-hidden", "64",
          "--prior-hidden", "32", "--batch-size", "64"]
-TIMING = ("epoch_seconds", "search_seconds")
 
 
 def invoke(*args):
@@ -22,7 +21,7 @@ def invoke(*args):
 
 def metrics(path):
     rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in m.items() if k not in TIMING} for m in rows]
+    return [{k: v for k, v in m.items() if not k.endswith("_seconds")} for m in rows]
 
 
 @pytest.mark.parametrize("prior", ["acn", "vae"])
@@ -78,7 +77,13 @@ def test_compare_writes_csv_png_and_runs(tmp_path):
         ("vae", "1"), ("vae", "2"), ("acn", "1"), ("acn", "2")]
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "vae" / "checkpoint.pt").is_file() and (out / "acn" / "metrics.jsonl").is_file()
-    assert "final test nats" in r.stdout
+    assert "final test code length, ordered mode: acn" in r.stdout
+    assert "final test code length, set mode: acn" in r.stdout
+    for row in rows:  # one order costs log(N!)/N per image in either mode, for both priors
+        gap = float(row["test_nats_ordered"]) - float(row["test_nats_set"])
+        assert gap == pytest.approx(float(row["test_order_nats"]), rel=1e-9)
+        assert float(row["test_nats"]) == float(row["test_nats_set" if row["prior"] == "acn"
+                                                     else "test_nats_ordered"])
     # Same seed and nets: the two runs start from the same encoder weights and data order.
     enc = [load_checkpoint(out / p) for p in ("vae", "acn")]
     assert enc[0]["order"].equal(enc[1]["order"])
@@ -91,7 +96,8 @@ def test_eval_and_daydream(tmp_path):
     assert r.exit_code == 0, r.output
     result = json.loads(r.stdout)
     last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
-    assert result["test_nats"] == pytest.approx(last["test_nats"])
+    for key in ("test_nats", "test_nats_ordered", "test_nats_set", "test_nats_nearest_train"):
+        assert result[key] == pytest.approx(last[key])
     assert 0 <= result["knn5_accuracy"] <= 1
     # The importance-sampled bound is at least as tight as the ELBO on average.
     assert result["test_nll_is"] < result["test_nats"] + 0.5

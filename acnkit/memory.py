@@ -1,0 +1,237 @@
+"""The associative memory: the code store and everything that finds, picks and orders codes.
+
+Training, evaluation, daydreaming and the codec all go through this module:
+
+- :class:`AssociativeMemory` holds one code per training datum (initialised N(0, 1)), the
+  searcher over it, the per-epoch uniqueness mask and the random picking of one of the K
+  nearest stored codes (never the datum's own row) as the prior's context;
+- :func:`nearest_codes` finds each query's nearest code in a fixed set (evaluation's
+  "nearest training code", which a receiver could not find without being told its index);
+- :func:`greedy_chain` orders a set of codes by stepping to the nearest unvisited one: the
+  order in which ACN codes a data set, each datum's prior conditioned on the code before it;
+- :func:`chain_context` turns an order into each datum's prior context.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .distributed import DistContext
+from .errors import PluginError
+from .interfaces import NeighbourSearcher
+from .neighbours import exact_knn, pick_random, pick_unique
+
+#: rounds of re-searching in uniqueness mode before a datum falls back to a used code
+UNIQUE_ROUNDS = 8
+
+
+class AssociativeMemory:
+    """The code store of the training set and the neighbour look-ups the ACN prior needs.
+
+    ``neighbour_context(idx, codes)`` is the one call a training step makes: it searches the
+    K nearest stored codes of each fresh code (its own row ``idx`` excluded), picks one
+    uniformly at random (or, with ``unique``, one not yet used this epoch) and returns the
+    picked codes. ``write(idx, codes)`` then overwrites the batch's rows with the fresh codes.
+    """
+
+    def __init__(self, n: int, dim: int, searcher: NeighbourSearcher, k: int, *,
+                 unique: bool = False, seed: int = 0, picks: torch.Generator | None = None,
+                 device: torch.device | str = "cpu", dist: DistContext | None = None,
+                 name: str = "searcher") -> None:
+        # The same initial store on every rank: its own generator, not a rank's.
+        init = torch.Generator().manual_seed(seed)
+        self.store = torch.randn(n, dim, generator=init).to(device)
+        self.used = torch.zeros(n, dtype=torch.bool, device=device)
+        self.searcher, self.k, self.unique = searcher, k, unique
+        self.picks = picks or torch.Generator().manual_seed(seed)
+        self.dist = dist or DistContext()
+        self.name = name  # how errors name the searcher plugin
+        self.search_seconds = 0.0
+        self.unique_fallbacks = 0
+
+    def __len__(self) -> int:
+        return self.store.shape[0]
+
+    def start_epoch(self) -> None:
+        """Forget which codes were used, zero the counters and hand the store to the searcher."""
+        self.used.zero_()
+        self.search_seconds, self.unique_fallbacks = 0.0, 0
+        self.searcher.reset(self.store)
+
+    def load(self, store: Tensor) -> None:
+        self.store.copy_(store.to(self.store.device))
+        self.searcher.reset(self.store)
+
+    def write(self, idx: Tensor, codes: Tensor) -> None:
+        """Overwrite the rows ``idx`` with fresh ``codes`` (every rank's, when distributed)."""
+        every_idx, every_code = self.dist.all_gather(idx), self.dist.all_gather(codes)
+        self.store[every_idx] = every_code
+        self.searcher.update(every_idx)
+
+    def neighbour_context(self, idx: Tensor, codes: Tensor) -> Tensor:
+        """The prior's context for the data ``idx`` whose fresh codes are ``codes``: the
+        stored code of one of its K nearest rows, never its own."""
+        return self.store[self.pick(idx, codes)]
+
+    def pick(self, idx: Tensor, codes: Tensor) -> Tensor:
+        """Row of the store chosen as each datum's neighbour."""
+        t0 = time.perf_counter()
+        if self.unique:
+            chosen = self._pick_unique(idx, codes)
+        else:
+            chosen = pick_random(self.search(codes, idx), self.picks)
+        self.search_seconds += time.perf_counter() - t0
+        return chosen
+
+    def search(self, codes: Tensor, idx: Tensor, banned: Tensor | None = None) -> Tensor:
+        """The K nearest eligible rows of each code (its own row ``idx`` excluded), checked."""
+        cands = self.searcher.search(codes, self.k, exclude=idx, banned=banned)
+        self._check_candidates(cands, idx)
+        return cands
+
+    def _pick_unique(self, idx: Tensor, codes: Tensor) -> Tensor:
+        """Neighbours never used before in this epoch, and distinct within the batch."""
+        chosen = torch.full_like(idx, -1)
+        pending = torch.arange(len(idx), device=idx.device)
+        # Each round bans what earlier rows took, so a row that lost every candidate to
+        # another row gets new ones; a handful of rounds settles a batch.
+        for _ in range(UNIQUE_ROUNDS):
+            picked = pick_unique(self.search(codes[pending], idx[pending], self.used),
+                                 self.picks)
+            ok = picked >= 0
+            chosen[pending[ok]] = picked[ok]
+            self.used[picked[ok]] = True
+            pending = pending[~ok]
+            if len(pending) == 0:
+                return chosen
+        # Nothing unused is left but these rows' own codes: reuse a code and count it.
+        self.unique_fallbacks += len(pending)
+        chosen[pending] = pick_random(self.search(codes[pending], idx[pending]), self.picks)
+        return chosen
+
+    def _check_candidates(self, cands: Tensor, idx: Tensor) -> None:
+        if not isinstance(cands, Tensor) or cands.shape != (len(idx), self.k):
+            shape = tuple(cands.shape) if isinstance(cands, Tensor) else type(cands).__name__
+            raise PluginError(f"{self.name} returned {shape}, expected ({len(idx)}, {self.k})")
+        if cands.dtype != torch.long:
+            raise PluginError(f"{self.name} returned dtype {cands.dtype}, expected torch.long")
+        own = cands == idx.unsqueeze(1)
+        outside = (cands < -1) | (cands >= len(self.store))
+        if (own | outside).any():  # one reduction on the hot path; diagnose only on failure
+            if outside.any():
+                raise PluginError(f"{self.name} returned indices outside the store of "
+                                  f"{len(self.store)}")
+            raise PluginError(f"{self.name} returned a query's own row as its neighbour")
+        if (cands[:, 0] < 0).any():
+            # Every query has K < N eligible rows; a row with none would read store[-1].
+            raise PluginError(f"{self.name} returned no valid candidate (-1) for a query "
+                              f"although the store has eligible rows")
+
+
+@torch.no_grad()
+def nearest_codes(queries: Tensor, codes: Tensor, batch: int = 1024) -> Tensor:
+    """Index of the nearest row of ``codes`` for each query (exact, deterministic)."""
+    return torch.cat([exact_knn(queries[i: i + batch], codes, 1)[1][:, 0]
+                      for i in range(0, len(queries), batch)])
+
+
+@torch.no_grad()
+def greedy_chain(codes: Tensor, start: int = 0, candidates: int = 16,
+                 stats: dict | None = None) -> Tensor:
+    """An order of all rows of ``codes``: begin at ``start`` and step each time to the
+    nearest row not yet visited (Euclidean; ties to the lower index).
+
+    Each row's ``candidates`` nearest rows are found in one batched exact search (again
+    among the unvisited rows whenever half of them are gone); the walk takes the first
+    unvisited row of the current row's list and scans all unvisited rows only when the
+    whole list is used up, so a chain over 10,000 codes takes about a second
+    (``acnkit bench chain``). ``stats``, if given, receives the number of full scans.
+    """
+    n = codes.shape[0]
+    if n == 0:
+        return torch.zeros(0, dtype=torch.long)
+    if not 0 <= start < n:
+        raise ValueError(f"start {start} is outside the {n} codes")
+    x = codes.detach().to("cpu", torch.float64)
+    pts = x.numpy()
+    visited = np.zeros(n, dtype=bool)
+    order = np.empty(n, dtype=np.int64)
+    remaining = np.arange(n)  # compacted lazily: rows visited since stay, masked
+    rem_pts, rem_sq = pts, np.einsum("ij,ij->i", pts, pts)
+    lists = _sorted_neighbour_lists(x, min(candidates, n - 1))
+    listed = n  # rows unvisited when the lists were last built
+    cur, scans = start, 0
+    for t in range(n):
+        order[t] = cur
+        visited[cur] = True
+        if t == n - 1:
+            break
+        left = n - t - 1
+        if 2 * left <= listed:
+            # Half the listed rows are gone: list the unvisited rows' neighbours among
+            # themselves again, so that the walk rarely has to scan.
+            remaining = remaining[~visited[remaining]]
+            rem_pts = pts[remaining]
+            rem_sq = np.einsum("ij,ij->i", rem_pts, rem_pts)
+            for row, near in zip(remaining.tolist(),
+                                 _sorted_neighbour_lists(x[remaining], min(candidates, left - 1)),
+                                 strict=True):
+                lists[row] = remaining[near].tolist()
+            listed = left
+        nxt = -1
+        for j in lists[cur]:
+            if not visited[j]:
+                nxt = j
+                break
+        if nxt < 0:  # every listed neighbour was visited: scan the unvisited rows
+            scans += 1
+            if 2 * left < len(remaining):
+                remaining = remaining[~visited[remaining]]
+                rem_pts = pts[remaining]
+                rem_sq = np.einsum("ij,ij->i", rem_pts, rem_pts)
+            d = rem_sq - 2 * (rem_pts @ pts[cur])
+            d[visited[remaining]] = np.inf
+            nxt = int(remaining[np.argmin(d)])  # argmin: first of equal distances
+        cur = nxt
+    if stats is not None:
+        stats["full_scans"] = scans
+    return torch.from_numpy(order)
+
+
+def _sorted_neighbour_lists(x: Tensor, m: int) -> list[list[int]]:
+    """Each row's ``m`` nearest other rows, nearest first, ties to the lower index, ranked
+    by the same float64 distances as the full scan of :func:`greedy_chain`."""
+    if m < 1:
+        return [[] for _ in range(len(x))]
+    # A few spare float32 candidates, so that re-ranking in float64 cannot lose a row that
+    # float32 rounding put just outside the list.
+    spare = min(m + 4, len(x) - 1)
+    xf, own = x.float(), torch.arange(len(x))
+    cand = torch.cat([exact_knn(xf[i: i + 1024], xf, spare, exclude=own[i: i + 1024])[1]
+                      for i in range(0, len(x), 1024)]).numpy()
+    pts = x.numpy()
+    diff = pts[np.maximum(cand, 0)] - pts[:, None, :]
+    d = np.einsum("ijk,ijk->ij", diff, diff)
+    d[cand < 0] = np.inf
+    rank = np.lexsort((cand, d), axis=1)[:, :m]  # by distance, then by index
+    return np.take_along_axis(cand, rank, 1).tolist()
+
+
+def chain_context(codes: Tensor, order: Tensor) -> Tensor:
+    """Each datum's prior context along ``order``: the code of the datum coded just before
+    it, zeros for the first. Row i of the result belongs to datum i (not to position i)."""
+    context = torch.zeros_like(codes)
+    if len(order) > 1:
+        context[order[1:]] = codes[order[:-1]]
+    return context
+
+
+def log_orderings(n: int) -> float:
+    """log(n!) in nats: the cost of sending the order of n distinct items, and what a coder
+    that may choose the order (the data as a set) saves by bits-back coding of it."""
+    return math.lgamma(n + 1)

@@ -1,0 +1,99 @@
+"""Held-out figures are code lengths: checked against independent computations."""
+
+import math
+
+import pytest
+import torch
+import torch.distributions as D
+import torch.nn.functional as F
+
+from acnkit import RunConfig, Trainer
+from acnkit.evaluate import EVAL_SEED, encode, held_out_figures, train_mixture_nats
+from tests.test_memory import naive_chain
+
+
+def trained(passes: int = 1, **kw) -> Trainer:
+    base = dict(epochs=1, latent_dim=6, encoder_hidden="64", decoder_hidden="64",
+                prior_hidden=32, batch_size=64, test_limit=300)
+    base.update(kw)
+    t = Trainer(RunConfig(**base))
+    for _ in range(passes):
+        t.train_pass()
+    return t
+
+
+def prior_dist(t: Trainer, context: torch.Tensor) -> D.Distribution:
+    """The prior as a torch.distributions object, built from the plugin's raw outputs."""
+    p = t.prior.distribution(context, len(context))
+    if hasattr(p, "logits"):
+        comps = D.Normal(p.means, p.log_stds.exp())
+        return D.Independent(D.MixtureSameFamily(D.Categorical(logits=p.logits), comps), 1)
+    return D.Independent(D.Normal(p.mean, p.log_std.exp()), 1)
+
+
+@pytest.mark.parametrize("mixtures,posterior", [(1, "unit"), (3, "learned")])
+def test_acn_test_nats_are_the_sum_of_costs_along_the_chain(mixtures, posterior):
+    t = trained(passes=10, mixtures=mixtures, posterior=posterior)
+    figures = held_out_figures(t)
+    x = t.test_x.float()
+    with torch.no_grad():
+        q = encode(t, x)
+        # The evaluation's one sample per image (all 300 images fit in one batch).
+        eps = torch.randn(q.mean.shape, generator=torch.Generator().manual_seed(EVAL_SEED))
+        z = q.mean + q.log_std.exp() * eps
+        total = 0.0
+        previous = torch.zeros(1, q.mean.shape[1])
+        for i in naive_chain(q.mean):
+            logits = t.decoder(z[i: i + 1])
+            recon = F.binary_cross_entropy_with_logits(logits, x[i: i + 1], reduction="sum")
+            post = D.Independent(D.Normal(q.mean[i: i + 1], q.log_std[i: i + 1].exp()), 1)
+            prior = prior_dist(t, previous)
+            if mixtures == 1:
+                kl = D.kl_divergence(post, prior)
+            else:
+                kl = post.log_prob(z[i: i + 1]) - prior.log_prob(z[i: i + 1])
+            total += recon.item() + kl.item()
+            previous = q.mean[i: i + 1]
+    assert figures["test_nats"] == pytest.approx(total / len(x), rel=1e-5)
+    order = sum(math.log(k) for k in range(1, len(x) + 1)) / len(x)
+    assert figures["test_nats_set"] == figures["test_nats"]
+    assert figures["test_nats_ordered"] == pytest.approx(figures["test_nats"] + order, rel=1e-9)
+    # The optimistic figure is kept apart, under its own name.
+    assert figures["test_nats_nearest_train"] != figures["test_nats"]
+
+
+def test_vae_set_mode_saves_log_n_factorial_per_image():
+    t = trained(prior="vae")
+    figures = held_out_figures(t)
+    n = len(t.test_x)
+    order = sum(math.log(k) for k in range(1, n + 1)) / n
+    assert figures["test_nats_ordered"] == figures["test_nats"]
+    assert figures["test_nats_set"] == pytest.approx(figures["test_nats"] - order, rel=1e-9)
+    assert figures["test_order_nats"] == pytest.approx(order, rel=1e-9)
+    assert "test_nats_nearest_train" not in figures
+
+
+@pytest.mark.parametrize("mixtures", [1, 2])
+def test_train_mixture_bound_against_a_direct_computation(mixtures):
+    t = trained(mixtures=mixtures, train_limit=50, test_limit=20)
+    x = t.test_x.float()
+    train_codes = encode(t, t.train_x).mean
+    q = encode(t, x)
+    got = train_mixture_nats(t, x, q, train_codes, batch_size=7)
+    noise = torch.Generator().manual_seed(EVAL_SEED)
+    total = 0.0
+    with torch.no_grad():
+        for s in range(0, len(x), 7):  # the same draws, batch by batch
+            mean, std = q.mean[s: s + 7], q.log_std[s: s + 7].exp()
+            z = mean + std * torch.randn(mean.shape, generator=noise)
+            for i in range(len(z)):
+                zi = z[i: i + 1]
+                recon = F.binary_cross_entropy_with_logits(t.decoder(zi), x[s + i: s + i + 1],
+                                                           reduction="sum").item()
+                per_code = [prior_dist(t, train_codes[n: n + 1]).log_prob(zi).item()
+                            for n in range(len(train_codes))]
+                log_mix = torch.logsumexp(torch.tensor(per_code, dtype=torch.float64), 0).item()
+                log_mix -= math.log(len(train_codes))
+                log_q = D.Independent(D.Normal(mean[i], std[i]), 1).log_prob(zi[0]).item()
+                total += recon + log_q - log_mix
+    assert got["test_nats_train_mixture"] == pytest.approx(total / len(x), rel=1e-5)
