@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import traceback
@@ -445,6 +446,84 @@ def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, as_json:
                           f"{b} {tb:.2f} vs {a} {ta:.2f} nats per image: {b} is "
                           f"{ta - tb:+.2f} nats ({(ta - tb) / ta:+.1%}) better")
     console.print(f"wrote {Path(out) / 'compare.csv'} and {Path(out) / 'compare.png'}")
+
+
+@main.command("compress")
+@click.argument("run_dir", type=click.Path())
+@click.option("--data", "data_name", default=None,
+              help="Compress this data set, binarised with the run's --data-seed.")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True,
+              help="Which split of --data.")
+@click.option("--input", "input_path", default=None,
+              help="A .npy array of 0/1 images (bool or integers), N x H x W or N x D.")
+@click.option("-o", "--output", required=True, help="The compressed file to write.")
+@click.option("--set", "as_set", is_flag=True,
+              help="Keep the images, not their order (saves up to log(N!)/N nats per image).")
+@click.option("--overwrite", is_flag=True, help="Replace --output if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the sizes as JSON.")
+def compress_cmd(run_dir: str, data_name: str | None, split: str, input_path: str | None,
+                 output: str, as_set: bool, overwrite: bool, as_json: bool) -> None:
+    """Bits-back ANS coding of binary images with a trained VAE or ACN run (ACN along its
+    greedy chain). The file decodes bit-exactly with `acnkit decompress`."""
+    from .atomic import atomic_write_bytes
+    from .codec import as_images, check_target, compress, load_images
+    from .evaluate import load_trainer
+
+    if (data_name is None) == (input_path is None):
+        raise click.UsageError("give exactly one of --data NAME and --input FILE.npy")
+    target = check_target(output, overwrite, "--output")
+    trainer = load_trainer(run_dir, "cpu")
+    shape = trainer.data.image_shape
+    if input_path is not None:
+        raw = load_images(input_path)
+        images = as_images(raw, shape, f"--input {input_path}")
+        dtype, input_shape = str(raw.dtype), raw.shape
+    else:
+        c = trainer.config
+        data = get_registry().create("dataset", data_name, seed=c.data_seed,
+                                     data_dir=c.data_dir if data_name == c.data else None)
+        x = data.test_x if split == "test" else data.train_x
+        images = as_images(x.numpy(), shape, f"--data {data_name} --split {split}")
+        dtype, input_shape = "uint8", images.shape
+    if dtype not in ("uint8", "bool") and not dtype.startswith(("int", "uint")):
+        raise click.UsageError(f"--input has dtype {dtype}; give bool or integer 0/1 images")
+    result = compress(trainer, images, "set" if as_set else "ordered", input_dtype=dtype,
+                      input_shape=tuple(input_shape))
+    atomic_write_bytes(target, result.data)
+    model_bits = result.model_nats_per_image / math.log(2)
+    summary = {"images": len(images), "bytes": len(result.data),
+               "bits_per_image": result.bits_per_image,
+               "model_nats_per_image": result.model_nats_per_image,
+               "overhead_percent": 100 * (result.bits_per_image - model_bits) / model_bits,
+               "mode": result.header["mode"]}
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(f"wrote {target}: {summary['images']} images in {summary['bytes']} bytes, "
+               f"{summary['bits_per_image']:.1f} bits per image ({summary['mode']} mode; the "
+               f"model's figure {model_bits:.1f} bits, overhead "
+               f"{summary['overhead_percent']:+.2f} %)")
+
+
+@main.command("decompress")
+@click.argument("file", type=click.Path())
+@click.option("--run", "run_dir", required=True, help="The run folder the file was made with.")
+@click.option("-o", "--output", required=True, help="The .npy array to write.")
+@click.option("--overwrite", is_flag=True, help="Replace --output if it exists.")
+def decompress_cmd(file: str, run_dir: str, output: str, overwrite: bool) -> None:
+    """Decode a file of `acnkit compress` into the .npy array it was made from (in set mode:
+    the same images in some order). Nothing is written unless it decodes exactly."""
+    from .atomic import atomic_write_bytes
+    from .codec import check_target, decompress, npy_bytes, read_file, read_header
+    from .evaluate import load_trainer
+
+    target = check_target(output, overwrite, "--output")
+    data = read_file(file)
+    read_header(data, file)  # a bad file is refused before the model is loaded
+    trainer = load_trainer(run_dir, "cpu")
+    images = decompress(trainer, data, file, warn=lambda m: click.echo(m, err=True))
+    atomic_write_bytes(target, npy_bytes(images))
+    click.echo(f"wrote {target}: {len(images)} images of shape {tuple(images.shape[1:])}")
 
 
 @main.command("eval")

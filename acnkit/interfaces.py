@@ -86,7 +86,13 @@ class Prior(nn.Module, ABC):
 
 
 class Loss(ABC):
-    """The reconstruction likelihood p(x|z) given the decoder's parameters."""
+    """The reconstruction likelihood p(x|z) given the decoder's parameters.
+
+    ``binary = True`` declares a Bernoulli likelihood whose ``mean`` is P(pixel = 1): the
+    codec (``acnkit compress``) codes only such likelihoods.
+    """
+
+    binary: ClassVar[bool] = False
 
     @abstractmethod
     def nll(self, params: Tensor, x: Tensor) -> Tensor:

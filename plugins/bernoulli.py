@@ -10,6 +10,8 @@ from acnkit.interfaces import Loss
 
 
 class BernoulliLoss(Loss):
+    binary = True  # mean() is P(pixel = 1): the codec can code it
+
     def nll(self, params, x):
         per_pixel = F.binary_cross_entropy_with_logits(params, x, reduction="none")
         return per_pixel.flatten(1).sum(1)
