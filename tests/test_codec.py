@@ -18,7 +18,7 @@ def trained(**kw) -> Trainer:
     return _trained(tuple(sorted(kw.items())))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _trained(kw: tuple) -> Trainer:
     base = dict(epochs=1, latent_dim=6, encoder_hidden="64", decoder_hidden="64",
                 prior_hidden=32, batch_size=64, test_limit=120, train_limit=600)
