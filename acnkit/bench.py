@@ -6,6 +6,7 @@ machine shifts all of them together. Times are medians over repeated measurement
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -210,3 +211,74 @@ def bench_epoch(data: str, searchers: list[str], repeats: int = 1, device: str =
                  "search_seconds": statistics.median(search[s]),
                  "ratio": statistics.median(seconds[s]) / vae} for s in searchers],
     }
+
+
+def classic_codecs(images: np.ndarray) -> list[dict[str, Any]]:
+    """Bytes of general-purpose codecs on the same binary images: gzip -9, bzip2 -9 and
+    xz -9e of the packed bits (8 pixels a byte), and one 1-bit PNG holding every image."""
+    import bz2
+    import gzip
+    import io
+    import lzma
+
+    from PIL import Image
+
+    n = len(images)
+    flat = images.reshape(n, -1)
+    packed = np.packbits(flat, axis=1).tobytes()
+    width = images.shape[-1]
+    sheet = Image.fromarray(flat.reshape(-1, width).astype(bool))  # images stacked
+    png = io.BytesIO()
+    sheet.save(png, format="PNG", optimize=True)
+    sizes = {
+        "gzip -9": len(gzip.compress(packed, compresslevel=9, mtime=0)),
+        "bzip2 -9": len(bz2.compress(packed, compresslevel=9)),
+        "xz -9e": len(lzma.compress(packed, preset=9 | lzma.PRESET_EXTREME)),
+        "png (1-bit)": len(png.getvalue()),
+    }
+    return [{"codec": k, "bytes": v, "bits_per_image": 8 * v / n} for k, v in sizes.items()]
+
+
+def bench_codec(runs: list[str], data: str, split: str = "test",
+                limit: int | None = None) -> dict[str, Any]:
+    """Compress and decompress the same images with each run in both modes, check the round
+    trip, and set the bytes beside the model's nats and the classic codecs."""
+    from .codec import as_images, compress, decompress
+    from .evaluate import load_trainer
+
+    rows: list[dict[str, Any]] = []
+    images = None
+    for run in runs:
+        trainer = load_trainer(run, "cpu")
+        c = trainer.config
+        dataset = get_registry().create("dataset", data, seed=c.data_seed,
+                                        data_dir=c.data_dir if data == c.data else None)
+        x = (dataset.test_x if split == "test" else dataset.train_x)[:limit].numpy()
+        x = as_images(x, trainer.data.image_shape, f"--data {data}")
+        if images is not None and not np.array_equal(images, x):
+            raise UsageError(f"run {run} binarises {data} differently (another --data-seed); "
+                             f"compare runs on the same images")
+        images = x
+        for mode in ("ordered", "set"):
+            t0 = time.perf_counter()
+            result = compress(trainer, x, mode)
+            t1 = time.perf_counter()
+            out = decompress(trainer, result.data)
+            t2 = time.perf_counter()
+            if mode == "ordered":
+                exact = bool(np.array_equal(out, x))
+            else:
+                exact = sorted(map(bytes, out.reshape(len(out), -1))) == \
+                    sorted(map(bytes, x.reshape(len(x), -1)))
+            model_bits = result.model_nats_per_image / math.log(2)
+            rows.append({
+                "codec": f"acnkit {c.prior}", "run": str(run), "mode": mode,
+                "bytes": len(result.data), "bits_per_image": result.bits_per_image,
+                "model_bits_per_image": model_bits,
+                "overhead_percent": 100 * (result.bits_per_image - model_bits) / model_bits,
+                "compress_seconds": t1 - t0, "decompress_seconds": t2 - t1,
+                "round_trip": exact,
+            })
+    assert images is not None
+    return {"data": data, "split": split, "images": len(images),
+            "pixels": int(images[0].size), "acnkit": rows, "classic": classic_codecs(images)}

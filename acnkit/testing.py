@@ -159,3 +159,38 @@ def _make_test(check: Callable) -> Callable:
 
 for _check in CHECKS:
     setattr(SearcherContract, "test_" + _check.__name__.removeprefix("check_"), _make_test(_check))
+
+
+def check_prior_codable(prior_factory: Callable[[int], torch.nn.Module], latent_dim: int = 6,
+                        batch: int = 3) -> None:
+    """What ``acnkit compress`` needs of a prior plugin: ``distribution(context, B)`` gives a
+    :class:`~acnkit.distributions.DiagGaussian` with (B, d) ``mean`` and ``log_std``, or a
+    :class:`~acnkit.distributions.MixtureDiagGaussian` with (B, d, M) ``logits``, ``means``
+    and ``log_stds``; finite numbers; the same floats for one context alone as the coder
+    computes them (one row at a time, twice), since sender and receiver must agree in
+    every bit."""
+    from .distributions import DiagGaussian, MixtureDiagGaussian
+
+    prior = prior_factory(latent_dim).eval()
+    context = (torch.randn(batch, latent_dim, generator=torch.Generator().manual_seed(0))
+               if prior.conditional else None)
+    with torch.no_grad():
+        dist = prior.distribution(context, batch)
+        one = None if context is None else context[:1]
+        first, second = prior.distribution(one, 1), prior.distribution(None if one is None
+                                                                       else one.clone(), 1)
+    if isinstance(dist, DiagGaussian):
+        fields = {"mean": (batch, latent_dim), "log_std": (batch, latent_dim)}
+    elif isinstance(dist, MixtureDiagGaussian):
+        m = dist.logits.shape[-1]
+        fields = {k: (batch, latent_dim, m) for k in ("logits", "means", "log_stds")}
+    else:
+        raise AssertionError(f"distribution() gave a {type(dist).__name__}; the codec codes "
+                             f"DiagGaussian and MixtureDiagGaussian priors only")
+    for name, shape in fields.items():
+        value = getattr(dist, name)
+        assert tuple(value.shape) == shape, f"{name} has shape {tuple(value.shape)}, not {shape}"
+        assert torch.isfinite(value).all(), f"{name} holds NaN or infinite numbers"
+        assert torch.equal(getattr(first, name), getattr(second, name)), (
+            f"{name} differs between two calls on the same context: the coder needs "
+            f"deterministic priors")

@@ -184,3 +184,24 @@ def test_cli_round_trip_and_refusals(tmp_path):
                           str(tmp_path / "g.acnz")])
     assert r.exit_code == 2 and "float64 values" in r.stderr
     assert not (tmp_path / "g.acnz").exists()
+
+
+@pytest.mark.parametrize("name,options", [("vae", {}), ("acn", {}), ("acn", {"mixtures": 4})])
+def test_builtin_priors_pass_the_codable_check(name, options):
+    from acnkit.registry import get_registry
+    from acnkit.testing import check_prior_codable
+
+    check_prior_codable(lambda d: get_registry().create("prior", name, d, **options))
+
+
+def test_codable_check_names_what_is_missing():
+    from acnkit.testing import check_prior_codable
+
+    class Wrong(torch.nn.Module):
+        conditional = False
+
+        def distribution(self, context, batch_size):
+            return DiagGaussian(torch.zeros(batch_size, 5), torch.zeros(batch_size, 5))
+
+    with pytest.raises(AssertionError, match=r"mean has shape \(3, 5\), not \(3, 6\)"):
+        check_prior_codable(lambda d: Wrong())
