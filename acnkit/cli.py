@@ -568,14 +568,15 @@ def decompress_cmd(file: str, run_dir: str, output: str, overwrite: bool) -> Non
 @click.option("--samples", default=0, show_default=True,
               help="Importance samples for the NLL bound (0: skip it).")
 @click.option("--knn", default=5, show_default=True, help="k of the k-NN classifier on codes.")
-@click.option("--chain-train", is_flag=True,
-              help="ACN: also the chain over training and test images together.")
+@click.option("--with-train", is_flag=True,
+              help="Also the code length of training and test images together (train_test_*; "
+                   "ACN: one chain over both).")
 @click.option("--mixture", is_flag=True,
               help="ACN: also the cost under the uniform mixture of the prior over all "
                    "training codes (decodable by a receiver holding the training set).")
 @click.option("--device", default=None, help="Evaluate on this device (default: the run's).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def eval_cmd(run_dir: str, samples: int, knn: int, chain_train: bool, mixture: bool,
+def eval_cmd(run_dir: str, samples: int, knn: int, with_train: bool, mixture: bool,
              device: str | None, as_json: bool) -> None:
     """Held-out code lengths in ordered and set mode (ACN: along the greedy chain; the
     optimistic nearest-training figure under its own name), bits/dim, k-NN accuracy of
@@ -585,7 +586,7 @@ def eval_cmd(run_dir: str, samples: int, knn: int, chain_train: bool, mixture: b
     if samples < 0 or knn < 1:
         raise click.UsageError("--samples must be >= 0 and --knn >= 1")
     result = evaluate_run(run_dir, samples=samples, knn=knn, device=device,
-                          chain_train=chain_train, mixture=mixture)
+                          with_train=with_train, mixture=mixture)
     if as_json:
         click.echo(json.dumps(result))
         return

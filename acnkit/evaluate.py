@@ -212,9 +212,10 @@ def _slice_distribution(dist: Any, start: int, stop: int) -> Any:
 
 
 def evaluate_run(run: str | Path, samples: int = 0, knn: int = 5, device: str | None = None,
-                 chain_train: bool = False, mixture: bool = False) -> dict[str, Any]:
-    """Every held-out figure of a run folder; ``chain_train`` adds the chain over training
-    and test images together, ``mixture`` the cost under the mixture over training codes."""
+                 with_train: bool = False, mixture: bool = False) -> dict[str, Any]:
+    """Every held-out figure of a run folder; ``with_train`` adds the code length of the
+    training and test images together (``train_test_*``; ACN: one chain over both),
+    ``mixture`` (ACN) the cost under the uniform mixture of the prior over training codes."""
     trainer = load_trainer(run, device)
     result: dict[str, Any] = {"run": str(run), "prior": trainer.config.prior,
                               "epoch": trainer.epoch, "eval_split": trainer.eval_split,
@@ -230,15 +231,14 @@ def evaluate_run(run: str | Path, samples: int = 0, knn: int = 5, device: str | 
         result["is_samples"] = samples
         result["test_nll_is"] = nll
         result["test_nll_is_bits_per_dim"] = nll / (math.log(2) * trainer.data.dims)
-    if trainer.conditional and (chain_train or mixture):
-        train_codes = encode(trainer, trainer.train_x).mean
-        if mixture:
-            result.update(train_mixture_nats(trainer, x, posterior, train_codes))
-        if chain_train:
-            both = torch.cat([trainer.train_x, x])
-            q = encode(trainer, both)
-            recon, kl = costs(trainer, both, q, prior_context(trainer, q.mean, "chain"))
-            result.update(summary(recon, kl, trainer.data.dims, "train_test_chain"))
-            result.update(modes(result["train_test_chain_nats"], len(both), True,
-                                "train_test_chain"))
+    if mixture and trainer.conditional:
+        result.update(train_mixture_nats(trainer, x, posterior, encode(trainer, trainer.train_x).mean))
+    if with_train:
+        both = torch.cat([trainer.train_x, x])
+        q = encode(trainer, both)
+        kind = "chain" if trainer.conditional else "none"
+        recon, kl = costs(trainer, both, q, prior_context(trainer, q.mean, kind))
+        result.update(summary(recon, kl, trainer.data.dims, "train_test"))
+        result.update(modes(result["train_test_nats"], len(both), trainer.conditional,
+                            "train_test"))
     return result

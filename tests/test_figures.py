@@ -97,3 +97,25 @@ def test_train_mixture_bound_against_a_direct_computation(mixtures):
                 log_q = D.Independent(D.Normal(mean[i], std[i]), 1).log_prob(zi[0]).item()
                 total += recon + log_q - log_mix
     assert got["test_nats_train_mixture"] == pytest.approx(total / len(x), rel=1e-5)
+
+
+@pytest.mark.parametrize("prior", ["vae", "acn"])
+def test_eval_with_train_codes_both_splits_in_both_modes(tmp_path, prior):
+    from click.testing import CliRunner
+
+    from acnkit.cli import main
+
+    out = tmp_path / prior
+    args = ["run", "--prior", prior, "--epochs", "1", "--latent-dim", "6", "--encoder-hidden",
+            "64", "--decoder-hidden", "64", "--prior-hidden", "32", "--train-limit", "300",
+            "--test-limit", "100", "--out", str(out)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    r = CliRunner().invoke(main, ["eval", str(out), "--with-train", "--mixture", "--json"])
+    assert r.exit_code == 0, r.output
+    import json
+
+    m = json.loads(r.stdout)
+    order = sum(math.log(k) for k in range(1, 401)) / 400
+    assert m["train_test_nats_ordered"] - m["train_test_nats_set"] == pytest.approx(order)
+    assert m["train_test_nats"] == pytest.approx(m["train_test_recon"] + m["train_test_kl"])
+    assert ("test_nats_train_mixture" in m) == (prior == "acn")
