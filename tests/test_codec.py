@@ -205,3 +205,17 @@ def test_codable_check_names_what_is_missing():
 
     with pytest.raises(AssertionError, match=r"mean has shape \(3, 5\), not \(3, 6\)"):
         check_prior_codable(lambda d: Wrong())
+
+
+def test_decompress_warns_when_versions_differ():
+    import acnkit.codec as codec
+
+    t = trained(prior="vae")
+    c = compress(t, t.test_x.numpy(), "ordered")
+    header, words = read_header(c.data)
+    header["torch"] = "1.0.0"
+    repacked = codec._pack(header, words.astype("<u4").tobytes())
+    said = []
+    out = decompress(t, repacked, warn=said.append)
+    assert np.array_equal(out, t.test_x.numpy())
+    assert len(said) == 1 and "torch 1.0.0" in said[0] and torch.__version__ in said[0]
