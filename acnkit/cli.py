@@ -196,6 +196,8 @@ def run(ctx: click.Context, out: str, resume_dir: str | None, overwrite: bool, a
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         ctx.exit(launch(nproc, sys.argv[1:]))
 
+    from .distributed import shutdown
+
     config, overrides = build_config(ctx, params)
     try:
         if resume_dir:
@@ -205,7 +207,9 @@ def run(ctx: click.Context, out: str, resume_dir: str | None, overwrite: bool, a
             trainer = runs.start(config, out, overwrite=overwrite)
     except runs.Interrupted as exc:
         click.echo(str(exc), err=True)
+        shutdown()
         ctx.exit(130)
+    shutdown()
     if as_json and trainer.history and trainer.dist.is_main:
         click.echo(json.dumps(trainer.history[-1]))
 

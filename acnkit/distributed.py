@@ -62,6 +62,14 @@ class DistContext:
             dist.barrier()
 
 
+def shutdown() -> None:
+    """Leave the process group: a rank that exits with the group still up can abort in
+    the backend's destructors ("terminate called without an active exception")."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def from_environment(device: str) -> DistContext:
     """Join the process group that ``torchrun`` describes in the environment, if any."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
