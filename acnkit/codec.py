@@ -47,7 +47,7 @@ from torch import Tensor
 from . import __version__
 from .distributions import DiagGaussian, MixtureDiagGaussian
 from .errors import AcnkitError, UsageError
-from .memory import chain_context, greedy_chain, log_orderings
+from .memory import chain_context, greedy_chain
 
 if TYPE_CHECKING:
     from .engine import Trainer
@@ -352,8 +352,9 @@ def compress(trainer: Trainer, images: np.ndarray, mode: str = "ordered",
         else:
             order = np.arange(n)
             priors = [model.prior(None)] * n
-        grid = choose_grid(np.concatenate([means, *_prior_spans(priors)]),
-                           np.concatenate([stds, *_prior_stds(priors)]))
+        gaussians = [_gaussian_params(p) for p in priors if isinstance(p, DiagGaussian)]
+        grid = choose_grid(np.concatenate([means, *(m[None] for m, _ in gaussians)]),
+                           np.concatenate([stds, *(s[None] for _, s in gaussians)]))
         words = math.ceil((trainer.config.latent_dim * math.log2(grid.hi - grid.lo + 1)
                            + 2 * math.log2(n + 1)) / 32) + 2
         seed = _seed_words(words)
@@ -381,14 +382,6 @@ def compress(trainer: Trainer, images: np.ndarray, mode: str = "ordered",
     }
     data = _pack(header, payload)
     return Compressed(data, header, model_nats(trainer, images, order, mode))
-
-
-def _prior_spans(priors: list[Any]) -> list[np.ndarray]:
-    return [_gaussian_params(p)[0][None] for p in priors if isinstance(p, DiagGaussian)]
-
-
-def _prior_stds(priors: list[Any]) -> list[np.ndarray]:
-    return [_gaussian_params(p)[1][None] for p in priors if isinstance(p, DiagGaussian)]
 
 
 def _push_as_set(coder: _Coder, images: np.ndarray, means: np.ndarray, stds: np.ndarray,
@@ -564,10 +557,6 @@ def _pop_as_set(coder: _Coder, n: int, shape: tuple[int, ...], prior: Any) -> np
         decoded.append(image)
     return np.stack(decoded[::-1])
 
-
-def log_orderings_saved(n: int) -> float:
-    """What the set mode saves per image at most (no two images equal): log(N!)/N nats."""
-    return log_orderings(n) / n
 
 
 # ----------------------------------------------------------------------------- files
