@@ -120,3 +120,22 @@ def test_validation_split_is_carved_from_training_data():
     assert torch.equal(t.test_x, full.train_x[-200:])
     assert t.train_epoch()["eval_split"] == "valid"
     assert full.train_epoch()["eval_split"] == "test"
+
+
+def test_reconstruction_and_kl_share_one_sample():
+    t = Trainer(small(mixtures=2))  # the mixture KL is evaluated at the sample itself
+    seen = {}
+    decoder_forward, prior_kl = t.decoder.forward, t.prior.kl
+
+    def decode(z):
+        seen["decoder"] = z
+        return decoder_forward(z)
+
+    def kl(posterior, z, context):
+        seen["kl"] = z
+        return prior_kl(posterior, z, context)
+
+    t.decoder.forward, t.prior.kl = decode, kl
+    t.memory.start_epoch()
+    t.train_step(torch.arange(64))
+    assert seen["decoder"] is seen["kl"]
