@@ -526,8 +526,6 @@ def compress_cmd(run_dir: str, data_name: str | None, split: str, input_path: st
         x = data.test_x if split == "test" else data.train_x
         images = as_images(x.numpy(), shape, f"--data {data_name} --split {split}")
         dtype, input_shape = "uint8", images.shape
-    if dtype not in ("uint8", "bool") and not dtype.startswith(("int", "uint")):
-        raise click.UsageError(f"--input has dtype {dtype}; give bool or integer 0/1 images")
     result = compress(trainer, images, "set" if as_set else "ordered", input_dtype=dtype,
                       input_shape=tuple(input_shape))
     atomic_write_bytes(target, result.data)

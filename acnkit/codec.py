@@ -124,7 +124,6 @@ class _Model:
 
     def __init__(self, trainer: Trainer) -> None:
         self.t = trainer
-        self.dim = trainer.config.latent_dim
         trainer.model.eval()
 
     @torch.no_grad()
@@ -286,10 +285,14 @@ def as_images(array: np.ndarray, image_shape: tuple[int, ...], what: str) -> np.
     return np.ascontiguousarray(array.reshape(len(array), *image_shape).astype(np.uint8))
 
 
+def _keys(images: np.ndarray) -> list[bytes]:
+    """Each image's pixels packed 8 to a byte: equal images have equal keys, and keys sort."""
+    return [r.tobytes() for r in np.packbits(images.reshape(len(images), -1), axis=1)]
+
+
 def _digest(images: np.ndarray, mode: str) -> str:
     """SHA-256 of the images in order (ordered mode) or of the sorted images (set mode)."""
-    packed = np.packbits(images.reshape(len(images), -1), axis=1)
-    rows = [r.tobytes() for r in packed]
+    rows = _keys(images)
     if mode == "set":
         rows.sort()
     h = hashlib.sha256()
@@ -336,6 +339,9 @@ def compress(trainer: Trainer, images: np.ndarray, mode: str = "ordered",
     """Code ``images`` (N, *image_shape) of 0/1 uint8 into the bytes of an acnkit file."""
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if input_dtype not in DTYPES:
+        raise UsageError(f"input dtype {input_dtype} cannot be restored; give 0/1 images as "
+                         f"bool or native-order integers ({', '.join(DTYPES)})")
     check_codable(trainer)
     cs = _constriction()
     n = len(images)
@@ -388,7 +394,7 @@ def _push_as_set(coder: _Coder, images: np.ndarray, means: np.ndarray, stds: np.
                  priors: list[Any]) -> None:
     """Pop the order off the stack: each next image is chosen by a number popped uniformly
     below the count of images left (ranked by their bytes), so the order carries bits."""
-    keys = [r.tobytes() for r in np.packbits(images.reshape(len(images), -1), axis=1)]
+    keys = _keys(images)
     left = sorted(range(len(images)), key=lambda i: keys[i])
     left_keys = [keys[i] for i in left]
     for _ in range(len(images)):
@@ -548,7 +554,7 @@ def _pop_as_set(coder: _Coder, n: int, shape: tuple[int, ...], prior: Any) -> np
     keys: list[bytes] = []
     for j in range(n - 1, -1, -1):
         image, _ = coder.pop_image(prior, shape)
-        key = np.packbits(image.reshape(-1)).tobytes()
+        key = _keys(image[None])[0]
         bisect.insort(keys, key)
         first = bisect.bisect_left(keys, key)
         same = bisect.bisect_right(keys, key) - first

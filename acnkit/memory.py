@@ -167,6 +167,13 @@ def greedy_chain(codes: Tensor, start: int = 0, candidates: int = 16,
     order = np.empty(n, dtype=np.int64)
     remaining = np.arange(n)  # compacted lazily: rows visited since stay, masked
     rem_pts, rem_sq = pts, np.einsum("ij,ij->i", pts, pts)
+
+    def compact() -> None:
+        nonlocal remaining, rem_pts, rem_sq
+        remaining = remaining[~visited[remaining]]
+        rem_pts = pts[remaining]
+        rem_sq = np.einsum("ij,ij->i", rem_pts, rem_pts)
+
     lists = _sorted_neighbour_lists(x, min(candidates, n - 1))
     listed = n  # rows unvisited when the lists were last built
     cur, scans = start, 0
@@ -179,9 +186,7 @@ def greedy_chain(codes: Tensor, start: int = 0, candidates: int = 16,
         if 2 * left <= listed:
             # Half the listed rows are gone: list the unvisited rows' neighbours among
             # themselves again, so that the walk rarely has to scan.
-            remaining = remaining[~visited[remaining]]
-            rem_pts = pts[remaining]
-            rem_sq = np.einsum("ij,ij->i", rem_pts, rem_pts)
+            compact()
             for row, near in zip(remaining.tolist(),
                                  _sorted_neighbour_lists(x[remaining], min(candidates, left - 1)),
                                  strict=True):
@@ -195,9 +200,7 @@ def greedy_chain(codes: Tensor, start: int = 0, candidates: int = 16,
         if nxt < 0:  # every listed neighbour was visited: scan the unvisited rows
             scans += 1
             if 2 * left < len(remaining):
-                remaining = remaining[~visited[remaining]]
-                rem_pts = pts[remaining]
-                rem_sq = np.einsum("ij,ij->i", rem_pts, rem_pts)
+                compact()
             d = rem_sq - 2 * (rem_pts @ pts[cur])
             d[visited[remaining]] = np.inf
             nxt = int(remaining[np.argmin(d)])  # argmin: first of equal distances
