@@ -101,23 +101,31 @@ def modes(nats: float, n: int, conditional: bool, prefix: str = "test") -> dict[
 
 
 @torch.no_grad()
-def held_out_figures(trainer: Trainer) -> dict[str, Any]:
+def own_context(trainer: Trainer) -> str:
+    """The context of the model's own code length: the chain for ACN, none for a VAE."""
+    return "chain" if trainer.conditional else "none"
+
+
+@torch.no_grad()
+def held_out_figures(trainer: Trainer, posterior: DiagGaussian | None = None,
+                     train_codes: Tensor | None = None) -> dict[str, Any]:
     """The figures reported every epoch on the held-out images: ``test_nats`` (recon, KL,
     bits/dim) is the model's own code length (VAE: image by image; ACN: along the chain),
     ``test_nats_ordered`` / ``test_nats_set`` both modes, and for ACN the optimistic
-    ``test_nats_nearest_train``."""
+    ``test_nats_nearest_train``. ``posterior`` (of the held-out images) and ``train_codes``
+    are encoded here unless the caller already has them."""
     x = trainer.test_x
-    posterior = encode(trainer, x)
+    if posterior is None:
+        posterior = encode(trainer, x)
     dims = trainer.data.dims
     t0 = time.perf_counter()
-    kind = "chain" if trainer.conditional else "none"
-    context = prior_context(trainer, posterior.mean, kind)
+    context = prior_context(trainer, posterior.mean, own_context(trainer))
     chain_seconds = time.perf_counter() - t0
     figures: dict[str, Any] = summary(*costs(trainer, x, posterior, context), dims, "test")
     figures.update(modes(figures["test_nats"], len(x), trainer.conditional))
     if trainer.conditional:
         figures["test_chain_seconds"] = chain_seconds
-        near = prior_context(trainer, posterior.mean, "nearest_train")
+        near = prior_context(trainer, posterior.mean, "nearest_train", train_codes)
         recon, kl = costs(trainer, x, posterior, near)
         figures["test_nats_nearest_train"] = (recon.sum() + kl.sum()).item() / len(x)
         figures["test_kl_nearest_train"] = kl.sum().item() / len(x)
@@ -140,13 +148,17 @@ def load_trainer(run: str | Path, device: str | None = None) -> Trainer:
 
 
 @torch.no_grad()
-def knn_accuracy(trainer: Trainer, k: int = 5) -> float:
+def knn_accuracy(trainer: Trainer, k: int = 5, train_codes: Tensor | None = None,
+                 test_codes: Tensor | None = None) -> float:
     """Accuracy of a k-NN classifier on test codes, with training codes and labels as its
     reference: how much of the class the codes carry."""
     from sklearn.neighbors import KNeighborsClassifier
 
-    train = encode(trainer, trainer.train_x).mean.cpu().numpy()
-    test = encode(trainer, trainer.test_x).mean.cpu().numpy()
+    if train_codes is None:
+        train_codes = encode(trainer, trainer.train_x).mean
+    if test_codes is None:
+        test_codes = encode(trainer, trainer.test_x).mean
+    train, test = train_codes.cpu().numpy(), test_codes.cpu().numpy()
     clf = KNeighborsClassifier(n_neighbors=min(k, len(train))).fit(train, trainer.train_y.numpy())
     return float((clf.predict(test) == trainer.test_y.numpy()).mean())
 
@@ -220,24 +232,24 @@ def evaluate_run(run: str | Path, samples: int = 0, knn: int = 5, device: str | 
     result: dict[str, Any] = {"run": str(run), "prior": trainer.config.prior,
                               "epoch": trainer.epoch, "eval_split": trainer.eval_split,
                               "test_images": len(trainer.test_x)}
-    result.update(held_out_figures(trainer))
-    result[f"knn{knn}_accuracy"] = knn_accuracy(trainer, knn)
     x = trainer.test_x
-    posterior = encode(trainer, x)
+    posterior, train_posterior = encode(trainer, x), encode(trainer, trainer.train_x)
+    train_codes = train_posterior.mean
+    result.update(held_out_figures(trainer, posterior, train_codes))
+    result[f"knn{knn}_accuracy"] = knn_accuracy(trainer, knn, train_codes, posterior.mean)
     if samples > 0:
-        kind = "chain" if trainer.conditional else "none"
-        nll = importance_sampled_nll(trainer, x, posterior,
-                                     prior_context(trainer, posterior.mean, kind), samples)
+        context = prior_context(trainer, posterior.mean, own_context(trainer))
+        nll = importance_sampled_nll(trainer, x, posterior, context, samples)
         result["is_samples"] = samples
         result["test_nll_is"] = nll
         result["test_nll_is_bits_per_dim"] = nll / (math.log(2) * trainer.data.dims)
     if mixture and trainer.conditional:
-        result.update(train_mixture_nats(trainer, x, posterior, encode(trainer, trainer.train_x).mean))
+        result.update(train_mixture_nats(trainer, x, posterior, train_codes))
     if with_train:
         both = torch.cat([trainer.train_x, x])
-        q = encode(trainer, both)
-        kind = "chain" if trainer.conditional else "none"
-        recon, kl = costs(trainer, both, q, prior_context(trainer, q.mean, kind))
+        q = DiagGaussian(torch.cat([train_posterior.mean, posterior.mean]),
+                         torch.cat([train_posterior.log_std, posterior.log_std]))
+        recon, kl = costs(trainer, both, q, prior_context(trainer, q.mean, own_context(trainer)))
         result.update(summary(recon, kl, trainer.data.dims, "train_test"))
         result.update(modes(result["train_test_nats"], len(both), trainer.conditional,
                             "train_test"))
