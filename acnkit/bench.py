@@ -6,7 +6,6 @@ machine shifts all of them together. Times are medians over repeated measurement
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from collections.abc import Callable
@@ -243,7 +242,7 @@ def bench_codec(runs: list[str], data: str, split: str = "test",
                 limit: int | None = None) -> dict[str, Any]:
     """Compress and decompress the same images with each run in both modes, check the round
     trip, and set the bytes beside the model's nats and the classic codecs."""
-    from .codec import as_images, compress, decompress
+    from .codec import compress, dataset_images, decompress, same_images
     from .evaluate import load_trainer
 
     rows: list[dict[str, Any]] = []
@@ -251,10 +250,7 @@ def bench_codec(runs: list[str], data: str, split: str = "test",
     for run in runs:
         trainer = load_trainer(run, "cpu")
         c = trainer.config
-        dataset = get_registry().create("dataset", data, seed=c.data_seed,
-                                        data_dir=c.data_dir if data == c.data else None)
-        x = (dataset.test_x if split == "test" else dataset.train_x)[:limit].numpy()
-        x = as_images(x, trainer.data.image_shape, f"--data {data}")
+        x = dataset_images(trainer, data, split)[:limit]
         if images is not None and not np.array_equal(images, x):
             raise UsageError(f"run {run} binarises {data} differently (another --data-seed); "
                              f"compare runs on the same images")
@@ -265,19 +261,13 @@ def bench_codec(runs: list[str], data: str, split: str = "test",
             t1 = time.perf_counter()
             out = decompress(trainer, result.data)
             t2 = time.perf_counter()
-            if mode == "ordered":
-                exact = bool(np.array_equal(out, x))
-            else:
-                exact = sorted(map(bytes, out.reshape(len(out), -1))) == \
-                    sorted(map(bytes, x.reshape(len(x), -1)))
-            model_bits = result.model_nats_per_image / math.log(2)
             rows.append({
                 "codec": f"acnkit {c.prior}", "run": str(run), "mode": mode,
                 "bytes": len(result.data), "bits_per_image": result.bits_per_image,
-                "model_bits_per_image": model_bits,
-                "overhead_percent": 100 * (result.bits_per_image - model_bits) / model_bits,
+                "model_bits_per_image": result.model_bits_per_image,
+                "overhead_percent": result.overhead_percent,
                 "compress_seconds": t1 - t0, "decompress_seconds": t2 - t1,
-                "round_trip": exact,
+                "round_trip": same_images(x, out, mode),
             })
     assert images is not None
     return {"data": data, "split": split, "images": len(images),

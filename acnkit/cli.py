@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import traceback
@@ -507,7 +506,7 @@ def compress_cmd(run_dir: str, data_name: str | None, split: str, input_path: st
     """Bits-back ANS coding of binary images with a trained VAE or ACN run (ACN along its
     greedy chain). The file decodes bit-exactly with `acnkit decompress`."""
     from .atomic import atomic_write_bytes
-    from .codec import as_images, check_target, compress, load_images
+    from .codec import as_images, check_target, compress, dataset_images, load_images
     from .evaluate import load_trainer
 
     if (data_name is None) == (input_path is None):
@@ -520,27 +519,21 @@ def compress_cmd(run_dir: str, data_name: str | None, split: str, input_path: st
         images = as_images(raw, shape, f"--input {input_path}")
         dtype, input_shape = str(raw.dtype), raw.shape
     else:
-        c = trainer.config
-        data = get_registry().create("dataset", data_name, seed=c.data_seed,
-                                     data_dir=c.data_dir if data_name == c.data else None)
-        x = data.test_x if split == "test" else data.train_x
-        images = as_images(x.numpy(), shape, f"--data {data_name} --split {split}")
+        images = dataset_images(trainer, data_name, split)
         dtype, input_shape = "uint8", images.shape
     result = compress(trainer, images, "set" if as_set else "ordered", input_dtype=dtype,
                       input_shape=tuple(input_shape))
     atomic_write_bytes(target, result.data)
-    model_bits = result.model_nats_per_image / math.log(2)
     summary = {"images": len(images), "bytes": len(result.data),
                "bits_per_image": result.bits_per_image,
                "model_nats_per_image": result.model_nats_per_image,
-               "overhead_percent": 100 * (result.bits_per_image - model_bits) / model_bits,
-               "mode": result.header["mode"]}
+               "overhead_percent": result.overhead_percent, "mode": result.header["mode"]}
     if as_json:
         click.echo(json.dumps(summary))
         return
     click.echo(f"wrote {target}: {summary['images']} images in {summary['bytes']} bytes, "
                f"{summary['bits_per_image']:.1f} bits per image ({summary['mode']} mode; the "
-               f"model's figure {model_bits:.1f} bits, overhead "
+               f"model's figure {result.model_bits_per_image:.1f} bits, overhead "
                f"{summary['overhead_percent']:+.2f} %)")
 
 

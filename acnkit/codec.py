@@ -290,6 +290,26 @@ def _keys(images: np.ndarray) -> list[bytes]:
     return [r.tobytes() for r in np.packbits(images.reshape(len(images), -1), axis=1)]
 
 
+def dataset_images(trainer: Trainer, name: str, split: str) -> np.ndarray:
+    """The binary images of data set ``name`` (``split`` test or train), binarised with the
+    run's own data seed (and read from the run's --data-dir when it is the run's data set)."""
+    from .registry import get_registry
+
+    c = trainer.config
+    data = get_registry().create("dataset", name, seed=c.data_seed,
+                                 data_dir=c.data_dir if name == c.data else None)
+    x = data.test_x if split == "test" else data.train_x
+    return as_images(x.numpy(), trainer.data.image_shape, f"--data {name} --split {split}")
+
+
+def same_images(a: np.ndarray, b: np.ndarray, mode: str) -> bool:
+    """Whether ``b`` is what decoding ``a`` must give: equal arrays (ordered mode), or the
+    same images in any order (set mode)."""
+    if mode == "ordered":
+        return bool(np.array_equal(a, b))
+    return a.shape == b.shape and sorted(_keys(a)) == sorted(_keys(b))
+
+
 def _digest(images: np.ndarray, mode: str) -> str:
     """SHA-256 of the images in order (ordered mode) or of the sorted images (set mode)."""
     rows = _keys(images)
@@ -332,6 +352,15 @@ class Compressed:
     @property
     def bits_per_image(self) -> float:
         return 8 * len(self.data) / self.header["count"]
+
+    @property
+    def model_bits_per_image(self) -> float:
+        return self.model_nats_per_image / math.log(2)
+
+    @property
+    def overhead_percent(self) -> float:
+        """How much larger the file is than the model's figure, header and initial words in."""
+        return 100 * (self.bits_per_image / self.model_bits_per_image - 1)
 
 
 def compress(trainer: Trainer, images: np.ndarray, mode: str = "ordered",

@@ -51,3 +51,25 @@ def test_bench_memory_json():
     assert r.exit_code == 0, r.output
     result = json.loads(r.stdout)
     assert result["store_mb"] > 0 and result["extra_ratio"] >= 0
+
+
+def test_bench_codec_json(tmp_path):
+    out = tmp_path / "r"
+    assert CliRunner().invoke(main, ["run", "--epochs", "1", "--train-limit", "300",
+                                     "--latent-dim", "6", "--out", str(out)]).exit_code == 0
+    r = CliRunner().invoke(main, ["bench", "codec", str(out), "--data", "digits", "--limit",
+                                  "30", "--json"])
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["images"] == 30 and result["pixels"] == 64
+    assert [row["mode"] for row in result["acnkit"]] == ["ordered", "set"]
+    assert all(row["round_trip"] for row in result["acnkit"])
+    assert {row["codec"] for row in result["classic"]} == {"gzip -9", "bzip2 -9", "xz -9e",
+                                                           "png (1-bit)"}
+
+
+def test_bench_chain_json():
+    r = CliRunner().invoke(main, ["bench", "chain", "--n", "500", "--dim", "4", "--json"])
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["n"] == 500 and result["chain_seconds"] > 0 and result["full_scans"] >= 0
