@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from .errors import UsageError
+
 # mkstemp makes files readable by their owner only; give them the usual permissions.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -49,3 +51,19 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def check_target(path: str | Path, overwrite: bool, what: str) -> Path:
+    """Refuse, before any work, to write over a folder, over a file unless ``overwrite``, or
+    into a folder that is missing or not writable."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{what} {target} is a folder; give a file name")
+    if target.exists() and not overwrite:
+        raise UsageError(f"{what} {target} exists; pass --overwrite to replace it")
+    if not target.parent.is_dir():
+        raise UsageError(f"{what} {target}: folder {target.parent} does not exist")
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {target}: folder {target.parent} is not writable; choose "
+                         f"another place")
+    return target

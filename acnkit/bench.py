@@ -57,24 +57,42 @@ def matmul_gflops(device: torch.device, size: int = 1024, repeats: int = 10) -> 
 def load_codes(path: str) -> torch.Tensor:
     """Codes from a run folder (its checkpoint's store), a .pt tensor or a .npy array."""
     p = Path(path)
+    if not p.exists():
+        raise UsageError(f"--codes {p} does not exist; give a run folder, a .pt tensor or a "
+                         f".npy array")
     if p.is_dir():
         from .rundir import load_checkpoint
 
         state = load_checkpoint(p)
         if "store" not in state:
             raise UsageError(f"{p} is a run without a code store (a vae run); use an acn run")
-        return state["store"].float()
-    if p.suffix == ".npy":
-        return torch.from_numpy(np.load(p)).float()
-    try:
-        codes = torch.load(p, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
-        raise UsageError(f"--codes {p}: cannot read it as a tensor ({first}); give a run "
-                         f"folder, a .pt tensor or a .npy array") from None
-    if not isinstance(codes, torch.Tensor) or codes.dim() != 2:
-        raise UsageError(f"--codes {p} must hold a 2-D tensor of codes")
-    return codes.float()
+        codes = state["store"]
+    elif p.suffix == ".npy":
+        try:
+            array = np.load(p, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
+            raise UsageError(f"--codes {p}: cannot read it as a numeric array ({first}); "
+                             f"save the codes with numpy.save as floats") from None
+        if array.dtype.kind not in "fiu":
+            raise UsageError(f"--codes {p} holds {array.dtype.name} values; give numbers")
+        codes = torch.from_numpy(np.asarray(array, dtype=np.float32))
+    else:
+        try:
+            codes = torch.load(p, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one line
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
+            raise UsageError(f"--codes {p}: cannot read it as a tensor ({first}); give a run "
+                             f"folder, a .pt tensor or a .npy array") from None
+        if not isinstance(codes, torch.Tensor):
+            raise UsageError(f"--codes {p} must hold a tensor, not a {type(codes).__name__}")
+    if codes.dim() != 2 or codes.shape[0] < 2 or codes.shape[1] < 1:
+        raise UsageError(f"--codes {p} must hold a 2-D array of at least 2 codes (N x d), "
+                         f"got shape {tuple(codes.shape)}")
+    codes = codes.float()
+    if not torch.isfinite(codes).all():
+        raise UsageError(f"--codes {p} holds NaN or infinite values")
+    return codes
 
 
 def search_memory(searcher: str, n: int, dim: int, batch: int, k: int) -> dict[str, Any]:

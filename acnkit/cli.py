@@ -41,6 +41,9 @@ class AcnkitGroup(click.Group):
             return super().invoke(ctx)
         except AcnkitError as exc:
             self._fail(ctx, f"error: {exc}", exc.exit_code)
+        except OSError as exc:  # a full disk, a vanished folder: the system's words, one line
+            where = f"{exc.filename}: " if exc.filename else ""
+            self._fail(ctx, f"error: {where}{exc.strerror or exc}", 1)
         except KeyboardInterrupt:
             self._fail(ctx, "interrupted", 130)
 
@@ -131,21 +134,17 @@ def run_options(fn: Callable) -> Callable:
     return fn
 
 
-def launch(nproc: int, argv: list[str]) -> int:
-    """Run this same command under torch.distributed.run with ``nproc`` local processes."""
-    import subprocess
-
+def without_nproc(argv: list[str]) -> list[str]:
+    """The command line minus ``--nproc N`` / ``--nproc=N``, for the processes it starts."""
     args, skip = [], False
-    for arg in argv:  # drop --nproc N / --nproc=N
+    for arg in argv:
         if skip:
             skip = False
         elif arg == "--nproc":
             skip = True
         elif not arg.startswith("--nproc="):
             args.append(arg)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={nproc}", "-m", "acnkit", *args]
-    return subprocess.call(cmd)
+    return args
 
 
 def build_config(ctx: click.Context, params: dict[str, Any]) -> tuple[RunConfig, dict[str, Any]]:
@@ -189,26 +188,44 @@ def run(ctx: click.Context, out: str, resume_dir: str | None, overwrite: bool, a
     Under torchrun (torchrun --nproc_per_node N -m acnkit run ...) or with --nproc N it
     trains with one process per share of each batch; only rank 0 writes files."""
     from . import runs
+    from .distributed import shutdown
 
     if nproc < 1:
         raise click.UsageError("--nproc must be >= 1")
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        ctx.exit(launch(nproc, sys.argv[1:]))
-
-    from .distributed import shutdown
-
+    if resume_dir:
+        given = [flag for flag, name in (("--out", "out"), ("--overwrite", "overwrite"),
+                                         ("--config", "config_file"))
+                 if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(f"--resume continues the run in its own folder with its "
+                                   f"own config; drop {' and '.join(given)}")
     config, overrides = build_config(ctx, params)
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        # Usage errors are found here, once, before any process starts.
+        if config.unique:
+            raise click.UsageError("--unique is not supported with several processes yet; "
+                                   "drop it or train in one process")
+        if not resume_dir:
+            runs.check_new(config, out, overwrite)
+        from .launch import launch
+
+        ctx.exit(launch(nproc, without_nproc(sys.argv[1:])))
+
+    ok = False
     try:
         if resume_dir:
             epochs = overrides.pop("epochs", None)
-            trainer = runs.resume(resume_dir, epochs=epochs, overrides=overrides)
+            trainer = runs.resume(resume_dir, epochs=epochs, overrides=overrides,
+                                  notify=lambda m: click.echo(m, err=True))
         else:
             trainer = runs.start(config, out, overwrite=overwrite)
+        ok = True
     except runs.Interrupted as exc:
+        ok = True  # every rank stopped at the same batch
         click.echo(str(exc), err=True)
-        shutdown()
         ctx.exit(130)
-    shutdown()
+    finally:
+        shutdown(clean=ok)
     if as_json and trainer.history and trainer.dist.is_main:
         click.echo(json.dumps(trainer.history[-1]))
 
@@ -317,6 +334,11 @@ def bench_memory_cmd(name, n, dim, batch, k):
     high-water mark). Prints JSON."""
     from .bench import search_memory
 
+    for flag, value in (("--n", n), ("--dim", dim), ("--batch", batch), ("--k", k)):
+        if value < 1:
+            raise click.UsageError(f"{flag} must be >= 1")
+    if k >= n:
+        raise click.UsageError(f"--k {k} must be smaller than --n {n}")
     get_registry().get("searcher", name)
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") != "65536":
         # glibc keeps freed blocks for reuse, which hides later peaks from the high-water
@@ -414,6 +436,8 @@ def bench_epoch_cmd(data, data_dir, names, repeat, train_limit, device, as_json)
         reg.get("searcher", name)
     if repeat < 1:
         raise click.UsageError("--repeat must be >= 1")
+    if train_limit is not None and train_limit < 2:
+        raise click.UsageError("--train-limit must be >= 2")
     result = bench_epoch(data, names, repeats=repeat, device=device, train_limit=train_limit,
                          data_dir=data_dir)
     if as_json:
@@ -439,10 +463,13 @@ def bench_epoch_cmd(data, data_dir, names, repeat, train_limit, device, as_json)
 @click.option("--out", type=click.Path(), default="runs/compare", show_default=True,
               help="Folder for <prior>/ runs, compare.csv and compare.png.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier comparison in --out.")
+@click.option("--resume", is_flag=True,
+              help="Continue the comparison in --out (after an interruption, or up to more "
+                   "--epochs) and write its table and plot.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final epoch of each prior.")
 @click.pass_context
-def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, as_json: bool,
-            **params: Any) -> None:
+def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, resume: bool,
+            as_json: bool, **params: Any) -> None:
     """Train VAE and ACN side by side and report nats per epoch for both."""
     from rich.console import Console
     from rich.table import Table
@@ -451,13 +478,29 @@ def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, as_json:
     from .compare import run_compare
 
     params.pop("prior", None)
-    config, _ = build_config(ctx, params)
+    config, explicit = build_config(ctx, params)
+    if resume:
+        given = sorted(f"--{k.replace('_', '-')}" for k in explicit if k != "epochs")
+        if ctx.get_parameter_source("priors") == ParameterSource.COMMANDLINE:
+            given.append("--priors")
+        if overwrite:
+            given.append("--overwrite")
+        if given:
+            raise click.UsageError(f"--resume continues the comparison in --out as it was "
+                                   f"started (only --epochs may change); drop "
+                                   f"{', '.join(given)}")
     names = [p.strip() for p in priors.split(",") if p.strip()]
     try:
-        histories = run_compare(config, names, out, overwrite)
+        histories = run_compare(config, names, out, overwrite, resume=resume,
+                                epochs=explicit.get("epochs"))
     except runs.Interrupted as exc:
         click.echo(str(exc), err=True)
         ctx.exit(130)
+    names = list(histories)
+    if resume:
+        from .compare import read_plan
+
+        config = read_plan(Path(out))[0]
     if as_json:
         click.echo(json.dumps({p: h[-1] for p, h in histories.items()}))
         return
@@ -505,8 +548,8 @@ def compress_cmd(run_dir: str, data_name: str | None, split: str, input_path: st
                  output: str, as_set: bool, overwrite: bool, as_json: bool) -> None:
     """Bits-back ANS coding of binary images with a trained VAE or ACN run (ACN along its
     greedy chain). The file decodes bit-exactly with `acnkit decompress`."""
-    from .atomic import atomic_write_bytes
-    from .codec import as_images, check_target, compress, dataset_images, load_images
+    from .atomic import atomic_write_bytes, check_target
+    from .codec import as_images, compress, dataset_images, load_images
     from .evaluate import load_trainer
 
     if (data_name is None) == (input_path is None):
@@ -545,8 +588,8 @@ def compress_cmd(run_dir: str, data_name: str | None, split: str, input_path: st
 def decompress_cmd(file: str, run_dir: str, output: str, overwrite: bool) -> None:
     """Decode a file of `acnkit compress` into the .npy array it was made from (in set mode:
     the same images in some order). Nothing is written unless it decodes exactly."""
-    from .atomic import atomic_write_bytes
-    from .codec import check_target, decompress, npy_bytes, read_file, read_header
+    from .atomic import atomic_write_bytes, check_target
+    from .codec import decompress, npy_bytes, read_file, read_header
     from .evaluate import load_trainer
 
     target = check_target(output, overwrite, "--output")
@@ -570,9 +613,11 @@ def decompress_cmd(file: str, run_dir: str, output: str, overwrite: bool) -> Non
               help="ACN: also the cost under the uniform mixture of the prior over all "
                    "training codes (decodable by a receiver holding the training set).")
 @click.option("--device", default=None, help="Evaluate on this device (default: the run's).")
+@click.option("--data-dir", default=None,
+              help="Folder of the run's IDX files, if they moved since it was trained.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def eval_cmd(run_dir: str, samples: int, knn: int, with_train: bool, mixture: bool,
-             device: str | None, as_json: bool) -> None:
+             device: str | None, data_dir: str | None, as_json: bool) -> None:
     """Held-out code lengths in ordered and set mode (ACN: along the greedy chain; the
     optimistic nearest-training figure under its own name), bits/dim, k-NN accuracy of
     codes, importance-sampled NLL."""
@@ -581,7 +626,7 @@ def eval_cmd(run_dir: str, samples: int, knn: int, with_train: bool, mixture: bo
     if samples < 0 or knn < 1:
         raise click.UsageError("--samples must be >= 0 and --knn >= 1")
     result = evaluate_run(run_dir, samples=samples, knn=knn, device=device,
-                          with_train=with_train, mixture=mixture)
+                          with_train=with_train, mixture=mixture, data_dir=data_dir)
     if as_json:
         click.echo(json.dumps(result))
         return
@@ -595,17 +640,19 @@ def eval_cmd(run_dir: str, samples: int, knn: int, with_train: bool, mixture: bo
 @click.option("--steps", default=10, show_default=True, help="Dream steps per chain.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the chains' sampling.")
 @click.option("--out", default="daydream.png", show_default=True, help="PNG file to write.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--device", default=None, help="Run on this device (default: the run's).")
-def daydream(run_dir: str, seeds: int, steps: int, seed: int, out: str,
+def daydream(run_dir: str, seeds: int, steps: int, seed: int, out: str, overwrite: bool,
              device: str | None) -> None:
     """Encode, sample the prior given the code, decode, repeat: a PNG grid, a row per chain."""
-    from .daydream import write_daydream
+    from .atomic import check_target
+    from .daydream import MAX_SEEDS, MAX_STEPS, write_daydream
     from .evaluate import load_trainer
 
-    if seeds < 1 or steps < 1:
-        raise click.UsageError("--seeds and --steps must be >= 1")
-    if not Path(out).parent.is_dir():
-        raise click.UsageError(f"--out {out}: folder {Path(out).parent} does not exist")
+    if not 1 <= seeds <= MAX_SEEDS or not 1 <= steps <= MAX_STEPS:
+        raise click.UsageError(f"--seeds must be 1-{MAX_SEEDS} and --steps 1-{MAX_STEPS} "
+                               f"(a grid larger than that is not readable)")
+    check_target(out, overwrite, "--out")
     trainer = load_trainer(run_dir, device)
     write_daydream(trainer, out, seeds, steps, seed)
     click.echo(f"wrote {out}")

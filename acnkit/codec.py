@@ -595,18 +595,6 @@ def _pop_as_set(coder: _Coder, n: int, shape: tuple[int, ...], prior: Any) -> np
 
 
 # ----------------------------------------------------------------------------- files
-def check_target(path: str | Path, overwrite: bool, what: str) -> Path:
-    """Refuse to write over a folder, or over a file unless ``overwrite``, before any work."""
-    target = Path(path)
-    if target.is_dir():
-        raise UsageError(f"{what} {target} is a folder; give a file name")
-    if target.exists() and not overwrite:
-        raise UsageError(f"{what} {target} exists; pass --overwrite to replace it")
-    if not target.parent.is_dir():
-        raise UsageError(f"{what} {target}: folder {target.parent} does not exist")
-    return target
-
-
 def load_images(path: str | Path) -> np.ndarray:
     """A .npy array of images, without ever unpickling objects."""
     try:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 from pathlib import Path
 from typing import Any
 
 from . import rundir, runs
 from .atomic import atomic_write_text
 from .config import RunConfig
+from .engine import Trainer
 from .errors import UsageError
 from .plots import plot_compare
 from .registry import get_registry
@@ -33,19 +35,66 @@ def compare_csv(histories: dict[str, list[dict[str, Any]]]) -> str:
     return buf.getvalue()
 
 
+PLAN = "compare.json"
+
+
 def run_compare(config: RunConfig, priors: list[str], out: str | Path,
-                overwrite: bool = False) -> dict[str, list[dict[str, Any]]]:
-    if len(set(priors)) != len(priors) or not priors:
+                overwrite: bool = False, resume: bool = False,
+                epochs: int | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Train ``config`` under each prior into ``out/<prior>``, then write compare.csv and
+    compare.png. Every prior's run is built (options, data, nets checked) before the first
+    one trains. ``resume`` continues the comparison that ``out/compare.json`` describes,
+    up to ``epochs`` in all (default: its own)."""
+    path = Path(out)
+    if resume:
+        config, priors = read_plan(path)
+        if epochs is not None:
+            config.epochs = epochs
+    elif len(set(priors)) != len(priors) or not priors:
         raise UsageError(f"--priors must name distinct priors, got {','.join(priors)!r}")
+    runs.absolute_data_dir(config.validate())
+    configs = {p: dataclasses.replace(config, prior=p).validate() for p in priors}
     for prior in priors:
         get_registry().get("prior", prior)
-    path = rundir.prepare(out, overwrite)
-    histories = {}
-    for prior in priors:
-        cfg = dataclasses.replace(config, prior=prior).validate()
-        trainer = runs.start(cfg, path / prior, overwrite=overwrite, label=f"{prior:>4} ")
-        histories[prior] = trainer.history
-    atomic_write_text(path / "compare.csv", compare_csv(histories))
-    plot_compare(histories, path / "compare.png",
-                 title=f"{config.data}: {', '.join(priors)} (seed {config.seed})")
+    if not resume:
+        rundir.check_out(path, overwrite)
+        for prior in priors:
+            rundir.check_out(path / prior, overwrite)
+    trainers = {p: Trainer(cfg) for p, cfg in configs.items()}  # every refusal comes here
+    command = f"acnkit compare --resume --out {rundir.quoted(path)}"
+    if not resume:
+        path = rundir.prepare(path, overwrite)
+    with rundir.RunLock(path, "--out"):
+        if not resume:
+            for name in (PLAN, "compare.csv", "compare.png"):
+                (path / name).unlink(missing_ok=True)
+            atomic_write_text(path / PLAN, json.dumps(
+                {"priors": priors, "config": config.to_dict()}, indent=2) + "\n")
+        histories = {}
+        for prior in priors:
+            sub, label = path / prior, f"{prior:>4} "
+            if resume and (sub / rundir.CONFIG).exists():
+                trainer = runs.resume(sub, epochs=config.epochs, label=label, command=command)
+            else:
+                trainer = runs.start(configs[prior], sub, overwrite=True, label=label,
+                                     command=command, trainer=trainers[prior])
+            trainers.pop(prior)
+            histories[prior] = trainer.history
+        atomic_write_text(path / "compare.csv", compare_csv(histories))
+        plot_compare(histories, path / "compare.png",
+                     title=f"{config.data}: {', '.join(priors)} (seed {config.seed})")
     return histories
+
+
+def read_plan(path: Path) -> tuple[RunConfig, list[str]]:
+    """The config and priors of the comparison in ``path``."""
+    file = path / PLAN
+    try:
+        plan = json.loads(file.read_text())
+        return RunConfig.from_dict(plan["config"]), list(plan["priors"])
+    except FileNotFoundError:
+        raise UsageError(f"--out {path} holds no comparison to resume ({PLAN} is missing); "
+                         f"start one with acnkit compare --out {rundir.quoted(path)}") from None
+    except (OSError, ValueError, KeyError, TypeError, UsageError) as exc:
+        raise UsageError(f"{file} cannot be read ({exc}); start the comparison again with "
+                         f"--overwrite") from None

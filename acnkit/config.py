@@ -16,6 +16,13 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+#: the Python types each annotation of RunConfig admits
+_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,), "str | None": (str,), "int": (int,), "int | None": (int,),
+    "float": (int, float), "bool": (bool,), "dict[str, Any]": (dict,),
+}
+
+
 @dataclass
 class RunConfig:
     """Options of a run. Field names are the CLI's options with dashes as underscores."""
@@ -49,7 +56,29 @@ class RunConfig:
     test_limit: int | None = None
     valid_size: int | None = None
 
+    def check_types(self) -> None:
+        """Every field has its declared type (a TOML file or a hand-edited config.json can
+        hold anything); bool is not taken for a number."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            allowed = _TYPES[str(f.type)]
+            if value is None and "None" in str(f.type):
+                continue
+            if isinstance(value, bool) and bool not in allowed:
+                ok = False
+            else:
+                ok = isinstance(value, allowed)
+            if not ok:
+                want = {"int": "a whole number", "float": "a number", "str": "a string",
+                        "bool": "true or false", "dict[str, Any]": "a table of options"}[
+                    str(f.type).replace(" | None", "")]
+                raise UsageError(f"option {f.name.replace('_', '-')} must be {want}, got "
+                                 f"{value!r}")
+        if isinstance(self.lr, int):
+            self.lr = float(self.lr)
+
     def validate(self) -> RunConfig:
+        self.check_types()
         positive = {
             "epochs": self.epochs, "batch_size": self.batch_size, "latent_dim": self.latent_dim,
             "prior_hidden": self.prior_hidden, "prior_layers": self.prior_layers,
@@ -71,8 +100,7 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise UsageError(f"--device must be cpu or cuda[:N], got {self.device!r}")
+        check_device_name(self.device)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,7 +125,12 @@ class RunConfig:
             raise UsageError(f"config {path} is not valid TOML: {exc}") from None
         data = {k.replace("-", "_"): v for k, v in data.items()}
         data.update(overrides)
-        return cls.from_dict(data)
+        try:
+            config = cls.from_dict(data)
+            config.check_types()
+        except UsageError as exc:
+            raise UsageError(f"config {path}: {exc}") from None
+        return config
 
     def searcher_options(self) -> dict[str, Any]:
         options = dict(self.search_options)
@@ -112,3 +145,10 @@ class RunConfig:
         "encoder_hidden", "decoder_hidden", "channels", "prior_hidden", "prior_layers", "mixtures",
         "train_limit", "test_limit", "valid_size", "data_seed", "seed",
     )
+
+
+def check_device_name(name: str) -> None:
+    """cpu, cuda or cuda:N; anything else is a usage error, not torch's RuntimeError."""
+    if name in ("cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit()):
+        return
+    raise UsageError(f"--device must be cpu or cuda[:N], got {name!r}")

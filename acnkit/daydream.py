@@ -14,6 +14,9 @@ from .engine import Trainer
 from .errors import UsageError
 from .plots import image_grid
 
+#: bounds of the grid: beyond them the PNG is unreadable and the memory grows without use
+MAX_SEEDS, MAX_STEPS = 64, 100
+
 
 @torch.no_grad()
 def daydream(trainer: Trainer, seeds: int, steps: int, seed: int = 0,

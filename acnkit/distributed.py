@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from .errors import UsageError
+
 
 @dataclass
 class DistContext:
@@ -62,20 +64,47 @@ class DistContext:
             dist.barrier()
 
 
-def shutdown() -> None:
+def shutdown(clean: bool = True) -> None:
     """Leave the process group: a rank that exits with the group still up can abort in
-    the backend's destructors ("terminate called without an active exception")."""
+    the backend's destructors ("terminate called without an active exception"). After a
+    failure (``clean=False``) there is no barrier: the other ranks may never reach it."""
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+        if clean:
+            dist.barrier()
         dist.destroy_process_group()
 
 
+def _env_int(name: str, default: str | None = None) -> int:
+    value = os.environ.get(name, default)
+    if value is None:
+        raise UsageError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} is set but {name} is not; "
+                         f"start several processes with --nproc N or torchrun, or unset "
+                         f"WORLD_SIZE")
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"environment variable {name}={value!r} is not a whole number; "
+                         f"unset it or start the processes with --nproc N") from None
+
+
+def env_rank() -> int:
+    """This process's rank as the environment gives it, without joining the group."""
+    return _env_int("RANK") if _env_int("WORLD_SIZE", "1") > 1 else 0
+
+
 def from_environment(device: str) -> DistContext:
-    """Join the process group that ``torchrun`` describes in the environment, if any."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    """Join the process group that ``torchrun`` (or ``--nproc``) describes in the
+    environment, if any."""
+    world = _env_int("WORLD_SIZE", "1")
     if world <= 1:
         return DistContext()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, local_rank = _env_int("RANK"), _env_int("LOCAL_RANK", "0")
+    if not 0 <= rank < world:
+        raise UsageError(f"RANK={rank} is outside 0..{world - 1} (WORLD_SIZE={world})")
+    for name in ("MASTER_ADDR", "MASTER_PORT"):
+        if name not in os.environ:
+            raise UsageError(f"WORLD_SIZE={world} is set but {name} is not; start several "
+                             f"processes with --nproc N or torchrun, or unset WORLD_SIZE")
     if not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") else "gloo"
         if backend == "nccl":

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .config import RunConfig
+from .config import RunConfig, check_device_name
 from .distributed import DistContext
 from .errors import NumericalError, PluginError, UsageError
 from .interfaces import Dataset
@@ -31,6 +32,7 @@ from .registry import Registry, get_registry
 
 
 def resolve_device(name: str, dist: DistContext | None = None) -> torch.device:
+    check_device_name(name)
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for but no CUDA GPU is available; "
                          "use --device cpu")
@@ -39,12 +41,31 @@ def resolve_device(name: str, dist: DistContext | None = None) -> torch.device:
     return torch.device(name)
 
 
+#: an epoch whose code length exceeds this multiple of the best epoch's has diverged
+DIVERGENCE = 1.5
+
+
 @dataclass
 class Callbacks:
     """Hooks for progress displays; every one is optional."""
 
     on_batch: Callable[[int, int, int], None] | None = None  # epoch, batch, batches
     on_epoch: Callable[[dict], None] | None = None
+
+
+@contextmanager
+def _fits_in_memory(device: torch.device) -> Iterator[None]:
+    """Nets too large for the device are a usage error, not an allocator's traceback."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as exc:
+        if not isinstance(exc, MemoryError) and "alloc" not in str(exc).lower() \
+                and "out of memory" not in str(exc).lower():
+            raise
+        first = (str(exc).strip().splitlines() or ["out of memory"])[0][:120]
+        raise UsageError(f"the nets do not fit in the memory of {device} ({first}); choose "
+                         f"smaller --encoder-hidden, --decoder-hidden, --prior-hidden or "
+                         f"--latent-dim") from None
 
 
 def check_dataset(data: Dataset, name: str) -> None:
@@ -93,13 +114,14 @@ class Trainer:
         torch.manual_seed(c.seed)  # parameter initialisation
         # Only given when set, so that nets without stages (mlp) refuse it by name.
         stages = {} if c.channels is None else {"channels": c.channels}
-        self.encoder = reg.create("encoder", c.encoder, data.image_shape, c.latent_dim,
-                                  posterior=c.posterior, hidden=c.encoder_hidden,
-                                  **stages).to(self.device)
-        self.decoder = reg.create("decoder", c.decoder, data.image_shape, c.latent_dim,
-                                  hidden=c.decoder_hidden, **stages).to(self.device)
-        self.prior = reg.create("prior", c.prior, c.latent_dim, hidden=c.prior_hidden,
-                                layers=c.prior_layers, mixtures=c.mixtures).to(self.device)
+        with _fits_in_memory(self.device):
+            self.encoder = reg.create("encoder", c.encoder, data.image_shape, c.latent_dim,
+                                      posterior=c.posterior, hidden=c.encoder_hidden,
+                                      **stages).to(self.device)
+            self.decoder = reg.create("decoder", c.decoder, data.image_shape, c.latent_dim,
+                                      hidden=c.decoder_hidden, **stages).to(self.device)
+            self.prior = reg.create("prior", c.prior, c.latent_dim, hidden=c.prior_hidden,
+                                    layers=c.prior_layers, mixtures=c.mixtures).to(self.device)
         self.loss = reg.create("loss", c.loss)
         self.modules = {"encoder": self.encoder, "decoder": self.decoder, "prior": self.prior}
         self.model = CompressionModel(self.encoder, self.decoder, self.prior, self.loss)
@@ -139,6 +161,7 @@ class Trainer:
                 name=f"searcher {c.search!r} (plugin {plugin!r})")
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
+        self.changes: list[dict[str, Any]] = []  # what each resume changed (config.json)
         self.stop_requested = False
         self.check_plugins()
 
@@ -183,6 +206,7 @@ class Trainer:
         }
         if self.config.unique and self.memory:
             metrics["unique_fallbacks"] = self.memory.unique_fallbacks
+        self._check_divergence(metrics)
         self.history.append(metrics)
         return metrics
 
@@ -275,6 +299,21 @@ class Trainer:
             return
         self._raise_numerical("loss" if not torch.isfinite(loss) else "gradients", batch)
 
+    def _check_divergence(self, metrics: dict[str, Any]) -> None:
+        """Stop when a code length jumps far above its best epoch: finite numbers can still
+        mean a run has blown up (a too-wide prior net can take the held-out KL from 9 to
+        145 nats in one epoch), and every later epoch would be wasted."""
+        for key, what in (("test_nats", "held-out code length"),
+                          ("train_nats", "training objective")):
+            best = min((m[key] for m in self.history), default=None)
+            if best is not None and metrics[key] > DIVERGENCE * best:
+                e = self.epoch
+                raise NumericalError(
+                    f"training diverged at epoch {e}: the {what} rose to {metrics[key]:.2f} "
+                    f"nats per image from {best:.2f}; the checkpoint of epoch {e - 1} is "
+                    f"kept: resume it with a smaller --lr (now {self.config.lr}) or start "
+                    f"again with smaller nets")
+
     def _raise_numerical(self, what: str, batch: int) -> None:
         raise NumericalError(
             f"{what} became NaN or infinite at epoch {self.epoch + 1}, batch {batch + 1}; "
@@ -290,6 +329,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "epoch": self.epoch,
             "history": self.history,
+            "changes": self.changes,
             "modules": {k: m.state_dict() for k, m in self.modules.items()},
             "optimizer": self.optimizer.state_dict(),
             "order": self.order.get_state(),
@@ -311,6 +351,7 @@ class Trainer:
         self.noise.set_state(state["noise"])
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])
+        self.changes = list(state.get("changes", []))
         if self.memory:
             self.memory.load(state["store"])
         if self.dist.rank > 0:  # only rank 0's random states are saved: reseed the others

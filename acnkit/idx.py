@@ -59,6 +59,13 @@ def load_idx_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]
     labels = read_idx(find_idx(directory, f"{split}-labels-idx1-ubyte"))
     if images.ndim != 3 or labels.ndim != 1:
         raise DataError(f"{directory}: {split} images must be 3-D and labels 1-D in IDX")
+    if images.dtype != np.uint8:
+        raise DataError(f"{directory}: {split} images are stored as {images.dtype.name}; "
+                        f"MNIST-format images are unsigned bytes 0-255 (IDX type 0x08): "
+                        f"convert them first")
+    if labels.dtype.kind not in "iu":
+        raise DataError(f"{directory}: {split} labels are stored as {labels.dtype.name}; "
+                        f"labels must be whole numbers")
     if len(images) != len(labels):
         raise DataError(
             f"{directory}: {split} has {len(images)} images but {len(labels)} labels; "

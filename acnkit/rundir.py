@@ -1,20 +1,45 @@
-"""A run folder: config.json, metrics.jsonl and checkpoint.pt, each written atomically."""
+"""A run folder: config.json, metrics.jsonl and checkpoint.pt.
+
+The checkpoint is the truth: it holds the config, the metrics of every epoch and the
+config's changes on resume; config.json and metrics.jsonl are written from it right after
+it, each atomically, and rewritten from it on resume, so they never describe another run.
+Before the first epoch ends a folder holds config.json alone, and ``--resume`` starts it.
+One process owns a folder at a time (:class:`RunLock`).
+"""
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import io
 import json
+import os
 import pickle
+import shlex
+import stat
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .atomic import atomic_write, atomic_write_text
-from .errors import CheckpointError, UsageError
+from .atomic import atomic_write_bytes, atomic_write_text
+from .errors import AcnkitError, CheckpointError, UsageError
 
 CONFIG, METRICS, CHECKPOINT = "config.json", "metrics.jsonl", "checkpoint.pt"
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT)
+LOCK = ".acnkit.lock"
+FORMAT = 1
+
+
+def quoted(path: str | Path) -> str:
+    """``path`` as it must be typed in a shell command."""
+    return shlex.quote(str(path))
+
+
+def _ours(name: str) -> bool:
+    # The lock and atomic_write's temporary files are acnkit's own, not the user's.
+    return name == LOCK or (name.startswith(".") and name.endswith(".tmp"))
 
 
 def check_out(out: str | Path, overwrite: bool = False) -> Path:
@@ -22,11 +47,70 @@ def check_out(out: str | Path, overwrite: bool = False) -> Path:
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise UsageError(f"--out {path} is a file, not a folder; choose another --out")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
+    if path.is_dir() and not overwrite and any(not _ours(p.name) for p in path.iterdir()):
         what = "another run" if any((path / f).exists() for f in RUN_FILES) else "other files"
-        raise UsageError(f"--out {path} already holds {what}; pass --resume {path} to continue "
-                         f"it, --overwrite to replace it, or choose an empty folder")
+        raise UsageError(f"--out {path} already holds {what}; pass --resume {quoted(path)} to "
+                         f"continue it, --overwrite to replace it, or choose an empty folder")
     return path
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``folder/.acnkit.lock`` while a command writes the folder.
+    The kernel drops it when the process ends, however it ends, so a crash leaves no stale
+    lock; the pid inside only names the holder in the message."""
+
+    def __init__(self, folder: str | Path, what: str = "--out") -> None:
+        self.folder, self.what = Path(folder), what
+        self.fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        file = self.folder / LOCK
+        try:
+            fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise UsageError(f"{self.what} {self.folder} is not writable ({exc.strerror}); "
+                             f"choose another folder or fix its permissions") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise AcnkitError(f"{self.what} {self.folder} is in use by another acnkit process "
+                              f"(pid {holder}); wait for it to end or choose another "
+                              f"folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        remove_stale_temporaries(self.folder)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # releases the flock; the file stays, empty of meaning
+            self.fd = None
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files of writes that never finished (a process killed mid-save):
+    called under the lock, so no live writer owns them."""
+    gone = []
+    for p in folder.glob(".*.tmp"):
+        try:
+            p.unlink()
+            gone.append(p)
+        except OSError:
+            pass
+    return gone
+
+
+def check_writable(path: Path, what: str) -> None:
+    try:
+        probe = path / ".acnkit-write-test.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{what} {path} is not writable ({exc.strerror}); choose another "
+                         f"folder or fix its permissions") from None
 
 
 def prepare(out: str | Path, overwrite: bool = False) -> Path:
@@ -34,17 +118,43 @@ def prepare(out: str | Path, overwrite: bool = False) -> Path:
     path = check_out(out, overwrite)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".acnkit-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
     except OSError as exc:
         raise UsageError(f"--out {path} is not writable ({exc.strerror}); choose another "
                          f"folder") from None
+    check_writable(path, "--out")
     return path
 
 
-def write_config(path: Path, config: dict[str, Any]) -> None:
-    atomic_write_text(path / CONFIG, json.dumps(config, indent=2) + "\n")
+def clear_run(path: Path) -> None:
+    """Remove an old run's checkpoint and metrics (``--overwrite``, under the lock), so that
+    the folder never pairs a new config with an old checkpoint."""
+    for name in (CHECKPOINT, METRICS):
+        try:
+            (path / name).unlink()
+        except FileNotFoundError:
+            pass
+
+
+def write_config(path: Path, config: dict[str, Any], changes: list[dict] | None = None) -> None:
+    """config.json: every option, and ``changes``: what each resume changed, at which epoch."""
+    text = json.dumps({**config, "changes": list(changes or [])}, indent=2) + "\n"
+    atomic_write_text(path / CONFIG, text)
+
+
+def read_config(path: Path) -> tuple[dict[str, Any], list[dict]]:
+    """The options and the change history in ``path/config.json``."""
+    file = path / CONFIG
+    if not _regular(file):
+        raise CheckpointError(f"{file} is not a regular file; restore it or start a new run")
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{file} cannot be read ({exc}); restore it or start a new "
+                              f"run") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{file} does not hold a run's options")
+    changes = data.pop("changes", [])
+    return data, changes if isinstance(changes, list) else []
 
 
 def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
@@ -53,7 +163,36 @@ def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    atomic_write(path / CHECKPOINT, lambda f: torch.save(state, f))
+    """Serialise in memory first: a full disk then fails as a plain OSError on the write
+    (torch.save into a file reports it as an unrelated "unexpected pos" error)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    file = path / CHECKPOINT
+    try:
+        atomic_write_bytes(file, buffer.getvalue())
+    except OSError as exc:
+        reason = "no space left on the device" if exc.errno == errno.ENOSPC else exc.strerror
+        raise AcnkitError(f"cannot write {file} ({reason}); the checkpoint of epoch "
+                          f"{state['epoch'] - 1} is kept: free space, then continue with "
+                          f"`acnkit run --resume {quoted(path)}`") from None
+
+
+def save_run(path: Path, state: dict[str, Any]) -> None:
+    """The checkpoint, then the two files derived from it."""
+    save_checkpoint(path, state)
+    write_files_of(path, state)
+
+
+def write_files_of(path: Path, state: dict[str, Any]) -> None:
+    write_metrics(path, state["history"])
+    write_config(path, state["config"], state.get("changes"))
+
+
+def _regular(file: Path) -> bool:
+    try:
+        return stat.S_ISREG(file.stat().st_mode)
+    except OSError:
+        return False
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -63,7 +202,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not file.exists():
         raise CheckpointError(f"{file} does not exist; only a run that finished at least one "
                               f"epoch can be resumed or evaluated")
-    if file.is_file() and not zipfile.is_zipfile(file):
+    if not _regular(file):  # a FIFO or device would block torch.load for ever
+        raise CheckpointError(f"{file} is not a regular file; restore the checkpoint or "
+                              f"start a new run")
+    if not zipfile.is_zipfile(file):
         raise CheckpointError(f"{file} is corrupt or not a checkpoint (not a torch archive); "
                               f"restart the run or restore the file")
     try:
@@ -77,6 +219,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{file} is corrupt or not a checkpoint ({first[:120]}); "
                               f"restart the run or restore the file") from None
-    if not isinstance(state, dict) or state.get("format") != 1 or "config" not in state:
+    if not isinstance(state, dict) or "format" not in state or "config" not in state:
         raise CheckpointError(f"{file} is not an acnkit checkpoint")
+    if state["format"] != FORMAT:
+        raise CheckpointError(f"{file} has checkpoint format {state['format']!r}; this acnkit "
+                              f"reads format {FORMAT}: use the acnkit version that wrote it")
+    for key, kind in (("epoch", int), ("history", list), ("config", dict), ("modules", dict),
+                      ("optimizer", dict)):
+        if key not in state:
+            raise CheckpointError(f"{file} lacks {key!r}; it was not written by this acnkit "
+                                  f"or was edited: restore it or start a new run")
+        if not isinstance(state[key], kind) or isinstance(state[key], bool):
+            raise CheckpointError(f"{file}: {key!r} is a {type(state[key]).__name__}, not "
+                                  f"a {kind.__name__}; restore the file or start a new run")
     return state

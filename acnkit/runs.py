@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from . import rundir
 from .config import RunConfig
 from .display import RunDisplay
-from .distributed import from_environment
+from .distributed import env_rank, from_environment
 from .engine import Trainer
-from .errors import CheckpointError
+from .errors import CheckpointError, UsageError
 
 
 class Interrupted(Exception):
     """The run was stopped by a signal after saving what it had."""
 
-    def __init__(self, out: Path, epoch: int) -> None:
-        super().__init__(f"interrupted; the checkpoint of epoch {epoch} is kept in {out}: "
-                         f"continue with `acnkit run --resume {out}`")
+    def __init__(self, out: Path, epoch: int, command: str | None = None) -> None:
+        command = command or f"acnkit run --resume {rundir.quoted(out)}"
+        kept = (f"the checkpoint of epoch {epoch} is kept in {out}" if epoch else
+                f"no epoch had ended, so {out} holds only the run's config")
+        super().__init__(f"interrupted; {kept}: continue with `{command}`")
         self.out, self.epoch = out, epoch
 
 
@@ -43,60 +45,150 @@ def stop_on_signals(trainer: Trainer) -> Iterator[None]:
 def _checkpoint(out: Path) -> Any:
     def after_epoch(trainer: Trainer) -> None:
         if trainer.dist.is_main:  # one writer; the other ranks hold the same state
-            rundir.save_checkpoint(out, trainer.state_dict())
-            rundir.write_metrics(out, trainer.history)
+            rundir.save_run(out, trainer.state_dict())
         trainer.dist.barrier()
     return after_epoch
 
 
-def _fit(trainer: Trainer, out: Path, epochs: int, label: str, quiet: bool) -> list[dict]:
+def _fit(trainer: Trainer, out: Path, epochs: int, label: str, quiet: bool,
+         command: str | None = None) -> list[dict]:
     quiet = quiet or not trainer.dist.is_main
     with stop_on_signals(trainer), RunDisplay(epochs, label, quiet) as callbacks:
         history = trainer.fit(epochs, callbacks=callbacks, after_epoch=_checkpoint(out))
     if trainer.stop_requested:
-        raise Interrupted(out, trainer.epoch)
+        raise Interrupted(out, trainer.epoch, command)
     return history
 
 
-def start(config: RunConfig, out: str | Path, overwrite: bool = False, label: str = "",
-          quiet: bool = False) -> Trainer:
-    """Train a new run into folder ``out``; returns the trainer (its ``history`` holds the
-    per-epoch metrics, also in ``out/metrics.jsonl``)."""
+def _owned(path: Path, is_main: bool, what: str = "--out") -> Any:
+    """The folder's lock, held by rank 0 alone (the other ranks write nothing)."""
+    return rundir.RunLock(path, what) if is_main else nullcontext()
+
+
+def absolute_data_dir(config: RunConfig) -> RunConfig:
+    """A run records where its data came from as an absolute path, so that eval, compress
+    and resume find it from any working directory."""
+    if config.data_dir is not None:
+        config.data_dir = str(Path(config.data_dir).expanduser().resolve())
+    return config
+
+
+def check_new(config: RunConfig, out: str | Path, overwrite: bool = False) -> None:
+    """What can be refused before any process starts or any data is read."""
     config.validate()
+    rundir.check_out(out, overwrite)
+
+
+def start(config: RunConfig, out: str | Path, overwrite: bool = False, label: str = "",
+          quiet: bool = False, command: str | None = None,
+          trainer: Trainer | None = None) -> Trainer:
+    """Train a new run into folder ``out``; returns the trainer (its ``history`` holds the
+    per-epoch metrics, also in ``out/metrics.jsonl``). ``trainer``: one already built
+    from ``config`` (compare builds every run's before training any)."""
+    absolute_data_dir(config.validate())
     dist = from_environment(config.device)
     path = Path(out)
     if dist.is_main:
         rundir.check_out(path, overwrite)  # refuse before any work
-    trainer = Trainer(config, dist=dist)  # bad options and data fail here, before any write
+    if trainer is None:
+        trainer = Trainer(config, dist=dist)  # bad options and data fail here, before any write
     if dist.is_main:
         rundir.prepare(path, overwrite)
-        rundir.write_config(path, config.to_dict())
-    dist.barrier()
-    _fit(trainer, path, config.epochs, label, quiet)
+    with _owned(path, dist.is_main):
+        if dist.is_main:
+            rundir.check_out(path, overwrite)  # again, now that no one else can write it
+            rundir.clear_run(path)
+            rundir.write_config(path, config.to_dict())
+        dist.barrier()
+        _fit(trainer, path, config.epochs, label, quiet, command)
     return trainer
+
+
+def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
+    return ", ".join(f"{k.replace('_', '-')} {a!r} -> {b!r}" for k, (a, b) in changes.items())
 
 
 def resume(out: str | Path, epochs: int | None = None, overrides: dict[str, Any] | None = None,
-           label: str = "", quiet: bool = False) -> Trainer:
-    """Continue the run in ``out`` up to ``epochs`` epochs in all (default: its config's)."""
+           label: str = "", quiet: bool = False, notify: Callable[[str], None] | None = None,
+           command: str | None = None) -> Trainer:
+    """Continue the run in ``out`` up to ``epochs`` epochs in all (default: its config's).
+
+    Options that change the model or the data are refused; any other change (lr, search,
+    k, device, ...) is applied from the next epoch, told through ``notify`` and recorded in
+    the config's ``changes``. A folder whose first epoch never ended starts from its
+    config.json."""
     path = Path(out)
-    state = rundir.load_checkpoint(path)
-    saved = RunConfig.from_dict(state["config"])
-    changed = {k: v for k, v in (overrides or {}).items()
-               if k in RunConfig.STRUCTURAL and getattr(saved, k) != v}
-    if changed:
-        name, value = next(iter(changed.items()))
-        raise CheckpointError(
-            f"--resume {path}: the run was made with {name.replace('_', '-')}="
-            f"{getattr(saved, name)!r}, not {value!r}; drop that option or start a new run"
-        )
-    config = RunConfig.from_dict({**saved.to_dict(), **(overrides or {})})
-    if epochs is not None:
-        config.epochs = epochs
-    dist = from_environment(config.device)
-    trainer = Trainer(config, dist=dist)
-    trainer.load_state_dict(state)
-    if dist.is_main:
-        rundir.write_config(path, config.to_dict())
-    _fit(trainer, path, config.epochs, label, quiet)
+    if not path.is_dir():
+        raise CheckpointError(f"--resume {path} does not exist or is not a folder; give the "
+                              f"folder of a run")
+    overrides = dict(overrides or {})
+    if overrides.get("data_dir") is not None:
+        overrides["data_dir"] = str(Path(overrides["data_dir"]).expanduser().resolve())
+    is_main = env_rank() == 0
+    with _owned(path, is_main, "--resume"):
+        if is_main:
+            rundir.check_writable(path, "--resume")
+        state: dict[str, Any] | None = None
+        if (path / rundir.CHECKPOINT).exists() or not (path / rundir.CONFIG).exists():
+            state = rundir.load_checkpoint(path)
+            saved_dict, changes = state["config"], list(state.get("changes", []))
+        else:
+            saved_dict, changes = rundir.read_config(path)
+        saved = config_of(saved_dict, path)
+        done = int(state["epoch"]) if state else 0
+        refused = {k: v for k, v in overrides.items()
+                   if k in RunConfig.STRUCTURAL + ("data_dir",) and getattr(saved, k) != v}
+        if refused:
+            name, value = next(iter(refused.items()))
+            raise CheckpointError(
+                f"--resume {path}: the run was made with {name.replace('_', '-')}="
+                f"{getattr(saved, name)!r}, not {value!r}; a resumed run keeps its model and "
+                f"data: drop that option or start a new run")
+        target = saved.epochs if epochs is None else epochs
+        if epochs is not None and epochs < done:
+            raise UsageError(f"--resume {path}: the run has trained {done} epochs already; "
+                             f"--epochs counts epochs in all, so give more than {done}")
+        config = RunConfig.from_dict({**saved.to_dict(), **overrides, "epochs": target})
+        config.validate()
+        changed = {k: (getattr(saved, k), getattr(config, k)) for k in saved.to_dict()
+                   if getattr(saved, k) != getattr(config, k)}
+        dist = from_environment(config.device)
+        if state and dist.is_main:
+            rundir.write_files_of(path, state)  # repair files that lag the checkpoint
+        if done >= target:
+            if notify and dist.is_main:
+                notify(f"nothing to do: {path} has trained its {done} epochs; pass --epochs "
+                       f"N (in all, more than {done}) to train on")
+            trainer = Trainer(saved, dist=dist)
+            load_state(trainer, state, path)
+            return trainer
+        if changed:
+            changes.append({"epoch": done, "changed": {k: list(v) for k, v in changed.items()}})
+            if notify and dist.is_main:
+                notify(f"resuming {path} at epoch {done} with {_describe(changed)}")
+        trainer = Trainer(config, dist=dist)
+        if state:
+            load_state(trainer, state, path)
+        trainer.changes = changes
+        _fit(trainer, path, config.epochs, label, quiet, command)
     return trainer
+
+
+def config_of(data: dict[str, Any], path: Path) -> RunConfig:
+    """A saved config, or a one-line error naming the folder if this acnkit cannot read it."""
+    try:
+        return RunConfig.from_dict(data).validate()
+    except (UsageError, TypeError) as exc:
+        raise CheckpointError(f"{path} holds a config this acnkit cannot use ({exc}); it "
+                              f"was written by another version or edited") from None
+
+
+def load_state(trainer: Trainer, state: dict[str, Any], path: Path) -> None:
+    try:
+        trainer.load_state_dict(state)
+    except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise CheckpointError(f"{path / rundir.CHECKPOINT} does not fit the model its config "
+                              f"describes ({type(exc).__name__}: {first}); it was written by "
+                              f"another version or edited: restore it or start a new "
+                              f"run") from None
