@@ -172,9 +172,10 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         atomic_write_bytes(file, buffer.getvalue())
     except OSError as exc:
         reason = "no space left on the device" if exc.errno == errno.ENOSPC else exc.strerror
-        raise AcnkitError(f"cannot write {file} ({reason}); the checkpoint of epoch "
-                          f"{state['epoch'] - 1} is kept: free space, then continue with "
-                          f"`acnkit run --resume {quoted(path)}`") from None
+        kept = (f"the checkpoint of epoch {state['epoch'] - 1} is kept" if state["epoch"] > 1
+                else "the folder keeps the run's config")
+        raise AcnkitError(f"cannot write {file} ({reason}); {kept}: free space, then "
+                          f"continue with `acnkit run --resume {quoted(path)}`") from None
 
 
 def save_run(path: Path, state: dict[str, Any]) -> None:

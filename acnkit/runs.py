@@ -162,13 +162,14 @@ def resume(out: str | Path, epochs: int | None = None, overrides: dict[str, Any]
             trainer = Trainer(saved, dist=dist)
             load_state(trainer, state, path)
             return trainer
-        if changed:
-            changes.append({"epoch": done, "changed": {k: list(v) for k, v in changed.items()}})
-            if notify and dist.is_main:
-                notify(f"resuming {path} at epoch {done} with {_describe(changed)}")
         trainer = Trainer(config, dist=dist)
         if state:
             load_state(trainer, state, path)
+        if changed:
+            changes.append({"epoch": done, "changed": {k: list(v) for k, v in changed.items()}})
+            told = {k: v for k, v in changed.items() if k != "epochs"}
+            if notify and told and dist.is_main:
+                notify(f"resuming {path} at epoch {done} with {_describe(told)}")
         trainer.changes = changes
         _fit(trainer, path, config.epochs, label, quiet, command)
     return trainer
@@ -187,7 +188,8 @@ def load_state(trainer: Trainer, state: dict[str, Any], path: Path) -> None:
     try:
         trainer.load_state_dict(state)
     except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        # torch's first line only names the module; the second says what does not fit
+        first = " ".join(str(exc).strip().splitlines()[:2]).strip()[:200] or type(exc).__name__
         raise CheckpointError(f"{path / rundir.CHECKPOINT} does not fit the model its config "
                               f"describes ({type(exc).__name__}: {first}); it was written by "
                               f"another version or edited: restore it or start a new "
