@@ -68,8 +68,8 @@ def run_compare(config: RunConfig, priors: list[str], out: str | Path,
         if not resume:
             for name in (PLAN, "compare.csv", "compare.png"):
                 (path / name).unlink(missing_ok=True)
-            atomic_write_text(path / PLAN, json.dumps(
-                {"priors": priors, "config": config.to_dict()}, indent=2) + "\n")
+        atomic_write_text(path / PLAN, json.dumps(
+            {"priors": priors, "config": config.to_dict()}, indent=2) + "\n")
         histories = {}
         for prior in priors:
             sub, label = path / prior, f"{prior:>4} "

@@ -225,12 +225,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if state["format"] != FORMAT:
         raise CheckpointError(f"{file} has checkpoint format {state['format']!r}; this acnkit "
                               f"reads format {FORMAT}: use the acnkit version that wrote it")
-    for key, kind in (("epoch", int), ("history", list), ("config", dict), ("modules", dict),
-                      ("optimizer", dict)):
+    for key, kind, name in (("epoch", int, "whole number"), ("history", list, "list"),
+                            ("config", dict, "dict"), ("modules", dict, "dict"),
+                            ("optimizer", dict, "dict")):
         if key not in state:
             raise CheckpointError(f"{file} lacks {key!r}; it was not written by this acnkit "
                                   f"or was edited: restore it or start a new run")
         if not isinstance(state[key], kind) or isinstance(state[key], bool):
             raise CheckpointError(f"{file}: {key!r} is a {type(state[key]).__name__}, not "
-                                  f"a {kind.__name__}; restore the file or start a new run")
+                                  f"a {name}; restore the file or start a new run")
     return state
