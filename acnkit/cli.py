@@ -235,14 +235,16 @@ def run(ctx: click.Context, out: str, resume_dir: str | None, overwrite: bool, a
 def plugins(as_json: bool) -> None:
     """List installed plugins and the components each registers."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     reg = get_registry()  # the group added the plugins' commands when it resolved this one
     rows = []
-    for info in sorted(reg.plugins.values(), key=lambda p: p.name):
+    for info in reg.plugins.values():  # built-ins first, then in load order
         rows.append({"name": info.name, "distribution": info.distribution,
-                     "version": info.version, "registers": info.registers,
-                     "commands": info.commands, "error": info.error})
+                     "version": info.version, "builtin": info.builtin,
+                     "registers": info.registers, "commands": info.commands,
+                     "error": info.error, "warnings": info.warnings})
     if as_json:
         components = {kind: reg.names(kind) for kind in KINDS}
         click.echo(json.dumps({"plugins": rows, "components": components}, indent=2))
@@ -255,8 +257,10 @@ def plugins(as_json: bool) -> None:
         if r["commands"]:
             parts.append(f"commands: {', '.join(r['commands'])}")
         if r["error"]:
-            parts.append(f"[red]failed to load: {r['error']}[/red]")
-        table.add_row(r["name"], f"{r['distribution']} {r['version']}", "\n".join(parts))
+            parts.append(f"[red]failed, skipped: {escape(r['error'])}[/red]")
+        parts.extend(f"[yellow]warning: {escape(w)}[/yellow]" for w in r["warnings"])
+        dist = "built-in" if r["builtin"] else f"{r['distribution']} {r['version']}"
+        table.add_row(r["name"], dist, "\n".join(parts))
     Console().print(table)
 
 

@@ -28,7 +28,7 @@ from .errors import NumericalError, PluginError, UsageError
 from .interfaces import Dataset
 from .memory import AssociativeMemory
 from .model import CompressionModel
-from .registry import Registry, get_registry
+from .registry import Registry, get_registry, out_of_memory
 
 
 def resolve_device(name: str, dist: DistContext | None = None) -> torch.device:
@@ -53,14 +53,23 @@ class Callbacks:
     on_epoch: Callable[[dict], None] | None = None
 
 
+_DEFAULTS = RunConfig()
+
+
+def _given(config: RunConfig, **fields: str) -> set[str]:
+    """The factory options (keys) whose config fields (values) the user set away from their
+    defaults: only those may be refused when a plugin does not take them."""
+    return {option for option, name in fields.items()
+            if getattr(config, name) != getattr(_DEFAULTS, name)}
+
+
 @contextmanager
 def _fits_in_memory(device: torch.device) -> Iterator[None]:
     """Nets too large for the device are a usage error, not an allocator's traceback."""
     try:
         yield
     except (MemoryError, RuntimeError) as exc:
-        if not isinstance(exc, MemoryError) and "alloc" not in str(exc).lower() \
-                and "out of memory" not in str(exc).lower():
+        if not out_of_memory(exc):
             raise
         first = (str(exc).strip().splitlines() or ["out of memory"])[0][:120]
         raise UsageError(f"the nets do not fit in the memory of {device} ({first}); choose "
@@ -92,7 +101,8 @@ class Trainer:
         for kind, name in (("prior", c.prior), ("encoder", c.encoder), ("decoder", c.decoder),
                            ("loss", c.loss), ("dataset", c.data), ("searcher", c.search)):
             reg.get(kind, name)  # unknown names fail before any data is read
-        data = dataset or reg.create("dataset", c.data, data_dir=c.data_dir, seed=c.data_seed)
+        data = dataset or reg.create("dataset", c.data, data_dir=c.data_dir, seed=c.data_seed,
+                                     given=_given(c, data_dir="data_dir", seed="data_seed"))
         check_dataset(data, c.data)
         self.data = data
         train_x, train_y = data.train_x[: c.train_limit], data.train_y[: c.train_limit]
@@ -115,13 +125,20 @@ class Trainer:
         # Only given when set, so that nets without stages (mlp) refuse it by name.
         stages = {} if c.channels is None else {"channels": c.channels}
         with _fits_in_memory(self.device):
-            self.encoder = reg.create("encoder", c.encoder, data.image_shape, c.latent_dim,
-                                      posterior=c.posterior, hidden=c.encoder_hidden,
-                                      **stages).to(self.device)
-            self.decoder = reg.create("decoder", c.decoder, data.image_shape, c.latent_dim,
-                                      hidden=c.decoder_hidden, **stages).to(self.device)
-            self.prior = reg.create("prior", c.prior, c.latent_dim, hidden=c.prior_hidden,
-                                    layers=c.prior_layers, mixtures=c.mixtures).to(self.device)
+            self.encoder = reg.create(
+                "encoder", c.encoder, data.image_shape, c.latent_dim, posterior=c.posterior,
+                hidden=c.encoder_hidden, **stages,
+                given=_given(c, posterior="posterior", hidden="encoder_hidden",
+                             channels="channels")).to(self.device)
+            self.decoder = reg.create(
+                "decoder", c.decoder, data.image_shape, c.latent_dim, hidden=c.decoder_hidden,
+                **stages, given=_given(c, hidden="decoder_hidden", channels="channels"),
+            ).to(self.device)
+            self.prior = reg.create(
+                "prior", c.prior, c.latent_dim, hidden=c.prior_hidden, layers=c.prior_layers,
+                mixtures=c.mixtures,
+                given=_given(c, hidden="prior_hidden", layers="prior_layers",
+                             mixtures="mixtures")).to(self.device)
         self.loss = reg.create("loss", c.loss)
         self.modules = {"encoder": self.encoder, "decoder": self.decoder, "prior": self.prior}
         self.model = CompressionModel(self.encoder, self.decoder, self.prior, self.loss)
