@@ -261,7 +261,7 @@ def bench_codec(runs: list[str], data: str, split: str = "test",
     """Compress and decompress the same images with each run in both modes, check the round
     trip, and set the bytes beside the model's nats and the classic codecs."""
     from .codec import compress, dataset_images, decompress, same_images
-    from .evaluate import load_trainer
+    from .runs import load_trainer
 
     rows: list[dict[str, Any]] = []
     images = None

@@ -554,7 +554,7 @@ def compress_cmd(run_dir: str, data_name: str | None, split: str, input_path: st
     greedy chain). The file decodes bit-exactly with `acnkit decompress`."""
     from .atomic import atomic_write_bytes, check_target
     from .codec import as_images, compress, dataset_images, load_images
-    from .evaluate import load_trainer
+    from .runs import load_trainer
 
     if (data_name is None) == (input_path is None):
         raise click.UsageError("give exactly one of --data NAME and --input FILE.npy")
@@ -594,7 +594,7 @@ def decompress_cmd(file: str, run_dir: str, output: str, overwrite: bool) -> Non
     the same images in some order). Nothing is written unless it decodes exactly."""
     from .atomic import atomic_write_bytes, check_target
     from .codec import decompress, npy_bytes, read_file, read_header
-    from .evaluate import load_trainer
+    from .runs import load_trainer
 
     target = check_target(output, overwrite, "--output")
     data = read_file(file)
@@ -651,7 +651,7 @@ def daydream(run_dir: str, seeds: int, steps: int, seed: int, out: str, overwrit
     """Encode, sample the prior given the code, decode, repeat: a PNG grid, a row per chain."""
     from .atomic import check_target
     from .daydream import MAX_SEEDS, MAX_STEPS, write_daydream
-    from .evaluate import load_trainer
+    from .runs import load_trainer
 
     if not 1 <= seeds <= MAX_SEEDS or not 1 <= steps <= MAX_STEPS:
         raise click.UsageError(f"--seeds must be 1-{MAX_SEEDS} and --steps 1-{MAX_STEPS} "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -18,6 +19,26 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 def _normal_log_density(z: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
     return -0.5 * ((z - mean) * torch.exp(-log_std)) ** 2 - log_std - _HALF_LOG_2PI
+
+
+@runtime_checkable
+class LatentDistribution(Protocol):
+    """What a prior's ``distribution(context, B)`` must give, for a batch of B latents of
+    d dimensions:
+
+    - ``log_prob(z)``: log density of ``z`` (B, d), summed over dimensions: shape (B,),
+      differentiable in the prior's parameters (training uses it for any prior that is not
+      a :class:`DiagGaussian`: KL = log q(z|x) - log p(z) at the sampled z);
+    - ``sample(generator)``: one draw, shape (B, d) (daydreaming, prior samples).
+
+    A :class:`DiagGaussian` also gets the closed-form KL. ``acnkit compress`` codes only
+    a :class:`DiagGaussian` (``mean``, ``log_std``: (B, d)) or a
+    :class:`MixtureDiagGaussian` (``logits``, ``means``, ``log_stds``: (B, d, M)), since it
+    needs their cumulative distribution per dimension."""
+
+    def log_prob(self, z: Tensor) -> Tensor: ...
+
+    def sample(self, generator: torch.Generator | None = None) -> Tensor: ...
 
 
 @dataclass

@@ -132,24 +132,6 @@ def held_out_figures(trainer: Trainer, posterior: DiagGaussian | None = None,
     return figures
 
 
-def load_trainer(run: str | Path, device: str | None = None,
-                 data_dir: str | None = None) -> Trainer:
-    """The trainer of a run folder, restored from its checkpoint; ``data_dir`` replaces the
-    folder of IDX files the run recorded (moved data, or a run made elsewhere)."""
-    from . import rundir, runs
-    from .engine import Trainer
-
-    state = rundir.load_checkpoint(run)
-    config = runs.config_of(state["config"], Path(run))
-    if device is not None:
-        config.device = device
-    if data_dir is not None:
-        config.data_dir = str(Path(data_dir).expanduser().resolve())
-    trainer = Trainer(config)
-    runs.load_state(trainer, state, Path(run))
-    return trainer
-
-
 @torch.no_grad()
 def knn_accuracy(trainer: Trainer, k: int = 5, train_codes: Tensor | None = None,
                  test_codes: Tensor | None = None) -> float:
@@ -232,6 +214,8 @@ def evaluate_run(run: str | Path, samples: int = 0, knn: int = 5, device: str | 
     """Every held-out figure of a run folder; ``with_train`` adds the code length of the
     training and test images together (``train_test_*``; ACN: one chain over both),
     ``mixture`` (ACN) the cost under the uniform mixture of the prior over training codes."""
+    from .runs import load_trainer
+
     trainer = load_trainer(run, device, data_dir)
     result: dict[str, Any] = {"run": str(run), "prior": trainer.config.prior,
                               "epoch": trainer.epoch, "eval_split": trainer.eval_split,

@@ -1,4 +1,5 @@
-"""The component interfaces every built-in and third-party plugin implements.
+"""The base classes every built-in and third-party component implements (helpers for
+writing them live elsewhere: :mod:`acnkit.heads`, :mod:`acnkit.index_searcher`).
 
 Shapes: a batch of images is (B, *image_shape) of floats in {0, 1}; a code or latent is (B, d).
 """
@@ -12,25 +13,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from .distributions import DiagGaussian, MixtureDiagGaussian, kl_diag_gaussians
-
-LatentDistribution = DiagGaussian | MixtureDiagGaussian
-
-
-def learned_variance(posterior: str) -> bool:
-    """Whether an encoder's ``posterior`` option asks for a learned variance."""
-    if posterior not in ("unit", "learned"):
-        raise ValueError(f"posterior must be 'unit' or 'learned', got {posterior!r}")
-    return posterior == "learned"
-
-
-def posterior_from_head(h: Tensor, learned: bool) -> DiagGaussian:
-    """q(z|x) from an encoder's last layer: its two halves are the mean and log standard
-    deviation when ``learned``, else all of it is the mean and the variance is one."""
-    if learned:
-        mean, log_std = h.chunk(2, dim=1)
-        return DiagGaussian(mean, log_std)
-    return DiagGaussian(h, torch.zeros_like(h))
+from .distributions import DiagGaussian, LatentDistribution, kl_diag_gaussians
 
 
 class Encoder(nn.Module, ABC):
@@ -67,7 +50,11 @@ class Prior(nn.Module, ABC):
 
     @abstractmethod
     def distribution(self, context: Tensor | None, batch_size: int) -> LatentDistribution:
-        """The prior for a batch; ``context`` is the neighbour codes or None if unconditional."""
+        """The prior for a batch; ``context`` is the neighbour codes or None if unconditional.
+        Any object with ``log_prob`` and ``sample`` will do for training and evaluation
+        (:class:`~acnkit.distributions.LatentDistribution`); ``acnkit compress`` codes a
+        :class:`~acnkit.distributions.DiagGaussian` or a
+        :class:`~acnkit.distributions.MixtureDiagGaussian`."""
 
     def kl(self, posterior: DiagGaussian, z: Tensor, context: Tensor | None) -> Tensor:
         prior = self.distribution(context, z.shape[0])

@@ -5,8 +5,11 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from torch import Tensor
 
 from . import rundir
 from .config import RunConfig
@@ -14,6 +17,8 @@ from .display import RunDisplay
 from .distributed import env_rank, from_environment
 from .engine import Trainer
 from .errors import CheckpointError, UsageError
+from .interfaces import Dataset
+from .model import CompressionModel
 
 
 class Interrupted(Exception):
@@ -194,3 +199,77 @@ def load_state(trainer: Trainer, state: dict[str, Any], path: Path) -> None:
                               f"describes ({type(exc).__name__}: {first}); it was written by "
                               f"another version or edited: restore it or start a new "
                               f"run") from None
+
+
+def load_trainer(run: str | Path, device: str | None = None,
+                 data_dir: str | None = None) -> Trainer:
+    """The trainer of a run folder, restored from its checkpoint; ``data_dir`` replaces the
+    folder of IDX files the run recorded (moved data, or a run made elsewhere)."""
+    state = rundir.load_checkpoint(run)
+    config = config_of(state["config"], Path(run))
+    if device is not None:
+        config.device = device
+    if data_dir is not None:
+        config.data_dir = str(Path(data_dir).expanduser().resolve())
+    trainer = Trainer(config)
+    load_state(trainer, state, Path(run))
+    trainer.model.eval()
+    return trainer
+
+
+@dataclass
+class Run:
+    """A trained run, loaded from its folder: what a command plugin works with.
+
+    ``trainer`` holds everything (networks, optimiser, memory, data on its device); the
+    properties name the parts most plugins need."""
+
+    path: Path
+    trainer: Trainer
+
+    @property
+    def config(self) -> RunConfig:
+        return self.trainer.config
+
+    @property
+    def model(self) -> CompressionModel:
+        """Encoder, decoder, prior and likelihood, in eval mode."""
+        return self.trainer.model
+
+    @property
+    def data(self) -> Dataset:
+        """The run's data set, binarised with its own data seed."""
+        return self.trainer.data
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The metrics of every epoch, as in metrics.jsonl."""
+        return self.trainer.history
+
+    @property
+    def epoch(self) -> int:
+        return self.trainer.epoch
+
+    @property
+    def store(self) -> Tensor | None:
+        """ACN's code store as training left it (one row per training image), or None for a
+        prior that keeps none."""
+        return self.trainer.memory.store if self.trainer.memory else None
+
+    def codes(self, split: str = "train") -> Tensor:
+        """The codes (posterior means) of the ``split`` images ("train" or "test"; the
+        validation images when the run held some out), from the model as it is now."""
+        from .evaluate import encode
+
+        if split not in ("train", "test"):
+            raise UsageError(f"split must be 'train' or 'test', got {split!r}")
+        x = self.trainer.train_x if split == "train" else self.trainer.test_x
+        return encode(self.trainer, x).mean
+
+
+def load_run(run_dir: str | Path, device: str | None = None,
+             data_dir: str | None = None) -> Run:
+    """Load the run in folder ``run_dir`` (on ``device``, default the run's own; with its
+    IDX files from ``data_dir`` if they moved). Raises :class:`~acnkit.errors.CheckpointError`
+    for a missing, corrupt or foreign checkpoint."""
+    return Run(Path(run_dir), load_trainer(run_dir, device, data_dir))

@@ -1,21 +1,29 @@
-"""The contract every neighbour searcher must meet, as reusable checks.
+"""Conformance kits: the contract each kind of component must meet, as reusable checks.
 
-Third-party authors run it from their own test-suite::
+Every built-in passes them (tests/test_contracts.py runs each registered plugin through its
+kit); third-party authors run them from their own test-suites::
 
-    from acnkit.testing import SearcherContract
-    from my_plugin import MySearcher
+    from acnkit.testing import SearcherContract, check_prior
+    from my_plugin import MySearcher, MyPrior
 
     class TestMySearcher(SearcherContract):
         factory = staticmethod(MySearcher)
         recall_floor = 0.9          # exact searchers: leave at 1.0
 
-Each ``check_*`` function takes a zero-argument factory and raises AssertionError on a breach;
-``CHECKS`` lists them all, ``run_contract(factory)`` runs them in turn.
+    def test_my_prior():
+        check_prior(MyPrior)        # called as MyPrior(latent_dim)
+
+Searchers: each ``check_*`` of ``CHECKS`` takes a zero-argument factory and raises
+AssertionError on a breach; ``run_contract(factory)`` runs them in turn. The other kinds
+have one function each, called with the factory as acnkit calls it: ``check_encoder``,
+``check_decoder``, ``check_prior``, ``check_loss``, ``check_dataset`` (and
+``check_prior_codable`` for what ``acnkit compress`` needs of a prior).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -194,3 +202,175 @@ def check_prior_codable(prior_factory: Callable[[int], torch.nn.Module], latent_
         assert torch.equal(getattr(first, name), getattr(second, name)), (
             f"{name} differs between two calls on the same context: the coder needs "
             f"deterministic priors")
+
+
+# ---------------------------------------------------------------- the other kinds
+
+def _batch_independent(fn: Callable[[Tensor], Tensor], inputs: Tensor, what: str) -> None:
+    """Row i of a batch's output depends on row i of its input alone (in eval mode): the
+    codec and the evaluation batch differently from training."""
+    whole = fn(inputs)
+    for i in (0, len(inputs) - 1):
+        alone = fn(inputs[i: i + 1])
+        assert torch.allclose(whole[i: i + 1], alone, atol=1e-5, rtol=1e-4), (
+            f"{what} of one datum changes with the rest of its batch")
+
+
+def _gradients_reach(module: torch.nn.Module, value: Tensor, what: str) -> None:
+    params = [p for p in module.parameters() if p.requires_grad]
+    assert params, f"{what} has no trainable parameters"
+    value.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params), (
+        f"no gradient reaches {what}'s parameters")
+
+
+def check_encoder(factory: Callable[..., torch.nn.Module],
+                  image_shape: tuple[int, ...] = (1, 8, 8), latent_dim: int = 6) -> None:
+    """An encoder ``factory(image_shape, latent_dim, posterior=...)`` gives an
+    ``nn.Module`` mapping images (B, *image_shape) of 0/1 floats to a
+    :class:`~acnkit.distributions.DiagGaussian` with (B, d) ``mean`` and ``log_std``,
+    finite; ``posterior="unit"`` fixes ``log_std`` to zero; rows are independent; the
+    gradient reaches its parameters."""
+    from .distributions import DiagGaussian
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.bernoulli(torch.full((5, *image_shape), 0.4), generator=g)
+    for posterior in ("learned", "unit"):
+        enc = factory(image_shape, latent_dim, posterior=posterior)
+        assert isinstance(enc, torch.nn.Module), f"the factory gave a {type(enc).__name__}"
+        q = enc(x)
+        assert isinstance(q, DiagGaussian), f"forward gave a {type(q).__name__}, not a DiagGaussian"
+        for name in ("mean", "log_std"):
+            value = getattr(q, name)
+            assert tuple(value.shape) == (5, latent_dim), (
+                f"{name} has shape {tuple(value.shape)}, expected (5, {latent_dim})")
+            assert torch.isfinite(value).all(), f"{name} holds NaN or infinite numbers"
+        if posterior == "unit":
+            assert torch.equal(q.log_std, torch.zeros_like(q.log_std)), (
+                'posterior="unit" must give log_std = 0')
+        _gradients_reach(enc, q.mean + q.log_std, "the encoder")
+        enc.eval()
+        with torch.no_grad():
+            _batch_independent(lambda b, enc=enc: enc(b).mean, x, "the encoder's mean")
+
+
+def check_decoder(factory: Callable[..., torch.nn.Module],
+                  image_shape: tuple[int, ...] = (1, 8, 8), latent_dim: int = 6) -> None:
+    """A decoder ``factory(image_shape, latent_dim)`` gives an ``nn.Module`` mapping
+    latents (B, d) to finite likelihood parameters (B, *image_shape); rows are independent;
+    the gradient reaches its parameters."""
+    z = torch.randn(5, latent_dim, generator=torch.Generator().manual_seed(0))
+    dec = factory(image_shape, latent_dim)
+    assert isinstance(dec, torch.nn.Module), f"the factory gave a {type(dec).__name__}"
+    out = dec(z)
+    assert isinstance(out, Tensor) and tuple(out.shape) == (5, *image_shape), (
+        f"forward gave {getattr(out, 'shape', type(out).__name__)}, expected "
+        f"(5, *{image_shape})")
+    assert torch.isfinite(out).all(), "the decoder's output holds NaN or infinite numbers"
+    _gradients_reach(dec, out, "the decoder")
+    dec.eval()
+    with torch.no_grad():
+        _batch_independent(dec, z, "the decoder's output")
+
+
+def check_prior(factory: Callable[..., torch.nn.Module], latent_dim: int = 6,
+                samples: int = 20000) -> None:
+    """A prior ``factory(latent_dim)`` gives a :class:`~acnkit.interfaces.Prior` whose
+    ``distribution(context, B)`` has ``log_prob`` (B,) and ``sample`` (B, d), both finite
+    (``context``: (B, d) codes when ``conditional``, else None); its ``kl`` is finite, has
+    shape (B,), equals the closed form of ``torch.distributions`` for a Gaussian prior and,
+    for any other, averages to KL(q || p) estimated independently by Monte Carlo; the
+    gradient reaches its parameters."""
+    from torch import distributions as D
+
+    from .distributions import DiagGaussian
+    from .interfaces import Prior
+
+    g = torch.Generator().manual_seed(0)
+    prior = factory(latent_dim)
+    assert isinstance(prior, Prior), f"the factory gave a {type(prior).__name__}, not a Prior"
+    b = 4
+    context = torch.randn(b, latent_dim, generator=g) if prior.conditional else None
+    q = DiagGaussian(torch.randn(b, latent_dim, generator=g),
+                     0.3 * torch.randn(b, latent_dim, generator=g) - 0.5)
+    with torch.no_grad():
+        p = prior.distribution(context, b)
+        z = p.sample(g)
+        assert tuple(z.shape) == (b, latent_dim), f"sample has shape {tuple(z.shape)}"
+        logp = p.log_prob(z)
+        assert tuple(logp.shape) == (b,), f"log_prob has shape {tuple(logp.shape)}, not ({b},)"
+        assert torch.isfinite(z).all() and torch.isfinite(logp).all(), "NaN or inf from the prior"
+        zq = q.rsample(g)
+        kl = prior.kl(q, zq, context)
+        assert tuple(kl.shape) == (b,) and torch.isfinite(kl).all(), "kl is not finite (B,)"
+        # KL(q || p) by Monte Carlo with draws of its own, independent of prior.kl: the
+        # batch repeated ``samples`` times, in one call
+        rep = DiagGaussian(q.mean.repeat(samples, 1), q.log_std.repeat(samples, 1))
+        ctx = None if context is None else context.repeat(samples, 1)
+        p_rep = prior.distribution(ctx, b * samples)
+        draws = rep.rsample(g)
+        log_ratio = (rep.log_prob(draws) - p_rep.log_prob(draws)).view(samples, b)
+        mc, spread = log_ratio.mean(0), log_ratio.std(0)
+        if isinstance(p, DiagGaussian):
+            exact = D.kl_divergence(
+                D.Independent(D.Normal(q.mean, q.log_std.exp()), 1),
+                D.Independent(D.Normal(p.mean, p.log_std.exp()), 1))
+            assert torch.allclose(kl, exact, rtol=1e-4, atol=1e-4), (
+                f"kl {kl.tolist()} differs from torch.distributions {exact.tolist()}")
+        else:  # a single-sample estimate: its average over many z must be the KL
+            kl = prior.kl(rep, rep.rsample(g), ctx).view(samples, b).mean(0)
+        tolerance = 7 * spread / samples ** 0.5 + 1e-3  # two independent estimates
+        assert ((kl - mc).abs() <= tolerance).all(), (
+            f"kl {kl.tolist()} disagrees with a Monte Carlo estimate {mc.tolist()}")
+    if any(p.requires_grad for p in prior.parameters()):
+        _gradients_reach(prior, prior.kl(q, q.rsample(g), context), "the prior")
+
+
+def check_loss(factory: Callable[[], Any], image_shape: tuple[int, ...] = (1, 8, 8)) -> None:
+    """A likelihood ``factory()`` gives a :class:`~acnkit.interfaces.Loss` whose ``nll`` is
+    finite, (B,) and differentiable in the parameters, and whose ``mean`` has the images'
+    shape; a ``binary`` one is a Bernoulli: ``mean`` in [0, 1] and ``nll`` equal to
+    ``torch.distributions.Bernoulli(probs=mean)``'s, which is what the codec codes with."""
+    from torch import distributions as D
+
+    from .interfaces import Loss
+
+    g = torch.Generator().manual_seed(0)
+    loss = factory()
+    assert isinstance(loss, Loss), f"the factory gave a {type(loss).__name__}, not a Loss"
+    params = torch.randn(5, *image_shape, generator=g, requires_grad=True)
+    x = torch.bernoulli(torch.full((5, *image_shape), 0.5), generator=g)
+    nll = loss.nll(params, x)
+    assert tuple(nll.shape) == (5,) and torch.isfinite(nll).all(), "nll is not finite (B,)"
+    nll.sum().backward()
+    assert params.grad is not None and torch.isfinite(params.grad).all(), "no finite gradient"
+    mean = loss.mean(params.detach())
+    assert tuple(mean.shape) == (5, *image_shape), f"mean has shape {tuple(mean.shape)}"
+    if loss.binary:
+        assert ((mean >= 0) & (mean <= 1)).all(), "a binary likelihood's mean is P(pixel = 1)"
+        ref = -D.Bernoulli(probs=mean.double()).log_prob(x.double()).flatten(1).sum(1)
+        assert torch.allclose(nll.detach().double(), ref, rtol=1e-4, atol=1e-3), (
+            f"nll {nll.tolist()} is not the Bernoulli's {ref.tolist()}")
+
+
+def check_dataset(factory: Callable[..., Any], **kwargs: Any) -> None:
+    """A data set ``factory(data_dir=None, seed=0, **kwargs)`` gives a
+    :class:`~acnkit.interfaces.Dataset`: uint8 images in {0, 1} of shape
+    (N, *image_shape) for train and test, one integer label per image, non-empty splits;
+    the same ``seed`` gives the same bits (test figures are comparable across runs)."""
+    from .interfaces import Dataset
+
+    kwargs.setdefault("data_dir", None)
+    first, again = factory(seed=0, **kwargs), factory(seed=0, **kwargs)
+    assert isinstance(first, Dataset), f"the factory gave a {type(first).__name__}"
+    for split in ("train", "test"):
+        x, y = getattr(first, f"{split}_x"), getattr(first, f"{split}_y")
+        assert len(x) > 0, f"empty {split} set"
+        assert x.dtype == torch.uint8, f"{split} images are {x.dtype}, not torch.uint8"
+        assert tuple(x.shape[1:]) == tuple(first.image_shape), (
+            f"{split} images have shape {tuple(x.shape[1:])}, not {first.image_shape}")
+        assert bool(((x == 0) | (x == 1)).all()), f"{split} images hold values other than 0/1"
+        assert len(y) == len(x) and not torch.is_floating_point(y), (
+            f"{split} needs one integer label per image")
+        assert torch.equal(x, getattr(again, f"{split}_x")), (
+            f"{split} images differ between two loads with the same seed")

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import acnkit
-from acnkit.interfaces import Decoder, Encoder, learned_variance, posterior_from_head
+from acnkit.heads import learned_variance, posterior_from_head
+from acnkit.interfaces import Decoder, Encoder
 
 
 def _channels(channels: int | str) -> list[int]:

@@ -7,7 +7,8 @@ import math
 from torch import nn
 
 import acnkit
-from acnkit.interfaces import Decoder, Encoder, learned_variance, posterior_from_head
+from acnkit.heads import learned_variance, posterior_from_head
+from acnkit.interfaces import Decoder, Encoder
 
 
 def _hidden(hidden: int | str | list[int] | tuple[int, ...]) -> list[int]:

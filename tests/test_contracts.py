@@ -1,0 +1,127 @@
+"""Every registered plugin of every kind passes its conformance kit (acnkit.testing), and
+each kit fails a component that breaks its contract."""
+
+import struct
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from acnkit.distributions import DiagGaussian, MixtureDiagGaussian
+from acnkit.interfaces import Dataset, Decoder, Loss, Prior
+from acnkit.registry import get_registry
+from acnkit.testing import check_dataset, check_decoder, check_encoder, check_loss, check_prior
+
+REG = get_registry()
+
+
+def idx(array):
+    head = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+    return head + b"".join(struct.pack(">I", s) for s in array.shape) + array.tobytes()
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("idx")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 30), ("t10k", 10)):
+        (d / f"{split}-images-idx3-ubyte").write_bytes(
+            idx(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)))
+        (d / f"{split}-labels-idx1-ubyte").write_bytes(
+            idx(rng.integers(0, 10, n, dtype=np.uint8)))
+    return d
+
+
+@pytest.mark.parametrize("name", REG.names("encoder"))
+def test_encoders(name):
+    check_encoder(lambda *a, **k: REG.create("encoder", name, *a, **k))
+
+
+@pytest.mark.parametrize("name", REG.names("decoder"))
+def test_decoders(name):
+    check_decoder(lambda *a, **k: REG.create("decoder", name, *a, **k))
+
+
+@pytest.mark.parametrize("name, options", [(n, {}) for n in REG.names("prior")]
+                         + [("acn", {"mixtures": 3})])
+def test_priors(name, options):
+    check_prior(lambda d: REG.create("prior", name, d, **options))
+
+
+@pytest.mark.parametrize("name", REG.names("loss"))
+def test_losses(name):
+    check_loss(lambda: REG.create("loss", name))
+
+
+@pytest.mark.parametrize("name", REG.names("dataset"))
+def test_datasets(name, idx_dir):
+    data_dir = None if name == "digits" else idx_dir
+    check_dataset(lambda **k: REG.create("dataset", name, **k), data_dir=data_dir)
+
+
+# -- each kit catches a breach --------------------------------------------------------------
+
+class HalfKLPrior(Prior):
+    """A Gaussian prior whose kl is off by a factor: training would optimise the wrong sum."""
+
+    def __init__(self, latent_dim):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.shift = nn.Parameter(torch.full((latent_dim,), 0.3))
+
+    def distribution(self, context, batch_size):
+        mean = self.shift.expand(batch_size, -1)
+        return DiagGaussian(mean, torch.zeros_like(mean))
+
+    def kl(self, posterior, z, context):
+        return 0.5 * super().kl(posterior, z, context)
+
+
+class SampledKLPrior(HalfKLPrior):
+    """A mixture prior (the single-sample KL path) whose kl is off by a constant."""
+
+    def distribution(self, context, batch_size):
+        means = torch.stack([self.shift, -self.shift], -1).expand(batch_size, -1, -1)
+        return MixtureDiagGaussian(torch.zeros_like(means), means, torch.zeros_like(means))
+
+    def kl(self, posterior, z, context):
+        return posterior.log_prob(z) - self.distribution(context, len(z)).log_prob(z) + 1.0
+
+
+class BatchMixingDecoder(Decoder):
+    def __init__(self, image_shape, latent_dim):
+        super().__init__()
+        self.shape, self.lin = image_shape, nn.Linear(latent_dim, int(np.prod(image_shape)))
+
+    def forward(self, z):
+        return (self.lin(z) + z.mean()).view(len(z), *self.shape)
+
+
+class WrongBernoulli(Loss):
+    binary = True
+
+    def nll(self, params, x):
+        return nn.functional.binary_cross_entropy_with_logits(
+            params, x, reduction="none").flatten(1).sum(1) * 1.01
+
+    def mean(self, params):
+        return torch.sigmoid(params)
+
+
+def grey_digits(data_dir=None, seed=0):
+    x = torch.randint(0, 256, (20, 1, 8, 8), dtype=torch.uint8)
+    return Dataset("grey", x, torch.zeros(20, dtype=torch.long), x[:5],
+                   torch.zeros(5, dtype=torch.long), (1, 8, 8))
+
+
+@pytest.mark.parametrize("check, factory, words", [
+    (check_prior, HalfKLPrior, "differs from torch.distributions"),
+    (check_prior, SampledKLPrior, "disagrees with a Monte Carlo estimate"),
+    (check_decoder, BatchMixingDecoder, "changes with the rest of its batch"),
+    (check_loss, WrongBernoulli, "is not the Bernoulli's"),
+    (check_dataset, grey_digits, "values other than 0/1"),
+])
+def test_kits_catch_breaches(check, factory, words):
+    with pytest.raises(AssertionError, match=words):
+        check(factory)
