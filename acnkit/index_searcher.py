@@ -25,6 +25,22 @@ DEFAULT_REFRESH = 50
 
 
 class IndexSearcher(NeighbourSearcher):
+    """Base class of a searcher on an index (public API: ``acnkit.IndexSearcher``).
+
+    A subclass implements two methods on float32 NumPy arrays, and nothing else:
+
+    - ``build(codes)``: index an (N, d) snapshot of the store;
+    - ``query(queries, k)``: (B, k) int64 row numbers of (approximately) nearest indexed
+      rows, nearest first, -1 where it has fewer.
+
+    This class does the rest of the :class:`~acnkit.interfaces.NeighbourSearcher` contract:
+    rebuilds on ``reset`` and every ``refresh`` batches (``builds`` counts them; ``refresh``
+    is the ``--refresh`` option, so keep it in the subclass's signature), exact re-ranking
+    of the candidates on the live store, exclusion and banned rows, widening the query when
+    too few candidates are eligible, an exact answer as the last resort, and -1 padding.
+    ``settings()`` should add the subclass's own options to ``{"refresh": ...}``.
+    """
+
     exact: ClassVar[bool] = False
 
     def __init__(self, refresh: int = DEFAULT_REFRESH) -> None:

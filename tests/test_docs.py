@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from acnkit.cli_reference import render
 
 DOCS = Path(__file__).parent.parent / "docs"
@@ -28,3 +30,93 @@ def test_docs_links_resolve():
             if target.startswith(("http", "#")):
                 continue
             assert (page.parent / target.split("#")[0]).exists(), f"{page.name} -> {target}"
+
+
+# -- the examples of docs/writing-a-plugin.md run as written ------------------------------
+
+def examples() -> dict[str, str]:
+    import re
+
+    text = (DOCS / "writing-a-plugin.md").read_text()
+    return dict(re.findall(r"```python\n# example: (\w+)\n(.*?)```", text, re.S))
+
+
+def load_example(name: str):
+    import types
+
+    module = types.ModuleType(f"example_{name}")
+    exec(compile(examples()[name], f"writing-a-plugin.md:{name}", "exec"), module.__dict__)
+    return module
+
+
+def registered(module, hook: str) -> dict:
+    found = {}
+    getattr(module, hook)(register=lambda name, factory, description="": found.update(
+        {name: factory}))
+    return found
+
+
+def test_every_example_is_tested():
+    assert set(examples()) == {"laplace_prior", "hnsw_searcher", "blobs_dataset",
+                               "export_codes"}
+
+
+@pytest.fixture
+def cli():
+    """The CLI group, made to add plugin commands afresh and cleaned of them afterwards."""
+    import acnkit.cli as cli_module
+
+    own = set(cli_module.main.commands)
+    cli_module.main._plugin_commands_added = False
+    yield cli_module.main
+    for name in set(cli_module.main.commands) - own:
+        cli_module.main.commands.pop(name)
+    cli_module.main._plugin_commands_added = False
+
+
+def train_with(cli, tmp_path, *args):
+    from click.testing import CliRunner
+
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["run", "--latent-dim", "4", "--encoder-hidden", "32",
+                                 "--decoder-hidden", "32", "--epochs", "1",
+                                 "--train-limit", "200", "--out", str(out), *args])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_example_laplace_prior_passes_its_kit_and_trains(make_plugin, cli, tmp_path):
+    from acnkit.testing import check_prior
+
+    check_prior(registered(load_example("laplace_prior"), "register_priors")["laplace"])
+    make_plugin("laplace-prior", examples()["laplace_prior"], entry="laplace")
+    train_with(cli, tmp_path, "--prior", "laplace")
+
+
+def test_example_hnsw_searcher_passes_the_contract_and_trains(make_plugin, cli, tmp_path):
+    pytest.importorskip("hnswlib")
+    from acnkit.testing import run_contract
+
+    factory = registered(load_example("hnsw_searcher"), "register_searchers")["hnsw"]
+    run_contract(factory, recall_floor=0.95)
+    make_plugin("hnsw-search", examples()["hnsw_searcher"], entry="hnsw")
+    train_with(cli, tmp_path, "--search", "hnsw")
+
+
+def test_example_blobs_dataset_passes_its_kit_and_trains(make_plugin, cli, tmp_path):
+    from acnkit.testing import check_dataset
+
+    check_dataset(registered(load_example("blobs_dataset"), "register_datasets")["blobs"])
+    make_plugin("blobs-data", examples()["blobs_dataset"], entry="blobs")
+    train_with(cli, tmp_path, "--data", "blobs")
+
+
+def test_example_export_codes_command(make_plugin, cli, tmp_path):
+    import numpy as np
+    from click.testing import CliRunner
+
+    make_plugin("export-codes", examples()["export_codes"], entry="export")
+    out = train_with(cli, tmp_path)
+    r = CliRunner().invoke(cli, ["export-codes", str(out), "-o", str(tmp_path / "c.npy")])
+    assert r.exit_code == 0, r.output
+    assert np.load(tmp_path / "c.npy").shape == (360, 4)
