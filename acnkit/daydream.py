@@ -21,7 +21,9 @@ MAX_SEEDS, MAX_STEPS = 64, 100
 @torch.no_grad()
 def daydream(trainer: Trainer, seeds: int, steps: int, seed: int = 0,
              split: str = "test") -> torch.Tensor:
-    """Images (seeds, steps + 1, *image_shape): column 0 the data, then the dreams."""
+    """Images (seeds, steps + 1, *image_shape): column 0 the data, then the dreams. With
+    a binary likelihood each dream is a sampled 0/1 image, fed to the encoder as the data
+    were (as the paper's chain does); otherwise the likelihood's mean."""
     if not trainer.conditional:
         raise UsageError(f"prior {trainer.config.prior!r} is not conditioned on a code, so it "
                          f"cannot daydream; use a run with a conditional prior such as acn")
@@ -38,6 +40,8 @@ def daydream(trainer: Trainer, seeds: int, steps: int, seed: int = 0,
         code = trainer.encoder(x).mean
         z = trainer.prior.sample(code, len(code), noise)
         x = trainer.loss.mean(trainer.decoder(z))
+        if trainer.loss.binary:  # the chain's next state is an image, not probabilities
+            x = torch.bernoulli(x, generator=noise)
         frames.append(x)
     return torch.stack(frames, 1).cpu()
 

@@ -10,6 +10,11 @@ import acnkit
 from acnkit.distributions import DiagGaussian, MixtureDiagGaussian
 from acnkit.interfaces import Prior
 
+#: bounds of the prior's log standard deviations: std from 0.0009 to 7.4. Beyond them a
+#: prior only blows up the KL (and the coder's quantisation); clamping leaves every value
+#: inside unchanged.
+LOG_STD_MIN, LOG_STD_MAX = -7.0, 2.0
+
 
 class ACNPrior(Prior):
     """The paper's prior network: ``layers`` tanh layers of ``hidden`` units, the input
@@ -37,9 +42,9 @@ class ACNPrior(Prior):
         params = self.out(torch.cat(skips, 1))
         if self.mixtures == 1:
             mean, log_std = params.chunk(2, dim=1)
-            return DiagGaussian(mean, log_std)
+            return DiagGaussian(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX))
         logits, means, log_stds = params.view(-1, self.latent_dim, 3, self.mixtures).unbind(2)
-        return MixtureDiagGaussian(logits, means, log_stds)
+        return MixtureDiagGaussian(logits, means, log_stds.clamp(LOG_STD_MIN, LOG_STD_MAX))
 
 
 @acnkit.hookimpl

@@ -139,3 +139,40 @@ def test_reconstruction_and_kl_share_one_sample():
     t.memory.start_epoch()
     t.train_step(torch.arange(64))
     assert seen["decoder"] is seen["kl"]
+
+
+@pytest.mark.parametrize("mixtures", [1, 3])
+def test_acn_prior_log_std_is_bounded_and_untouched_inside(mixtures):
+    from acnkit_plugins.acn import LOG_STD_MAX, LOG_STD_MIN
+
+    t = Trainer(small(mixtures=mixtures))
+    context = t.memory.store[:16]
+    before = t.prior.distribution(context, 16)
+    field = "log_std" if mixtures == 1 else "log_stds"
+    inside = getattr(before, field)
+    assert (inside > LOG_STD_MIN).all() and (inside < LOG_STD_MAX).all()
+    with torch.no_grad():  # push every output far out: the bounds hold
+        t.prior.out.bias.fill_(-1e4)
+        low = getattr(t.prior.distribution(context, 16), field)
+        t.prior.out.bias.fill_(1e4)
+        high = getattr(t.prior.distribution(context, 16), field)
+    assert (low == LOG_STD_MIN).all() and (high == LOG_STD_MAX).all()
+
+
+def test_daydream_feeds_binary_images_to_the_encoder():
+    from acnkit.daydream import daydream
+
+    t = Trainer(small())
+    seen = []
+    forward = t.encoder.forward
+
+    def spy(x):
+        seen.append(x)
+        return forward(x)
+
+    t.encoder.forward = spy
+    frames = daydream(t, seeds=3, steps=4)
+    assert frames.shape == (3, 5, 1, 8, 8)
+    assert len(seen) == 4
+    for x in [frames, *seen]:
+        assert ((x == 0) | (x == 1)).all(), "a dream must be an image of 0/1 pixels"

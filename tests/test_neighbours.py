@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -74,3 +76,21 @@ def test_group_minima_stay_small_beside_a_large_store():
     n, d, b = 1_000_000, 32, 128
     minima_bytes = b * (n // neighbours.group_size(b, n, d)) * 4
     assert minima_bytes <= 0.05 * n * d * 4
+
+
+def test_pick_unique_is_uniform():
+    """Each row's pick is uniform over the candidates still free: a row that competes with
+    none picks each of its K with probability 1/K, and a contested pair splits evenly."""
+    cands = torch.tensor([[1, 2, 3], [4, 5, 6], [1, 2, -1]])
+    g = torch.Generator().manual_seed(0)
+    counts = torch.zeros(3, 7)
+    trials = 6000
+    for _ in range(trials):
+        picked = pick_unique(cands, g)
+        counts[torch.arange(3), picked] += 1
+    tolerance = 5 * math.sqrt(trials / 3)  # five standard deviations of a binomial count
+    assert (counts[0, 1:4] - trials / 3).abs().max() < tolerance
+    assert (counts[1, 4:7] - trials / 3).abs().max() < tolerance
+    # row 2 takes 1 or 2, whichever row 0 left, evenly overall
+    assert counts[2, 1:3].sum() == trials
+    assert (counts[2, 1:3] - trials / 2).abs().max() < 5 * math.sqrt(trials / 4)

@@ -84,9 +84,46 @@ def test_compare_writes_csv_png_and_runs(tmp_path):
         assert gap == pytest.approx(float(row["test_order_nats"]), rel=1e-9)
         assert float(row["test_nats"]) == float(row["test_nats_set" if row["prior"] == "acn"
                                                      else "test_nats_ordered"])
-    # Same seed and nets: the two runs start from the same encoder weights and data order.
-    enc = [load_checkpoint(out / p) for p in ("vae", "acn")]
-    assert enc[0]["order"].equal(enc[1]["order"])
+
+
+def test_compare_starts_both_priors_from_the_same_weights(tmp_path, monkeypatch):
+    """Same seed and nets: VAE and ACN start from the same encoder and decoder weights
+    (compared as tensors, before either trains) and see the same data order."""
+    import copy
+
+    from acnkit import compare
+
+    start, seen = compare.runs.start, {}
+
+    def spy(config, out, **kwargs):
+        t = kwargs["trainer"]
+        seen[config.prior] = {name: copy.deepcopy(t.modules[name].state_dict())
+                              for name in ("encoder", "decoder")}
+        seen[config.prior]["order"] = t.order.get_state().clone()
+        return start(config, out, **kwargs)
+
+    monkeypatch.setattr(compare.runs, "start", spy)
+    assert invoke("compare", *SMALL, "--epochs", 1, "--out", tmp_path / "c").exit_code == 0
+    vae, acn = seen["vae"], seen["acn"]
+    assert torch.equal(vae["order"], acn["order"])
+    for name in ("encoder", "decoder"):
+        assert vae[name].keys() == acn[name].keys()
+        for key in vae[name]:
+            assert torch.equal(vae[name][key], acn[name][key]), f"{name}.{key} differs"
+    # and the check can fail: another seed gives other weights
+    other = acnkit_trainer(seed=1)
+    assert not torch.equal(other.encoder.state_dict()[key_of(other)], vae["encoder"][key_of(other)])
+
+
+def acnkit_trainer(**kw):
+    from acnkit import RunConfig, Trainer
+
+    return Trainer(RunConfig(latent_dim=8, encoder_hidden="64", decoder_hidden="64",
+                             prior_hidden=32, batch_size=64, **kw))
+
+
+def key_of(trainer):
+    return next(iter(trainer.encoder.state_dict()))
 
 
 def test_eval_and_daydream(tmp_path):
