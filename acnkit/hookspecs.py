@@ -10,9 +10,16 @@ manager first loads, with a ``register`` callable; the plugin calls it for each 
     def register_searchers(register):
         register("mine", MySearcher, description="my neighbour search")
 
-``register(name, factory, description="")`` stores ``factory`` under ``name``. Names are
-unique per kind across all plugins: a second registration of the same name is an error that
-names both plugins. Look-ups go through :mod:`acnkit.registry`.
+``register(name, factory, description="")`` stores ``factory`` under ``name`` (letters,
+digits, ``-``, ``_``, ``.``). A name is kept by its first owner: the built-ins, registered
+first, keep theirs, and a later plugin's registration of a taken name is skipped and
+reported. A hook that raises, or a malformed ``register`` call, skips the whole plugin.
+
+Factories get the positional arguments of their kind (below) and, by keyword, those options
+their signature names (``acnkit.registry.OPTION_FLAGS`` maps each to its flag): an option a
+factory does not name is not passed, unless the user set it, who is then told the factory
+does not take that flag. A parameter without a default that acnkit does not pass is the
+plugin's error. Look-ups go through :mod:`acnkit.registry`.
 """
 
 from __future__ import annotations
@@ -26,11 +33,11 @@ hookspec = pluggy.HookspecMarker("acnkit")
 def register_encoders(register):
     """Register encoder factories.
 
-    A factory is called as ``factory(image_shape, latent_dim, posterior, **options)`` where
-    ``posterior`` is ``"unit"`` (variance fixed to one, as in the ACN paper) or ``"learned"``,
-    and returns an :class:`acnkit.interfaces.Encoder`. Options: ``hidden`` (``--encoder-hidden``)
-    always; ``channels`` only when ``--channels`` is given (a factory without that parameter
-    makes acnkit refuse the option by name).
+    A factory is called as ``factory(image_shape, latent_dim, **options)`` and returns an
+    :class:`acnkit.interfaces.Encoder`. Options: ``posterior`` (``--posterior``: ``"unit"``,
+    variance fixed to one as in the ACN paper, or ``"learned"``), ``hidden``
+    (``--encoder-hidden``), ``channels`` (``--channels``, only when given).
+    ``acnkit.testing.check_encoder`` is its conformance kit.
     """
 
 
@@ -38,10 +45,10 @@ def register_encoders(register):
 def register_decoders(register):
     """Register decoder factories.
 
-    A factory is called as ``factory(image_shape, latent_dim, **options)`` (options as for
-    encoders: ``hidden`` from ``--decoder-hidden``, ``channels`` when given) and returns an
-    :class:`acnkit.interfaces.Decoder` mapping ``z`` of shape (B, latent_dim) to likelihood
-    parameters of shape (B, *image_shape).
+    A factory is called as ``factory(image_shape, latent_dim, **options)`` (options:
+    ``hidden`` from ``--decoder-hidden``, ``channels`` from ``--channels`` when given) and
+    returns an :class:`acnkit.interfaces.Decoder` mapping ``z`` of shape (B, latent_dim) to
+    likelihood parameters of shape (B, *image_shape). Kit: ``acnkit.testing.check_decoder``.
     """
 
 
@@ -49,9 +56,12 @@ def register_decoders(register):
 def register_priors(register):
     """Register prior factories.
 
-    A factory is called as ``factory(latent_dim, **options)`` and returns an
-    :class:`acnkit.interfaces.Prior`. Priors with ``conditional = True`` receive the code of
-    a neighbour; the engine then maintains a code store and a neighbour searcher.
+    A factory is called as ``factory(latent_dim, **options)`` (options: ``hidden`` from
+    ``--prior-hidden``, ``layers`` from ``--prior-layers``, ``mixtures`` from ``--mixtures``)
+    and returns an :class:`acnkit.interfaces.Prior`, whose ``distribution`` follows
+    :class:`acnkit.distributions.LatentDistribution`. Priors with ``conditional = True``
+    receive the code of a neighbour; the engine then maintains a code store and a neighbour
+    searcher. Kits: ``acnkit.testing.check_prior`` and ``check_prior_codable``.
     """
 
 
@@ -61,8 +71,9 @@ def register_searchers(register):
 
     A factory is called as ``factory(**options)`` (options such as ``refresh``, ``trees``,
     ``search_k`` are passed only when the user gives them) and returns an
-    :class:`acnkit.interfaces.NeighbourSearcher`. Use :mod:`acnkit.testing` to check a new
-    searcher against the contract every searcher must meet.
+    :class:`acnkit.interfaces.NeighbourSearcher`; :class:`acnkit.IndexSearcher` does all but
+    ``build`` and ``query`` for a searcher on an index. ``acnkit.testing.SearcherContract``
+    checks the contract every searcher must meet.
     """
 
 
@@ -71,6 +82,7 @@ def register_losses(register):
     """Register reconstruction likelihoods.
 
     A factory is called as ``factory()`` and returns an :class:`acnkit.interfaces.Loss`.
+    Kit: ``acnkit.testing.check_loss``.
     """
 
 
@@ -78,9 +90,11 @@ def register_losses(register):
 def register_datasets(register):
     """Register data sets.
 
-    A factory is called as ``factory(data_dir=None, seed=0)`` and returns an
-    :class:`acnkit.interfaces.Dataset`. It must raise :class:`acnkit.errors.DataError` with a
-    one-line message when the data cannot be found or read.
+    A factory is called as ``factory(data_dir=None, seed=0)`` (``--data-dir``,
+    ``--data-seed``) and returns an :class:`acnkit.interfaces.Dataset` of 0/1 uint8 images,
+    binarised with ``seed`` so that one seed always gives the same bits. It must raise
+    :class:`acnkit.errors.DataError` with a one-line message when the data cannot be found
+    or read. Kit: ``acnkit.testing.check_dataset``.
     """
 
 
@@ -88,6 +102,8 @@ def register_datasets(register):
 def register_commands(cli):
     """Add commands to the ``acnkit`` command line.
 
-    ``cli`` is the top-level :class:`click.Group`; decorate new commands with
-    ``@cli.command()`` inside this hook.
+    ``cli`` is a :class:`click.Group`; decorate new commands with ``@cli.command()`` inside
+    this hook. They join the ``acnkit`` group unless the name is taken (by acnkit's own
+    commands or an earlier plugin), which is reported. :func:`acnkit.load_run` loads a run
+    folder for a command that works on runs.
     """
