@@ -36,3 +36,16 @@ def make_plugin(tmp_path, monkeypatch):
     for module in modules:  # another test may reuse the name with other source
         sys.modules.pop(module, None)
     reset_registry()
+
+
+@pytest.fixture
+def cli():
+    """The CLI group, made to add plugin commands afresh and cleaned of them afterwards."""
+    import acnkit.cli as cli_module
+
+    own = set(cli_module.main.commands)
+    cli_module.main._plugin_commands_added = False
+    yield cli_module.main
+    for name in set(cli_module.main.commands) - own:
+        cli_module.main.commands.pop(name)
+    cli_module.main._plugin_commands_added = False

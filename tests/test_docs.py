@@ -61,19 +61,6 @@ def test_every_example_is_tested():
                                "export_codes"}
 
 
-@pytest.fixture
-def cli():
-    """The CLI group, made to add plugin commands afresh and cleaned of them afterwards."""
-    import acnkit.cli as cli_module
-
-    own = set(cli_module.main.commands)
-    cli_module.main._plugin_commands_added = False
-    yield cli_module.main
-    for name in set(cli_module.main.commands) - own:
-        cli_module.main.commands.pop(name)
-    cli_module.main._plugin_commands_added = False
-
-
 def train_with(cli, tmp_path, *args):
     from click.testing import CliRunner
 

@@ -101,19 +101,6 @@ def test_plugin_can_add_a_command(make_plugin):
 
 # -- safe loading: nothing a third party installs replaces a built-in or stops acnkit ------
 
-@pytest.fixture
-def cli():
-    """The CLI group, made to add plugin commands afresh and cleaned of them afterwards."""
-    import acnkit.cli as cli_module
-
-    own = set(cli_module.main.commands)
-    cli_module.main._plugin_commands_added = False
-    yield cli_module.main
-    for name in set(cli_module.main.commands) - own:
-        cli_module.main.commands.pop(name)
-    cli_module.main._plugin_commands_added = False
-
-
 def listed(cli, name):
     r = CliRunner().invoke(cli, ["plugins", "--json"])
     assert r.exit_code == 0, r.output
