@@ -450,13 +450,18 @@ def bench_epoch_cmd(data, data_dir, names, repeat, train_limit, device, as_json)
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"one training epoch on {result['data']} ({result['n']} images)")
-    for col in ("model", "seconds", "search s", "x VAE"):
-        table.add_column(col, justify="left" if col == "model" else "right")
-    table.add_row("vae", f"{result['vae_epoch_seconds']:.2f}", "-", "1.00")
-    for r in result["acn"]:
-        table.add_row(f"acn + {r['search']}", f"{r['epoch_seconds']:.2f}",
-                      f"{r['search_seconds']:.2f}", f"{r['ratio']:.2f}")
+    columns = [("vae", result["vae_phases"])] + [(f"acn + {r['search']}", r["phases"])
+                                                   for r in result["acn"]]
+    table = Table(title=f"seconds of one epoch on {result['data']} ({result['n']} training "
+                        f"images), blog configuration; medians of {result['repeats']}")
+    table.add_column("phase")
+    for name, _ in columns:
+        table.add_column(name, justify="right")
+    for phase in result["vae_phases"]:
+        table.add_row(phase, *(f"{p[phase]:.2f}" for _, p in columns),
+                      style="bold" if phase in ("training", "epoch") else None)
+    table.add_row("training x VAE", "1.00", *(f"{r['training_ratio']:.2f}" for r in result["acn"]))
+    table.add_row("epoch x VAE", "1.00", *(f"{r['ratio']:.2f}" for r in result["acn"]))
     Console().print(table)
 
 

@@ -3,6 +3,8 @@ timings belong in benchmarks, not in tests)."""
 
 import json
 
+import pytest
+import torch
 from click.testing import CliRunner
 
 from acnkit.cli import main
@@ -73,3 +75,33 @@ def test_bench_chain_json():
     assert r.exit_code == 0, r.output
     result = json.loads(r.stdout)
     assert result["n"] == 500 and result["chain_seconds"] > 0 and result["full_scans"] >= 0
+
+
+@pytest.mark.parametrize("prior, mixtures", [("acn", 1), ("acn", 3), ("vae", 1)])
+def test_timed_step_gives_the_gradients_of_the_real_step(prior, mixtures):
+    """bench epoch times a step cut at every network boundary: the cuts must not change
+    what the step computes."""
+    from acnkit import RunConfig, Trainer
+    from acnkit.bench import PhaseClock, timed_step
+
+    cfg = RunConfig(prior=prior, mixtures=mixtures, latent_dim=6, encoder_hidden="32",
+                    decoder_hidden="32", prior_hidden=16, train_limit=300)
+    grads = []
+    for step in ("real", "timed"):
+        t = Trainer(cfg)
+        if t.memory:
+            t.memory.start_epoch()
+        seen = {}
+        t.optimizer.step = lambda seen=seen, t=t: seen.update(
+            {i: p.grad.clone() for i, p in enumerate(t.parameters) if p.grad is not None})
+        idx = torch.arange(40, 104)
+        if step == "real":
+            t.train_step(idx)
+        else:
+            clock = PhaseClock(t.device)
+            timed_step(t, idx, clock)
+            assert clock.seconds["encoder forward"] > 0
+        grads.append(seen)
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for i in grads[0]:
+        torch.testing.assert_close(grads[0][i], grads[1][i], rtol=1e-4, atol=1e-6)
