@@ -173,6 +173,54 @@ def bench_search(searchers: list[str], n: int, dim: int, batch: int, k: int,
     return rows
 
 
+#: recall at which an approximate searcher counts as a replacement for exact search
+CROSSOVER_RECALL = 0.99
+
+
+def crossover(rows: list[dict[str, Any]], exact: str = "torch") -> list[dict[str, Any]]:
+    """For each searcher, at each store size: its fastest setting with recall at least
+    :data:`CROSSOVER_RECALL`, the ratio of its time to exact search's at that size, and the
+    crossover, the smallest size at which it is faster (None: at no size tried)."""
+    sizes = sorted({r["n"] for r in rows})
+    reference = {r["n"]: r["query_ms_per_batch"] for r in rows if r["searcher"] == exact}
+    out = []
+    for name in dict.fromkeys(r["searcher"] for r in rows):
+        per_size = {}
+        for n in sizes:
+            ok = [r for r in rows if r["searcher"] == name and r["n"] == n
+                  and r["recall_at_k"] >= CROSSOVER_RECALL]
+            if ok and n in reference:
+                best = min(ok, key=lambda r: r["query_ms_per_batch"])
+                per_size[n] = {"ms": best["query_ms_per_batch"], "settings": best["settings"],
+                               "x_exact": best["query_ms_per_batch"] / reference[n]}
+            else:
+                per_size[n] = None
+        wins = [n for n in sizes if per_size[n] and per_size[n]["x_exact"] < 1.0]
+        out.append({"searcher": name, "sizes": per_size,
+                    "crossover": wins[0] if wins and name != exact else None})
+    return out
+
+
+def bench_search_sizes(searchers: list[str], sizes: list[int], dim: int, batch: int, k: int,
+                       codes: torch.Tensor | None = None, **kwargs: Any) -> dict[str, Any]:
+    """``bench_search`` at every store size of ``sizes``: clustered synthetic codes, or
+    random subsets of ``codes`` (sizes larger than ``codes`` are skipped, not invented);
+    exact search (torch) is always among them, as the reference."""
+    names = list(dict.fromkeys(["torch", *searchers]))
+    rows, skipped = [], []
+    g = torch.Generator().manual_seed(0)
+    for n in sizes:
+        part = None
+        if codes is not None:
+            if n > len(codes):
+                skipped.append(n)
+                continue
+            part = codes[torch.randperm(len(codes), generator=g)[:n]]
+        rows.extend(bench_search(names, n, dim, batch, k, codes=part, **kwargs))
+    return {"rows": rows, "crossover": crossover(rows), "skipped_sizes": skipped,
+            "codes": "given" if codes is not None else "clustered synthetic"}
+
+
 def bench_chain(n: int, dim: int, codes: torch.Tensor | None = None) -> dict[str, Any]:
     """Seconds to build the greedy chain over ``codes`` (default: ``n`` clustered codes),
     beside one batched exact 1-NN search of the same codes for scale."""

@@ -281,12 +281,16 @@ def bench() -> None:
 @click.option("--trees", multiple=True, type=int, help="annoy: trees to try (repeatable).")
 @click.option("--search-k", "search_ks", multiple=True, type=int,
               help="annoy: search_k values to try (repeatable).")
+@click.option("--sizes", default=None,
+              help="Comma-separated store sizes, e.g. 10000,60000,1000000: time every searcher "
+                   "at each and report where each beats exact search at recall >= 0.99.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
-def bench_search_cmd(names, n, dim, batch, k, queries, codes_path, trees, search_ks, device,
-                     as_json):
+def bench_search_cmd(names, n, dim, batch, k, queries, codes_path, trees, search_ks, sizes,
+                     device, as_json):
     """Build time, query time, recall@k of each searcher against exact search, and the
-    brute-force bound from this machine's measured matmul rate."""
+    brute-force bound from this machine's measured matmul rate; with --sizes, each
+    searcher's crossover with exact search."""
     from .bench import bench_search, load_codes
     from .engine import resolve_device
 
@@ -306,6 +310,23 @@ def bench_search_cmd(names, n, dim, batch, k, queries, codes_path, trees, search
     if trees or search_ks:
         settings["annoy"] = [{"trees": t, "search_k": s} for t in (trees or (10,))
                              for s in (search_ks or (-1,))]
+    if sizes is not None:
+        try:
+            size_list = sorted({int(v) for v in sizes.split(",") if v.strip()})
+        except ValueError:
+            raise click.UsageError(f"--sizes must be whole numbers separated by commas, "
+                                   f"got {sizes!r}") from None
+        if not size_list or size_list[0] <= max(k, batch):
+            raise click.UsageError(f"--sizes must be larger than --batch and --k, got {sizes!r}")
+        from .bench import bench_search_sizes
+
+        result = bench_search_sizes(names, size_list, dim, batch, k, codes=codes,
+                                    queries=queries, device=device, settings=settings)
+        if as_json:
+            click.echo(json.dumps(result, indent=2))
+            return
+        print_crossover(result, k)
+        return
     rows = bench_search(names, n, dim, batch, k, codes=codes, queries=queries, device=device,
                         settings=settings)
     if as_json:
@@ -325,6 +346,29 @@ def bench_search_cmd(names, n, dim, batch, k, queries, codes_path, trees, search
                       f"{r['build_seconds']:.2f}", f"{r['query_ms_per_batch']:.2f}",
                       f"{r['ratio_to_bound']:.2f}", f"{r['recall_at_k']:.3f}")
     Console().print(table)
+
+
+def print_crossover(result: dict, k: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    sizes = sorted({r["n"] for r in result["rows"]})
+    table = Table(title=f"ms per batch at recall@{k} >= 0.99 (x exact search), "
+                        f"{result['codes']} codes")
+    table.add_column("searcher")
+    for n in sizes:
+        table.add_column(f"{n:,}", justify="right")
+    table.add_column("beats exact from", justify="right")
+    for c in result["crossover"]:
+        cells = [("-" if c["sizes"][n] is None else
+                  f"{c['sizes'][n]['ms']:.2f} ({c['sizes'][n]['x_exact']:.2f})") for n in sizes]
+        where = "-" if c["searcher"] == "torch" else (
+            f"{c['crossover']:,}" if c["crossover"] else "nowhere")
+        table.add_row(c["searcher"], *cells, where)
+    Console().print(table)
+    if result["skipped_sizes"]:
+        Console().print(f"skipped sizes larger than the given codes: "
+                        f"{', '.join(map(str, result['skipped_sizes']))}")
 
 
 @bench.command("memory")

@@ -105,3 +105,33 @@ def test_timed_step_gives_the_gradients_of_the_real_step(prior, mixtures):
     assert grads[0].keys() == grads[1].keys() and grads[0]
     for i in grads[0]:
         torch.testing.assert_close(grads[0][i], grads[1][i], rtol=1e-4, atol=1e-6)
+
+
+def test_bench_search_crossover():
+    r = CliRunner().invoke(main, ["bench", "search", "--search", "annoy", "--sizes",
+                                  "2000,6000", "--dim", "8", "--queries", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert {(row["searcher"], row["n"]) for row in result["rows"]} >= {
+        ("torch", 2000), ("torch", 6000), ("annoy", 2000), ("annoy", 6000)}
+    by_name = {c["searcher"]: c for c in result["crossover"]}
+    assert by_name["torch"]["crossover"] is None
+    assert by_name["torch"]["sizes"]["2000"]["x_exact"] == 1.0
+    annoy = by_name["annoy"]
+    wins = [int(n) for n, v in annoy["sizes"].items() if v and v["x_exact"] < 1]
+    assert annoy["crossover"] == (min(wins) if wins else None)
+
+
+def test_crossover_picks_the_fastest_setting_that_reaches_the_recall():
+    from acnkit.bench import crossover
+
+    def row(name, n, ms, recall, setting):
+        return {"searcher": name, "n": n, "query_ms_per_batch": ms, "recall_at_k": recall,
+                "settings": {"s": setting}}
+
+    rows = [row("torch", 10, 1.0, 1.0, 0), row("torch", 100, 10.0, 1.0, 0),
+            row("x", 10, 0.5, 0.9, 1), row("x", 10, 2.0, 1.0, 2),      # fast one misses recall
+            row("x", 100, 9.0, 0.995, 3), row("x", 100, 3.0, 0.999, 4)]
+    (_, x) = crossover(rows)
+    assert x["sizes"][10]["settings"] == {"s": 2} and x["sizes"][10]["x_exact"] == 2.0
+    assert x["sizes"][100]["settings"] == {"s": 4} and x["crossover"] == 100
