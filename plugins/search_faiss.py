@@ -1,6 +1,7 @@
-"""faiss searchers (``pip install 'acnkit[faiss]'``): ``faiss`` is exact brute force on the
-live store (never stale); ``faiss-ivf`` an inverted-file index (approximate, rebuilt every
-``refresh`` batches) for stores of a million codes and more."""
+"""The faiss searcher (``pip install 'acnkit[faiss]'``): ``faiss-ivf``, an inverted-file
+index (approximate, rebuilt every ``refresh`` batches). Faiss's exact brute force was a
+searcher too until ``acnkit bench search --sizes`` showed it slower than the ``torch``
+searcher at every size from 10 000 to 1 000 000 codes (docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -19,27 +20,6 @@ def _faiss():
     except ImportError:
         raise UsageError("the faiss searchers need faiss: pip install 'acnkit[faiss]'") from None
     return faiss
-
-
-class FaissExactSearcher(IndexSearcher):
-    """faiss.knn over the live store on every query: exact, nothing to rebuild."""
-
-    exact = True
-
-    def __init__(self) -> None:
-        super().__init__(refresh=1 << 62)
-        self.faiss = _faiss()
-
-    def build(self, codes: np.ndarray) -> None:
-        pass  # queries read the live store
-
-    def query(self, queries: np.ndarray, k: int) -> np.ndarray:
-        store = np.ascontiguousarray(self.codes.detach().cpu().numpy(), dtype=np.float32)
-        _, idx = self.faiss.knn(queries, store, k)
-        return idx
-
-    def settings(self) -> dict:
-        return {}
 
 
 class FaissIVFSearcher(IndexSearcher):
@@ -74,6 +54,5 @@ class FaissIVFSearcher(IndexSearcher):
 
 @acnkit.hookimpl
 def register_searchers(register):
-    register("faiss", FaissExactSearcher, description="faiss exact search on the live store")
     register("faiss-ivf", FaissIVFSearcher,
              description="faiss IVF index (approximate), rebuilt every --refresh batches")
