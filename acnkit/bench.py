@@ -24,6 +24,7 @@ from .testing import clustered_codes
 
 #: settings tried for each searcher in ``bench search`` (the first is its default)
 SEARCH_SETTINGS: dict[str, list[dict[str, Any]]] = {
+    "torch": [{"fused": True}, {"fused": False}],
     "annoy": [{"trees": 10, "search_k": -1}, {"trees": 10, "search_k": 2000},
               {"trees": 50, "search_k": 5000}, {"trees": 50, "search_k": 20000}],
     "sklearn": [{"algorithm": "auto"}, {"algorithm": "brute"}],
@@ -96,7 +97,8 @@ def load_codes(path: str) -> torch.Tensor:
 
 
 def search_memory(searcher: str, n: int, dim: int, batch: int, k: int) -> dict[str, Any]:
-    """Peak memory a search adds beside the code store, from the process's high-water mark
+    """Memory a searcher holds beside the code store (its index or copy, made by
+    ``reset``) and the peak one search adds on top, from the process's high-water mark
     (run it in a fresh process: ``acnkit bench memory``)."""
     import gc
     import resource
@@ -111,19 +113,22 @@ def search_memory(searcher: str, n: int, dim: int, batch: int, k: int) -> dict[s
     tiny.search(torch.randn(batch, dim), k)
     del tiny
     store = torch.empty(n, dim).normal_()  # filled in place: no temporary copies
-    s = get_registry().create("searcher", searcher)
-    s.reset(store)
     idx = torch.randint(0, n, (batch,))  # no temporary of size n before the baseline
     queries = store[idx].clone()
+    s = get_registry().create("searcher", searcher)
+    gc.collect()
+    start = peak()
+    s.reset(store)
     gc.collect()
     before = peak()
     for _ in range(3):
         s.search(queries, k, exclude=idx)
-    extra = max(0, peak() - before)
+    held, extra = max(0, before - start), max(0, peak() - before)
     store_bytes = store.numel() * 4
     return {"searcher": searcher, "n": n, "dim": dim, "batch": batch, "k": k,
-            "store_mb": store_bytes / 2**20, "extra_mb": extra / 2**20,
-            "extra_ratio": extra / store_bytes}
+            "settings": s.settings(), "store_mb": store_bytes / 2**20,
+            "held_mb": held / 2**20, "held_ratio": held / store_bytes,
+            "extra_mb": extra / 2**20, "extra_ratio": extra / store_bytes}
 
 
 def bench_search(searchers: list[str], n: int, dim: int, batch: int, k: int,
@@ -182,7 +187,10 @@ def crossover(rows: list[dict[str, Any]], exact: str = "torch") -> list[dict[str
     :data:`CROSSOVER_RECALL`, the ratio of its time to exact search's at that size, and the
     crossover, the smallest size at which it is faster (None: at no size tried)."""
     sizes = sorted({r["n"] for r in rows})
-    reference = {r["n"]: r["query_ms_per_batch"] for r in rows if r["searcher"] == exact}
+    reference: dict[int, float] = {}
+    for r in rows:  # the fastest setting of exact search at each size
+        if r["searcher"] == exact:
+            reference[r["n"]] = min(reference.get(r["n"], float("inf")), r["query_ms_per_batch"])
     out = []
     for name in dict.fromkeys(r["searcher"] for r in rows):
         per_size = {}

@@ -14,6 +14,11 @@ searcher) pays for them once per changed row, not per query.
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
+import os
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -155,6 +160,100 @@ def exact_knn(
         best_i = torch.cat([best_i, best_i.new_full((b, k - kk), -1)], 1)
     best_i = best_i.masked_fill(torch.isinf(best_d), -1)
     return best_d, best_i
+
+
+# ------------------------------------------------------------------ the fused CPU kernel
+
+#: widest code, and most candidates per query, the compiled kernel takes (its per-query
+#: weights and lists live on the stack); beyond them the torch kernel answers
+FUSED_MAX_DIM = FUSED_MAX_CANDIDATES = 64
+#: candidates the kernel keeps beyond k (and the exclusions), re-scored exactly after: its
+#: scores |c|^2 - 2 q.c lose digits to cancellation, the re-scoring does not
+FUSED_SLACK = 2
+_LANES = 32  # rows the kernel takes at a time: the transposed store is padded to a multiple
+
+_fused: Any = None
+
+
+def fused_kernel() -> Any:
+    """The compiled kernel (acnkit/_fused_knn.c) through ctypes, or None where it was not
+    built or this CPU lacks AVX-512; ``ACNKIT_FUSED_KNN=0`` turns it off."""
+    global _fused
+    if _fused is None:
+        _fused = False
+        spec = importlib.util.find_spec("acnkit._fused_knn")
+        if spec is not None and spec.origin and os.environ.get("ACNKIT_FUSED_KNN", "1") != "0":
+            lib = ctypes.CDLL(spec.origin)
+            if not lib.acnkit_fused_available():
+                return None
+            fn = lib.acnkit_fused_knn
+            p, i64 = ctypes.c_void_p, ctypes.c_int64
+            fn.argtypes = [p, p, i64, i64, i64, p, i64, i64, i64, p, i64, p, p, p]
+            fn.restype = None
+            _fused = fn
+    return _fused or None
+
+
+class TransposedStore:
+    """The store as the fused kernel reads it: d x n_pad (rows padded to the vector width,
+    padding scored +inf), with squared norms; kept in step with the live store row by row."""
+
+    def __init__(self, codes: Tensor) -> None:
+        n, d = codes.shape
+        self.n, self.d = n, d
+        self.ld = -(-n // _LANES) * _LANES
+        self.ct = torch.zeros((d, self.ld), dtype=torch.float32)
+        self.norms = torch.full((self.ld,), float("inf"), dtype=torch.float32)
+        self.ct[:, :n] = codes.T
+        self.norms[:n] = squared_norms(codes)
+
+    def update(self, codes: Tensor, rows: Tensor) -> None:
+        fresh = codes[rows]
+        self.ct[:, rows] = fresh.T
+        self.norms[rows] = (fresh * fresh).sum(1)
+
+
+def fused_usable(codes: Tensor) -> bool:
+    return (fused_kernel() is not None and codes.device.type == "cpu"
+            and codes.dtype == torch.float32 and codes.shape[1] <= FUSED_MAX_DIM)
+
+
+def fused_knn(queries: Tensor, codes: Tensor, store: TransposedStore, k: int,
+              exclude: Tensor | None = None, banned: Tensor | None = None,
+              workspace: dict | None = None) -> tuple[Tensor, Tensor]:
+    """:func:`exact_knn` by the compiled kernel: the K + slack best rows of each query by
+    score, found without writing any query-by-row matrix, then re-scored exactly."""
+    check_search_args(queries, codes, k)
+    b, n = queries.shape[0], codes.shape[0]
+    q = queries.detach().contiguous().float()
+    ex = None
+    if exclude is not None:
+        ex = (exclude.unsqueeze(1) if exclude.dim() == 1 else exclude).to(torch.int64)
+        ex = ex.contiguous()
+    ban = None if banned is None else banned.to(torch.uint8).contiguous()
+    extra = 0 if ex is None else ex.shape[1]
+    kk = min(n, k + extra + FUSED_SLACK)
+    if k + extra + FUSED_SLACK > FUSED_MAX_CANDIDATES:
+        return exact_knn(queries, codes, k, exclude, banned, store.norms[:n], workspace)
+    scores = torch.empty((b, kk), dtype=torch.float32)
+    cand = torch.empty((b, kk), dtype=torch.int64)
+    # One thread: a second one would compete with torch's own worker threads, which keep
+    # spinning for milliseconds after each parallel operation of the training step.
+    fused_kernel()(store.ct.data_ptr(), store.norms.data_ptr(), n, store.ld, store.d,
+                   q.data_ptr(), 0, b, kk, 0 if ex is None else ex.data_ptr(), extra,
+                   0 if ban is None else ban.data_ptr(), scores.data_ptr(), cand.data_ptr())
+    if b and int(cand[0, 0]) == -2:  # the kernel could not allocate its buffers
+        return exact_knn(queries, codes, k, exclude, banned, store.norms[:n], workspace)
+    valid = cand >= 0
+    d = _exact_distances(q, codes, cand.clamp(min=0), workspace)
+    d = d.masked_fill(~valid, float("inf"))
+    kq = min(k, kk)
+    best_d, pos = torch.topk(d, kq, dim=1, largest=False, sorted=True)
+    best_i = cand.gather(1, pos)
+    if kq < k:
+        best_d = torch.cat([best_d, best_d.new_full((b, k - kq), float("inf"))], 1)
+        best_i = torch.cat([best_i, best_i.new_full((b, k - kq), -1)], 1)
+    return best_d, best_i.masked_fill(torch.isinf(best_d), -1)
 
 
 def brute_force_knn(

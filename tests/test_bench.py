@@ -22,7 +22,9 @@ def test_bench_search_json():
     for row in rows:
         assert SEARCH_KEYS <= set(row)
         assert row["n"] == 3000 and row["flop_bound_ms"] > 0
-    assert [row["recall_at_k"] for row in rows if row["searcher"] == "torch"] == [1.0]
+    torch_rows = [row for row in rows if row["searcher"] == "torch"]
+    assert [row["recall_at_k"] for row in torch_rows] == [1.0, 1.0]
+    assert torch_rows[1]["settings"] == {"kernel": "torch"}  # the unfused kernel, beside
     assert any("search_k" in row["settings"] for row in rows if row["searcher"] == "annoy")
 
 

@@ -94,3 +94,67 @@ def test_pick_unique_is_uniform():
     # row 2 takes 1 or 2, whichever row 0 left, evenly overall
     assert counts[2, 1:3].sum() == trials
     assert (counts[2, 1:3] - trials / 2).abs().max() < 5 * math.sqrt(trials / 4)
+
+
+# -- the compiled fused kernel (acnkit/_fused_knn.c) ----------------------------------------
+
+fused = pytest.mark.skipif(neighbours.fused_kernel() is None,
+                           reason="the fused kernel is not built or the CPU lacks AVX-512")
+
+
+def reference(queries, codes, k, exclude=None, banned=None):
+    """brute_force_knn, padded with -1 to k columns as every searcher answers."""
+    got = brute_force_knn(queries, codes, k, exclude, banned)
+    return torch.cat([got, got.new_full((len(got), k - got.shape[1]), -1)], 1)
+
+
+@fused
+@pytest.mark.parametrize("n, d", [(1, 3), (5, 1), (31, 7), (32, 20), (33, 64), (1000, 20),
+                                  (3001, 32)])
+@pytest.mark.parametrize("b", [1, 7, 9, 64])
+def test_fused_kernel_equals_brute_force(n, d, b):
+    g = torch.Generator().manual_seed(n * 100 + d + b)
+    codes = torch.randn(n, d, generator=g)
+    store = neighbours.TransposedStore(codes)
+    queries = torch.randn(b, d, generator=g)
+    for k in (1, 5):
+        _, got = neighbours.fused_knn(queries, codes, store, k)
+        assert torch.equal(got, reference(queries, codes, k)), (n, d, b, k)
+        own = torch.randint(0, n, (b,), generator=g)
+        exclude = torch.stack([own, torch.randint(-1, n, (b,), generator=g),
+                               torch.full((b,), -1)], 1)
+        banned = torch.rand(n, generator=g) < 0.5
+        _, got = neighbours.fused_knn(codes[own], codes, store, k, exclude, banned)
+        assert torch.equal(got, reference(codes[own], codes, k, exclude, banned))
+
+
+@fused
+def test_fused_kernel_follows_rows_that_change_and_pads_with_minus_one():
+    g = torch.Generator().manual_seed(5)
+    codes = torch.randn(2000, 16, generator=g)
+    store = neighbours.TransposedStore(codes)
+    rows = torch.randperm(2000, generator=g)[:300]
+    codes[rows] = torch.randn(300, 16, generator=g) * 3
+    store.update(codes, rows)
+    q = torch.randn(50, 16, generator=g)
+    assert torch.equal(neighbours.fused_knn(q, codes, store, 7)[1], brute_force_knn(q, codes, 7))
+    banned = torch.ones(2000, dtype=torch.bool)
+    banned[[10, 1500]] = False
+    _, got = neighbours.fused_knn(q, codes, store, 4, banned=banned)
+    assert (got[:, 2:] == -1).all() and (got[:, :2].sort(1).values == torch.tensor([10, 1500])).all()
+    # more candidates than the kernel holds: the torch kernel answers, as exactly
+    _, got = neighbours.fused_knn(q, codes, store, 70)
+    assert torch.equal(got, brute_force_knn(q, codes, 70))
+
+
+@pytest.mark.parametrize("fused_option", [True, False])
+def test_torch_searcher_meets_the_contract_with_either_kernel(fused_option):
+    from acnkit_plugins.search_torch import TorchSearcher
+
+    from acnkit.testing import run_contract
+
+    run_contract(lambda: TorchSearcher(fused=fused_option))
+    s = TorchSearcher(fused=fused_option)
+    s.reset(torch.randn(100, 4))
+    expected = "fused" if fused_option and neighbours.fused_kernel() else "torch"
+    assert s.settings() == {"kernel": expected}
