@@ -158,3 +158,20 @@ def test_torch_searcher_meets_the_contract_with_either_kernel(fused_option):
     s.reset(torch.randn(100, 4))
     expected = "fused" if fused_option and neighbours.fused_kernel() else "torch"
     assert s.settings() == {"kernel": expected}
+
+
+def test_a_config_file_can_turn_the_fused_kernel_off(tmp_path):
+    from click.testing import CliRunner
+
+    import acnkit
+    from acnkit.cli import main
+
+    toml = tmp_path / "c.toml"
+    toml.write_text("[search_options]\nfused = false\n")
+    out = tmp_path / "r"
+    r = CliRunner().invoke(main, ["run", "--config", str(toml), "--latent-dim", "4",
+                                  "--encoder-hidden", "32", "--decoder-hidden", "32",
+                                  "--prior-hidden", "16", "--epochs", "1", "--train-limit",
+                                  "200", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert acnkit.load_run(out).trainer.memory.searcher.settings() == {"kernel": "torch"}
