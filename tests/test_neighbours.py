@@ -175,3 +175,26 @@ def test_a_config_file_can_turn_the_fused_kernel_off(tmp_path):
                                   "200", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert acnkit.load_run(out).trainer.memory.searcher.settings() == {"kernel": "torch"}
+
+
+@pytest.mark.parametrize("unique", [False, True])
+def test_torch_searcher_equals_brute_force_on_every_step_of_training(unique):
+    """The searcher ACN trains with (fused kernel where built) answers every query of a
+    short run exactly as brute force on the live store, exclusions and the uniqueness
+    mask included."""
+    from acnkit import RunConfig, Trainer
+
+    t = Trainer(RunConfig(latent_dim=6, encoder_hidden="32", decoder_hidden="32",
+                          prior_hidden=16, train_limit=400, batch_size=50, unique=unique))
+    searcher, calls = t.memory.searcher, []
+    search = searcher.search
+
+    def checked(queries, k, exclude=None, banned=None):
+        got = search(queries, k, exclude, banned)
+        assert torch.equal(got, reference(queries, searcher.codes, k, exclude, banned))
+        calls.append(len(queries))
+        return got
+
+    searcher.search = checked
+    t.fit(2)
+    assert sum(calls) >= 2 * 400
