@@ -9,6 +9,8 @@ from setuptools import Extension, setup
 setup(ext_modules=[Extension(
     "acnkit._fused_knn", ["acnkit/_fused_knn.c"],
     # Built on the machine that runs it (pip install from source): its own vector units.
-    extra_compile_args=["-O3", "-march=native", "-fno-math-errno"],
+    # OpenMP: the threads are those of the runtime torch has already loaded (same soname).
+    extra_compile_args=["-O3", "-march=native", "-fno-math-errno", "-fopenmp"],
+    extra_link_args=["-fopenmp"],
     optional=True,
 )])

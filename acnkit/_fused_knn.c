@@ -18,6 +18,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 int acnkit_fused_available(void) {
 #ifdef __AVX512F__
@@ -74,37 +77,19 @@ static inline void harvest(__m512 v, int64_t j, int64_t n, float *bs, int64_t *b
  * ld a multiple of 32, padding rows with norm +inf). excl: b x n_excl rows never returned
  * (-1 pads) or NULL; banned: n flags or NULL. Output: b x kk ascending scores and rows
  * (+inf and -1 where fewer rows are eligible). */
-void acnkit_fused_knn(const float *ct, const float *norms, int64_t n, int64_t ld, int64_t d,
-                      const float *q, int64_t q0, int64_t q1, int64_t kk,
-                      const int64_t *excl, int64_t n_excl, const uint8_t *banned,
-                      float *out_s, int64_t *out_i) {
 #ifdef __AVX512F__
-    int64_t nblk = (q1 - q0 + QB - 1) / QB;
-    /* wt[(blk * d + t) * QB + i] = -2 q[t] of query q0 + blk * QB + i (0 for padding) */
-    float *wt = malloc(sizeof(float) * nblk * d * QB);
-    float *pad_s = malloc(sizeof(float) * QB * kk);
-    int64_t *pad_i = malloc(sizeof(int64_t) * QB * kk);
-    if (!wt || !pad_s || !pad_i) {
-        free(wt); free(pad_s); free(pad_i);
-        for (int64_t r = q0; r < q1; r++)
-            for (int64_t p = 0; p < kk; p++) { out_s[r * kk + p] = NAN; out_i[r * kk + p] = -2; }
-        return; /* the caller sees -2 and answers with its torch kernel */
-    }
-    for (int64_t blk = 0; blk < nblk; blk++)
-        for (int64_t t = 0; t < d; t++)
-            for (int64_t i = 0; i < QB; i++) {
-                int64_t r = q0 + blk * QB + i;
-                wt[(blk * d + t) * QB + i] = r < q1 ? -2.0f * q[r * d + t] : 0.0f;
-            }
-    for (int64_t r = q0; r < q1; r++)
-        for (int64_t p = 0; p < kk; p++) { out_s[r * kk + p] = INFINITY; out_i[r * kk + p] = -1; }
-    for (int64_t p = 0; p < QB * kk; p++) { pad_s[p] = -INFINITY; pad_i[p] = -1; }
+/* Query blocks [blk0, blk1) against every row, chunk by chunk. */
+static void run_blocks(const float *ct, const float *norms, int64_t n, int64_t ld, int64_t d,
+                       int64_t q0, int64_t q1, int64_t kk, const int64_t *excl,
+                       int64_t n_excl, const uint8_t *banned, float *out_s, int64_t *out_i,
+                       const float *wt, int64_t blk0, int64_t blk1, float *pad_s,
+                       int64_t *pad_i) {
     /* Rows outermost, in chunks that stay in the core's cache while every query block
      * passes over them: a large store is read from memory once per batch, not once per
      * block of queries. */
     for (int64_t j0 = 0; j0 < ld; j0 += CHUNK_ROWS) {
         int64_t j1 = j0 + CHUNK_ROWS < ld ? j0 + CHUNK_ROWS : ld;
-        for (int64_t blk = 0; blk < nblk; blk++) {
+        for (int64_t blk = blk0; blk < blk1; blk++) {
             int64_t i0 = q0 + blk * QB;
             const float *w0 = wt + blk * d * QB;
             float *bs[QB];
@@ -144,9 +129,53 @@ void acnkit_fused_knn(const float *ct, const float *norms, int64_t n, int64_t ld
             }
         }
     }
+}
+#endif
+
+/* Queries [q0, q1) of q (b x d, row-major, d <= 64) against the transposed store ct (d x ld,
+ * ld a multiple of 32, padding rows with norm +inf). excl: b x n_excl rows never returned
+ * (-1 pads) or NULL; banned: n flags or NULL. Output: b x kk ascending scores and rows
+ * (+inf and -1 where fewer rows are eligible). With OpenMP the query blocks are shared out
+ * among the threads of the OpenMP runtime already loaded, torch's, whose workers are the
+ * ones that would otherwise spin beside the search. */
+void acnkit_fused_knn(const float *ct, const float *norms, int64_t n, int64_t ld, int64_t d,
+                      const float *q, int64_t q0, int64_t q1, int64_t kk,
+                      const int64_t *excl, int64_t n_excl, const uint8_t *banned,
+                      float *out_s, int64_t *out_i) {
+#ifdef __AVX512F__
+    int64_t nblk = (q1 - q0 + QB - 1) / QB;
+    /* wt[(blk * d + t) * QB + i] = -2 q[t] of query q0 + blk * QB + i (0 for padding) */
+    float *wt = malloc(sizeof(float) * nblk * d * QB);
+    if (!wt) {
+        for (int64_t r = q0; r < q1; r++)
+            for (int64_t p = 0; p < kk; p++) { out_s[r * kk + p] = NAN; out_i[r * kk + p] = -2; }
+        return; /* the caller sees -2 and answers with its torch kernel */
+    }
+    for (int64_t blk = 0; blk < nblk; blk++)
+        for (int64_t t = 0; t < d; t++)
+            for (int64_t i = 0; i < QB; i++) {
+                int64_t r = q0 + blk * QB + i;
+                wt[(blk * d + t) * QB + i] = r < q1 ? -2.0f * q[r * d + t] : 0.0f;
+            }
+    for (int64_t r = q0; r < q1; r++)
+        for (int64_t p = 0; p < kk; p++) { out_s[r * kk + p] = INFINITY; out_i[r * kk + p] = -1; }
+#ifdef _OPENMP
+    int threads = omp_get_max_threads();
+    if (threads > nblk) threads = (int)nblk;
+#pragma omp parallel num_threads(threads)
+    {
+        int id = omp_get_thread_num(), count = omp_get_num_threads();
+#else
+    {
+        int id = 0, count = 1;
+#endif
+        float pad_s[QB * 64];
+        int64_t pad_i[QB * 64];
+        for (int64_t p = 0; p < QB * kk; p++) { pad_s[p] = -INFINITY; pad_i[p] = -1; }
+        run_blocks(ct, norms, n, ld, d, q0, q1, kk, excl, n_excl, banned, out_s, out_i, wt,
+                   nblk * id / count, nblk * (id + 1) / count, pad_s, pad_i);
+    }
     free(wt);
-    free(pad_s);
-    free(pad_i);
 #else
     (void)ct; (void)norms; (void)n; (void)ld; (void)d; (void)q; (void)q0; (void)q1;
     (void)kk; (void)excl; (void)n_excl; (void)banned; (void)out_s; (void)out_i;

@@ -237,8 +237,8 @@ def fused_knn(queries: Tensor, codes: Tensor, store: TransposedStore, k: int,
         return exact_knn(queries, codes, k, exclude, banned, store.norms[:n], workspace)
     scores = torch.empty((b, kk), dtype=torch.float32)
     cand = torch.empty((b, kk), dtype=torch.int64)
-    # One thread: a second one would compete with torch's own worker threads, which keep
-    # spinning for milliseconds after each parallel operation of the training step.
+    # The kernel shares the queries among the threads of torch's own OpenMP runtime: extra
+    # threads of ours would compete with its workers, which spin after every parallel op.
     fused_kernel()(store.ct.data_ptr(), store.norms.data_ptr(), n, store.ld, store.d,
                    q.data_ptr(), 0, b, kk, 0 if ex is None else ex.data_ptr(), extra,
                    0 if ban is None else ban.data_ptr(), scores.data_ptr(), cand.data_ptr())
