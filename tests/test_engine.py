@@ -176,3 +176,25 @@ def test_daydream_feeds_binary_images_to_the_encoder():
     assert len(seen) == 4
     for x in [frames, *seen]:
         assert ((x == 0) | (x == 1)).all(), "a dream must be an image of 0/1 pixels"
+
+
+def test_searcher_returning_no_valid_candidate_is_refused():
+    """A row of -1s would make the picker read store[-1], the last code, silently."""
+    t = Trainer(small())
+    honest = t.memory.searcher
+
+    class Empty:
+        def reset(self, codes):
+            honest.reset(codes)
+
+        def update(self, rows):
+            honest.update(rows)
+
+        def search(self, q, k, exclude=None, banned=None):
+            out = honest.search(q, k, exclude, banned)
+            out[3] = -1  # one query left without a neighbour
+            return out
+
+    t.memory.searcher = Empty()
+    with pytest.raises(PluginError, match=r"returned no valid candidate \(-1\) for a query"):
+        t.train_epoch()
