@@ -22,9 +22,12 @@
 #include <omp.h>
 #endif
 
+/* Built with AVX-512 and running on a CPU that has it: an extension built on one machine
+ * can be imported on another (a shared home folder), where its instructions would fault. */
 int acnkit_fused_available(void) {
 #ifdef __AVX512F__
-    return 1;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
 #else
     return 0;
 #endif
