@@ -306,7 +306,7 @@ def timed_step(trainer: Trainer, idx: torch.Tensor, clock: PhaseClock) -> None:
     z = q.rsample(t.noise)
     z_dec, z_prior = z.detach().requires_grad_(), z.detach().requires_grad_()
     with clock("decoder forward"):
-        recon = t.loss.nll(t.decoder(z_dec), x)
+        recon = t.decoder.nll(z_dec, x, t.loss)
     with clock("prior forward"):
         kl = t.prior.kl(q, z_prior, context)
     t.optimizer.zero_grad(set_to_none=True)

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,9 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--decoder-hidden", {"default": _D.decoder_hidden, "help": "Decoder hidden sizes."}),
     ("--channels", {"default": None,
                     "help": "Conv encoder/decoder channels per stage, e.g. 64-128 (default 32-64)."}),
+    ("--decoder-option", {"multiple": True, "metavar": "KEY=VALUE",
+                          "help": "An option of the decoder's factory, e.g. layers=8 for "
+                                  "pixelcnn (repeatable; a config file's [decoder_options])."}),
     ("--prior-hidden", {"default": _D.prior_hidden, "type": int, "help": "ACN prior units per layer."}),
     ("--prior-layers", {"default": _D.prior_layers, "type": int, "help": "ACN prior hidden layers."}),
     ("--mixtures", {"default": _D.mixtures, "type": int,
@@ -147,6 +150,24 @@ def without_nproc(argv: list[str]) -> list[str]:
     return args
 
 
+def parse_options(pairs: Iterable[str], flag: str) -> dict[str, Any]:
+    """KEY=VALUE pairs as a dict; values read as TOML values (8, 0.5, true, "text"), or
+    as plain text when they are not one."""
+    from .config import tomllib
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise click.UsageError(f"{flag} takes KEY=VALUE, e.g. {flag} layers=8; got {pair!r}")
+        try:
+            options[key] = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            options[key] = raw.strip()
+    return options
+
+
 def build_config(ctx: click.Context, params: dict[str, Any]) -> tuple[RunConfig, dict[str, Any]]:
     """The run's config, and the options the user gave explicitly (they override a file)."""
     explicit = {}
@@ -156,17 +177,22 @@ def build_config(ctx: click.Context, params: dict[str, Any]) -> tuple[RunConfig,
             explicit[name] = value
     fields = {f: v for f, v in params.items() if f in RunConfig.__dataclass_fields__}
     search_options = {k: params[k] for k in SEARCH_OPTION_KEYS if params.get(k) is not None}
+    decoder_options = parse_options(params.get("decoder_option") or (), "--decoder-option")
     if params.get("config_file"):
         file_cfg = RunConfig.from_toml(params["config_file"])
         values = file_cfg.to_dict()
         values.update({k: v for k, v in explicit.items() if k in RunConfig.__dataclass_fields__})
         values["search_options"] = {**file_cfg.search_options, **search_options}
+        values["decoder_options"] = {**file_cfg.decoder_options, **decoder_options}
         config = RunConfig.from_dict(values)
     else:
-        config = RunConfig(**fields, search_options=search_options)
+        config = RunConfig(**fields, search_options=search_options,
+                           decoder_options=decoder_options)
     overrides = {k: v for k, v in explicit.items() if k in RunConfig.__dataclass_fields__}
     if search_options:
         overrides["search_options"] = search_options
+    if decoder_options:
+        overrides["decoder_options"] = decoder_options
     return config.validate(), overrides
 
 

@@ -133,10 +133,20 @@ class _Model:
         return (q.mean[0].double().cpu().numpy(), q.log_std[0].exp().double().cpu().numpy(),
                 q.mean)
 
+    @property
+    def autoregressive(self) -> bool:
+        return bool(getattr(self.t.decoder, "autoregressive", False))
+
     @torch.no_grad()
-    def pixel_probabilities(self, z: np.ndarray) -> np.ndarray:
+    def pixel_probabilities(self, z: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
+        """P(pixel = 1) of every pixel given z; an autoregressive decoder reads the pixels
+        of ``image`` before each position (the ones after it may hold anything)."""
         zt = torch.from_numpy(z).float().unsqueeze(0).to(self.t.device)
-        p = self.t.loss.mean(self.t.decoder(zt))
+        x = None
+        if self.autoregressive:
+            shape = self.t.data.image_shape
+            x = torch.from_numpy(image).float().reshape(1, *shape).to(self.t.device)
+        p = self.t.loss.mean(self.t.decoder.params(zt, x))
         return p.reshape(-1).double().cpu().numpy()
 
     @torch.no_grad()
@@ -221,8 +231,17 @@ class _Coder:
     def push_pixels(self, pixels: np.ndarray, probs: np.ndarray) -> None:
         self.ans.encode_reverse(pixels.astype(np.int32), self.bernoulli, probs)
 
-    def pop_pixels(self, probs: np.ndarray) -> np.ndarray:
-        return self.ans.decode(self.bernoulli, probs)
+    def pop_pixels(self, z: np.ndarray, size: int) -> np.ndarray:
+        if not self.m.autoregressive:
+            return self.ans.decode(self.bernoulli, self.m.pixel_probabilities(z))
+        # One position at a time in raster order, each with the pixels decoded so far: the
+        # sender's teacher-forced probabilities are these, since a position never reads
+        # the pixels after it (their zeros here are multiplied by masked-out weights).
+        pixels = np.zeros(size, dtype=np.int32)
+        for i in range(size):
+            p = self.m.pixel_probabilities(z, pixels)[i: i + 1]
+            pixels[i] = self.ans.decode(self.bernoulli, p)[0]
+        return pixels
 
     # whole numbers below n, uniformly
     def push_uniform(self, value: int, n: int) -> None:
@@ -235,12 +254,13 @@ class _Coder:
     # one image: sender's push, receiver's pop
     def push_image(self, pixels: np.ndarray, mean: np.ndarray, std: np.ndarray, prior: Any) -> None:
         symbols = self.pop_posterior(mean, std)
-        self.push_pixels(pixels, self.m.pixel_probabilities(self.grid.values(symbols)))
+        # Pushed in one call, last pixel first: the receiver pops them in raster order.
+        self.push_pixels(pixels, self.m.pixel_probabilities(self.grid.values(symbols), pixels))
         self.push_prior(symbols, prior)
 
     def pop_image(self, prior: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, Tensor]:
         symbols = self.pop_prior(prior)
-        pixels = self.pop_pixels(self.m.pixel_probabilities(self.grid.values(symbols)))
+        pixels = self.pop_pixels(self.grid.values(symbols), math.prod(shape))
         image = pixels.astype(np.uint8).reshape(shape)
         mean, std, code = self.m.posterior(image)
         self.push_posterior(symbols, mean, std)

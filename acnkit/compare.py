@@ -21,7 +21,7 @@ from .registry import get_registry
 #: compare priors on test_nats_ordered or test_nats_set, which put both in the same mode.
 CSV_COLUMNS = ["prior", "epoch", "train_nats", "train_recon", "train_kl", "test_nats_ordered",
                "test_nats_set", "test_order_nats", "test_nats", "test_recon", "test_kl",
-               "test_bits_per_dim", "test_nats_nearest_train", "epoch_seconds",
+               "test_bits_per_dim", "test_knn5_accuracy", "test_nats_nearest_train", "epoch_seconds",
                "search_seconds"]
 
 

@@ -52,6 +52,7 @@ class RunConfig:
     unique: bool = False
     refresh: int | None = None
     search_options: dict[str, Any] = field(default_factory=dict)
+    decoder_options: dict[str, Any] = field(default_factory=dict)
     train_limit: int | None = None
     test_limit: int | None = None
     valid_size: int | None = None
@@ -100,6 +101,10 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        for key in self.decoder_options:
+            if not key.isidentifier():
+                raise UsageError(f"decoder option {key!r} is not a keyword; give one of the "
+                                 f"decoder factory's parameters, such as layers")
         check_device_name(self.device)
         return self
 
@@ -142,8 +147,8 @@ class RunConfig:
     # be continued under these.
     STRUCTURAL = (
         "prior", "data", "encoder", "decoder", "loss", "batch_size", "latent_dim", "posterior",
-        "encoder_hidden", "decoder_hidden", "channels", "prior_hidden", "prior_layers", "mixtures",
-        "train_limit", "test_limit", "valid_size", "data_seed", "seed",
+        "encoder_hidden", "decoder_hidden", "channels", "decoder_options", "prior_hidden",
+        "prior_layers", "mixtures", "train_limit", "test_limit", "valid_size", "data_seed", "seed",
     )
 
 

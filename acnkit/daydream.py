@@ -39,9 +39,12 @@ def daydream(trainer: Trainer, seeds: int, steps: int, seed: int = 0,
     for _ in range(steps):
         code = trainer.encoder(x).mean
         z = trainer.prior.sample(code, len(code), noise)
-        x = trainer.loss.mean(trainer.decoder(z))
-        if trainer.loss.binary:  # the chain's next state is an image, not probabilities
-            x = torch.bernoulli(x, generator=noise)
+        if trainer.loss.binary or trainer.decoder.autoregressive:
+            # the chain's next state is an image, not probabilities (and an autoregressive
+            # decoder has no probabilities without the pixels drawn before)
+            x = trainer.decoder.sample(z, trainer.loss, noise)
+        else:
+            x = trainer.loss.mean(trainer.decoder(z))
         frames.append(x)
     return torch.stack(frames, 1).cpu()
 

@@ -130,10 +130,12 @@ class Trainer:
                 hidden=c.encoder_hidden, **stages,
                 given=_given(c, posterior="posterior", hidden="encoder_hidden",
                              channels="channels")).to(self.device)
+            # decoder_options (a config table, or --decoder-option) come last and win
             self.decoder = reg.create(
-                "decoder", c.decoder, data.image_shape, c.latent_dim, hidden=c.decoder_hidden,
-                **stages, given=_given(c, hidden="decoder_hidden", channels="channels"),
-            ).to(self.device)
+                "decoder", c.decoder, data.image_shape, c.latent_dim,
+                **{"hidden": c.decoder_hidden, **stages, **c.decoder_options},
+                given=_given(c, hidden="decoder_hidden", channels="channels")
+                | set(c.decoder_options)).to(self.device)
             self.prior = reg.create(
                 "prior", c.prior, c.latent_dim, hidden=c.prior_hidden, layers=c.prior_layers,
                 mixtures=c.mixtures,
@@ -290,8 +292,9 @@ class Trainer:
         stages = [
             ("encoder", c.encoder, lambda: self.encoder(x),
              lambda q: [("mean", q.mean, (b, c.latent_dim)), ("log_std", q.log_std, (b, c.latent_dim))]),
-            ("decoder", c.decoder, lambda: self.decoder(z), lambda p: [("output", p, tuple(x.shape))]),
-            ("loss", c.loss, lambda: self.loss.nll(self.decoder(z), x), lambda r: [("nll", r, (b,))]),
+            ("decoder", c.decoder, lambda: self.decoder.params(z, x),
+             lambda p: [("output", p, tuple(x.shape))]),
+            ("loss", c.loss, lambda: self.decoder.nll(z, x, self.loss), lambda r: [("nll", r, (b,))]),
             ("prior", c.prior, lambda: self.prior.kl(self.encoder(x), z, context),
              lambda k: [("kl", k, (b,))]),
         ]

@@ -123,6 +123,9 @@ def held_out_figures(trainer: Trainer, posterior: DiagGaussian | None = None,
     chain_seconds = time.perf_counter() - t0
     figures: dict[str, Any] = summary(*costs(trainer, x, posterior, context), dims, "test")
     figures.update(modes(figures["test_nats"], len(x), trainer.conditional))
+    if train_codes is None:
+        train_codes = encode(trainer, trainer.train_x).mean
+    figures["test_knn5_accuracy"] = knn_accuracy(trainer, 5, train_codes, posterior.mean)
     if trainer.conditional:
         figures["test_chain_seconds"] = chain_seconds
         near = prior_context(trainer, posterior.mean, "nearest_train", train_codes)
@@ -136,16 +139,19 @@ def held_out_figures(trainer: Trainer, posterior: DiagGaussian | None = None,
 def knn_accuracy(trainer: Trainer, k: int = 5, train_codes: Tensor | None = None,
                  test_codes: Tensor | None = None) -> float:
     """Accuracy of a k-NN classifier on test codes, with training codes and labels as its
-    reference: how much of the class the codes carry."""
-    from sklearn.neighbors import KNeighborsClassifier
-
+    reference: how much of the class the codes carry. Majority vote of the k nearest
+    training codes (exact search), a tie going to the smallest label, as in sklearn."""
     if train_codes is None:
         train_codes = encode(trainer, trainer.train_x).mean
     if test_codes is None:
         test_codes = encode(trainer, trainer.test_x).mean
-    train, test = train_codes.cpu().numpy(), test_codes.cpu().numpy()
-    clf = KNeighborsClassifier(n_neighbors=min(k, len(train))).fit(train, trainer.train_y.numpy())
-    return float((clf.predict(test) == trainer.test_y.numpy()).mean())
+    k = min(k, len(train_codes))
+    labels = trainer.train_y.to(train_codes.device).long()
+    found = nearest_codes(test_codes, train_codes, k=k).reshape(len(test_codes), k)
+    votes = torch.zeros(len(test_codes), int(labels.max()) + 1, device=labels.device)
+    votes.scatter_add_(1, labels[found], torch.ones(found.shape, device=labels.device))
+    predicted = votes.argmax(1).cpu()  # the first of equal counts: the smallest label
+    return float((predicted == trainer.test_y.long()).double().mean())
 
 
 @torch.no_grad()
@@ -166,7 +172,7 @@ def importance_sampled_nll(trainer: Trainer, x: Tensor, posterior: DiagGaussian,
         log_w = []
         for _ in range(samples):
             z = q.rsample(noise)
-            log_w.append(-trainer.loss.nll(trainer.decoder(z), xs)
+            log_w.append(-trainer.decoder.nll(z, xs, trainer.loss)
                          + trainer.prior.log_prob(z, c) - q.log_prob(z))
         log_px = torch.logsumexp(torch.stack(log_w), 0) - math.log(samples)
         total += -log_px.sum().item()
@@ -192,7 +198,7 @@ def train_mixture_nats(trainer: Trainer, x: Tensor, posterior: DiagGaussian,
         s = slice(i, i + batch_size)
         q = DiagGaussian(posterior.mean[s], posterior.log_std[s])
         z = q.rsample(noise)
-        recon_sum += trainer.loss.nll(trainer.decoder(z), x[s].float()).sum().item()
+        recon_sum += trainer.decoder.nll(z, x[s].float(), trainer.loss).sum().item()
         log_p = torch.cat([_slice_distribution(prior, j, j + chunk).log_prob(z[:, None, :])
                            for j in range(0, n, chunk)], 1)
         log_mix = torch.logsumexp(log_p, 1) - math.log(n)

@@ -31,10 +31,53 @@ class Encoder(nn.Module, ABC):
 
 
 class Decoder(nn.Module, ABC):
-    """Maps latents (B, d) to likelihood parameters (B, *image_shape), e.g. Bernoulli logits."""
+    """Gives the likelihood parameters of images (B, *image_shape) given latents z (B, d),
+    e.g. Bernoulli logits, and samples images given z.
+
+    Two kinds, told apart by ``autoregressive``:
+
+    - ``False`` (the default): ``forward(z)``; pixels are independent given z.
+    - ``True``: ``forward(z, x)`` teacher-forced: the parameters at each position depend on
+      z and on the pixels of ``x`` *before* it in raster order (flattened index of
+      ``image_shape``: channel, row, column) only, so one call scores a whole image.
+      Sampling and decoding then go position by position. Such a decoder has an
+      ``image_shape`` attribute.
+
+    The engine, evaluation, daydreaming and the codec call only :meth:`params`,
+    :meth:`nll` and :meth:`sample`, so both kinds work everywhere.
+    """
+
+    autoregressive: ClassVar[bool] = False
 
     @abstractmethod
-    def forward(self, z: Tensor) -> Tensor: ...
+    def forward(self, z: Tensor, *x: Tensor) -> Tensor: ...
+
+    def params(self, z: Tensor, x: Tensor | None = None) -> Tensor:
+        """Likelihood parameters (B, *image_shape); ``x`` is required (teacher forcing) and
+        only used by an autoregressive decoder."""
+        if not self.autoregressive:
+            return self(z)
+        if x is None:
+            raise ValueError("an autoregressive decoder needs the images x (teacher forcing)")
+        return self(z, x)
+
+    def nll(self, z: Tensor, x: Tensor, loss: Loss) -> Tensor:
+        """-log p(x|z) in nats per datum (B,)."""
+        return loss.nll(self.params(z, x), x)
+
+    @torch.no_grad()
+    def sample(self, z: Tensor, loss: Loss, generator: torch.Generator | None = None) -> Tensor:
+        """Images x ~ p(x|z) (B, *image_shape); an autoregressive decoder draws them one
+        position at a time in raster order, batched over the images."""
+        if not self.autoregressive:
+            return loss.sample(self(z), generator)
+        shape = tuple(self.image_shape)  # type: ignore[attr-defined]
+        x = torch.zeros((len(z), *shape), device=z.device)
+        flat = x.view(len(z), -1)
+        for i in range(flat.shape[1]):
+            drawn = loss.sample(self(z, x), generator)
+            flat[:, i] = drawn.reshape(len(z), -1)[:, i]
+        return x
 
 
 class Prior(nn.Module, ABC):
@@ -87,7 +130,15 @@ class Loss(ABC):
 
     @abstractmethod
     def mean(self, params: Tensor) -> Tensor:
-        """The expected image (for pictures such as daydream grids)."""
+        """The expected image (for pictures such as daydream grids); for a binary
+        likelihood, P(pixel = 1)."""
+
+    def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Images drawn from the likelihood (B, *image_shape). A binary likelihood draws
+        0/1 pixels from ``mean``; any other must override this to be sampled."""
+        if not self.binary:
+            raise NotImplementedError(f"{type(self).__name__} does not implement sample()")
+        return torch.bernoulli(self.mean(params), generator=generator)
 
 
 class NeighbourSearcher(ABC):

@@ -137,11 +137,13 @@ class AssociativeMemory:
 
 
 @torch.no_grad()
-def nearest_codes(queries: Tensor, codes: Tensor, batch: int | None = None) -> Tensor:
-    """Index of the nearest row of ``codes`` for each query (exact, deterministic)."""
+def nearest_codes(queries: Tensor, codes: Tensor, batch: int | None = None, k: int = 1) -> Tensor:
+    """Index of the nearest row of ``codes`` for each query (exact, deterministic); with
+    ``k`` > 1 the indices (N, k) of the k nearest, nearest first."""
     batch = batch or QUERY_BATCH
-    return torch.cat([exact_knn(queries[i: i + batch], codes, 1)[1][:, 0]
-                      for i in range(0, len(queries), batch)])
+    found = torch.cat([exact_knn(queries[i: i + batch], codes, k)[1]
+                       for i in range(0, len(queries), batch)])
+    return found[:, 0] if k == 1 else found
 
 
 @torch.no_grad()

@@ -27,7 +27,7 @@ class CostModel(nn.Module):
         the same reparameterised sample z ~ q(z|x) = N(mean, exp(log_std)^2)."""
         posterior = DiagGaussian(mean, log_std)
         z = posterior.rsample(noise)
-        recon = self.loss.nll(self.decoder(z), x)
+        recon = self.decoder.nll(z, x, self.loss)  # teacher-forced if autoregressive
         kl = self.prior.kl(posterior, z, context)
         return recon, kl
 

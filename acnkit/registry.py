@@ -43,7 +43,7 @@ LOAD_PLUGINS_ENV = "ACNKIT_LOAD_PLUGINS"
 #: the built-in plugins: name -> module, registered by acnkit itself before any other
 BUILTINS: dict[str, str] = {
     name: f"acnkit_plugins.{name}"
-    for name in ("vae", "acn", "mlp", "conv", "bernoulli", "datasets", "search_torch",
+    for name in ("vae", "acn", "mlp", "conv", "pixelcnn", "bernoulli", "datasets", "search_torch",
                  "search_pruned", "search_sklearn", "search_annoy", "search_faiss")
 }
 

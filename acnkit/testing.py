@@ -254,23 +254,87 @@ def check_encoder(factory: Callable[..., torch.nn.Module],
             _batch_independent(lambda b, enc=enc: enc(b).mean, x, "the encoder's mean")
 
 
+class _BinaryLoss:
+    """Bernoulli logits, as the kit scores a decoder (the core names no loss plugin)."""
+
+    binary = True
+
+    def nll(self, params: Tensor, x: Tensor) -> Tensor:
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            params, x, reduction="none").flatten(1).sum(1)
+
+    def mean(self, params: Tensor) -> Tensor:
+        return torch.sigmoid(params)
+
+    def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return torch.bernoulli(self.mean(params), generator=generator)
+
+
 def check_decoder(factory: Callable[..., torch.nn.Module],
                   image_shape: tuple[int, ...] = (1, 8, 8), latent_dim: int = 6) -> None:
-    """A decoder ``factory(image_shape, latent_dim)`` gives an ``nn.Module`` mapping
-    latents (B, d) to finite likelihood parameters (B, *image_shape); rows are independent;
-    the gradient reaches its parameters."""
-    z = torch.randn(5, latent_dim, generator=torch.Generator().manual_seed(0))
+    """A decoder ``factory(image_shape, latent_dim)`` gives an
+    :class:`~acnkit.interfaces.Decoder` whose ``params(z, x)`` are finite likelihood
+    parameters (B, *image_shape); rows are independent; the gradient reaches its
+    parameters; ``sample(z, loss)`` gives 0/1 images of that shape. An autoregressive
+    decoder also: is causal (changing pixel i changes no output at a position <= i, in
+    raster order) and its teacher-forced log-likelihood of a sample equals the sum of the
+    log-probabilities met while drawing it pixel by pixel."""
+    from .interfaces import Decoder
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(5, latent_dim, generator=g)
+    x = torch.bernoulli(torch.full((5, *image_shape), 0.5), generator=g)
     dec = factory(image_shape, latent_dim)
-    assert isinstance(dec, torch.nn.Module), f"the factory gave a {type(dec).__name__}"
-    out = dec(z)
+    assert isinstance(dec, Decoder), (
+        f"the factory gave a {type(dec).__name__}, not an acnkit.interfaces.Decoder")
+    out = dec.params(z, x)
     assert isinstance(out, Tensor) and tuple(out.shape) == (5, *image_shape), (
         f"forward gave {getattr(out, 'shape', type(out).__name__)}, expected "
         f"(5, *{image_shape})")
     assert torch.isfinite(out).all(), "the decoder's output holds NaN or infinite numbers"
     _gradients_reach(dec, out, "the decoder")
     dec.eval()
+    loss = _BinaryLoss()
     with torch.no_grad():
-        _batch_independent(dec, z, "the decoder's output")
+        whole = dec.params(z, x)
+        for i in (0, len(z) - 1):
+            alone = dec.params(z[i: i + 1], x[i: i + 1])
+            assert torch.allclose(whole[i: i + 1], alone, atol=1e-5, rtol=1e-4), (
+                "the decoder's output of one datum changes with the rest of its batch")
+        drawn = dec.sample(z, loss, torch.Generator().manual_seed(1))  # type: ignore[arg-type]
+        assert tuple(drawn.shape) == (5, *image_shape), (
+            f"sample gave shape {tuple(drawn.shape)}, expected (5, *{image_shape})")
+        assert ((drawn == 0) | (drawn == 1)).all(), "sample gave values other than 0 and 1"
+        if dec.autoregressive:
+            _check_causal(dec, z[:2], x[:2])
+            _check_teacher_forcing(dec, z[:2], loss)
+
+
+def _check_causal(dec: Any, z: Tensor, x: Tensor) -> None:
+    base = dec.params(z, x).reshape(len(z), -1)
+    dims = base.shape[1]
+    for i in sorted({0, 1, dims // 3, dims // 2, dims - 2, dims - 1}):
+        flipped = x.clone().reshape(len(z), -1)
+        flipped[:, i] = 1 - flipped[:, i]
+        out = dec.params(z, flipped.reshape(x.shape)).reshape(len(z), -1)
+        assert torch.equal(out[:, : i + 1], base[:, : i + 1]), (
+            f"the autoregressive decoder is not causal: changing pixel {i} changes its "
+            f"output at a position <= {i} (raster order)")
+
+
+def _check_teacher_forcing(dec: Any, z: Tensor, loss: Any) -> None:
+    x = torch.zeros((len(z), *dec.image_shape))
+    flat = x.view(len(z), -1)
+    g = torch.Generator().manual_seed(2)
+    log_p = torch.zeros(len(z), dtype=torch.float64)
+    for i in range(flat.shape[1]):
+        p = loss.mean(dec.params(z, x)).reshape(len(z), -1)[:, i].double()
+        flat[:, i] = torch.bernoulli(p.float(), generator=g)
+        log_p += torch.where(flat[:, i] > 0, p, 1 - p).log()
+    forced = -dec.nll(z, x, loss).double()
+    assert torch.allclose(forced, log_p, atol=1e-3, rtol=1e-5), (
+        f"teacher-forced log-likelihood {forced.tolist()} differs from the sum of the "
+        f"step-by-step log-probabilities {log_p.tolist()}")
 
 
 def check_prior(factory: Callable[..., torch.nn.Module], latent_dim: int = 6,

@@ -98,6 +98,29 @@ class BatchMixingDecoder(Decoder):
         return (self.lin(z) + z.mean()).view(len(z), *self.shape)
 
 
+class PeekingDecoder(Decoder):
+    """Autoregressive in name, but each position reads its own pixel."""
+
+    autoregressive = True
+
+    def __init__(self, image_shape, latent_dim):
+        super().__init__()
+        self.image_shape, self.lin = image_shape, nn.Linear(latent_dim, int(np.prod(image_shape)))
+
+    def forward(self, z, x):
+        return self.lin(z).view(len(z), *self.image_shape) + x
+
+
+class MiscountingDecoder(PeekingDecoder):
+    """Causal (reads nothing of x), but its nll is not the likelihood of its parameters."""
+
+    def forward(self, z, x):
+        return self.lin(z).view(len(z), *self.image_shape)
+
+    def nll(self, z, x, loss):
+        return 0.5 * super().nll(z, x, loss)
+
+
 class WrongBernoulli(Loss):
     binary = True
 
@@ -119,6 +142,8 @@ def grey_digits(data_dir=None, seed=0):
     (check_prior, HalfKLPrior, "differs from torch.distributions"),
     (check_prior, SampledKLPrior, "disagrees with a Monte Carlo estimate"),
     (check_decoder, BatchMixingDecoder, "changes with the rest of its batch"),
+    (check_decoder, PeekingDecoder, "not causal"),
+    (check_decoder, MiscountingDecoder, "teacher-forced log-likelihood"),
     (check_loss, WrongBernoulli, "is not the Bernoulli's"),
     (check_dataset, grey_digits, "values other than 0/1"),
 ])

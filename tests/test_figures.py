@@ -147,3 +147,19 @@ def test_importance_sampled_bound_matches_exact_integration_on_a_2d_latent():
     assert exact <= many + 0.02, (exact, many)         # a bound, up to quadrature error
     assert many - exact < 0.05, (exact, many)          # and a tight one with many samples
     assert one > many                                   # more samples, tighter
+
+
+def test_knn_accuracy_equals_sklearn_and_is_reported_every_epoch():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from acnkit.evaluate import knn_accuracy
+
+    t = trained(prior="vae")
+    g = torch.Generator().manual_seed(0)
+    train_codes, test_codes = torch.randn(400, 6, generator=g), torch.randn(300, 6, generator=g)
+    t.train_y = torch.randint(0, 4, (400,), generator=g)
+    t.test_y = torch.randint(0, 4, (300,), generator=g)
+    clf = KNeighborsClassifier(5).fit(train_codes.numpy(), t.train_y.numpy())
+    expected = float((clf.predict(test_codes.numpy()) == t.test_y.numpy()).mean())
+    assert knn_accuracy(t, 5, train_codes, test_codes) == pytest.approx(expected, abs=1e-12)
+    assert 0 <= held_out_figures(t)["test_knn5_accuracy"] <= 1

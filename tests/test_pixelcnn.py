@@ -1,0 +1,155 @@
+"""The gated PixelCNN decoder: causality, teacher forcing, no blind spot, z in every layer;
+training, daydreaming and the codec with an autoregressive decoder."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from acnkit_plugins.pixelcnn import PixelCNNDecoder, receptive_field_complete
+from click.testing import CliRunner
+
+from acnkit import RunConfig, Trainer
+from acnkit.cli import main
+from acnkit.codec import compress, decompress
+from acnkit.daydream import daydream
+
+SHAPE = (1, 8, 8)
+D = 64
+
+
+def decoder(**kw) -> PixelCNNDecoder:
+    torch.manual_seed(0)
+    options = dict(channels=8, layers=4, kernel=5)
+    options.update(kw)
+    return PixelCNNDecoder(SHAPE, 6, **options).eval()
+
+
+def batch(n=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 6, generator=g), torch.bernoulli(torch.full((n, *SHAPE), 0.5), generator=g)
+
+
+@pytest.mark.parametrize("kw", [{}, {"kernel": 3, "layers": 2}, {"spatial": 2}])
+@torch.no_grad()
+def test_changing_pixel_i_never_changes_an_output_at_or_before_i(kw):
+    dec = decoder(**kw)
+    z, x = batch()
+    base = dec(z, x).reshape(3, -1)
+    for i in range(D):
+        flipped = x.clone().reshape(3, -1)
+        flipped[:, i] = 1 - flipped[:, i]
+        out = dec(z, flipped.reshape(x.shape)).reshape(3, -1)
+        assert torch.equal(out[:, : i + 1], base[:, : i + 1]), i
+        if i < D - 1 and kw == {}:
+            assert not torch.equal(out[:, i + 1:], base[:, i + 1:]), i  # and it is read
+
+
+@torch.no_grad()
+def test_teacher_forced_likelihood_is_the_product_of_the_sampling_steps():
+    dec = decoder()
+    z, _ = batch(4)
+    g = torch.Generator().manual_seed(3)
+    x = torch.zeros(4, *SHAPE)
+    flat = x.view(4, -1)
+    step_logits = torch.empty(4, D)
+    for i in range(D):  # draw pixel by pixel, as sampling and the decoding codec do
+        logits = dec(z, x).reshape(4, -1)
+        step_logits[:, i] = logits[:, i]
+        flat[:, i] = torch.bernoulli(torch.sigmoid(logits[:, i]), generator=g)
+    forced = dec(z, x).reshape(4, -1)
+    assert torch.equal(forced, step_logits)  # in every bit: what the codec relies on
+    p = torch.sigmoid(step_logits.double())
+    log_product = torch.where(flat.double() > 0, p, 1 - p).log().sum(1)
+    nll = torch.nn.functional.binary_cross_entropy_with_logits(forced, flat, reduction="none").sum(1)
+    assert torch.allclose(-nll.double(), log_product, atol=1e-4)
+
+
+def test_no_blind_spot_every_earlier_pixel_reaches_the_output():
+    dec = decoder()
+    assert receptive_field_complete(SHAPE, 4, 5)
+    z, x = batch(1)
+    for r, c in ((7, 7), (4, 3), (1, 0)):
+        xg = x.clone().requires_grad_()
+        dec(z, xg)[0, 0, r, c].backward()
+        reads = xg.grad.reshape(-1) != 0
+        pos = r * 8 + c
+        assert reads[:pos].all(), f"({r}, {c}) misses {(~reads[:pos]).nonzero().flatten().tolist()}"
+        assert not reads[pos:].any()
+    # the pixels up and to the right are where a masked-convolution PixelCNN is blind
+    xg = x.clone().requires_grad_()
+    dec(z, xg)[0, 0, 4, 1].backward()
+    assert (xg.grad[0, 0, 3, 2:] != 0).all()
+
+
+def test_z_enters_every_layer():
+    dec = decoder(spatial=2)
+    z, x = batch()
+    dec(z, x).sum().backward()
+    for i, layer in enumerate(dec.layers):
+        for lin in (layer.cond_v, layer.cond_h, layer.map_v, layer.map_h):
+            assert lin.weight.grad is not None and lin.weight.grad.abs().sum() > 0, i
+
+
+def test_bad_options_are_refused():
+    for kw in ({"kernel": 4}, {"layers": 0}, {"channels": 0}):
+        with pytest.raises(ValueError):
+            decoder(**kw)
+    with pytest.raises(ValueError, match="one-channel"):
+        PixelCNNDecoder((3, 8, 8), 6)
+
+
+@torch.no_grad()
+def test_sampling_is_batched_and_reproducible():
+    dec = decoder()
+    z, _ = batch(5)
+    loss = Trainer(small(prior="vae")).loss
+    a = dec.sample(z, loss, torch.Generator().manual_seed(0))
+    b = dec.sample(z, loss, torch.Generator().manual_seed(0))
+    assert a.shape == (5, *SHAPE) and torch.equal(a, b)
+    assert ((a == 0) | (a == 1)).all()
+
+
+def small(**kw) -> RunConfig:
+    base = dict(decoder="pixelcnn", decoder_options={"layers": 3, "channels": 8},
+                latent_dim=6, encoder_hidden="64", prior_hidden=32, batch_size=64,
+                train_limit=300, test_limit=24, epochs=1)
+    base.update(kw)
+    return RunConfig(**base)
+
+
+@pytest.mark.parametrize("prior", ["vae", "acn"])
+def test_train_daydream_and_code_exactly(prior):
+    t = Trainer(small(prior=prior))
+    (m,) = t.fit()
+    assert math.isfinite(m["test_nats"]) and m["train_kl"] > 0
+    if prior == "acn":
+        frames = daydream(t, 2, 2)
+        assert frames.shape == (2, 3, *SHAPE) and ((frames == 0) | (frames == 1)).all()
+    images = t.test_x.numpy()
+    for mode in ("ordered", "set"):
+        coded = compress(t, images, mode)
+        out = decompress(t, coded.data)
+        if mode == "ordered":
+            assert np.array_equal(out, images)
+        else:
+            assert sorted(r.tobytes() for r in out) == sorted(r.tobytes() for r in images)
+
+
+def test_cli_decoder_options(tmp_path):
+    runner = CliRunner()
+    args = ["run", "--decoder", "pixelcnn", "--decoder-option", "channels=8", "--latent-dim", "6",
+            "--encoder-hidden", "32", "--prior", "vae", "--train-limit", "100",
+            "--test-limit", "10", "--epochs", "1", "--json"]
+    res = runner.invoke(main, [*args, "--decoder-option", "layers=2", "--decoder-option",
+                               "kernel=3", "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert cfg["decoder_options"] == {"channels": 8, "layers": 2, "kernel": 3}
+    res = runner.invoke(main, [*args, "--decoder-option", "layers", "--out", str(tmp_path / "b")])
+    assert res.exit_code == 2 and "KEY=VALUE" in res.output
+    res = runner.invoke(main, [*args, "--decoder-option", "kernel=4", "--out", str(tmp_path / "c")])
+    assert res.exit_code == 2 and "odd kernel" in res.output
+    res = runner.invoke(main, [*args, "--decoder-option", "depth=4", "--out", str(tmp_path / "d")])
+    assert res.exit_code == 2 and "does not take option 'depth'" in res.output
