@@ -155,6 +155,7 @@ def test_knn_accuracy_equals_sklearn_and_is_reported_every_epoch():
     from acnkit.evaluate import knn_accuracy
 
     t = trained(prior="vae")
+    assert 0 <= held_out_figures(t)["test_knn5_accuracy"] <= 1
     g = torch.Generator().manual_seed(0)
     train_codes, test_codes = torch.randn(400, 6, generator=g), torch.randn(300, 6, generator=g)
     t.train_y = torch.randint(0, 4, (400,), generator=g)
@@ -162,4 +163,3 @@ def test_knn_accuracy_equals_sklearn_and_is_reported_every_epoch():
     clf = KNeighborsClassifier(5).fit(train_codes.numpy(), t.train_y.numpy())
     expected = float((clf.predict(test_codes.numpy()) == t.test_y.numpy()).mean())
     assert knn_accuracy(t, 5, train_codes, test_codes) == pytest.approx(expected, abs=1e-12)
-    assert 0 <= held_out_figures(t)["test_knn5_accuracy"] <= 1
