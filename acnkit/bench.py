@@ -6,6 +6,7 @@ machine shifts all of them together. Times are medians over repeated measurement
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable
@@ -250,7 +251,7 @@ def bench_chain(n: int, dim: int, codes: torch.Tensor | None = None) -> dict[str
 
 def blog_config(data: str, **overrides: Any) -> RunConfig:
     """The blog's setup: MLP 784-512-20, single-Gaussian prior with one hidden layer of 512."""
-    base = dict(data=data, latent_dim=20, encoder_hidden="512", decoder_hidden="512",
+    base: dict[str, Any] = dict(data=data, latent_dim=20, encoder_hidden="512", decoder_hidden="512",
                 prior_hidden=512, prior_layers=1, mixtures=1, batch_size=128,
                 posterior="learned", epochs=1)
     base.update(overrides)
@@ -354,16 +355,21 @@ def profile_epoch(trainer: Trainer) -> dict[str, float]:
 
 
 def bench_epoch(data: str, searchers: list[str], repeats: int = 1, device: str = "cpu",
-                train_limit: int | None = None, data_dir: str | None = None) -> dict[str, Any]:
+                train_limit: int | None = None, data_dir: str | None = None,
+                base: RunConfig | None = None) -> dict[str, Any]:
     """One training epoch of the VAE and of ACN with each searcher, phase by phase,
-    interleaved ``repeats`` times in this process; medians reported."""
-    trainers = {"vae": Trainer(blog_config(data, prior="vae", device=device,
-                                           train_limit=train_limit, data_dir=data_dir))}
+    interleaved ``repeats`` times in this process; medians reported. ``base`` gives the
+    nets (default: the blog configuration); data, device, limit and searcher are set here."""
+
+    def config(**kw: Any) -> RunConfig:
+        kw.update(device=device, train_limit=train_limit, data_dir=data_dir, epochs=1)
+        return blog_config(data, **kw) if base is None else \
+            dataclasses.replace(base, data=data, **kw).validate()
+
+    trainers = {"vae": Trainer(config(prior="vae"))}
     dataset = trainers["vae"].data
     for s in searchers:
-        trainers[s] = Trainer(blog_config(data, prior="acn", search=s, device=device,
-                                          train_limit=train_limit, data_dir=data_dir),
-                              dataset=dataset)
+        trainers[s] = Trainer(config(prior="acn", search=s), dataset=dataset)
     runs: dict[str, list[dict[str, float]]] = {key: [] for key in trainers}
     for _ in range(repeats):
         for key, trainer in trainers.items():
@@ -375,6 +381,8 @@ def bench_epoch(data: str, searchers: list[str], repeats: int = 1, device: str =
     vae = median("vae")
     return {
         "data": data, "n": len(trainers["vae"].train_x), "repeats": repeats,
+        "nets": "blog configuration" if base is None else
+        f"decoder {base.decoder} {base.decoder_options or ''}, encoder {base.encoder}".strip(),
         "vae_epoch_seconds": vae["epoch"], "vae_phases": vae,
         "acn": [{"search": s, "epoch_seconds": median(s)["epoch"],
                  "search_seconds": median(s)["search"], "phases": median(s),
@@ -430,7 +438,8 @@ def bench_codec(runs: list[str], data: str, split: str = "test",
             t0 = time.perf_counter()
             result = compress(trainer, x, mode)
             t1 = time.perf_counter()
-            out = decompress(trainer, result.data)
+            stats: dict[str, Any] = {}
+            out = decompress(trainer, result.data, stats=stats)
             t2 = time.perf_counter()
             rows.append({
                 "codec": f"acnkit {c.prior}", "run": str(run), "mode": mode,
@@ -438,6 +447,8 @@ def bench_codec(runs: list[str], data: str, split: str = "test",
                 "model_bits_per_image": result.model_bits_per_image,
                 "overhead_percent": result.overhead_percent,
                 "compress_seconds": t1 - t0, "decompress_seconds": t2 - t1,
+                "decoder": c.decoder, **stats,
+                "pixel_step_ms": 1000 * stats["pixel_loop_seconds"] / max(1, stats["pixel_steps"]),
                 "round_trip": same_images(x, out, mode),
             })
     assert images is not None

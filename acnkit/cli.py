@@ -475,17 +475,21 @@ def bench_codec_cmd(run_dirs, data, split, limit, as_json):
     table = Table(title=f"{result['images']} {data} {split} images of {result['pixels']} "
                         f"binary pixels")
     for col in ("codec", "mode", "bytes", "bits/img", "model", "over", "comp s", "dec s",
-                "check"):
+                "pixel ms", "check"):
         table.add_column(col, justify="left" if col in ("codec", "mode") else "right")
     for r in result["acnkit"]:
         table.add_row(r["codec"], r["mode"], str(r["bytes"]), f"{r['bits_per_image']:.1f}",
                       f"{r['model_bits_per_image']:.1f}", f"{r['overhead_percent']:+.2f} %",
                       f"{r['compress_seconds']:.1f}", f"{r['decompress_seconds']:.1f}",
+                      f"{r['pixel_step_ms']:.2f}" if r["pixel_steps"] else "-",
                       "exact" if r["round_trip"] else "FAILED")
     for r in result["classic"]:
         table.add_row(r["codec"], "ordered", str(r["bytes"]), f"{r['bits_per_image']:.1f}",
-                      "", "", "", "", "")
+                      "", "", "", "", "", "")
     Console().print(table)
+    if any(r["pixel_steps"] for r in result["acnkit"]):
+        Console().print("pixel ms: milliseconds per pixel of an autoregressive decoder's "
+                        "decoding loop (one decoder call each)")
 
 
 @bench.command("epoch")
@@ -495,10 +499,14 @@ def bench_codec_cmd(run_dirs, data, split, limit, as_json):
 @click.option("--repeat", default=1, show_default=True, help="Interleaved repetitions (median).")
 @click.option("--train-limit", default=None, type=int, help="Use only the first N images.")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="TOML file of the nets to time (e.g. configs/pixelcnn.toml) instead of "
+                   "the blog configuration.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def bench_epoch_cmd(data, data_dir, names, repeat, train_limit, device, as_json):
+def bench_epoch_cmd(data, data_dir, names, repeat, train_limit, device, config_file, as_json):
     """One training epoch of the VAE and of ACN with each searcher, blog configuration
-    (MLP 784-512-20, single-Gaussian prior with one hidden layer of 512, batch 128)."""
+    (MLP 784-512-20, single-Gaussian prior with one hidden layer of 512, batch 128) or
+    the nets of --config."""
     from .bench import bench_epoch
 
     if data is None:
@@ -512,8 +520,9 @@ def bench_epoch_cmd(data, data_dir, names, repeat, train_limit, device, as_json)
         raise click.UsageError("--repeat must be >= 1")
     if train_limit is not None and train_limit < 2:
         raise click.UsageError("--train-limit must be >= 2")
+    base = RunConfig.from_toml(config_file) if config_file else None
     result = bench_epoch(data, names, repeats=repeat, device=device, train_limit=train_limit,
-                         data_dir=data_dir)
+                         data_dir=data_dir, base=base)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -523,7 +532,7 @@ def bench_epoch_cmd(data, data_dir, names, repeat, train_limit, device, as_json)
     columns = [("vae", result["vae_phases"])] + [(f"acn + {r['search']}", r["phases"])
                                                    for r in result["acn"]]
     table = Table(title=f"seconds of one epoch on {result['data']} ({result['n']} training "
-                        f"images), blog configuration; medians of {result['repeats']}")
+                        f"images), {result['nets']}; medians of {result['repeats']}")
     table.add_column("phase")
     for name, _ in columns:
         table.add_column(name, justify="right")
@@ -734,4 +743,27 @@ def daydream(run_dir: str, seeds: int, steps: int, seed: int, out: str, overwrit
     check_target(out, overwrite, "--out")
     trainer = load_trainer(run_dir, device)
     write_daydream(trainer, out, seeds, steps, seed)
+    click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--n", default=40, show_default=True, help="Images to draw (10 a row).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the sampling.")
+@click.option("--out", default="samples.png", show_default=True, help="PNG file to write.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--device", default=None, help="Run on this device (default: the run's).")
+def sample(run_dir: str, n: int, seed: int, out: str, overwrite: bool,
+           device: str | None) -> None:
+    """Draw z from an unconditional prior (a VAE's) and decode it: a PNG grid of samples
+    (an autoregressive decoder draws them pixel by pixel). ACN's samples: daydream."""
+    from .atomic import check_target
+    from .daydream import MAX_SEEDS, write_samples
+    from .runs import load_trainer
+
+    if not 1 <= n <= 4 * MAX_SEEDS:
+        raise click.UsageError(f"--n must be 1-{4 * MAX_SEEDS}")
+    check_target(out, overwrite, "--out")
+    trainer = load_trainer(run_dir, device)
+    write_samples(trainer, out, n, seed)
     click.echo(f"wrote {out}")

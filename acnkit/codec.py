@@ -33,6 +33,7 @@ import hashlib
 import json
 import math
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -190,6 +191,7 @@ class _Coder:
         self.bernoulli = cs.stream.model.Bernoulli(perfect=False)
         self.categorical = cs.stream.model.Categorical(perfect=False)
         self.uniform = cs.stream.model.Uniform
+        self.pixel_steps, self.pixel_seconds = 0, 0.0  # the autoregressive decoding loop
 
     # latents
     def _gauss(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -237,10 +239,13 @@ class _Coder:
         # One position at a time in raster order, each with the pixels decoded so far: the
         # sender's teacher-forced probabilities are these, since a position never reads
         # the pixels after it (their zeros here are multiplied by masked-out weights).
+        t0 = time.perf_counter()
         pixels = np.zeros(size, dtype=np.int32)
         for i in range(size):
             p = self.m.pixel_probabilities(z, pixels)[i: i + 1]
             pixels[i] = self.ans.decode(self.bernoulli, p)[0]
+        self.pixel_steps += size
+        self.pixel_seconds += time.perf_counter() - t0
         return pixels
 
     # whole numbers below n, uniformly
@@ -551,9 +556,10 @@ def read_header(data: bytes, name: str = "the file") -> tuple[dict[str, Any], np
 
 
 def decompress(trainer: Trainer, data: bytes, name: str = "the file",
-               warn: Any = None) -> np.ndarray:
+               warn: Any = None, stats: dict[str, Any] | None = None) -> np.ndarray:
     """The images of an acnkit file, shaped and typed as the input was; raises CodecError
-    for a file of another model or one that does not decode to what was coded."""
+    for a file of another model or one that does not decode to what was coded. ``stats``,
+    if given, gets the steps and seconds of an autoregressive decoder's pixel loop."""
     header, words = read_header(data, name)
     if header["model"] != fingerprint(trainer)[:32]:
         raise CodecError(f"{name} was made with another model (fingerprint "
@@ -590,6 +596,8 @@ def decompress(trainer: Trainer, data: bytes, name: str = "the file",
             if ranks is not None:
                 order = _order_from_ranks(np.append(ranks, 0))
                 images = images[np.argsort(order)]
+    if stats is not None:
+        stats.update(pixel_steps=coder.pixel_steps, pixel_loop_seconds=coder.pixel_seconds)
     if not np.array_equal(ans.get_compressed(), _seed_words(header["seed_words"])) \
             or _digest(images, mode)[:32] != header["digest"]:
         raise CodecError(f"{name} did not decode to the images it was made from (different "

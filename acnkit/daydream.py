@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .engine import Trainer
@@ -54,4 +55,30 @@ def write_daydream(trainer: Trainer, out: str | Path, seeds: int, steps: int,
     frames = daydream(trainer, seeds, steps, seed)
     images = frames[:, :, 0].numpy()  # first channel
     image_grid(images, out, col_labels=["data"] + [f"step {i}" for i in range(1, steps + 1)])
+    return Path(out)
+
+
+@torch.no_grad()
+def prior_samples(trainer: Trainer, n: int, seed: int = 0) -> torch.Tensor:
+    """Images (n, *image_shape) decoded from z ~ p(z) of an unconditional prior: sampled
+    0/1 images with a binary likelihood (pixel by pixel for an autoregressive decoder),
+    else the likelihood's mean."""
+    if trainer.conditional:
+        raise UsageError(f"prior {trainer.config.prior!r} is conditioned on a neighbour's "
+                         f"code; its samples are its daydreams: acnkit daydream RUN")
+    trainer.model.eval()
+    noise = torch.Generator(device=trainer.device).manual_seed(seed)
+    z = trainer.prior.sample(None, n, noise)
+    if trainer.loss.binary or trainer.decoder.autoregressive:
+        return trainer.decoder.sample(z, trainer.loss, noise).cpu()
+    return trainer.loss.mean(trainer.decoder(z)).cpu()
+
+
+def write_samples(trainer: Trainer, out: str | Path, n: int, seed: int = 0,
+                  per_row: int = 10) -> Path:
+    images = prior_samples(trainer, n, seed)[:, 0].numpy()  # first channel
+    rows = -(-n // per_row)
+    grid = np.zeros((rows * per_row, *images.shape[1:]), dtype=images.dtype)
+    grid[:n] = images
+    image_grid(grid.reshape(rows, per_row, *images.shape[1:]), out)
     return Path(out)

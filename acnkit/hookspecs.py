@@ -46,9 +46,15 @@ def register_decoders(register):
     """Register decoder factories.
 
     A factory is called as ``factory(image_shape, latent_dim, **options)`` (options:
-    ``hidden`` from ``--decoder-hidden``, ``channels`` from ``--channels`` when given) and
-    returns an :class:`acnkit.interfaces.Decoder` mapping ``z`` of shape (B, latent_dim) to
-    likelihood parameters of shape (B, *image_shape). Kit: ``acnkit.testing.check_decoder``.
+    ``hidden`` from ``--decoder-hidden``, ``channels`` from ``--channels`` when given, and
+    every key of ``--decoder-option KEY=VALUE`` / a config file's ``[decoder_options]``,
+    which win) and returns an :class:`acnkit.interfaces.Decoder` giving likelihood
+    parameters of shape (B, *image_shape) for ``z`` of shape (B, latent_dim): from
+    ``forward(z)`` for pixels independent given z, or, with ``autoregressive = True``,
+    from ``forward(z, x)`` teacher-forced, each position reading only the pixels of ``x``
+    before it in raster order. The engine, daydreams and the codec use
+    ``Decoder.params``, ``nll`` and ``sample``, which serve both kinds.
+    Kit: ``acnkit.testing.check_decoder`` (causality and teacher forcing included).
     """
 
 

@@ -22,12 +22,14 @@ def _save(fig: Any, path: str | Path) -> None:
 
 def plot_compare(histories: dict[str, list[dict[str, Any]]], path: str | Path,
                  title: str = "") -> None:
-    """Left: the training objective and its KL per epoch; right: the held-out code length
-    in ordered mode (the data back in their order, the same mode for every prior)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False)
+    """Left: the training objective and its KL per epoch; middle: the held-out code length
+    in ordered mode (the data back in their order, the same mode for every prior); right:
+    the KL alone on its own scale (how much the codes carry: near 0 is posterior collapse)
+    and the 5-NN accuracy of the held-out codes."""
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4), sharey=False)
     panels = (("train_nats", "train_kl", "training objective (nats per image)"),
               ("test_nats_ordered", "test_kl", "held-out code length, ordered mode (nats per image)"))
-    for ax, (total, kl, heading) in zip(axes, panels, strict=True):
+    for ax, (total, kl, heading) in zip(axes[:2], panels, strict=True):
         for prior, history in histories.items():
             epochs = [m["epoch"] for m in history]
             line, = ax.plot(epochs, [m[total] for m in history], marker="o", label=f"{prior} total")
@@ -38,6 +40,26 @@ def plot_compare(histories: dict[str, list[dict[str, Any]]], path: str | Path,
         ax.set_ylabel("nats")
         ax.grid(alpha=0.3)
         ax.legend()
+    ax, acc = axes[2], axes[2].twinx()
+    for prior, history in histories.items():
+        epochs = [m["epoch"] for m in history]
+        line, = ax.plot(epochs, [m["train_kl"] for m in history], marker="o",
+                        label=f"{prior} KL, training")
+        ax.plot(epochs, [m["test_kl"] for m in history], linestyle="--", color=line.get_color(),
+                label=f"{prior} KL, held out")
+        if all("test_knn5_accuracy" in m for m in history):
+            acc.plot(epochs, [m["test_knn5_accuracy"] for m in history], linestyle=":",
+                     color=line.get_color(), label=f"{prior} 5-NN accuracy")
+    ax.set_title("KL per image (nats) and 5-NN accuracy of the codes", fontsize=10)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats")
+    ax.set_ylim(bottom=0)
+    acc.set_ylabel("5-NN accuracy")
+    acc.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    lines = ax.get_legend_handles_labels()
+    more = acc.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7)
     if title:
         fig.suptitle(title)
     _save(fig, path)

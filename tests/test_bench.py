@@ -50,6 +50,48 @@ def test_bench_epoch_json():
     assert abs(acn["ratio"] - acn["epoch_seconds"] / result["vae_epoch_seconds"]) < 1e-9
 
 
+def test_bench_epoch_times_the_nets_of_a_config_file(tmp_path):
+    config = tmp_path / "pc.toml"
+    config.write_text('decoder = "pixelcnn"\nlatent_dim = 4\nencoder_hidden = "32"\n'
+                      'prior_hidden = 16\n[decoder_options]\nchannels = 4\nlayers = 2\n')
+    r = CliRunner().invoke(main, ["bench", "epoch", "--data", "digits", "--search", "torch",
+                                  "--train-limit", "128", "--config", str(config), "--json"])
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert "pixelcnn" in result["nets"] and result["vae_phases"]["decoder forward"] > 0
+
+
+def test_bench_codec_times_an_autoregressive_decoders_pixel_loop(tmp_path):
+    out = tmp_path / "r"
+    assert CliRunner().invoke(main, [
+        "run", "--epochs", "1", "--train-limit", "200", "--latent-dim", "4", "--prior", "vae",
+        "--decoder", "pixelcnn", "--decoder-option", "channels=4", "--decoder-option",
+        "layers=2", "--out", str(out)]).exit_code == 0
+    r = CliRunner().invoke(main, ["bench", "codec", str(out), "--data", "digits", "--limit",
+                                  "5", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)["acnkit"]
+    assert all(row["round_trip"] and row["decoder"] == "pixelcnn" for row in rows)
+    assert [row["pixel_steps"] for row in rows] == [5 * 64, 5 * 64]
+    assert all(0 < row["pixel_loop_seconds"] <= row["decompress_seconds"] for row in rows)
+
+
+def test_sample_draws_a_vaes_prior_and_refuses_acn(tmp_path):
+    out = tmp_path / "r"
+    for prior in ("vae", "acn"):
+        assert CliRunner().invoke(main, [
+            "run", "--epochs", "1", "--train-limit", "200", "--latent-dim", "4", "--prior", prior,
+            "--decoder", "pixelcnn", "--decoder-option", "channels=4", "--decoder-option",
+            "layers=2", "--out", str(out / prior)]).exit_code == 0
+    png = tmp_path / "s.png"
+    r = CliRunner().invoke(main, ["sample", str(out / "vae"), "--n", "12", "--out", str(png)])
+    assert r.exit_code == 0 and png.stat().st_size > 0, r.output
+    r = CliRunner().invoke(main, ["sample", str(out / "vae"), "--n", "12", "--out", str(png)])
+    assert r.exit_code == 2 and "exists" in r.output  # nothing overwritten
+    r = CliRunner().invoke(main, ["sample", str(out / "acn"), "--out", str(tmp_path / "t.png")])
+    assert r.exit_code == 2 and "acnkit daydream" in r.output
+
+
 def test_bench_memory_json():
     r = CliRunner().invoke(main, ["bench", "memory", "--n", "20000", "--dim", "8"])
     assert r.exit_code == 0, r.output
