@@ -1,9 +1,9 @@
 /* Exact K-nearest-neighbour candidates without a B x N distance matrix (AVX-512).
  *
- * For a block of QB = 8 queries and 32 store rows at a time, the scores
- * s_j = |c_j|^2 - 2 q.c_j are accumulated in sixteen vector registers over the code
- * dimensions (the store is kept transposed, d x ld, so that 16 consecutive rows are one
- * load) and compared at once with each query's current K-th best score; only the rare
+ * For a block of QB = 6 queries and 64 store rows at a time, the scores
+ * s_j = |c_j|^2 - 2 q.c_j are accumulated in 24 vector registers over the code dimensions
+ * (the store is kept transposed, d x ld, so that 16 consecutive rows are one load; each
+ * step of the dimension loop is 4 loads and 6 broadcasts for 24 FMAs) and compared at once with each query's current K-th best score; only the rare
  * lanes that beat it are looked at one by one. No score is written to memory, so the
  * arithmetic, not the memory traffic, sets the pace: on a 128 x 60 000 x 20 search this
  * one thread is faster than the chunked torch kernel on two (docs/performance.md).
@@ -36,7 +36,16 @@ int acnkit_fused_available(void) {
 #ifdef __AVX512F__
 #include <immintrin.h>
 
-#define QB 8 /* queries per block: sixteen accumulators (two row vectors each) */
+#ifndef QB
+#define QB 6 /* queries per block */
+#endif
+#ifndef RV
+#define RV 4 /* row vectors of 16 per block: QB x RV = 24 accumulators of the 32 registers */
+#endif
+#define RB (16 * RV) /* rows per block; the transposed store is padded to a multiple of 64 */
+#if 64 % RB != 0
+#error "RB must divide the store's padding of 64 rows"
+#endif
 #define CHUNK_ROWS 2048 /* 2048 rows x d floats: 160 KiB at d = 20, within L2 */
 
 /* Insert (score, row) into the ascending list best[0..kk) if it beats the last entry. */
@@ -76,10 +85,6 @@ static inline void harvest(__m512 v, int64_t j, int64_t n, float *bs, int64_t *b
 }
 #endif
 
-/* Queries [q0, q1) of q (b x d, row-major, d <= 64) against the transposed store ct (d x ld,
- * ld a multiple of 32, padding rows with norm +inf). excl: b x n_excl rows never returned
- * (-1 pads) or NULL; banned: n flags or NULL. Output: b x kk ascending scores and rows
- * (+inf and -1 where fewer rows are eligible). */
 #ifdef __AVX512F__
 /* Query blocks [blk0, blk1) against every row, chunk by chunk. */
 static void run_blocks(const float *ct, const float *norms, int64_t n, int64_t ld, int64_t d,
@@ -104,30 +109,29 @@ static void run_blocks(const float *ct, const float *norms, int64_t n, int64_t l
                 bi[i] = real ? out_i + (i0 + i) * kk : pad_i + i * kk;
                 ex[i] = real && excl ? excl + (i0 + i) * n_excl : NULL;
             }
-            for (int64_t j = j0; j < j1; j += 32) {
+            for (int64_t j = j0; j < j1; j += RB) {
                 const float *cp = ct + j;
-                __m512 b0 = _mm512_loadu_ps(norms + j), b1 = _mm512_loadu_ps(norms + j + 16);
-                __m512 a[QB], c[QB];
-                for (int i = 0; i < QB; i++) {
-                    a[i] = b0;
-                    c[i] = b1;
+                __m512 acc[QB][RV];
+                for (int r = 0; r < RV; r++) {
+                    __m512 nr = _mm512_loadu_ps(norms + j + 16 * r);
+                    for (int i = 0; i < QB; i++) acc[i][r] = nr;
                 }
                 for (int64_t t = 0; t < d; t++) {
-                    __m512 x = _mm512_loadu_ps(cp + t * ld);
-                    __m512 y = _mm512_loadu_ps(cp + t * ld + 16);
+                    __m512 x[RV];
+                    for (int r = 0; r < RV; r++) x[r] = _mm512_loadu_ps(cp + t * ld + 16 * r);
                     const float *w = w0 + t * QB;
                     for (int i = 0; i < QB; i++) {
                         __m512 wi = _mm512_set1_ps(w[i]);
-                        a[i] = _mm512_fmadd_ps(wi, x, a[i]);
-                        c[i] = _mm512_fmadd_ps(wi, y, c[i]);
+                        for (int r = 0; r < RV; r++) acc[i][r] = _mm512_fmadd_ps(wi, x[r], acc[i][r]);
                     }
                 }
                 for (int i = 0; i < QB; i++) {
-                    __m512 thr = _mm512_set1_ps(bs[i][kk - 1]);
-                    if (!_mm512_cmp_ps_mask(_mm512_min_ps(a[i], c[i]), thr, _CMP_LT_OQ))
+                    __m512 lo = acc[i][0];
+                    for (int r = 1; r < RV; r++) lo = _mm512_min_ps(lo, acc[i][r]);
+                    if (!_mm512_cmp_ps_mask(lo, _mm512_set1_ps(bs[i][kk - 1]), _CMP_LT_OQ))
                         continue;
-                    harvest(a[i], j, n, bs[i], bi[i], kk, ex[i], n_excl, banned);
-                    harvest(c[i], j + 16, n, bs[i], bi[i], kk, ex[i], n_excl, banned);
+                    for (int r = 0; r < RV; r++)
+                        harvest(acc[i][r], j + 16 * r, n, bs[i], bi[i], kk, ex[i], n_excl, banned);
                 }
             }
         }
@@ -136,7 +140,7 @@ static void run_blocks(const float *ct, const float *norms, int64_t n, int64_t l
 #endif
 
 /* Queries [q0, q1) of q (b x d, row-major, d <= 64) against the transposed store ct (d x ld,
- * ld a multiple of 32, padding rows with norm +inf). excl: b x n_excl rows never returned
+ * ld a multiple of acnkit_fused_lanes(), padding rows with norm +inf). excl: b x n_excl rows never returned
  * (-1 pads) or NULL; banned: n flags or NULL. Output: b x kk ascending scores and rows
  * (+inf and -1 where fewer rows are eligible). With OpenMP the query blocks are shared out
  * among the threads of the OpenMP runtime already loaded, torch's, whose workers are the

@@ -616,6 +616,11 @@ def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, resume: 
             console.print(f"final {histories[b][-1]['eval_split']} code length, {mode} mode: "
                           f"{b} {tb:.2f} vs {a} {ta:.2f} nats per image: {b} is "
                           f"{abs(ta - tb):.2f} nats ({abs(ta - tb) / ta:.1%}) {side} {a}")
+        last = {p: histories[p][-1] for p in (a, b)}
+        if all("test_knn5_accuracy" in m for m in last.values()):
+            console.print("final KL per image and 5-NN accuracy of the codes: " + "; ".join(
+                f"{p} {m['test_kl']:.2f} nats, {m['test_knn5_accuracy']:.3f}"
+                for p, m in last.items()))
     console.print(f"wrote {Path(out) / 'compare.csv'} and {Path(out) / 'compare.png'}")
 
 

@@ -170,7 +170,7 @@ FUSED_MAX_DIM = FUSED_MAX_CANDIDATES = 64
 #: candidates the kernel keeps beyond k (and the exclusions), re-scored exactly after: its
 #: scores |c|^2 - 2 q.c lose digits to cancellation, the re-scoring does not
 FUSED_SLACK = 2
-_LANES = 32  # rows the kernel takes at a time: the transposed store is padded to a multiple
+_LANES = 64  # the transposed store is padded to a multiple of the rows the kernel takes at a time
 
 _fused: Any = None
 
