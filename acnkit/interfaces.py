@@ -53,8 +53,8 @@ class Decoder(nn.Module, ABC):
     def forward(self, z: Tensor, *x: Tensor) -> Tensor: ...
 
     def params(self, z: Tensor, x: Tensor | None = None) -> Tensor:
-        """Likelihood parameters (B, *image_shape); ``x`` is required (teacher forcing) and
-        only used by an autoregressive decoder."""
+        """Likelihood parameters (B, *image_shape). ``x``: the images, which an
+        autoregressive decoder needs (teacher forcing) and any other ignores."""
         if not self.autoregressive:
             return self(z)
         if x is None:
