@@ -53,6 +53,12 @@ class _StackConv(nn.Module):
         return self.conv(F.pad(t, self.pad))
 
 
+def _whole(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    return int(value)
+
+
 def _gate(t: Tensor) -> Tensor:
     a, b = t.chunk(2, dim=1)
     return torch.tanh(a) * torch.sigmoid(b)
@@ -100,7 +106,10 @@ class PixelCNNDecoder(Decoder):
         if len(image_shape) != 3 or image_shape[0] != 1:
             raise ValueError(f"pixelcnn codes one-channel images (1, H, W), got shape "
                              f"{tuple(image_shape)}")
-        channels = 32 if channels is None else int(str(channels).split("-")[0])
+        channels = 32 if channels is None else _whole("channels", channels)
+        layers, kernel, spatial = (_whole(k, v) for k, v in
+                                   (("layers", layers), ("kernel", kernel), ("spatial", spatial)))
+        out_hidden = None if out_hidden is None else _whole("out_hidden", out_hidden)
         if channels < 1 or layers < 1 or kernel < 3 or kernel % 2 == 0 or spatial < 0:
             raise ValueError(f"pixelcnn needs channels >= 1, layers >= 1, an odd kernel >= 3 "
                              f"and spatial >= 0; got {channels}, {layers}, {kernel}, {spatial}")

@@ -93,7 +93,8 @@ def test_z_enters_every_layer():
 
 
 def test_bad_options_are_refused():
-    for kw in ({"kernel": 4}, {"layers": 0}, {"channels": 0}):
+    for kw in ({"kernel": 4}, {"layers": 0}, {"channels": 0}, {"kernel": "x"},
+               {"layers": 2.5}, {"spatial": True}):
         with pytest.raises(ValueError):
             decoder(**kw)
     with pytest.raises(ValueError, match="one-channel"):
