@@ -1,9 +1,9 @@
 /* Exact K-nearest-neighbour candidates without a B x N distance matrix (AVX-512).
  *
- * For a block of QB = 6 queries and 64 store rows at a time, the scores
- * s_j = |c_j|^2 - 2 q.c_j are accumulated in 24 vector registers over the code dimensions
- * (the store is kept transposed, d x ld, so that 16 consecutive rows are one load; each
- * step of the dimension loop is 4 loads and 6 broadcasts for 24 FMAs) and compared at once with each query's current K-th best score; only the rare
+ * For a block of QB = 8 queries and 32 store rows at a time, the scores
+ * s_j = |c_j|^2 - 2 q.c_j are accumulated in 16 vector registers over the code dimensions
+ * (the store is kept transposed, d x ld, so that 16 consecutive rows are one load) and
+ * compared at once with each query's current K-th best score; only the rare
  * lanes that beat it are looked at one by one. No score is written to memory, so the
  * arithmetic, not the memory traffic, sets the pace: on a 128 x 60 000 x 20 search this
  * one thread is faster than the chunked torch kernel on two (docs/performance.md).
@@ -37,10 +37,10 @@ int acnkit_fused_available(void) {
 #include <immintrin.h>
 
 #ifndef QB
-#define QB 6 /* queries per block */
+#define QB 8 /* queries per block */
 #endif
 #ifndef RV
-#define RV 4 /* row vectors of 16 per block: QB x RV = 24 accumulators of the 32 registers */
+#define RV 2 /* row vectors of 16 per block: QB x RV = 16 accumulators of the 32 registers */
 #endif
 #define RB (16 * RV) /* rows per block; the transposed store is padded to a multiple of 64 */
 #if 64 % RB != 0
