@@ -19,8 +19,6 @@ probabilities and those of step-by-step decoding agree in every bit.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -137,16 +135,11 @@ class PixelCNNDecoder(Decoder):
 
 
 def receptive_field_complete(image_shape: tuple[int, ...], layers: int, kernel: int) -> bool:
-    """Whether the last pixel reads every earlier pixel: each layer widens the field by
-    kernel // 2 rows up and columns either side."""
+    """Whether the last pixel reads every earlier pixel (a sufficient test): L layers read
+    L * (kernel // 2) + 1 rows up and pixels to the left, L * (kernel // 2) columns either
+    side in the rows above."""
     _, height, width = image_shape
     return layers * (kernel // 2) >= max(height - 1, width - 1)
-
-
-def default_layers(image_shape: tuple[int, ...], kernel: int = 5) -> int:
-    """The fewest layers whose field covers every earlier pixel of the image."""
-    _, height, width = image_shape
-    return math.ceil(max(height - 1, width - 1) / (kernel // 2))
 
 
 @acnkit.hookimpl
