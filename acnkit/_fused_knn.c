@@ -140,7 +140,7 @@ static void run_blocks(const float *ct, const float *norms, int64_t n, int64_t l
 #endif
 
 /* Queries [q0, q1) of q (b x d, row-major, d <= 64) against the transposed store ct (d x ld,
- * ld a multiple of acnkit_fused_lanes(), padding rows with norm +inf). excl: b x n_excl rows never returned
+ * ld a multiple of 64, padding rows with norm +inf). excl: b x n_excl rows never returned
  * (-1 pads) or NULL; banned: n flags or NULL. Output: b x kk ascending scores and rows
  * (+inf and -1 where fewer rows are eligible). With OpenMP the query blocks are shared out
  * among the threads of the OpenMP runtime already loaded, torch's, whose workers are the

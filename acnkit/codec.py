@@ -136,7 +136,7 @@ class _Model:
 
     @property
     def autoregressive(self) -> bool:
-        return bool(getattr(self.t.decoder, "autoregressive", False))
+        return self.t.decoder.autoregressive
 
     @torch.no_grad()
     def pixel_probabilities(self, z: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
@@ -237,8 +237,8 @@ class _Coder:
         if not self.m.autoregressive:
             return self.ans.decode(self.bernoulli, self.m.pixel_probabilities(z))
         # One position at a time in raster order, each with the pixels decoded so far: the
-        # sender's teacher-forced probabilities are these, since a position never reads
-        # the pixels after it (their zeros here are multiplied by masked-out weights).
+        # sender's teacher-forced probabilities are these, bit for bit, since a position's
+        # output is computed without the pixels after it (zeros here; check_decoder tests it).
         t0 = time.perf_counter()
         pixels = np.zeros(size, dtype=np.int32)
         for i in range(size):

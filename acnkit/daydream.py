@@ -19,6 +19,15 @@ from .plots import image_grid
 MAX_SEEDS, MAX_STEPS = 64, 100
 
 
+def _decode(trainer: Trainer, z: torch.Tensor, noise: torch.Generator) -> torch.Tensor:
+    """Images for latents z: sampled 0/1 images with a binary likelihood (the chain's next
+    state is an image, not probabilities) or an autoregressive decoder (which has no
+    probabilities without the pixels drawn before); otherwise the likelihood's mean."""
+    if trainer.loss.binary or trainer.decoder.autoregressive:
+        return trainer.decoder.sample(z, trainer.loss, noise)
+    return trainer.loss.mean(trainer.decoder(z))
+
+
 @torch.no_grad()
 def daydream(trainer: Trainer, seeds: int, steps: int, seed: int = 0,
              split: str = "test") -> torch.Tensor:
@@ -40,12 +49,7 @@ def daydream(trainer: Trainer, seeds: int, steps: int, seed: int = 0,
     for _ in range(steps):
         code = trainer.encoder(x).mean
         z = trainer.prior.sample(code, len(code), noise)
-        if trainer.loss.binary or trainer.decoder.autoregressive:
-            # the chain's next state is an image, not probabilities (and an autoregressive
-            # decoder has no probabilities without the pixels drawn before)
-            x = trainer.decoder.sample(z, trainer.loss, noise)
-        else:
-            x = trainer.loss.mean(trainer.decoder(z))
+        x = _decode(trainer, z, noise)
         frames.append(x)
     return torch.stack(frames, 1).cpu()
 
@@ -68,10 +72,7 @@ def prior_samples(trainer: Trainer, n: int, seed: int = 0) -> torch.Tensor:
                          f"code; its samples are its daydreams: acnkit daydream RUN")
     trainer.model.eval()
     noise = torch.Generator(device=trainer.device).manual_seed(seed)
-    z = trainer.prior.sample(None, n, noise)
-    if trainer.loss.binary or trainer.decoder.autoregressive:
-        return trainer.decoder.sample(z, trainer.loss, noise).cpu()
-    return trainer.loss.mean(trainer.decoder(z)).cpu()
+    return _decode(trainer, trainer.prior.sample(None, n, noise), noise).cpu()
 
 
 def write_samples(trainer: Trainer, out: str | Path, n: int, seed: int = 0,
