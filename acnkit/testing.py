@@ -206,12 +206,14 @@ def check_prior_codable(prior_factory: Callable[[int], torch.nn.Module], latent_
 
 # ---------------------------------------------------------------- the other kinds
 
-def _batch_independent(fn: Callable[[Tensor], Tensor], inputs: Tensor, what: str) -> None:
-    """Row i of a batch's output depends on row i of its input alone (in eval mode): the
+def _batch_independent(fn: Callable[..., Tensor], inputs: Tensor | tuple[Tensor, ...],
+                       what: str) -> None:
+    """Row i of a batch's output depends on row i of its input(s) alone (in eval mode): the
     codec and the evaluation batch differently from training."""
-    whole = fn(inputs)
-    for i in (0, len(inputs) - 1):
-        alone = fn(inputs[i: i + 1])
+    args = inputs if isinstance(inputs, tuple) else (inputs,)
+    whole = fn(*args)
+    for i in (0, len(args[0]) - 1):
+        alone = fn(*(a[i: i + 1] for a in args))
         assert torch.allclose(whole[i: i + 1], alone, atol=1e-5, rtol=1e-4), (
             f"{what} of one datum changes with the rest of its batch")
 
@@ -296,11 +298,7 @@ def check_decoder(factory: Callable[..., torch.nn.Module],
     dec.eval()
     loss = _BinaryLoss()
     with torch.no_grad():
-        whole = dec.params(z, x)
-        for i in (0, len(z) - 1):
-            alone = dec.params(z[i: i + 1], x[i: i + 1])
-            assert torch.allclose(whole[i: i + 1], alone, atol=1e-5, rtol=1e-4), (
-                "the decoder's output of one datum changes with the rest of its batch")
+        _batch_independent(dec.params, (z, x), "the decoder's output")
         drawn = dec.sample(z, loss, torch.Generator().manual_seed(1))  # type: ignore[arg-type]
         assert tuple(drawn.shape) == (5, *image_shape), (
             f"sample gave shape {tuple(drawn.shape)}, expected (5, *{image_shape})")
