@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .interfaces import NeighbourSearcher
+from .interfaces import Loss, NeighbourSearcher
 from .neighbours import brute_force_knn
 
 Factory = Callable[[], NeighbourSearcher]
@@ -256,8 +256,9 @@ def check_encoder(factory: Callable[..., torch.nn.Module],
             _batch_independent(lambda b, enc=enc: enc(b).mean, x, "the encoder's mean")
 
 
-class _BinaryLoss:
-    """Bernoulli logits, as the kit scores a decoder (the core names no loss plugin)."""
+class _BinaryLoss(Loss):
+    """Bernoulli logits, as the kit scores a decoder (the core names no loss plugin);
+    ``sample`` is the base class's."""
 
     binary = True
 
@@ -267,9 +268,6 @@ class _BinaryLoss:
 
     def mean(self, params: Tensor) -> Tensor:
         return torch.sigmoid(params)
-
-    def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return torch.bernoulli(self.mean(params), generator=generator)
 
 
 def check_decoder(factory: Callable[..., torch.nn.Module],
@@ -299,7 +297,7 @@ def check_decoder(factory: Callable[..., torch.nn.Module],
     loss = _BinaryLoss()
     with torch.no_grad():
         _batch_independent(dec.params, (z, x), "the decoder's output")
-        drawn = dec.sample(z, loss, torch.Generator().manual_seed(1))  # type: ignore[arg-type]
+        drawn = dec.sample(z, loss, torch.Generator().manual_seed(1))
         assert tuple(drawn.shape) == (5, *image_shape), (
             f"sample gave shape {tuple(drawn.shape)}, expected (5, *{image_shape})")
         assert ((drawn == 0) | (drawn == 1)).all(), "sample gave values other than 0 and 1"
