@@ -327,7 +327,7 @@ def bench_search_cmd(names, n, dim, batch, k, queries, codes_path, trees, search
             raise click.UsageError(f"{name} must be >= 1")
     codes = load_codes(codes_path) if codes_path else None
     reg = get_registry()
-    names = list(names) or reg.names("searcher")
+    names = list(names) or reg.nearest_searchers()
     for name in names:
         reg.get("searcher", name)
     from .bench import SEARCH_SETTINGS
@@ -513,7 +513,7 @@ def bench_epoch_cmd(data, data_dir, names, repeat, train_limit, device, config_f
         from pathlib import Path
         data = "fashion-mnist" if Path("/usr/share/datasets/fashion-mnist").is_dir() else "digits"
     reg = get_registry()
-    names = list(names) or reg.names("searcher")
+    names = list(names) or reg.nearest_searchers()
     for name in names:
         reg.get("searcher", name)
     if repeat < 1:

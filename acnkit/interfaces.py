@@ -149,10 +149,14 @@ class NeighbourSearcher(ABC):
     listed in ``exclude`` for that query (the engine passes each datum's own row) nor a row
     flagged in ``banned`` (uniqueness mode). If fewer than ``k`` rows are eligible the rest of
     the row is -1. Index-based searchers may answer from codes up to ``refresh`` batches old;
-    ``exact`` says whether answers equal brute force on the current store.
+    ``exact`` says whether answers equal brute force on the current store; ``nearest = False``
+    declares a searcher whose answers are not meant to be near at all (an ablation such as
+    the ``random`` searcher): the contract then holds it to everything but recall, and
+    benchmarks leave it out unless named.
     """
 
     exact: ClassVar[bool] = True
+    nearest: ClassVar[bool] = True
 
     @abstractmethod
     def reset(self, codes: Tensor) -> None:

@@ -44,7 +44,8 @@ LOAD_PLUGINS_ENV = "ACNKIT_LOAD_PLUGINS"
 BUILTINS: dict[str, str] = {
     name: f"acnkit_plugins.{name}"
     for name in ("vae", "acn", "mlp", "conv", "pixelcnn", "bernoulli", "datasets", "search_torch",
-                 "search_pruned", "search_sklearn", "search_annoy", "search_faiss")
+                 "search_pruned", "search_sklearn", "search_annoy", "search_faiss",
+                 "search_random")
 }
 
 #: kind of component -> name of the hook that registers it
@@ -198,6 +199,11 @@ class Registry:
     # ------------------------------------------------------------------ look-ups
     def names(self, kind: str) -> list[str]:
         return sorted(self.entries[kind])
+
+    def nearest_searchers(self) -> list[str]:
+        """Searchers meant to find near rows: what benchmarks compare when none is named."""
+        return [n for n in self.names("searcher")
+                if getattr(self.entries["searcher"][n].factory, "nearest", True)]
 
     def get(self, kind: str, name: str) -> Entry:
         try:

@@ -1,13 +1,14 @@
 """Every registered searcher against the contract in acnkit.testing."""
 
 import pytest
+import torch
 from acnkit_plugins.search_torch import TorchSearcher
 
 from acnkit.registry import get_registry
 from acnkit.testing import CHECKS, SearcherContract
 
 #: approximate searchers and the recall@5 they must reach with default settings
-RECALL_FLOORS = {"annoy": 0.8, "faiss-ivf": 0.9}
+RECALL_FLOORS = {"annoy": 0.8, "faiss-ivf": 0.9, "random": 0.0}
 
 
 def _names():
@@ -33,3 +34,27 @@ def test_contract_catches_a_searcher_that_returns_its_own_row():
     from acnkit.testing import check_self_exclusion
     with pytest.raises(AssertionError, match="own row"):
         check_self_exclusion(Leaky)
+
+
+def test_random_searcher_answers_are_not_near_and_repeat_for_the_same_queries():
+    from acnkit_plugins.search_random import RandomSearcher
+
+    from acnkit.testing import brute_force_knn, clustered_codes
+
+    codes = clustered_codes(2000, 8)
+    idx = torch.arange(0, 2000, 10)
+    first, again = RandomSearcher(), RandomSearcher()
+    first.reset(codes)
+    again.reset(codes)
+    out = first.search(codes[idx], 5, exclude=idx)
+    assert torch.equal(out, again.search(codes[idx], 5, exclude=idx))  # resumable
+    assert not torch.equal(out, first.search(codes[idx] + 1e-3, 5, exclude=idx))
+    ref = brute_force_knn(codes[idx], codes, 5, exclude=idx)
+    recall = (out.unsqueeze(2) == ref.unsqueeze(1)).any(2).float().mean().item()
+    assert recall < 0.05, f"random answers found the nearest rows {recall:.0%} of the time"
+
+
+def test_benchmarks_leave_out_searchers_not_meant_to_be_near():
+    reg = get_registry()
+    assert "random" in reg.names("searcher")
+    assert "random" not in reg.nearest_searchers() and "torch" in reg.nearest_searchers()
