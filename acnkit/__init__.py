@@ -4,30 +4,30 @@ The public API: what a script, a notebook or a plugin imports from ``acnkit`` it
 
 from __future__ import annotations
 
-import pluggy
-
-hookimpl = pluggy.HookimplMarker("acnkit")
-
-from .config import RunConfig  # noqa: E402
-from .distributions import DiagGaussian, LatentDistribution, MixtureDiagGaussian  # noqa: E402
-from .engine import Trainer, train  # noqa: E402
-from .errors import (  # noqa: E402
+from .config import RunConfig
+from .distributions import DiagGaussian, LatentDistribution, MixtureDiagGaussian
+from .engine import Trainer, train
+from .errors import (
     AcnkitError,
     CheckpointError,
+    CodecError,
     DataError,
     NumericalError,
     PluginError,
     UsageError,
 )
-from .index_searcher import IndexSearcher  # noqa: E402
-from .interfaces import Dataset, Decoder, Encoder, Loss, NeighbourSearcher, Prior  # noqa: E402
-from .registry import get_registry  # noqa: E402
-from .runs import Run, load_run  # noqa: E402
+from .hookspecs import hookimpl
+from .index_searcher import IndexSearcher
+from .interfaces import Dataset, Decoder, Encoder, Loss, NeighbourSearcher, Prior
+from .model import Model
+from .registry import get_registry
+from .trained import Run, load_run
+from .version import __version__
 
-__version__ = "0.1.0"
 __all__ = [
-    "AcnkitError", "CheckpointError", "DataError", "Dataset", "Decoder", "DiagGaussian",
-    "Encoder", "IndexSearcher", "LatentDistribution", "Loss", "MixtureDiagGaussian",
-    "NeighbourSearcher", "NumericalError", "PluginError", "Prior", "Run", "RunConfig",
-    "Trainer", "UsageError", "__version__", "get_registry", "hookimpl", "load_run", "train",
+    "AcnkitError", "CheckpointError", "CodecError", "DataError", "Dataset", "Decoder",
+    "DiagGaussian", "Encoder", "IndexSearcher", "LatentDistribution", "Loss",
+    "MixtureDiagGaussian", "Model", "NeighbourSearcher", "NumericalError", "PluginError",
+    "Prior", "Run", "RunConfig", "Trainer", "UsageError", "__version__", "get_registry",
+    "hookimpl", "load_run", "train",
 ]

@@ -6,7 +6,6 @@ machine shifts all of them together. Times are medians over repeated measurement
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 import time
 from collections.abc import Callable
@@ -16,8 +15,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import RunConfig
-from .engine import Trainer
 from .errors import UsageError
 from .neighbours import exact_knn
 from .registry import get_registry
@@ -194,7 +191,7 @@ def crossover(rows: list[dict[str, Any]], exact: str = "torch") -> list[dict[str
             reference[r["n"]] = min(reference.get(r["n"], float("inf")), r["query_ms_per_batch"])
     out = []
     for name in dict.fromkeys(r["searcher"] for r in rows):
-        per_size = {}
+        per_size: dict[int, dict[str, Any] | None] = {}
         for n in sizes:
             ok = [r for r in rows if r["searcher"] == name and r["n"] == n
                   and r["recall_at_k"] >= CROSSOVER_RECALL]
@@ -203,8 +200,8 @@ def crossover(rows: list[dict[str, Any]], exact: str = "torch") -> list[dict[str
                 per_size[n] = {"ms": best["query_ms_per_batch"], "settings": best["settings"],
                                "x_exact": best["query_ms_per_batch"] / reference[n]}
             else:
-                per_size[n] = None
-        wins = [n for n in sizes if per_size[n] and per_size[n]["x_exact"] < 1.0]
+                per_size[n] = None  # not reached at this recall
+        wins = [n for n in sizes if (s := per_size[n]) is not None and s["x_exact"] < 1.0]
         out.append({"searcher": name, "sizes": per_size,
                     "crossover": wins[0] if wins and name != exact else None})
     return out
@@ -247,210 +244,3 @@ def bench_chain(n: int, dim: int, codes: torch.Tensor | None = None) -> dict[str
     assert len(order) == len(codes)
     return {"n": len(codes), "dim": codes.shape[1], "chain_seconds": chain,
             "full_scans": stats["full_scans"], "knn_seconds": knn}
-
-
-def blog_config(data: str, **overrides: Any) -> RunConfig:
-    """The blog's setup: MLP 784-512-20, single-Gaussian prior with one hidden layer of 512."""
-    base: dict[str, Any] = dict(data=data, latent_dim=20, encoder_hidden="512", decoder_hidden="512",
-                prior_hidden=512, prior_layers=1, mixtures=1, batch_size=128,
-                posterior="learned", epochs=1)
-    base.update(overrides)
-    return RunConfig(**base)
-
-
-#: the phases of a training step that ``bench epoch`` times, in the order they run
-PHASES = ("encoder forward", "search", "decoder forward", "prior forward",
-          "decoder backward", "prior backward", "encoder backward", "optimiser",
-          "store update")
-
-
-class PhaseClock:
-    """Seconds spent in named phases (the device synchronised at each boundary, so that
-    asynchronous GPU work is charged to the phase that launched it)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        self.seconds: dict[str, float] = {}
-
-    def __call__(self, phase: str) -> Any:
-        clock = self
-
-        class _Phase:
-            def __enter__(self) -> None:
-                clock.sync()
-                self.t0 = time.perf_counter()
-
-            def __exit__(self, *exc: Any) -> None:
-                clock.sync()
-                clock.seconds[phase] = clock.seconds.get(phase, 0.0) + \
-                    time.perf_counter() - self.t0
-        return _Phase()
-
-
-def timed_step(trainer: Trainer, idx: torch.Tensor, clock: PhaseClock) -> None:
-    """``Trainer.train_step`` cut at every network boundary so that each phase can be timed
-    on its own: the graph is split where one network hands a tensor to the next and the
-    gradients are passed back across each cut by hand. The parameters get the gradients
-    of the real step (tests/test_bench.py checks it), from the same random numbers."""
-    from .distributions import DiagGaussian
-
-    t, memory = trainer, trainer.memory
-    x = t.train_x[idx].float()
-    with clock("encoder forward"):
-        posterior = t.encoder(x)
-    codes = posterior.mean.detach()
-    with clock("search"):
-        context = memory.neighbour_context(idx, codes) if memory else None
-    mean = posterior.mean.detach().requires_grad_()
-    log_std = posterior.log_std.detach().requires_grad_()
-    q = DiagGaussian(mean, log_std)
-    z = q.rsample(t.noise)
-    z_dec, z_prior = z.detach().requires_grad_(), z.detach().requires_grad_()
-    with clock("decoder forward"):
-        recon = t.decoder.nll(z_dec, x, t.loss)
-    with clock("prior forward"):
-        kl = t.prior.kl(q, z_prior, context)
-    t.optimizer.zero_grad(set_to_none=True)
-    with clock("decoder backward"):
-        (recon.sum() / len(idx)).backward()
-    with clock("prior backward"):
-        (kl.sum() / len(idx)).backward()
-    with clock("encoder backward"):
-        # a closed-form KL does not use the sample: z_prior then has no gradient
-        z.backward(z_dec.grad if z_prior.grad is None else z_dec.grad + z_prior.grad)
-        torch.autograd.backward([posterior.mean, posterior.log_std], [mean.grad, log_std.grad])
-    with clock("optimiser"):
-        t.optimizer.step()
-    if memory:
-        with clock("store update"):
-            memory.write(idx, codes)
-
-
-def profile_epoch(trainer: Trainer) -> dict[str, float]:
-    """Seconds of one training epoch by phase (:data:`PHASES`), then the held-out
-    evaluation (with ACN's ordered chain apart) and the epoch's whole time."""
-    from .evaluate import held_out_figures
-
-    c, n = trainer.config, len(trainer.train_x)
-    clock = PhaseClock(trainer.device)
-    trainer.model.train()
-    if trainer.memory:
-        trainer.memory.start_epoch()
-    t0 = time.perf_counter()
-    order = torch.randperm(n, generator=trainer.order).to(trainer.device)
-    for b in range(0, n, c.batch_size):
-        timed_step(trainer, order[b: b + c.batch_size], clock)
-    train = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    figures = held_out_figures(trainer)
-    evaluation = time.perf_counter() - t1
-    chain = figures.get("test_chain_seconds", 0.0)
-    phases = {p: clock.seconds.get(p, 0.0) for p in PHASES}
-    phases["other (batching, sampling z)"] = max(0.0, train - sum(phases.values()))
-    phases["training"] = train
-    phases["evaluation"] = evaluation - chain
-    phases["ordered chain"] = chain
-    phases["epoch"] = train + evaluation
-    return phases
-
-
-def bench_epoch(data: str, searchers: list[str], repeats: int = 1, device: str = "cpu",
-                train_limit: int | None = None, data_dir: str | None = None,
-                base: RunConfig | None = None) -> dict[str, Any]:
-    """One training epoch of the VAE and of ACN with each searcher, phase by phase,
-    interleaved ``repeats`` times in this process; medians reported. ``base`` gives the
-    nets (default: the blog configuration); data, device, limit and searcher are set here."""
-
-    def config(**kw: Any) -> RunConfig:
-        kw.update(device=device, train_limit=train_limit, data_dir=data_dir, epochs=1)
-        return blog_config(data, **kw) if base is None else \
-            dataclasses.replace(base, data=data, **kw).validate()
-
-    trainers = {"vae": Trainer(config(prior="vae"))}
-    dataset = trainers["vae"].data
-    for s in searchers:
-        trainers[s] = Trainer(config(prior="acn", search=s), dataset=dataset)
-    runs: dict[str, list[dict[str, float]]] = {key: [] for key in trainers}
-    for _ in range(repeats):
-        for key, trainer in trainers.items():
-            runs[key].append(profile_epoch(trainer))
-
-    def median(key: str) -> dict[str, float]:
-        return {p: statistics.median(r[p] for r in runs[key]) for p in runs[key][0]}
-
-    vae = median("vae")
-    return {
-        "data": data, "n": len(trainers["vae"].train_x), "repeats": repeats,
-        "nets": "blog configuration" if base is None else
-        f"decoder {base.decoder} {base.decoder_options or ''}, encoder {base.encoder}".strip(),
-        "vae_epoch_seconds": vae["epoch"], "vae_phases": vae,
-        "acn": [{"search": s, "epoch_seconds": median(s)["epoch"],
-                 "search_seconds": median(s)["search"], "phases": median(s),
-                 "training_ratio": median(s)["training"] / vae["training"],
-                 "ratio": median(s)["epoch"] / vae["epoch"]} for s in searchers],
-    }
-
-
-def classic_codecs(images: np.ndarray) -> list[dict[str, Any]]:
-    """Bytes of general-purpose codecs on the same binary images: gzip -9, bzip2 -9 and
-    xz -9e of the packed bits (8 pixels a byte), and one 1-bit PNG holding every image."""
-    import bz2
-    import gzip
-    import io
-    import lzma
-
-    from PIL import Image
-
-    n = len(images)
-    flat = images.reshape(n, -1)
-    packed = np.packbits(flat, axis=1).tobytes()
-    width = images.shape[-1]
-    sheet = Image.fromarray(flat.reshape(-1, width).astype(bool))  # images stacked
-    png = io.BytesIO()
-    sheet.save(png, format="PNG", optimize=True)
-    sizes = {
-        "gzip -9": len(gzip.compress(packed, compresslevel=9, mtime=0)),
-        "bzip2 -9": len(bz2.compress(packed, compresslevel=9)),
-        "xz -9e": len(lzma.compress(packed, preset=9 | lzma.PRESET_EXTREME)),
-        "png (1-bit)": len(png.getvalue()),
-    }
-    return [{"codec": k, "bytes": v, "bits_per_image": 8 * v / n} for k, v in sizes.items()]
-
-
-def bench_codec(runs: list[str], data: str, split: str = "test",
-                limit: int | None = None) -> dict[str, Any]:
-    """Compress and decompress the same images with each run in both modes, check the round
-    trip, and set the bytes beside the model's nats and the classic codecs."""
-    from .codec import compress, dataset_images, decompress, same_images
-    from .runs import load_trainer
-
-    rows: list[dict[str, Any]] = []
-    images = None
-    for run in runs:
-        trainer = load_trainer(run, "cpu")
-        c = trainer.config
-        x = dataset_images(trainer, data, split)[:limit]
-        if images is not None and not np.array_equal(images, x):
-            raise UsageError(f"run {run} binarises {data} differently (another --data-seed); "
-                             f"compare runs on the same images")
-        images = x
-        for mode in ("ordered", "set"):
-            t0 = time.perf_counter()
-            result = compress(trainer, x, mode)
-            t1 = time.perf_counter()
-            stats: dict[str, Any] = {}
-            out = decompress(trainer, result.data, stats=stats)
-            t2 = time.perf_counter()
-            rows.append({
-                "codec": f"acnkit {c.prior}", "run": str(run), "mode": mode,
-                "bytes": len(result.data), "bits_per_image": result.bits_per_image,
-                "model_bits_per_image": result.model_bits_per_image,
-                "overhead_percent": result.overhead_percent,
-                "compress_seconds": t1 - t0, "decompress_seconds": t2 - t1,
-                "decoder": c.decoder, **stats,
-                "pixel_step_ms": 1000 * stats["pixel_loop_seconds"] / max(1, stats["pixel_steps"]),
-                "round_trip": same_images(x, out, mode),
-            })
-    assert images is not None
-    return {"data": data, "split": split, "images": len(images),
-            "pixels": int(images[0].size), "acnkit": rows, "classic": classic_codecs(images)}

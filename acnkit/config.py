@@ -137,6 +137,13 @@ class RunConfig:
             raise UsageError(f"config {path}: {exc}") from None
         return config
 
+    def given(self, **fields: str) -> set[str]:
+        """The factory options (keys) whose config fields (values) are set away from their
+        defaults: only those may be refused when a plugin does not take them."""
+        defaults = type(self)()
+        return {option for option, name in fields.items()
+                if getattr(self, name) != getattr(defaults, name)}
+
     def searcher_options(self) -> dict[str, Any]:
         options = dict(self.search_options)
         if self.refresh is not None:

@@ -1,20 +1,24 @@
 """Progress and results on the terminal: a rich progress bar with ETA on a terminal, plain
-lines otherwise (logs, CI, pipes)."""
+lines otherwise (logs, CI, pipes), and the tables the commands print."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 
 from .engine import Callbacks
 
@@ -37,7 +41,7 @@ class RunDisplay:
         self.epochs, self.label, self.quiet = epochs, label, quiet
         self.live = err_console.is_terminal and not quiet
         self.progress: Progress | None = None
-        self.task = None
+        self.task: TaskID | None = None
 
     def __enter__(self) -> Callbacks:
         if self.live:
@@ -56,7 +60,7 @@ class RunDisplay:
             self.progress.stop()
 
     def _batch(self, epoch: int, batch: int, batches: int) -> None:
-        if self.progress is not None:
+        if self.progress is not None and self.task is not None:
             self.progress.update(self.task, completed=batch, total=batches, epoch=epoch)
 
     def _epoch(self, metrics: dict[str, Any]) -> None:
@@ -67,3 +71,144 @@ class RunDisplay:
             self.progress.console.print(line)
         else:
             print(line, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------- tables of results
+def _print(renderable: Any) -> None:
+    Console().print(renderable)
+
+
+def print_plugins(rows: list[dict[str, Any]]) -> None:
+    """``acnkit plugins``: each plugin, what it registers, and what went wrong."""
+    table = Table(title="acnkit plugins")
+    for col in ("plugin", "distribution", "registers"):
+        table.add_column(col)
+    for r in rows:
+        parts = [f"{kind}: {', '.join(names)}" for kind, names in r["registers"].items()]
+        if r["commands"]:
+            parts.append(f"commands: {', '.join(r['commands'])}")
+        if r["error"]:
+            parts.append(f"[red]failed, skipped: {escape(r['error'])}[/red]")
+        parts.extend(f"[yellow]warning: {escape(w)}[/yellow]" for w in r["warnings"])
+        dist = "built-in" if r["builtin"] else f"{r['distribution']} {r['version']}"
+        table.add_row(r["name"], dist, "\n".join(parts))
+    _print(table)
+
+
+def print_search(rows: list[dict[str, Any]], batch: int, k: int) -> None:
+    """``acnkit bench search``: each searcher's build and query time beside the bound."""
+    r0 = rows[0]
+    table = Table(title=f"search: {r0['n']} x {r0['dim']} codes, batch {batch}, k {k}; "
+                        f"matmul {r0['matmul_gflops']:.0f} GFLOP/s, "
+                        f"bound {r0['flop_bound_ms']:.2f} ms")
+    for col in ("searcher", "settings", "build s", "ms/batch", "x bound", "recall@k"):
+        table.add_column(col, justify="right" if col not in ("searcher", "settings") else "left")
+    for r in rows:
+        table.add_row(r["searcher"], ", ".join(f"{a}={b}" for a, b in r["settings"].items()),
+                      f"{r['build_seconds']:.2f}", f"{r['query_ms_per_batch']:.2f}",
+                      f"{r['ratio_to_bound']:.2f}", f"{r['recall_at_k']:.3f}")
+    _print(table)
+
+
+def print_crossover(result: dict[str, Any], k: int) -> None:
+    """``acnkit bench search --sizes``: where each searcher beats exact search."""
+    sizes = sorted({r["n"] for r in result["rows"]})
+    table = Table(title=f"ms per batch at recall@{k} >= 0.99 (x exact search), "
+                        f"{result['codes']} codes")
+    table.add_column("searcher")
+    for n in sizes:
+        table.add_column(f"{n:,}", justify="right")
+    table.add_column("beats exact from", justify="right")
+    for c in result["crossover"]:
+        cells = [("-" if c["sizes"][n] is None else
+                  f"{c['sizes'][n]['ms']:.2f} ({c['sizes'][n]['x_exact']:.2f})") for n in sizes]
+        where = "-" if c["searcher"] == "torch" else (
+            f"{c['crossover']:,}" if c["crossover"] else "nowhere")
+        table.add_row(c["searcher"], *cells, where)
+    _print(table)
+    if result["skipped_sizes"]:
+        _print(f"skipped sizes larger than the given codes: "
+               f"{', '.join(map(str, result['skipped_sizes']))}")
+
+
+def print_codec(result: dict[str, Any], data: str, split: str) -> None:
+    """``acnkit bench codec``: acnkit's files beside the classic codecs."""
+    table = Table(title=f"{result['images']} {data} {split} images of {result['pixels']} "
+                        f"binary pixels")
+    for col in ("codec", "mode", "bytes", "bits/img", "model", "over", "comp s", "dec s",
+                "pixel ms", "check"):
+        table.add_column(col, justify="left" if col in ("codec", "mode") else "right")
+    for r in result["acnkit"]:
+        table.add_row(r["codec"], r["mode"], str(r["bytes"]), f"{r['bits_per_image']:.1f}",
+                      f"{r['model_bits_per_image']:.1f}", f"{r['overhead_percent']:+.2f} %",
+                      f"{r['compress_seconds']:.1f}", f"{r['decompress_seconds']:.1f}",
+                      f"{r['pixel_step_ms']:.2f}" if r["pixel_steps"] else "-",
+                      "exact" if r["round_trip"] else "FAILED")
+    for r in result["classic"]:
+        table.add_row(r["codec"], "ordered", str(r["bytes"]), f"{r['bits_per_image']:.1f}",
+                      "", "", "", "", "", "")
+    _print(table)
+    if any(r["pixel_steps"] for r in result["acnkit"]):
+        _print("pixel ms: milliseconds per pixel of an autoregressive decoder's "
+               "decoding loop (one decoder call each)")
+
+
+def print_epoch(result: dict[str, Any]) -> None:
+    """``acnkit bench epoch``: seconds per phase of the VAE and of ACN per searcher."""
+    columns = [("vae", result["vae_phases"])] + [(f"acn + {r['search']}", r["phases"])
+                                                   for r in result["acn"]]
+    table = Table(title=f"seconds of one epoch on {result['data']} ({result['n']} training "
+                        f"images), {result['nets']}; medians of {result['repeats']}")
+    table.add_column("phase")
+    for name, _ in columns:
+        table.add_column(name, justify="right")
+    for phase in result["vae_phases"]:
+        table.add_row(phase, *(f"{p[phase]:.2f}" for _, p in columns),
+                      style="bold" if phase in ("training", "epoch") else None)
+    table.add_row("training x VAE", "1.00", *(f"{r['training_ratio']:.2f}" for r in result["acn"]))
+    table.add_row("epoch x VAE", "1.00", *(f"{r['ratio']:.2f}" for r in result["acn"]))
+    _print(table)
+
+
+def print_compare(histories: dict[str, list[dict[str, Any]]], data: str, out: Path) -> None:
+    """``acnkit compare``: per epoch, each prior's training objective and held-out code
+    length in both modes; then the final comparison in words."""
+    names = list(histories)
+    table = Table(title=f"nats per image on {data}: training objective | held-out "
+                        f"code length in ordered and set mode")
+    table.add_column("epoch", justify="right")
+    for p in names:
+        table.add_column(f"{p} train\n(recon + kl)", justify="right")
+        table.add_column(f"{p} ordered\n(set)", justify="right")
+    for e in range(max(len(h) for h in histories.values())):
+        row = [str(e + 1)]
+        for p in names:
+            m = histories[p][e] if e < len(histories[p]) else None
+            row.append(f"{m['train_nats']:.2f}\n({m['train_recon']:.1f} + {m['train_kl']:.1f})"
+                       if m else "")
+            row.append(f"{m['test_nats_ordered']:.2f}\n({m['test_nats_set']:.2f})" if m else "")
+        table.add_row(*row)
+    console = Console()
+    console.print(table)
+    if len(names) >= 2:
+        for line in final_comparison(histories[names[0]][-1], histories[names[-1]][-1],
+                                     names[0], names[-1]):
+            console.print(line)
+    console.print(f"wrote {out / 'compare.csv'} and {out / 'compare.png'}")
+
+
+def final_comparison(ma: dict[str, Any], mb: dict[str, Any], a: str, b: str) -> list[str]:
+    """The last epoch of priors ``a`` and ``b`` in words: code lengths in both modes, KL
+    and 5-NN accuracy."""
+    lines = []
+    for mode in ("ordered", "set"):
+        ta, tb = ma[f"test_nats_{mode}"], mb[f"test_nats_{mode}"]
+        side = "below" if tb < ta else "above"
+        lines.append(f"final {mb['eval_split']} code length, {mode} mode: {b} {tb:.2f} vs {a} "
+                     f"{ta:.2f} nats per image: {b} is {abs(ta - tb):.2f} nats "
+                     f"({abs(ta - tb) / ta:.1%}) {side} {a}")
+    if "test_knn5_accuracy" in ma and "test_knn5_accuracy" in mb:
+        lines.append("final KL per image and 5-NN accuracy of the codes: " + "; ".join(
+            f"{p} {m['test_kl']:.2f} nats, {m['test_knn5_accuracy']:.3f}"
+            for p, m in ((a, ma), (b, mb))))
+    return lines

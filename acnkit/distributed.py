@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from .config import check_device_name
 from .errors import UsageError
 
 
@@ -111,3 +112,15 @@ def from_environment(device: str) -> DistContext:
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend)
     return DistContext(rank, world, local_rank)
+
+
+def resolve_device(name: str, dist: DistContext | None = None) -> torch.device:
+    """The torch device of ``--device``; a missing GPU is a usage error. Under several
+    processes on CUDA each rank takes its own GPU."""
+    check_device_name(name)
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for but no CUDA GPU is available; "
+                         "use --device cpu")
+    if name == "cuda" and dist is not None and dist.enabled:
+        return torch.device("cuda", dist.local_rank)  # one GPU per process
+    return torch.device(name)

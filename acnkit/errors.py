@@ -29,3 +29,17 @@ class CheckpointError(AcnkitError):
 
 class NumericalError(AcnkitError):
     """The loss or its gradients became NaN or infinite."""
+
+
+class CodecError(AcnkitError):
+    """A file cannot be written or decoded: corrupt, truncated, or another model's."""
+
+
+class Interrupted(AcnkitError):
+    """A run was stopped by a signal after saving what it had (exit code 130)."""
+
+    exit_code = 130
+
+    def __init__(self, message: str, out: object = None, epoch: int = 0) -> None:
+        super().__init__(message)
+        self.out, self.epoch = out, epoch

@@ -26,16 +26,16 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from .data import RunData
 from .distributions import DiagGaussian
 from .memory import chain_context, greedy_chain, log_orderings, nearest_codes
-
-if TYPE_CHECKING:
-    from .engine import Trainer
+from .model import Model
+from .trained import load_run
 
 #: seed of the noise used by evaluation, so held-out nats depend on the model alone
 EVAL_SEED = 2024
@@ -43,44 +43,37 @@ CONTEXTS = ("none", "chain", "nearest_train")
 
 
 @torch.no_grad()
-def encode(trainer: Trainer, x: Tensor, batch_size: int = 1024) -> DiagGaussian:
-    """q(z|x) of images ``x``, in eval mode; the codes are its means."""
-    trainer.model.eval()
-    parts = [trainer.encoder(x[i: i + batch_size].float()) for i in range(0, len(x), batch_size)]
-    return DiagGaussian(torch.cat([p.mean for p in parts]), torch.cat([p.log_std for p in parts]))
-
-
-@torch.no_grad()
-def prior_context(trainer: Trainer, codes: Tensor, kind: str,
+def prior_context(model: Model, codes: Tensor, kind: str,
                   train_codes: Tensor | None = None) -> Tensor | None:
-    """Each datum's prior context under ``kind`` (one of :data:`CONTEXTS`)."""
+    """Each datum's prior context under ``kind`` (one of :data:`CONTEXTS`);
+    ``nearest_train`` needs the training codes."""
     if kind not in CONTEXTS:
         raise ValueError(f"context must be one of {', '.join(CONTEXTS)}, got {kind!r}")
-    if kind == "none" or not trainer.conditional:
+    if kind == "none" or not model.conditional:
         return None
     if kind == "chain":
         return chain_context(codes, greedy_chain(codes).to(codes.device))
     if train_codes is None:
-        train_codes = encode(trainer, trainer.train_x).mean
+        raise ValueError("the nearest_train context needs the training codes")
     return train_codes[nearest_codes(codes, train_codes)]
 
 
 @torch.no_grad()
-def costs(trainer: Trainer, x: Tensor, posterior: DiagGaussian, context: Tensor | None,
+def costs(model: Model, x: Tensor, posterior: DiagGaussian, context: Tensor | None,
           batch_size: int = 32) -> tuple[Tensor, Tensor]:
     """Reconstruction and KL nats of each datum (N,), both at one sample z ~ q(z|x) drawn
     with the evaluation seed. The noise is drawn for all data at once, so the figures do
     not depend on ``batch_size``; small batches keep a convolutional decoder's activations
     in cache (docs/performance.md: a PixelCNN's held-out pass 104 s in batches of 1 000,
     22 s in batches of 32)."""
-    trainer.model.eval()
-    noise = torch.Generator(device=trainer.device).manual_seed(EVAL_SEED)
+    model.eval()
+    noise = torch.Generator(device=model.device).manual_seed(EVAL_SEED)
     mean = posterior.mean
     eps = torch.randn(mean.shape, generator=noise, device=mean.device, dtype=mean.dtype)
     recon, kl = [], []
     for i in range(0, len(x), batch_size):
         s = slice(i, i + batch_size)
-        r, k = trainer.model.cost(x[s].float(), mean[s], posterior.log_std[s],
+        r, k = model.nets.cost(x[s].float(), mean[s], posterior.log_std[s],
                                   None if context is None else context[s], eps=eps[s])
         recon.append(r)
         kl.append(k)
@@ -105,69 +98,64 @@ def modes(nats: float, n: int, conditional: bool, prefix: str = "test") -> dict[
             f"{prefix}_order_nats": order}
 
 
-@torch.no_grad()
-def own_context(trainer: Trainer) -> str:
+def own_context(model: Model) -> str:
     """The context of the model's own code length: the chain for ACN, none for a VAE."""
-    return "chain" if trainer.conditional else "none"
+    return "chain" if model.conditional else "none"
 
 
 @torch.no_grad()
-def held_out_figures(trainer: Trainer, posterior: DiagGaussian | None = None,
+def held_out_figures(model: Model, data: RunData, posterior: DiagGaussian | None = None,
                      train_codes: Tensor | None = None) -> dict[str, Any]:
     """The figures reported every epoch on the held-out images: ``test_nats`` (recon, KL,
     bits/dim) is the model's own code length (VAE: image by image; ACN: along the chain),
     ``test_nats_ordered`` / ``test_nats_set`` both modes, and for ACN the optimistic
     ``test_nats_nearest_train``. ``posterior`` (of the held-out images) and ``train_codes``
     are encoded here unless the caller already has them."""
-    x = trainer.test_x
+    x = data.test_x
     if posterior is None:
-        posterior = encode(trainer, x)
-    dims = trainer.data.dims
+        posterior = model.encode(x)
     t0 = time.perf_counter()
-    context = prior_context(trainer, posterior.mean, own_context(trainer))
+    context = prior_context(model, posterior.mean, own_context(model))
     chain_seconds = time.perf_counter() - t0
-    figures: dict[str, Any] = summary(*costs(trainer, x, posterior, context), dims, "test")
-    figures.update(modes(figures["test_nats"], len(x), trainer.conditional))
+    figures: dict[str, Any] = summary(*costs(model, x, posterior, context), data.dims, "test")
+    figures.update(modes(figures["test_nats"], len(x), model.conditional))
     if train_codes is None:
-        train_codes = encode(trainer, trainer.train_x).mean
-    figures["test_knn5_accuracy"] = knn_accuracy(trainer, 5, train_codes, posterior.mean)
-    if trainer.conditional:
+        train_codes = model.encode(data.train_x).mean
+    figures["test_knn5_accuracy"] = knn_accuracy(train_codes, data.train_y, posterior.mean,
+                                                 data.test_y)
+    if model.conditional:
         figures["test_chain_seconds"] = chain_seconds
-        near = prior_context(trainer, posterior.mean, "nearest_train", train_codes)
-        recon, kl = costs(trainer, x, posterior, near)
+        near = prior_context(model, posterior.mean, "nearest_train", train_codes)
+        recon, kl = costs(model, x, posterior, near)
         figures["test_nats_nearest_train"] = (recon.sum() + kl.sum()).item() / len(x)
         figures["test_kl_nearest_train"] = kl.sum().item() / len(x)
     return figures
 
 
 @torch.no_grad()
-def knn_accuracy(trainer: Trainer, k: int = 5, train_codes: Tensor | None = None,
-                 test_codes: Tensor | None = None) -> float:
+def knn_accuracy(train_codes: Tensor, train_y: Tensor, test_codes: Tensor, test_y: Tensor,
+                 k: int = 5) -> float:
     """Accuracy of a k-NN classifier on test codes, with training codes and labels as its
     reference: how much of the class the codes carry. Majority vote of the k nearest
     training codes (exact search), a tie going to the smallest label, as in sklearn."""
-    if train_codes is None:
-        train_codes = encode(trainer, trainer.train_x).mean
-    if test_codes is None:
-        test_codes = encode(trainer, trainer.test_x).mean
     k = min(k, len(train_codes))
-    labels = trainer.train_y.to(train_codes.device).long()
+    labels = train_y.to(train_codes.device).long()
     found = nearest_codes(test_codes, train_codes, k=k).reshape(len(test_codes), k)
     votes = torch.zeros(len(test_codes), int(labels.max()) + 1, device=labels.device)
     votes.scatter_add_(1, labels[found], torch.ones(found.shape, device=labels.device))
     predicted = votes.argmax(1).cpu()  # the first of equal counts: the smallest label
-    return float((predicted == trainer.test_y.long()).double().mean())
+    return float((predicted == test_y.long()).double().mean())
 
 
 @torch.no_grad()
-def importance_sampled_nll(trainer: Trainer, x: Tensor, posterior: DiagGaussian,
+def importance_sampled_nll(model: Model, x: Tensor, posterior: DiagGaussian,
                            context: Tensor | None, samples: int,
                            batch_size: int = 500) -> float:
     """-log p(x | context) estimated with ``samples`` draws from q(z|x) as the proposal, in
     nats per image: log mean_s p(x|z_s) p(z_s|c) / q(z_s|x) is a lower bound on
     log p(x | c) that tightens as ``samples`` grows."""
-    trainer.model.eval()
-    noise = torch.Generator(device=trainer.device).manual_seed(EVAL_SEED)
+    model.eval()
+    noise = torch.Generator(device=model.device).manual_seed(EVAL_SEED)
     total = 0.0
     for i in range(0, len(x), batch_size):
         s = slice(i, i + batch_size)
@@ -177,25 +165,25 @@ def importance_sampled_nll(trainer: Trainer, x: Tensor, posterior: DiagGaussian,
         log_w = []
         for _ in range(samples):
             z = q.rsample(noise)
-            log_w.append(-trainer.decoder.nll(z, xs, trainer.loss)
-                         + trainer.prior.log_prob(z, c) - q.log_prob(z))
+            log_w.append(-model.decoder.nll(z, xs, model.loss)
+                         + model.prior.log_prob(z, c) - q.log_prob(z))
         log_px = torch.logsumexp(torch.stack(log_w), 0) - math.log(samples)
         total += -log_px.sum().item()
     return total / len(x)
 
 
 @torch.no_grad()
-def train_mixture_nats(trainer: Trainer, x: Tensor, posterior: DiagGaussian,
+def train_mixture_nats(model: Model, x: Tensor, posterior: DiagGaussian,
                        train_codes: Tensor, batch_size: int = 256) -> dict[str, float]:
     """Cost per image under the uniform mixture of the prior over every training code,
     p(z) = mean_n p(z | c_n): decodable by a receiver that holds the training set (and its
     codes), without any index sent. KL by the single-sample estimate log q(z|x) - log p(z)
     at the same z as the reconstruction."""
-    trainer.model.eval()
-    noise = torch.Generator(device=trainer.device).manual_seed(EVAL_SEED)
+    model.eval()
+    noise = torch.Generator(device=model.device).manual_seed(EVAL_SEED)
     n, d = train_codes.shape
     # Components of all training codes, computed once; chunks keep B x C x d x M in bounds.
-    prior = trainer.prior.distribution(train_codes, n)
+    prior = model.prior.distribution(train_codes, n)
     per_code = d * (prior.logits.shape[-1] if hasattr(prior, "logits") else 1)
     chunk = max(1, (1 << 23) // (batch_size * per_code))
     recon_sum = kl_sum = 0.0
@@ -203,7 +191,7 @@ def train_mixture_nats(trainer: Trainer, x: Tensor, posterior: DiagGaussian,
         s = slice(i, i + batch_size)
         q = DiagGaussian(posterior.mean[s], posterior.log_std[s])
         z = q.rsample(noise)
-        recon_sum += trainer.decoder.nll(z, x[s].float(), trainer.loss).sum().item()
+        recon_sum += model.decoder.nll(z, x[s].float(), model.loss).sum().item()
         log_p = torch.cat([_slice_distribution(prior, j, j + chunk).log_prob(z[:, None, :])
                            for j in range(0, n, chunk)], 1)
         log_mix = torch.logsumexp(log_p, 1) - math.log(n)
@@ -225,32 +213,39 @@ def evaluate_run(run: str | Path, samples: int = 0, knn: int = 5, device: str | 
     """Every held-out figure of a run folder; ``with_train`` adds the code length of the
     training and test images together (``train_test_*``; ACN: one chain over both),
     ``mixture`` (ACN) the cost under the uniform mixture of the prior over training codes."""
-    from .runs import load_trainer
-
-    trainer = load_trainer(run, device, data_dir)
-    result: dict[str, Any] = {"run": str(run), "prior": trainer.config.prior,
-                              "epoch": trainer.epoch, "eval_split": trainer.eval_split,
-                              "test_images": len(trainer.test_x)}
-    x = trainer.test_x
-    posterior, train_posterior = encode(trainer, x), encode(trainer, trainer.train_x)
+    loaded = load_run(run, device, data_dir)
+    model, data = loaded.model, loaded.data
+    x = data.test_x
+    result: dict[str, Any] = {"run": str(run), "prior": model.config.prior,
+                              "epoch": loaded.epoch, "eval_split": data.eval_split,
+                              "test_images": len(x)}
+    posterior, train_posterior = model.encode(x), model.encode(data.train_x)
     train_codes = train_posterior.mean
-    result.update(held_out_figures(trainer, posterior, train_codes))
-    result[f"knn{knn}_accuracy"] = (result["test_knn5_accuracy"] if knn == 5 else  # done above
-                                    knn_accuracy(trainer, knn, train_codes, posterior.mean))
+    result.update(held_out_figures(model, data, posterior, train_codes))
+    if knn != 5:  # 5-NN is among the held-out figures already
+        result[f"test_knn{knn}_accuracy"] = knn_accuracy(train_codes, data.train_y,
+                                                         posterior.mean, data.test_y, knn)
     if samples > 0:
-        context = prior_context(trainer, posterior.mean, own_context(trainer))
-        nll = importance_sampled_nll(trainer, x, posterior, context, samples)
+        context = prior_context(model, posterior.mean, own_context(model))
+        nll = importance_sampled_nll(model, x, posterior, context, samples)
         result["is_samples"] = samples
         result["test_nll_is"] = nll
-        result["test_nll_is_bits_per_dim"] = nll / (math.log(2) * trainer.data.dims)
-    if mixture and trainer.conditional:
-        result.update(train_mixture_nats(trainer, x, posterior, train_codes))
+        result["test_nll_is_bits_per_dim"] = nll / (math.log(2) * data.dims)
+    if mixture and model.conditional:
+        result.update(train_mixture_nats(model, x, posterior, train_codes))
     if with_train:
-        both = torch.cat([trainer.train_x, x])
-        q = DiagGaussian(torch.cat([train_posterior.mean, posterior.mean]),
-                         torch.cat([train_posterior.log_std, posterior.log_std]))
-        recon, kl = costs(trainer, both, q, prior_context(trainer, q.mean, own_context(trainer)))
-        result.update(summary(recon, kl, trainer.data.dims, "train_test"))
-        result.update(modes(result["train_test_nats"], len(both), trainer.conditional,
-                            "train_test"))
+        result.update(_train_and_test(model, data, train_posterior, posterior))
     return result
+
+
+def _train_and_test(model: Model, data: RunData, train_posterior: DiagGaussian,
+                    posterior: DiagGaussian) -> dict[str, float]:
+    """The code length of the training and test images as one set (ACN: one chain)."""
+    both = torch.cat([data.train_x, data.test_x])
+    q = DiagGaussian(torch.cat([train_posterior.mean, posterior.mean]),
+                     torch.cat([train_posterior.log_std, posterior.log_std]))
+    recon, kl = costs(model, both, q, prior_context(model, q.mean, own_context(model)))
+    figures = summary(recon, kl, data.dims, "train_test")
+    figures.update(modes(figures["train_test_nats"], len(both), model.conditional,
+                         "train_test"))
+    return figures

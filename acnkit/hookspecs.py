@@ -27,6 +27,8 @@ from __future__ import annotations
 import pluggy
 
 hookspec = pluggy.HookspecMarker("acnkit")
+#: the decorator of a plugin's hook functions, exported as ``acnkit.hookimpl``
+hookimpl = pluggy.HookimplMarker("acnkit")
 
 
 @hookspec

@@ -48,6 +48,8 @@ class Decoder(nn.Module, ABC):
     """
 
     autoregressive: ClassVar[bool] = False
+    #: (C, H, W) of the images: an autoregressive decoder must set it
+    image_shape: tuple[int, ...]
 
     @abstractmethod
     def forward(self, z: Tensor, *x: Tensor) -> Tensor: ...
@@ -71,7 +73,7 @@ class Decoder(nn.Module, ABC):
         position at a time in raster order, batched over the images."""
         if not self.autoregressive:
             return loss.sample(self(z), generator)
-        shape = tuple(self.image_shape)  # type: ignore[attr-defined]
+        shape = tuple(self.image_shape)
         x = torch.zeros((len(z), *shape), device=z.device)
         flat = x.view(len(z), -1)
         for i in range(flat.shape[1]):

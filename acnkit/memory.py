@@ -24,13 +24,48 @@ from torch import Tensor
 from .distributed import DistContext
 from .errors import PluginError
 from .interfaces import NeighbourSearcher
-from .neighbours import exact_knn, pick_random, pick_unique
+from .neighbours import exact_knn
 
 #: rounds of re-searching in uniqueness mode before a datum falls back to a used code
 UNIQUE_ROUNDS = 8
 #: queries per exact search when a whole set is searched: the kernel's candidate groups
 #: grow with the batch, and 256 was fastest at 10,000 codes (128: 2x, 1024: 2.2x slower)
 QUERY_BATCH = 256
+
+
+# ---------------------------------------------------------------- the pick rule
+def pick_random(candidates: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One candidate per row, uniformly among the valid (>= 0) ones; -1 where none is valid."""
+    count = (candidates >= 0).sum(1)
+    # Random numbers come from the CPU generator so that runs replay on any device.
+    u = torch.rand(count.shape, generator=generator).to(candidates.device)
+    col = (u * count).long().clamp(max=candidates.shape[1] - 1)
+    picked = candidates.gather(1, col.unsqueeze(1)).squeeze(1)
+    return picked.masked_fill(count == 0, -1)
+
+
+def pick_unique(candidates: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Like :func:`pick_random`, but no two rows of the batch get the same candidate.
+
+    A row whose every candidate went to an earlier row gets -1; the engine searches again
+    for it with those rows banned. The loop is over one batch, never over the data set.
+    """
+    b, kk = candidates.shape
+    keys = torch.rand((b, kk), generator=generator).to(candidates.device)
+    keys.masked_fill_(candidates < 0, 2.0)
+    order = torch.argsort(keys, dim=1)
+    shuffled = candidates.gather(1, order).tolist()
+    taken: set[int] = set()
+    out = []
+    for row in shuffled:
+        choice = -1
+        for c in row:
+            if c >= 0 and c not in taken:
+                choice = c
+                taken.add(c)
+                break
+        out.append(choice)
+    return torch.tensor(out, dtype=torch.long, device=candidates.device)
 
 
 class AssociativeMemory:
@@ -163,53 +198,63 @@ def greedy_chain(codes: Tensor, start: int = 0, candidates: int = 16,
         return torch.zeros(0, dtype=torch.long)
     if not 0 <= start < n:
         raise ValueError(f"start {start} is outside the {n} codes")
-    x = codes.detach().to("cpu", torch.float64)
-    pts = x.numpy()
-    visited = np.zeros(n, dtype=bool)
+    walk = _ChainWalk(codes, candidates)
     order = np.empty(n, dtype=np.int64)
-    remaining = np.arange(n)  # compacted lazily: rows visited since stay, masked
-    rem_pts, rem_sq = pts, np.einsum("ij,ij->i", pts, pts)
-
-    def compact() -> None:
-        nonlocal remaining, rem_pts, rem_sq
-        remaining = remaining[~visited[remaining]]
-        rem_pts = pts[remaining]
-        rem_sq = np.einsum("ij,ij->i", rem_pts, rem_pts)
-
-    lists = _sorted_neighbour_lists(x, min(candidates, n - 1))
-    listed = n  # rows unvisited when the lists were last built
-    cur, scans = start, 0
+    cur = start
     for t in range(n):
         order[t] = cur
-        visited[cur] = True
+        walk.visited[cur] = True
         if t == n - 1:
             break
-        left = n - t - 1
-        if 2 * left <= listed:
-            # Half the listed rows are gone: list the unvisited rows' neighbours among
-            # themselves again, so that the walk rarely has to scan.
-            compact()
-            for row, near in zip(remaining.tolist(),
-                                 _sorted_neighbour_lists(x[remaining], min(candidates, left - 1)),
-                                 strict=True):
-                lists[row] = remaining[near].tolist()
-            listed = left
-        nxt = -1
-        for j in lists[cur]:
-            if not visited[j]:
-                nxt = j
-                break
-        if nxt < 0:  # every listed neighbour was visited: scan the unvisited rows
-            scans += 1
-            if 2 * left < len(remaining):
-                compact()
-            d = rem_sq - 2 * (rem_pts @ pts[cur])
-            d[visited[remaining]] = np.inf
-            nxt = int(remaining[np.argmin(d)])  # argmin: first of equal distances
-        cur = nxt
+        cur = walk.next_row(cur, left=n - t - 1)
     if stats is not None:
-        stats["full_scans"] = scans
+        stats["full_scans"] = walk.scans
     return torch.from_numpy(order)
+
+
+class _ChainWalk:
+    """The state of one greedy walk: which rows are visited, the unvisited ones (compacted
+    lazily: rows visited since stay, masked) and each row's list of candidates."""
+
+    def __init__(self, codes: Tensor, candidates: int) -> None:
+        self.x = codes.detach().to("cpu", torch.float64)
+        self.pts = self.x.numpy()
+        n = len(self.pts)
+        self.candidates = candidates
+        self.visited = np.zeros(n, dtype=bool)
+        self.remaining = np.arange(n)
+        self.rem_pts, self.rem_sq = self.pts, np.einsum("ij,ij->i", self.pts, self.pts)
+        self.lists = _sorted_neighbour_lists(self.x, min(candidates, n - 1))
+        self.listed = n  # rows unvisited when the lists were last built
+        self.scans = 0
+
+    def compact(self) -> None:
+        self.remaining = self.remaining[~self.visited[self.remaining]]
+        self.rem_pts = self.pts[self.remaining]
+        self.rem_sq = np.einsum("ij,ij->i", self.rem_pts, self.rem_pts)
+
+    def relist(self, left: int) -> None:
+        """List the unvisited rows' neighbours among themselves again."""
+        self.compact()
+        near_lists = _sorted_neighbour_lists(self.x[self.remaining],
+                                             min(self.candidates, left - 1))
+        for row, near in zip(self.remaining.tolist(), near_lists, strict=True):
+            self.lists[row] = self.remaining[near].tolist()
+        self.listed = left
+
+    def next_row(self, cur: int, left: int) -> int:
+        """The unvisited row nearest to ``cur`` (``left`` rows are unvisited)."""
+        if 2 * left <= self.listed:  # half the listed rows are gone: scans would follow
+            self.relist(left)
+        for j in self.lists[cur]:
+            if not self.visited[j]:
+                return j
+        self.scans += 1  # every listed neighbour was visited: scan the unvisited rows
+        if 2 * left < len(self.remaining):
+            self.compact()
+        d = self.rem_sq - 2 * (self.rem_pts @ self.pts[cur])
+        d[self.visited[self.remaining]] = np.inf
+        return int(self.remaining[np.argmin(d)])  # argmin: first of equal distances
 
 
 def _sorted_neighbour_lists(x: Tensor, m: int) -> list[list[int]]:

@@ -1,17 +1,32 @@
-"""The networks of a run, split at the one point where the associative memory steps in.
+"""A model: the networks of a run, its likelihood, its config and its device.
 
-A training step is ``encode`` (the encoder: x -> q(z|x)), then the memory turns the codes
-into prior contexts, then ``cost`` (:class:`CostModel`: sample z, reconstruction and KL
-nats). Each half is its own module so that DistributedDataParallel can wrap both.
+:class:`Model` is what everything after training takes (evaluation, the codec, daydreams,
+samples, benchmarks, command plugins through :func:`acnkit.load_run`); the
+:class:`~acnkit.engine.Trainer` trains one. :func:`build_model` makes the networks of a
+config through the registry.
+
+The networks are split at the one point where the associative memory steps in: ``encoder``
+(x -> q(z|x)), then the memory turns the codes into prior contexts, then ``cost``
+(:class:`CostModel`: sample z, reconstruction and KL nats). Each half is its own module so
+that DistributedDataParallel can wrap both.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
-from .distributions import DiagGaussian
+from .config import RunConfig
+from .distributions import DiagGaussian, LatentDistribution
+from .errors import PluginError, UsageError
 from .interfaces import Decoder, Encoder, Loss, Prior
+from .registry import Registry, get_registry, out_of_memory
 
 
 class CostModel(nn.Module):
@@ -34,22 +49,166 @@ class CostModel(nn.Module):
         return recon, kl
 
 
-class CompressionModel(nn.Module):
-    """Encoder, decoder and prior of a run (one module for parameters, modes and state)."""
+class Networks(nn.Module):
+    """Encoder and cost model as one module (parameters, train/eval mode)."""
 
     def __init__(self, encoder: Encoder, decoder: Decoder, prior: Prior, loss: Loss) -> None:
         super().__init__()
         self.encoder = encoder
         self.cost = CostModel(decoder, prior, loss)
 
+
+class Model:
+    """The trained (or training) model of a run.
+
+    ``encoder``, ``decoder``, ``prior`` and ``loss`` are the plugins' components;
+    ``nets`` holds them as one module. :meth:`encode` gives q(z|x) (the codes are its
+    means), :meth:`prior_distribution` the prior given a context (None for a VAE)."""
+
+    #: the names under which checkpoints keep each network's state
+    PARTS = ("encoder", "decoder", "prior")
+
+    def __init__(self, config: RunConfig, nets: Networks, image_shape: tuple[int, ...],
+                 device: torch.device, registry: Registry | None = None) -> None:
+        self.config, self.nets = config, nets
+        self.image_shape, self.device = tuple(image_shape), device
+        self.registry = registry or get_registry()
+
+    @property
+    def encoder(self) -> Encoder:
+        return self.nets.encoder
+
     @property
     def decoder(self) -> Decoder:
-        return self.cost.decoder
+        return self.nets.cost.decoder
 
     @property
     def prior(self) -> Prior:
-        return self.cost.prior
+        return self.nets.cost.prior
 
     @property
     def loss(self) -> Loss:
-        return self.cost.loss
+        return self.nets.cost.loss
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the prior is conditioned on a neighbour's code (ACN) or not (VAE)."""
+        return bool(self.prior.conditional)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {name: getattr(self, name) for name in self.PARTS}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: m.state_dict() for name, m in self.modules().items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, m in self.modules().items():
+            m.load_state_dict(state[name])
+
+    def eval(self) -> Model:
+        self.nets.eval()
+        return self
+
+    @torch.no_grad()
+    def encode(self, x: Tensor, batch_size: int = 1024) -> DiagGaussian:
+        """q(z|x) of images ``x``, in eval mode; the codes are its means."""
+        self.nets.eval()
+        parts = [self.encoder(x[i: i + batch_size].float()) for i in range(0, len(x), batch_size)]
+        return DiagGaussian(torch.cat([p.mean for p in parts]),
+                            torch.cat([p.log_std for p in parts]))
+
+    @torch.no_grad()
+    def prior_distribution(self, context: Tensor | None, n: int = 1) -> LatentDistribution:
+        """p(z | context) for ``n`` data; the context is ignored by an unconditional prior."""
+        return self.prior.distribution(context if self.conditional else None, n)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the model's structure and weights: a compressed file decodes only with
+        its model (the device and the epochs asked for are not part of it)."""
+        structure = {k: getattr(self.config, k) for k in RunConfig.STRUCTURAL}
+        h = hashlib.sha256(json.dumps(structure, sort_keys=True).encode())
+        for name, module in self.modules().items():
+            for key, tensor in sorted(module.state_dict().items()):
+                h.update(f"{name}.{key}".encode())
+                h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    def plugin(self, kind: str) -> str:
+        """``kind 'name' (plugin 'p')``: how errors name the component of ``kind``."""
+        name = getattr(self.config, kind)
+        return f"{kind} {name!r} (plugin {self.registry.get(kind, name).plugin!r})"
+
+
+@contextmanager
+def _fits_in_memory(device: torch.device) -> Iterator[None]:
+    """Nets too large for the device are a usage error, not an allocator's traceback."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as exc:
+        if not out_of_memory(exc):
+            raise
+        first = (str(exc).strip().splitlines() or ["out of memory"])[0][:120]
+        raise UsageError(f"the nets do not fit in the memory of {device} ({first}); choose "
+                         f"smaller --encoder-hidden, --decoder-hidden, --prior-hidden or "
+                         f"--latent-dim") from None
+
+
+def build_model(config: RunConfig, image_shape: tuple[int, ...], device: torch.device,
+                registry: Registry | None = None) -> Model:
+    """The networks of ``config`` for images of ``image_shape``, initialised from its seed.
+    Only the options the user set reach a factory that does not take them (and are then
+    refused by name)."""
+    c, reg = config, registry or get_registry()
+    torch.manual_seed(c.seed)  # parameter initialisation
+    # Only given when set, so that nets without stages (mlp) refuse it by name.
+    stages = {} if c.channels is None else {"channels": c.channels}
+    with _fits_in_memory(device):
+        encoder = reg.create(
+            "encoder", c.encoder, image_shape, c.latent_dim, posterior=c.posterior,
+            hidden=c.encoder_hidden, **stages,
+            given=c.given(posterior="posterior", hidden="encoder_hidden", channels="channels"))
+        # decoder_options (a config table, or --decoder-option) come last and win
+        decoder = reg.create(
+            "decoder", c.decoder, image_shape, c.latent_dim,
+            **{"hidden": c.decoder_hidden, **stages, **c.decoder_options},
+            given=c.given(hidden="decoder_hidden", channels="channels") | set(c.decoder_options))
+        prior = reg.create(
+            "prior", c.prior, c.latent_dim, hidden=c.prior_hidden, layers=c.prior_layers,
+            mixtures=c.mixtures,
+            given=c.given(hidden="prior_hidden", layers="prior_layers", mixtures="mixtures"))
+        nets = Networks(encoder.to(device), decoder.to(device), prior.to(device),
+                        reg.create("loss", c.loss))
+    return Model(c, nets, image_shape, device, reg)
+
+
+@torch.no_grad()
+def check_outputs(model: Model, x: Tensor, context: Tensor | None) -> None:
+    """The plugins' outputs have the shapes the engine relies on: checked once, on a few
+    images, before the first step, with random numbers of their own."""
+    b, d = len(x), model.latent_dim
+    gen = torch.Generator(device=model.device).manual_seed(0)
+    z = torch.randn((b, d), generator=gen, device=model.device)
+    Expected = Callable[[Any], list[tuple[str, Any, tuple[int, ...]]]]
+    stages: list[tuple[str, Callable[[], Any], Expected]] = [
+        ("encoder", lambda: model.encoder(x),
+         lambda q: [("mean", q.mean, (b, d)), ("log_std", q.log_std, (b, d))]),
+        ("decoder", lambda: model.decoder.params(z, x), lambda p: [("output", p, tuple(x.shape))]),
+        ("loss", lambda: model.decoder.nll(z, x, model.loss), lambda r: [("nll", r, (b,))]),
+        ("prior", lambda: model.prior.kl(model.encoder(x), z, context),
+         lambda k: [("kl", k, (b,))]),
+    ]
+    for kind, run, expected in stages:
+        try:
+            items = expected(run())
+        except Exception as exc:  # noqa: BLE001 - any failure is the plugin's, named as such
+            raise PluginError(f"{model.plugin(kind)} failed on a batch of {b}: "
+                              f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
+        for what, value, shape in items:
+            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            if got != shape:
+                raise PluginError(f"{model.plugin(kind)} gave {what} of shape {got}, "
+                                  f"expected {shape}")

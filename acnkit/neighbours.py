@@ -1,4 +1,5 @@
-"""Exact batched K-nearest-neighbour search, and how a neighbour is picked from the candidates.
+"""Exact batched K-nearest-neighbour search (the pick among the candidates lives in
+:mod:`acnkit.memory`).
 
 The kernel walks the store in cache-sized chunks so that no B x N distance matrix exists.
 Selecting the K smallest of every row with ``topk`` costs more than the matrix product
@@ -105,7 +106,6 @@ def exact_knn(
     """
     check_search_args(queries, codes, k)
     b, n = queries.shape[0], codes.shape[0]
-    dev = queries.device
     if sq_norms is None:
         sq_norms = squared_norms(codes)
     if exclude is not None and exclude.dim() == 1:
@@ -118,6 +118,27 @@ def exact_knn(
     step = chunk_rows(b, g)
     widths = [min(step, n - s) for s in range(0, n, step)]
     widths = [-(-w // g) * g for w in widths]  # the last chunk is padded with inf
+    mins = _group_minima(queries, codes, sq_norms, banned, g, step, widths, workspace)
+    cand, valid = _rows_of_best_groups(mins, k + extra, g, step, widths, n, workspace)
+    if exclude is not None:
+        valid &= ~(cand.unsqueeze(2) == exclude.unsqueeze(1)).any(2)
+    if banned is not None:
+        valid &= ~banned[cand]
+    d = _exact_distances(queries, codes, cand, workspace).masked_fill(~valid, float("inf"))
+    kk = min(k, d.shape[1])
+    best_d, pos = torch.topk(d, kk, dim=1, largest=False, sorted=True)
+    best_i = cand.gather(1, pos)
+    if kk < k:  # the store holds fewer than k rows
+        best_d = torch.cat([best_d, best_d.new_full((b, k - kk), float("inf"))], 1)
+        best_i = torch.cat([best_i, best_i.new_full((b, k - kk), -1)], 1)
+    best_i = best_i.masked_fill(torch.isinf(best_d), -1)
+    return best_d, best_i
+
+
+def _group_minima(queries: Tensor, codes: Tensor, sq_norms: Tensor, banned: Tensor | None,
+                  g: int, step: int, widths: list[int], workspace: dict | None) -> Tensor:
+    """Each query's smallest distance in every group of store rows (groups, B)."""
+    b, n = queries.shape[0], codes.shape[0]
     # Chunks are computed as (rows, B), store rows first: at small d the product is bound
     # by writing its output, which this orientation does about 1.5x faster than (B, rows).
     buf = scratch(workspace, "distances", (max(widths), b), queries)
@@ -135,10 +156,19 @@ def exact_knn(
             dist.masked_fill_(banned[start:stop].unsqueeze(1), float("inf"))
         torch.amin(buf[:width].view(g, width // g, b), dim=0, out=mins[col: col + width // g])
         col += width // g
+    return mins
+
+
+def _rows_of_best_groups(mins: Tensor, groups: int, g: int, step: int, widths: list[int],
+                         n: int, workspace: dict | None) -> tuple[Tensor, Tensor]:
+    """The store rows (B, groups * g) of each query's ``groups`` groups with the smallest
+    minima, and which of them are real rows (not the padding of the last chunk)."""
+    b, dev = mins.shape[1], mins.device
     # topk runs along contiguous rows: on the strided transpose it is twice as slow.
-    by_query = scratch(workspace, "by_query", (b, mins.shape[0]), queries)
+    by_query = scratch(workspace, "by_query", (b, mins.shape[0]), mins)
     by_query.copy_(mins.T)
-    _, best = torch.topk(by_query, min(k + extra, mins.shape[0]), dim=1, largest=False, sorted=False)
+    _, best = torch.topk(by_query, min(groups, mins.shape[0]), dim=1, largest=False,
+                         sorted=False)
     # Rows of the chosen groups: group j of chunk c holds rows c*step + j%s + t*s, s = width/g.
     per_chunk = step // g
     chunk = best // per_chunk
@@ -146,20 +176,7 @@ def exact_knn(
     first = chunk * step + best % per_chunk
     cand = (first.unsqueeze(2) + stride.unsqueeze(2) * torch.arange(g, device=dev)).view(b, -1)
     valid = cand < n
-    cand = cand.clamp(max=n - 1)
-    if exclude is not None:
-        valid &= ~(cand.unsqueeze(2) == exclude.unsqueeze(1)).any(2)
-    if banned is not None:
-        valid &= ~banned[cand]
-    d = _exact_distances(queries, codes, cand, workspace).masked_fill(~valid, float("inf"))
-    kk = min(k, d.shape[1])
-    best_d, pos = torch.topk(d, kk, dim=1, largest=False, sorted=True)
-    best_i = cand.gather(1, pos)
-    if kk < k:  # the store holds fewer than k rows
-        best_d = torch.cat([best_d, best_d.new_full((b, k - kk), float("inf"))], 1)
-        best_i = torch.cat([best_i, best_i.new_full((b, k - kk), -1)], 1)
-    best_i = best_i.masked_fill(torch.isinf(best_d), -1)
-    return best_d, best_i
+    return cand.clamp(max=n - 1), valid
 
 
 # ------------------------------------------------------------------ the fused CPU kernel
@@ -271,37 +288,3 @@ def brute_force_knn(
         dist[:, banned] = float("inf")
     d, i = torch.topk(dist, min(k, codes.shape[0]), dim=1, largest=False)
     return i.masked_fill(torch.isinf(d), -1)
-
-
-def pick_random(candidates: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """One candidate per row, uniformly among the valid (>= 0) ones; -1 where none is valid."""
-    count = (candidates >= 0).sum(1)
-    # Random numbers come from the CPU generator so that runs replay on any device.
-    u = torch.rand(count.shape, generator=generator).to(candidates.device)
-    col = (u * count).long().clamp(max=candidates.shape[1] - 1)
-    picked = candidates.gather(1, col.unsqueeze(1)).squeeze(1)
-    return picked.masked_fill(count == 0, -1)
-
-
-def pick_unique(candidates: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Like :func:`pick_random`, but no two rows of the batch get the same candidate.
-
-    A row whose every candidate went to an earlier row gets -1; the engine searches again
-    for it with those rows banned. The loop is over one batch, never over the data set.
-    """
-    b, kk = candidates.shape
-    keys = torch.rand((b, kk), generator=generator).to(candidates.device)
-    keys.masked_fill_(candidates < 0, 2.0)
-    order = torch.argsort(keys, dim=1)
-    shuffled = candidates.gather(1, order).tolist()
-    taken: set[int] = set()
-    out = []
-    for row in shuffled:
-        choice = -1
-        for c in row:
-            if c >= 0 and c not in taken:
-                choice = c
-                taken.add(c)
-                break
-        out.append(choice)
-    return torch.tensor(out, dtype=torch.long, device=candidates.device)

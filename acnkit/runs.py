@@ -1,35 +1,29 @@
-"""Runs on disk: start one in a folder, continue one from its checkpoint."""
+"""Training runs on disk: start one in a folder, continue one from its checkpoint (a
+finished run is read back by :mod:`acnkit.trained`)."""
 
 from __future__ import annotations
 
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from torch import Tensor
 
 from . import rundir
 from .config import RunConfig
 from .display import RunDisplay
 from .distributed import env_rank, from_environment
 from .engine import Trainer
-from .errors import CheckpointError, UsageError
-from .interfaces import Dataset
-from .model import CompressionModel
+from .errors import CheckpointError, Interrupted, UsageError
+from .trained import config_of, fit_state
 
 
-class Interrupted(Exception):
-    """The run was stopped by a signal after saving what it had."""
-
-    def __init__(self, out: Path, epoch: int, command: str | None = None) -> None:
-        command = command or f"acnkit run --resume {rundir.quoted(out)}"
-        kept = (f"the checkpoint of epoch {epoch} is kept in {out}" if epoch else
-                f"no epoch had ended, so {out} holds only the run's config")
-        super().__init__(f"interrupted; {kept}: continue with `{command}`")
-        self.out, self.epoch = out, epoch
+def interrupted(out: Path, epoch: int, command: str | None = None) -> Interrupted:
+    """The error of a run stopped by a signal, saying what was kept and how to go on."""
+    command = command or f"acnkit run --resume {rundir.quoted(out)}"
+    kept = (f"the checkpoint of epoch {epoch} is kept in {out}" if epoch else
+            f"no epoch had ended, so {out} holds only the run's config")
+    return Interrupted(f"interrupted; {kept}: continue with `{command}`", out, epoch)
 
 
 @contextmanager
@@ -61,7 +55,7 @@ def _fit(trainer: Trainer, out: Path, epochs: int, label: str, quiet: bool,
     with stop_on_signals(trainer), RunDisplay(epochs, label, quiet) as callbacks:
         history = trainer.fit(epochs, callbacks=callbacks, after_epoch=_checkpoint(out))
     if trainer.stop_requested:
-        raise Interrupted(out, trainer.epoch, command)
+        raise interrupted(out, trainer.epoch, command)
     return history
 
 
@@ -109,6 +103,18 @@ def start(config: RunConfig, out: str | Path, overwrite: bool = False, label: st
     return trainer
 
 
+def _refuse_structural(saved: RunConfig, overrides: dict[str, Any], path: Path) -> None:
+    """A resumed run keeps its model and data: options that would change them are refused."""
+    refused = {k: v for k, v in overrides.items()
+               if k in RunConfig.STRUCTURAL + ("data_dir",) and getattr(saved, k) != v}
+    if refused:
+        name, value = next(iter(refused.items()))
+        raise CheckpointError(
+            f"--resume {path}: the run was made with {name.replace('_', '-')}="
+            f"{getattr(saved, name)!r}, not {value!r}; a resumed run keeps its model and "
+            f"data: drop that option or start a new run")
+
+
 def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
     return ", ".join(f"{k.replace('_', '-')} {a!r} -> {b!r}" for k, (a, b) in changes.items())
 
@@ -141,14 +147,7 @@ def resume(out: str | Path, epochs: int | None = None, overrides: dict[str, Any]
             saved_dict, changes = rundir.read_config(path)
         saved = config_of(saved_dict, path)
         done = int(state["epoch"]) if state else 0
-        refused = {k: v for k, v in overrides.items()
-                   if k in RunConfig.STRUCTURAL + ("data_dir",) and getattr(saved, k) != v}
-        if refused:
-            name, value = next(iter(refused.items()))
-            raise CheckpointError(
-                f"--resume {path}: the run was made with {name.replace('_', '-')}="
-                f"{getattr(saved, name)!r}, not {value!r}; a resumed run keeps its model and "
-                f"data: drop that option or start a new run")
+        _refuse_structural(saved, overrides, path)
         target = saved.epochs if epochs is None else epochs
         if epochs is not None and epochs < done:
             raise UsageError(f"--resume {path}: the run has trained {done} epochs already; "
@@ -165,11 +164,11 @@ def resume(out: str | Path, epochs: int | None = None, overrides: dict[str, Any]
                 notify(f"nothing to do: {path} has trained its {done} epochs; pass --epochs "
                        f"N (in all, more than {done}) to train on")
             trainer = Trainer(saved, dist=dist)
-            load_state(trainer, state, path)
+            fit_state(trainer.load_state_dict, state or {}, path)
             return trainer
         trainer = Trainer(config, dist=dist)
         if state:
-            load_state(trainer, state, path)
+            fit_state(trainer.load_state_dict, state, path)
         if changed:
             changes.append({"epoch": done, "changed": {k: list(v) for k, v in changed.items()}})
             told = {k: v for k, v in changed.items() if k != "epochs"}
@@ -178,98 +177,3 @@ def resume(out: str | Path, epochs: int | None = None, overrides: dict[str, Any]
         trainer.changes = changes
         _fit(trainer, path, config.epochs, label, quiet, command)
     return trainer
-
-
-def config_of(data: dict[str, Any], path: Path) -> RunConfig:
-    """A saved config, or a one-line error naming the folder if this acnkit cannot read it."""
-    try:
-        return RunConfig.from_dict(data).validate()
-    except (UsageError, TypeError) as exc:
-        raise CheckpointError(f"{path} holds a config this acnkit cannot use ({exc}); it "
-                              f"was written by another version or edited") from None
-
-
-def load_state(trainer: Trainer, state: dict[str, Any], path: Path) -> None:
-    try:
-        trainer.load_state_dict(state)
-    except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
-        # torch's first line only names the module; the second says what does not fit
-        first = " ".join(str(exc).strip().splitlines()[:2]).strip()[:200] or type(exc).__name__
-        raise CheckpointError(f"{path / rundir.CHECKPOINT} does not fit the model its config "
-                              f"describes ({type(exc).__name__}: {first}); it was written by "
-                              f"another version or edited: restore it or start a new "
-                              f"run") from None
-
-
-def load_trainer(run: str | Path, device: str | None = None,
-                 data_dir: str | None = None) -> Trainer:
-    """The trainer of a run folder, restored from its checkpoint; ``data_dir`` replaces the
-    folder of IDX files the run recorded (moved data, or a run made elsewhere)."""
-    state = rundir.load_checkpoint(run)
-    config = config_of(state["config"], Path(run))
-    if device is not None:
-        config.device = device
-    if data_dir is not None:
-        config.data_dir = str(Path(data_dir).expanduser().resolve())
-    trainer = Trainer(config)
-    load_state(trainer, state, Path(run))
-    trainer.model.eval()
-    return trainer
-
-
-@dataclass
-class Run:
-    """A trained run, loaded from its folder: what a command plugin works with.
-
-    ``trainer`` holds everything (networks, optimiser, memory, data on its device); the
-    properties name the parts most plugins need."""
-
-    path: Path
-    trainer: Trainer
-
-    @property
-    def config(self) -> RunConfig:
-        return self.trainer.config
-
-    @property
-    def model(self) -> CompressionModel:
-        """Encoder, decoder, prior and likelihood, in eval mode."""
-        return self.trainer.model
-
-    @property
-    def data(self) -> Dataset:
-        """The run's data set, binarised with its own data seed."""
-        return self.trainer.data
-
-    @property
-    def history(self) -> list[dict[str, Any]]:
-        """The metrics of every epoch, as in metrics.jsonl."""
-        return self.trainer.history
-
-    @property
-    def epoch(self) -> int:
-        return self.trainer.epoch
-
-    @property
-    def store(self) -> Tensor | None:
-        """ACN's code store as training left it (one row per training image), or None for a
-        prior that keeps none."""
-        return self.trainer.memory.store if self.trainer.memory else None
-
-    def codes(self, split: str = "train") -> Tensor:
-        """The codes (posterior means) of the ``split`` images ("train" or "test"; the
-        validation images when the run held some out), from the model as it is now."""
-        from .evaluate import encode
-
-        if split not in ("train", "test"):
-            raise UsageError(f"split must be 'train' or 'test', got {split!r}")
-        x = self.trainer.train_x if split == "train" else self.trainer.test_x
-        return encode(self.trainer, x).mean
-
-
-def load_run(run_dir: str | Path, device: str | None = None,
-             data_dir: str | None = None) -> Run:
-    """Load the run in folder ``run_dir`` (on ``device``, default the run's own; with its
-    IDX files from ``data_dir`` if they moved). Raises :class:`~acnkit.errors.CheckpointError`
-    for a missing, corrupt or foreign checkpoint."""
-    return Run(Path(run_dir), load_trainer(run_dir, device, data_dir))

@@ -138,13 +138,13 @@ def check_rows_change(factory: Factory, recall_floor: float = 1.0) -> None:
 def check_bad_arguments(factory: Factory, recall_floor: float = 1.0) -> None:
     codes = clustered_codes(100, 4)
     searcher = _fresh(factory, codes)
-    for bad in ({"queries": codes[:2], "k": 0}, {"queries": torch.zeros(2, 5), "k": 2}):
+    for queries, k in ((codes[:2], 0), (torch.zeros(2, 5), 2)):
         try:
-            searcher.search(**bad)
+            searcher.search(queries, k)
         except ValueError:
             continue
-        raise AssertionError(f"search accepted bad arguments {bad['k']=} "
-                             f"shape={tuple(bad['queries'].shape)}; it must raise ValueError")
+        raise AssertionError(f"search accepted bad arguments k={k} "
+                             f"shape={tuple(queries.shape)}; it must raise ValueError")
 
 
 CHECKS = [check_shapes, check_self_exclusion, check_exclusion_lists,
@@ -176,7 +176,7 @@ for _check in CHECKS:
     setattr(SearcherContract, "test_" + _check.__name__.removeprefix("check_"), _make_test(_check))
 
 
-def check_prior_codable(prior_factory: Callable[[int], torch.nn.Module], latent_dim: int = 6,
+def check_prior_codable(prior_factory: Callable[[int], Any], latent_dim: int = 6,
                         batch: int = 3) -> None:
     """What ``acnkit compress`` needs of a prior plugin: ``distribution(context, B)`` gives a
     :class:`~acnkit.distributions.DiagGaussian` with (B, d) ``mean`` and ``log_std``, or a
@@ -194,6 +194,7 @@ def check_prior_codable(prior_factory: Callable[[int], torch.nn.Module], latent_
         one = None if context is None else context[:1]
         first, second = prior.distribution(one, 1), prior.distribution(None if one is None
                                                                        else one.clone(), 1)
+    fields: dict[str, tuple[int, ...]]
     if isinstance(dist, DiagGaussian):
         fields = {"mean": (batch, latent_dim), "log_std": (batch, latent_dim)}
     elif isinstance(dist, MixtureDiagGaussian):

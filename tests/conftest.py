@@ -8,6 +8,12 @@ import pytest
 
 from acnkit.registry import reset_registry
 
+#: the smallest nets that still learn, for tests that train through the command line
+SMALL_NETS = ["--latent-dim", "8", "--encoder-hidden", "32", "--decoder-hidden", "32",
+              "--prior-hidden", "16"]
+#: ... on a few hundred digits: an epoch in well under a second
+SMALL = [*SMALL_NETS, "--train-limit", "300", "--test-limit", "100"]
+
 
 @pytest.fixture
 def make_plugin(tmp_path, monkeypatch):

@@ -53,7 +53,19 @@ def test_unknown_searcher_is_one_line_exit_2(tmp_path):
     assert "Traceback" not in r.output
 
 
-def test_help_lists_every_command():
+DOCUMENTED = {"run", "compare", "eval", "compress", "decompress", "daydream", "sample",
+              "plugins", "bench"}
+
+
+def test_help_lists_every_command_and_each_command_has_help():
     r = invoke("--help")
-    for cmd in ("run", "plugins"):
-        assert cmd in r.output
+    assert r.exit_code == 0
+    listed = {line.split()[0] for line in r.output.split("Commands:")[1].splitlines()
+              if line.strip()}
+    assert DOCUMENTED <= set(main.commands) and listed == set(main.commands)
+    for name in sorted(main.commands):
+        sub = invoke(name, "--help")
+        assert sub.exit_code == 0 and sub.output.startswith(f"Usage: main {name}"), name
+    for name in sorted(main.commands["bench"].commands):
+        sub = invoke("bench", name, "--help")
+        assert sub.exit_code == 0 and f"bench {name}" in sub.output, name

@@ -10,8 +10,9 @@ from click.testing import CliRunner
 
 from acnkit import RunConfig, Trainer
 from acnkit.cli import main
-from acnkit.codec import CodecError, as_images, check_codable, compress, decompress, read_header
+from acnkit.codec import as_images, check_codable, compress, decompress, read_header
 from acnkit.distributions import DiagGaussian
+from acnkit.errors import CodecError
 
 
 def trained(**kw) -> Trainer:
@@ -43,8 +44,8 @@ CONFIGS = [dict(prior="vae"), dict(prior="vae", posterior="unit"), dict(prior="a
 @pytest.mark.parametrize("mode", ["ordered", "set"])
 def test_round_trip_is_exact(config, mode):
     t = trained(**config)
-    images = t.test_x.numpy()
-    out = decompress(t, compress(t, images, mode).data)
+    images = t.data.test_x.numpy()
+    out = decompress(t.model, compress(t.model, images, mode).data)
     if mode == "ordered":
         assert out.dtype == images.dtype and np.array_equal(out, images)
     else:
@@ -53,12 +54,12 @@ def test_round_trip_is_exact(config, mode):
 
 def test_round_trip_of_a_flat_bool_array_with_duplicates():
     t = trained(prior="vae")
-    images = t.test_x.numpy().reshape(120, -1).astype(bool)
+    images = t.data.test_x.numpy().reshape(120, -1).astype(bool)
     images[7] = images[3]  # equal images: the set coder must still tell them apart
     images[50] = images[3]
     for mode in ("ordered", "set"):
-        coded = compress(t, as_images(images, (1, 8, 8), "x"), mode, "bool", images.shape)
-        out = decompress(t, coded.data)
+        coded = compress(t.model, as_images(images, (1, 8, 8), "x"), mode, "bool", images.shape)
+        out = decompress(t.model, coded.data)
         assert out.dtype == bool and out.shape == images.shape
         if mode == "ordered":
             assert np.array_equal(out, images)
@@ -69,8 +70,8 @@ def test_round_trip_of_a_flat_bool_array_with_duplicates():
 @pytest.mark.parametrize("prior", ["vae", "acn"])
 def test_set_mode_saves_about_log_n_factorial(prior):
     t = trained(prior=prior, test_limit=360)
-    images = t.test_x.numpy()
-    ordered, as_set = compress(t, images, "ordered"), compress(t, images, "set")
+    images = t.data.test_x.numpy()
+    ordered, as_set = compress(t.model, images, "ordered"), compress(t.model, images, "set")
     saved_nats = 8 * (len(ordered.data) - len(as_set.data)) * math.log(2) / len(images)
     expected = math.lgamma(len(images) + 1) / len(images)
     slack = 2 * 32 * math.log(2) / len(images) + 0.05 * expected  # two 32-bit ANS words
@@ -86,7 +87,7 @@ def test_set_mode_saves_about_log_n_factorial(prior):
 
 def test_bytes_are_close_to_the_model_figure():
     t = trained(prior="acn", test_limit=360)
-    c = compress(t, t.test_x.numpy(), "ordered")
+    c = compress(t.model, t.data.test_x.numpy(), "ordered")
     nats = c.bits_per_image * math.log(2)
     # The header and initial words are a fixed ~150 bytes, ~3 nats per image here.
     assert c.model_nats_per_image < nats < c.model_nats_per_image + 6
@@ -94,27 +95,27 @@ def test_bytes_are_close_to_the_model_figure():
 
 def test_corrupt_truncated_or_foreign_files_are_refused():
     t = trained(prior="acn")
-    data = compress(t, t.test_x.numpy(), "ordered").data
+    data = compress(t.model, t.data.test_x.numpy(), "ordered").data
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 0x10
     with pytest.raises(CodecError, match="corrupt"):
-        decompress(t, bytes(flipped))
+        decompress(t.model, bytes(flipped))
     with pytest.raises(CodecError, match="corrupt or truncated"):
-        decompress(t, data[:-9])
+        decompress(t.model, data[:-9])
     with pytest.raises(CodecError, match="not an acnkit compressed file"):
-        decompress(t, b"PK\x03\x04" + data[4:])
+        decompress(t.model, b"PK\x03\x04" + data[4:])
     newer = bytearray(data)
     newer[4] = 2
     with pytest.raises(CodecError, match="format version 2"):
-        decompress(t, bytes(newer))
+        decompress(t.model, bytes(newer))
     other = trained(prior="acn", seed=1)
     with pytest.raises(CodecError, match="another model"):
-        decompress(other, data)
+        decompress(other.model, data)
 
 
 def test_header_records_what_must_match():
     t = trained(prior="vae")
-    header, _ = read_header(compress(t, t.test_x.numpy(), "set").data)
+    header, _ = read_header(compress(t.model, t.data.test_x.numpy(), "set").data)
     assert header["torch"] == torch.__version__ and header["mode"] == "set"
     assert header["count"] == 120 and header["image_shape"] == [1, 8, 8]
 
@@ -122,7 +123,7 @@ def test_header_records_what_must_match():
 def test_arithmetic_that_differs_is_caught_not_written(monkeypatch):
     """A receiver whose floats differ in the last bits must fail loudly, never silently."""
     t = trained(prior="acn")
-    data = compress(t, t.test_x.numpy(), "ordered").data
+    data = compress(t.model, t.data.test_x.numpy(), "ordered").data
     import acnkit.codec as codec
 
     original = codec._Model.pixel_probabilities
@@ -132,7 +133,7 @@ def test_arithmetic_that_differs_is_caught_not_written(monkeypatch):
 
     monkeypatch.setattr(codec._Model, "pixel_probabilities", drifted)
     with pytest.raises(CodecError, match="did not decode"):
-        decompress(t, data)
+        decompress(t.model, data)
 
 
 def test_a_prior_that_cannot_be_coded_is_named():
@@ -144,9 +145,9 @@ def test_a_prior_that_cannot_be_coded_is_named():
         def distribution(self, context, batch_size):
             return object()
 
-    t.prior = Odd()
+    t.model.nets.cost.prior = Odd()
     with pytest.raises(CodecError, match="prior 'vae' gives a object"):
-        check_codable(t)
+        check_codable(t.model)
     assert isinstance(trained(prior="acn").prior.distribution(torch.zeros(1, 6), 1), DiagGaussian)
 
 
@@ -211,11 +212,11 @@ def test_decompress_warns_when_versions_differ():
     import acnkit.codec as codec
 
     t = trained(prior="vae")
-    c = compress(t, t.test_x.numpy(), "ordered")
+    c = compress(t.model, t.data.test_x.numpy(), "ordered")
     header, words = read_header(c.data)
     header["torch"] = "1.0.0"
     repacked = codec._pack(header, words.astype("<u4").tobytes())
     said = []
-    out = decompress(t, repacked, warn=said.append)
-    assert np.array_equal(out, t.test_x.numpy())
+    out = decompress(t.model, repacked, warn=said.append)
+    assert np.array_equal(out, t.data.test_x.numpy())
     assert len(said) == 1 and "torch 1.0.0" in said[0] and torch.__version__ in said[0]

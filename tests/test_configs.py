@@ -40,8 +40,8 @@ def test_command_line_overrides_the_file(tmp_path):
 def test_channels_shape_the_conv_nets():
     t = Trainer(RunConfig(encoder="conv", decoder="conv", channels="8-16", train_limit=300,
                           test_limit=50, epochs=1))
-    convs = [m for m in t.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    convs = [m for m in t.model.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [m.out_channels for m in convs] == [8, 8, 16, 16]
     default = Trainer(RunConfig(encoder="conv", decoder="conv", train_limit=300, test_limit=50))
-    assert [m.out_channels for m in default.encoder.modules()
+    assert [m.out_channels for m in default.model.encoder.modules()
             if isinstance(m, torch.nn.Conv2d)] == [32, 32, 64, 64]

@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import SMALL_NETS
 
-SMALL = ["--latent-dim", "8", "--encoder-hidden", "64", "--decoder-hidden", "64",
-         "--prior-hidden", "32", "--batch-size", "64"]
+SMALL = [*SMALL_NETS, "--batch-size", "64"]
 #: relative difference allowed between the runs' nats: the ranks draw their own sampling
 #: noise and neighbour choices, so the runs agree in distribution, not bit for bit
 TOLERANCE = 0.02

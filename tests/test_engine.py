@@ -42,7 +42,7 @@ def test_store_holds_fresh_codes_of_the_batch():
     idx = torch.arange(10, 74)
     before = t.memory.store.clone()
     with torch.no_grad():
-        codes = t.encoder(t.train_x[idx].float()).mean
+        codes = t.model.encoder(t.data.train_x[idx].float()).mean
     t.train_step(idx)
     torch.testing.assert_close(t.memory.store[idx], codes)
     untouched = torch.ones(len(t.memory), dtype=torch.bool)
@@ -80,7 +80,7 @@ def test_unique_mode_never_uses_a_code_twice_in_an_epoch(search):
     for _ in range(2):
         seen.clear()
         m = t.train_epoch()
-        n = len(t.train_x)
+        n = len(t.data.train_x)
         assert len(seen) == n
         assert m["unique_fallbacks"] <= 1
         assert len(set(seen)) >= n - m["unique_fallbacks"]
@@ -94,7 +94,7 @@ def test_k_must_be_smaller_than_the_store():
 def test_nan_loss_stops_with_epoch_and_batch():
     t = Trainer(small(lr=1e-3))
     with torch.no_grad():
-        t.decoder.net[0].weight.fill_(float("nan"))
+        t.model.decoder.net[0].weight.fill_(float("nan"))
     with pytest.raises(NumericalError, match=r"epoch 1, batch 1; try a smaller --lr"):
         t.train_epoch()
 
@@ -116,8 +116,8 @@ def test_searcher_returning_wrong_shape_is_named():
 def test_validation_split_is_carved_from_training_data():
     t = Trainer(small(valid_size=200))
     full = Trainer(small())
-    assert len(t.train_x) == len(full.train_x) - 200
-    assert torch.equal(t.test_x, full.train_x[-200:])
+    assert len(t.data.train_x) == len(full.data.train_x) - 200
+    assert torch.equal(t.data.test_x, full.data.train_x[-200:])
     assert t.train_epoch()["eval_split"] == "valid"
     assert full.train_epoch()["eval_split"] == "test"
 
@@ -125,7 +125,7 @@ def test_validation_split_is_carved_from_training_data():
 def test_reconstruction_and_kl_share_one_sample():
     t = Trainer(small(mixtures=2))  # the mixture KL is evaluated at the sample itself
     seen = {}
-    decoder_forward, prior_kl = t.decoder.forward, t.prior.kl
+    decoder_forward, prior_kl = t.model.decoder.forward, t.model.prior.kl
 
     def decode(z):
         seen["decoder"] = z
@@ -135,7 +135,7 @@ def test_reconstruction_and_kl_share_one_sample():
         seen["kl"] = z
         return prior_kl(posterior, z, context)
 
-    t.decoder.forward, t.prior.kl = decode, kl
+    t.model.decoder.forward, t.model.prior.kl = decode, kl
     t.memory.start_epoch()
     t.train_step(torch.arange(64))
     assert seen["decoder"] is seen["kl"]
@@ -147,35 +147,16 @@ def test_acn_prior_log_std_is_bounded_and_untouched_inside(mixtures):
 
     t = Trainer(small(mixtures=mixtures))
     context = t.memory.store[:16]
-    before = t.prior.distribution(context, 16)
+    before = t.model.prior.distribution(context, 16)
     field = "log_std" if mixtures == 1 else "log_stds"
     inside = getattr(before, field)
     assert (inside > LOG_STD_MIN).all() and (inside < LOG_STD_MAX).all()
     with torch.no_grad():  # push every output far out: the bounds hold
-        t.prior.out.bias.fill_(-1e4)
-        low = getattr(t.prior.distribution(context, 16), field)
-        t.prior.out.bias.fill_(1e4)
-        high = getattr(t.prior.distribution(context, 16), field)
+        t.model.prior.out.bias.fill_(-1e4)
+        low = getattr(t.model.prior.distribution(context, 16), field)
+        t.model.prior.out.bias.fill_(1e4)
+        high = getattr(t.model.prior.distribution(context, 16), field)
     assert (low == LOG_STD_MIN).all() and (high == LOG_STD_MAX).all()
-
-
-def test_daydream_feeds_binary_images_to_the_encoder():
-    from acnkit.daydream import daydream
-
-    t = Trainer(small())
-    seen = []
-    forward = t.encoder.forward
-
-    def spy(x):
-        seen.append(x)
-        return forward(x)
-
-    t.encoder.forward = spy
-    frames = daydream(t, seeds=3, steps=4)
-    assert frames.shape == (3, 5, 1, 8, 8)
-    assert len(seen) == 4
-    for x in [frames, *seen]:
-        assert ((x == 0) | (x == 1)).all(), "a dream must be an image of 0/1 pixels"
 
 
 def test_searcher_returning_no_valid_candidate_is_refused():

@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import SMALL
 
 from acnkit.cli import main
-
-SMALL = ["--latent-dim", "8", "--encoder-hidden", "32", "--decoder-hidden", "32",
-         "--prior-hidden", "16", "--train-limit", "300", "--test-limit", "100"]
 
 
 def idx(array, dtype_code=0x08):

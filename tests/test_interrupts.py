@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import SMALL_NETS
 
-SMALL = ["--latent-dim", "8", "--encoder-hidden", "64", "--decoder-hidden", "64",
-         "--prior-hidden", "32", "--batch-size", "32", "--train-limit", "1000",
+SMALL = [*SMALL_NETS, "--batch-size", "32", "--train-limit", "1000",
          "--test-limit", "200"]
 
 

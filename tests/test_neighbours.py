@@ -1,10 +1,9 @@
-import math
 
 import pytest
 import torch
 
 from acnkit import neighbours
-from acnkit.neighbours import brute_force_knn, exact_knn, pick_random, pick_unique
+from acnkit.neighbours import brute_force_knn, exact_knn
 
 
 @pytest.fixture(params=[False, True], ids=["one-chunk", "many-chunks"])
@@ -46,22 +45,6 @@ def test_fewer_eligible_rows_than_k_pads_with_minus_one():
     assert sorted(got[1].tolist()[:2]) == [3, 4] and got[1, 2:].tolist() == [-1, -1]
 
 
-def test_pick_random_is_uniform_over_valid_candidates():
-    cands = torch.tensor([[7, 8, 9, -1]]).expand(30000, 4)
-    picked = pick_random(cands, torch.Generator().manual_seed(0))
-    counts = torch.bincount(picked, minlength=10)[7:]
-    assert (picked != -1).all() and counts.sum() == 30000
-    assert (counts - 10000).abs().max() < 400
-
-
-def test_pick_unique_never_repeats_within_a_batch():
-    cands = torch.tensor([[1, 2], [1, 2], [1, 2], [3, -1]])
-    picked = pick_unique(cands, torch.Generator().manual_seed(0))
-    chosen = picked[picked >= 0].tolist()
-    assert len(chosen) == len(set(chosen)) == 3
-    assert picked[3] == 3
-
-
 def test_large_groups_with_a_partial_last_group(monkeypatch):
     monkeypatch.setattr(neighbours, "group_size", lambda b, n, d: 37)
     monkeypatch.setattr(neighbours, "CHUNK_BYTES", 1)
@@ -76,24 +59,6 @@ def test_group_minima_stay_small_beside_a_large_store():
     n, d, b = 1_000_000, 32, 128
     minima_bytes = b * (n // neighbours.group_size(b, n, d)) * 4
     assert minima_bytes <= 0.05 * n * d * 4
-
-
-def test_pick_unique_is_uniform():
-    """Each row's pick is uniform over the candidates still free: a row that competes with
-    none picks each of its K with probability 1/K, and a contested pair splits evenly."""
-    cands = torch.tensor([[1, 2, 3], [4, 5, 6], [1, 2, -1]])
-    g = torch.Generator().manual_seed(0)
-    counts = torch.zeros(3, 7)
-    trials = 6000
-    for _ in range(trials):
-        picked = pick_unique(cands, g)
-        counts[torch.arange(3), picked] += 1
-    tolerance = 5 * math.sqrt(trials / 3)  # five standard deviations of a binomial count
-    assert (counts[0, 1:4] - trials / 3).abs().max() < tolerance
-    assert (counts[1, 4:7] - trials / 3).abs().max() < tolerance
-    # row 2 takes 1 or 2, whichever row 0 left, evenly overall
-    assert counts[2, 1:3].sum() == trials
-    assert (counts[2, 1:3] - trials / 2).abs().max() < 5 * math.sqrt(trials / 4)
 
 
 # -- the compiled fused kernel (acnkit/_fused_knn.c) ----------------------------------------
@@ -174,7 +139,8 @@ def test_a_config_file_can_turn_the_fused_kernel_off(tmp_path):
                                   "--prior-hidden", "16", "--epochs", "1", "--train-limit",
                                   "200", "--out", str(out)])
     assert r.exit_code == 0, r.output
-    assert acnkit.load_run(out).trainer.memory.searcher.settings() == {"kernel": "torch"}
+    config = acnkit.load_run(out).config
+    assert acnkit.Trainer(config).memory.searcher.settings() == {"kernel": "torch"}
 
 
 @pytest.mark.parametrize("unique", [False, True])

@@ -127,12 +127,12 @@ def test_train_daydream_and_code_exactly(prior):
     (m,) = t.fit()
     assert math.isfinite(m["test_nats"]) and m["train_kl"] > 0
     if prior == "acn":
-        frames = daydream(t, 2, 2)
+        frames = daydream(t.model, t.data.test_x, 2, 2)
         assert frames.shape == (2, 3, *SHAPE) and ((frames == 0) | (frames == 1)).all()
-    images = t.test_x.numpy()
+    images = t.data.test_x.numpy()
     for mode in ("ordered", "set"):
-        coded = compress(t, images, mode)
-        out = decompress(t, coded.data)
+        coded = compress(t.model, images, mode)
+        out = decompress(t.model, coded.data)
         if mode == "ordered":
             assert np.array_equal(out, images)
         else:

@@ -14,15 +14,13 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import SMALL, SMALL_NETS
 
 from acnkit.cli import main
 from acnkit.config import RunConfig
 from acnkit.engine import Trainer
 from acnkit.errors import NumericalError
 from acnkit.rundir import RunLock
-
-SMALL = ["--latent-dim", "8", "--encoder-hidden", "32", "--decoder-hidden", "32",
-         "--prior-hidden", "16", "--train-limit", "300", "--test-limit", "100"]
 
 
 def invoke(*args, env=None):
@@ -106,7 +104,7 @@ def test_resume_refuses_another_data_dir_and_stores_it_absolute(tmp_path, monkey
     idx_dir(tmp_path / "idxA", seed=1)
     idx_dir(tmp_path / "idxB", seed=2)
     monkeypatch.chdir(tmp_path)
-    small = [*SMALL[:8], "--k", "3"]
+    small = [*SMALL_NETS, "--k", "3"]
     r = invoke("run", *small, "--data", "mnist", "--data-dir", "idxA", "--epochs", 1,
                "--out", "dA")
     assert r.exit_code == 0, r.output
@@ -382,7 +380,7 @@ def test_divergence_stops_training():
                                 prior_hidden=16, train_limit=200, test_limit=50, epochs=3))
     trainer.fit(1)
     with torch.no_grad():  # what a blow-up does to the prior: its means far from every code
-        trainer.prior.out.bias[: 4].add_(50.0)
+        trainer.model.prior.out.bias[: 4].add_(50.0)
     with pytest.raises(NumericalError, match="training diverged at epoch 2"):
         trainer.fit(2)
     assert len(trainer.history) == 1

@@ -1,0 +1,196 @@
+"""``acnkit bench``: the performance figures, each printed as ratios measured in one run."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from .config import RunConfig
+from .display import print_codec, print_crossover, print_epoch, print_search
+from .registry import get_registry
+
+
+@click.group()
+def bench() -> None:
+    """Performance figures: neighbour search and training epochs."""
+
+
+@bench.command("search")
+@click.option("--search", "names", multiple=True, help="Searcher(s) to time (default: all).")
+@click.option("--n", default=60000, show_default=True, help="Codes in the store.")
+@click.option("--dim", default=32, show_default=True, help="Code dimensions.")
+@click.option("--batch", default=128, show_default=True, help="Queries per batch.")
+@click.option("--k", default=5, show_default=True, help="Neighbours per query.")
+@click.option("--queries", default=20, show_default=True, help="Query batches timed.")
+@click.option("--codes", "codes_path", default=None,
+              help="Codes to search: a run folder (its store), a .pt tensor or a .npy array.")
+@click.option("--trees", multiple=True, type=int, help="annoy: trees to try (repeatable).")
+@click.option("--search-k", "search_ks", multiple=True, type=int,
+              help="annoy: search_k values to try (repeatable).")
+@click.option("--sizes", default=None,
+              help="Comma-separated store sizes, e.g. 10000,60000,1000000: time every searcher "
+                   "at each and report where each beats exact search at recall >= 0.99.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def bench_search_cmd(names, n, dim, batch, k, queries, codes_path, trees, search_ks, sizes,
+                     device, as_json):
+    """Build time, query time, recall@k of each searcher against exact search, and the
+    brute-force bound from this machine's measured matmul rate; with --sizes, each
+    searcher's crossover with exact search."""
+    from .bench import bench_search, load_codes
+    from .distributed import resolve_device
+
+    resolve_device(device)
+    for name, value in (("--n", n), ("--dim", dim), ("--batch", batch), ("--k", k),
+                        ("--queries", queries)):
+        if value < 1:
+            raise click.UsageError(f"{name} must be >= 1")
+    codes = load_codes(codes_path) if codes_path else None
+    reg = get_registry()
+    names = list(names) or reg.nearest_searchers()
+    for name in names:
+        reg.get("searcher", name)
+    from .bench import SEARCH_SETTINGS
+
+    settings = dict(SEARCH_SETTINGS)
+    if trees or search_ks:
+        settings["annoy"] = [{"trees": t, "search_k": s} for t in (trees or (10,))
+                             for s in (search_ks or (-1,))]
+    if sizes is not None:
+        try:
+            size_list = sorted({int(v) for v in sizes.split(",") if v.strip()})
+        except ValueError:
+            raise click.UsageError(f"--sizes must be whole numbers separated by commas, "
+                                   f"got {sizes!r}") from None
+        if not size_list or size_list[0] <= max(k, batch):
+            raise click.UsageError(f"--sizes must be larger than --batch and --k, got {sizes!r}")
+        from .bench import bench_search_sizes
+
+        result = bench_search_sizes(names, size_list, dim, batch, k, codes=codes,
+                                    queries=queries, device=device, settings=settings)
+        if as_json:
+            click.echo(json.dumps(result, indent=2))
+            return
+        print_crossover(result, k)
+        return
+    rows = bench_search(names, n, dim, batch, k, codes=codes, queries=queries, device=device,
+                        settings=settings)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    print_search(rows, batch, k)
+
+
+@bench.command("memory")
+@click.option("--search", "name", default="torch", show_default=True, help="Searcher.")
+@click.option("--n", default=1_000_000, show_default=True, help="Codes in the store.")
+@click.option("--dim", default=32, show_default=True, help="Code dimensions.")
+@click.option("--batch", default=128, show_default=True, help="Queries per batch.")
+@click.option("--k", default=5, show_default=True, help="Neighbours per query.")
+def bench_memory_cmd(name, n, dim, batch, k):
+    """Peak memory one search adds beside the code store (run alone: it reads the process's
+    high-water mark). Prints JSON."""
+    from .bench import search_memory
+
+    for flag, value in (("--n", n), ("--dim", dim), ("--batch", batch), ("--k", k)):
+        if value < 1:
+            raise click.UsageError(f"{flag} must be >= 1")
+    if k >= n:
+        raise click.UsageError(f"--k {k} must be smaller than --n {n}")
+    get_registry().get("searcher", name)
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") != "65536":
+        # glibc keeps freed blocks for reuse, which hides later peaks from the high-water
+        # mark: measure in a child whose large blocks are mapped and unmapped each time.
+        import subprocess
+
+        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+        ctx_args = [sys.executable, "-m", "acnkit", "bench", "memory", "--search", name,
+                    "--n", str(n), "--dim", str(dim), "--batch", str(batch), "--k", str(k)]
+        child = subprocess.run(ctx_args, env=env, capture_output=True, text=True)
+        click.echo(child.stdout, nl=False)
+        click.echo(child.stderr, nl=False, err=True)
+        sys.exit(child.returncode)
+    click.echo(json.dumps(search_memory(name, n, dim, batch, k)))
+
+
+@bench.command("chain")
+@click.option("--n", default=10000, show_default=True, help="Codes to order.")
+@click.option("--dim", default=32, show_default=True, help="Code dimensions.")
+@click.option("--codes", "codes_path", default=None,
+              help="Codes to order: a run folder (its store), a .pt tensor or a .npy array.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_chain_cmd(n, dim, codes_path, as_json):
+    """Seconds to order a set of codes into ACN's greedy chain (the evaluation and the
+    codec build one per coded set), beside one batched exact 1-NN search of the same codes."""
+    from .bench import bench_chain, load_codes
+
+    if n < 1 or dim < 1:
+        raise click.UsageError("--n and --dim must be >= 1")
+    codes = load_codes(codes_path) if codes_path else None
+    result = bench_chain(n, dim, codes)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"greedy chain over {result['n']} codes of {result['dim']} dimensions: "
+               f"{result['chain_seconds']:.3f} s ({result['full_scans']} full scans); "
+               f"one batched exact 1-NN search of them: {result['knn_seconds']:.3f} s")
+
+
+@bench.command("codec")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--data", required=True, help="Data set whose images are coded.")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--limit", default=None, type=int, help="Use only the first N images.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_codec_cmd(run_dirs, data, split, limit, as_json):
+    """Bytes of acnkit compress for each run in ordered and set mode (round trip checked,
+    seconds each way) beside gzip -9, bzip2 -9, xz -9e and a 1-bit PNG of the same images."""
+    from .bench_codec import bench_codec
+
+    if limit is not None and limit < 1:
+        raise click.UsageError("--limit must be >= 1")
+    result = bench_codec(list(run_dirs), data, split, limit)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    print_codec(result, data, split)
+
+
+@bench.command("epoch")
+@click.option("--data", default=None, help="Data set (default: fashion-mnist if present, else digits).")
+@click.option("--data-dir", default=None, help="Folder of IDX files.")
+@click.option("--search", "names", multiple=True, help="Searcher(s) for ACN (default: all).")
+@click.option("--repeat", default=1, show_default=True, help="Interleaved repetitions (median).")
+@click.option("--train-limit", default=None, type=int, help="Use only the first N images.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="TOML file of the nets to time (e.g. configs/pixelcnn.toml) instead of "
+                   "the blog configuration.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_epoch_cmd(data, data_dir, names, repeat, train_limit, device, config_file, as_json):
+    """One training epoch of the VAE and of ACN with each searcher, blog configuration
+    (MLP 784-512-20, single-Gaussian prior with one hidden layer of 512, batch 128) or
+    the nets of --config."""
+    from .bench_epoch import bench_epoch
+
+    if data is None:
+        from pathlib import Path
+        data = "fashion-mnist" if Path("/usr/share/datasets/fashion-mnist").is_dir() else "digits"
+    reg = get_registry()
+    names = list(names) or reg.nearest_searchers()
+    for name in names:
+        reg.get("searcher", name)
+    if repeat < 1:
+        raise click.UsageError("--repeat must be >= 1")
+    if train_limit is not None and train_limit < 2:
+        raise click.UsageError("--train-limit must be >= 2")
+    base = RunConfig.from_toml(config_file) if config_file else None
+    result = bench_epoch(data, names, repeats=repeat, device=device, train_limit=train_limit,
+                         data_dir=data_dir, base=base)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    print_epoch(result)

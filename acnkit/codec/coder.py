@@ -1,0 +1,158 @@
+"""The coder primitives: each codec a pair ``push(ans, symbols)`` / ``pop(ans) -> symbols``
+on a constriction ``AnsCoder`` (a stack: what is pushed last is popped first).
+
+Latents live on a grid of step 2^-b (:class:`Grid`), so every latent model is a quantised
+Gaussian over integers. A mixture is coded by pushing the component too, with bits back
+from the components' posterior given z: -log p(z) in all.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import CodecError
+
+#: latents are coded within this many standard deviations of every mean
+SPAN = 8.0
+#: at most this many grid points per latent dimension
+MAX_GRID = 1 << 16
+
+
+def constriction() -> Any:
+    try:
+        import constriction
+    except ImportError:  # pragma: no cover - a dependency; only a broken install lacks it
+        raise CodecError("the codec needs the constriction package: "
+                         "python -m pip install constriction") from None
+    return constriction
+
+
+def new_stack(words: np.ndarray) -> Any:
+    """An ANS stack holding ``words`` (a copy: the caller's array stays as it is)."""
+    return constriction().stream.stack.AnsCoder(words.copy())
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the networks in one thread: a split of a product over threads can change the
+    order of its sums, and the receiver may run with another thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass
+class Grid:
+    bits: int  # step 2^-bits
+    lo: int
+    hi: int
+
+    @property
+    def step(self) -> float:
+        return 2.0 ** -self.bits
+
+    def values(self, symbols: np.ndarray) -> np.ndarray:
+        return symbols.astype(np.float64) * self.step
+
+
+def choose_grid(means: np.ndarray, stds: np.ndarray) -> Grid:
+    """A grid fine enough for the smallest standard deviation (a step of at most a quarter
+    of it, so quantising costs little) and wide enough for every mean +- SPAN deviations."""
+    lo = min(-SPAN, float((means - SPAN * stds).min()))
+    hi = max(SPAN, float((means + SPAN * stds).max()))
+    smallest = max(float(stds.min()), 1e-6)
+    bits = max(0, math.ceil(math.log2(4.0 / smallest)))
+    while bits > 0 and (hi - lo) * 2.0**bits > MAX_GRID:
+        bits -= 1
+    return Grid(bits, math.floor(lo * 2.0**bits), math.ceil(hi * 2.0**bits))
+
+
+@dataclass(frozen=True)
+class Codec:
+    """A way to put symbols on the stack and take them off again."""
+
+    push: Callable[[Any, np.ndarray], None]
+    pop: Callable[[Any], np.ndarray]
+
+
+def responsibilities(z: np.ndarray, weights: np.ndarray, means: np.ndarray,
+                     stds: np.ndarray) -> np.ndarray:
+    """P(component | z) per dimension (d, M), from the densities at the grid point."""
+    log = np.log(np.maximum(weights, 1e-300)) - np.log(stds) \
+        - 0.5 * ((z[:, None] - means) / stds) ** 2
+    log -= log.max(1, keepdims=True)
+    p = np.exp(log)
+    return np.ascontiguousarray(p / p.sum(1, keepdims=True))
+
+
+class Codecs:
+    """The codecs of one file: constriction's model families, built once for its grid."""
+
+    def __init__(self, grid: Grid) -> None:
+        model = constriction().stream.model
+        self.grid = grid
+        self._gauss = model.QuantizedGaussian(grid.lo, grid.hi)
+        self._bernoulli = model.Bernoulli(perfect=False)
+        self._categorical = model.Categorical(perfect=False)
+        self._uniform = model.Uniform
+
+    def _scaled(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = self.grid.step
+        return np.ascontiguousarray(mean / s), np.ascontiguousarray(np.maximum(std, 1e-9) / s)
+
+    def gaussian(self, mean: np.ndarray, std: np.ndarray) -> Codec:
+        """Grid points of N(mean, std^2) per dimension."""
+        params = self._scaled(mean, std)
+        return Codec(lambda ans, symbols: ans.encode_reverse(symbols, self._gauss, *params),
+                     lambda ans: ans.decode(self._gauss, *params))
+
+    def mixture(self, weights: np.ndarray, means: np.ndarray, stds: np.ndarray) -> Codec:
+        """Grid points of a per-dimension mixture of Gaussians (d, M): the component is
+        popped from its posterior given z (bits back), then z and the component pushed."""
+        rows = np.arange(len(weights))
+
+        def push(ans: Any, symbols: np.ndarray) -> None:
+            resp = responsibilities(self.grid.values(symbols), weights, means, stds)
+            comp = ans.decode(self._categorical, resp)
+            self.gaussian(means[rows, comp], stds[rows, comp]).push(ans, symbols)
+            ans.encode_reverse(comp, self._categorical, weights)
+
+        def pop(ans: Any) -> np.ndarray:
+            comp = ans.decode(self._categorical, weights)
+            symbols = self.gaussian(means[rows, comp], stds[rows, comp]).pop(ans)
+            resp = responsibilities(self.grid.values(symbols), weights, means, stds)
+            ans.encode_reverse(comp, self._categorical, resp)
+            return symbols
+
+        return Codec(push, pop)
+
+    def bernoulli(self, probs: np.ndarray) -> Codec:
+        """Binary pixels with P(pixel = 1) = ``probs``; pushed in one call, last first, so
+        they pop in order."""
+        return Codec(lambda ans, px: ans.encode_reverse(px.astype(np.int32), self._bernoulli,
+                                                        probs),
+                     lambda ans: ans.decode(self._bernoulli, probs))
+
+    def uniform(self, n: int) -> Codec:
+        """One whole number below ``n`` (nothing at all when n is 1)."""
+        if n <= 1:
+            return Codec(lambda ans, value: None, lambda ans: np.zeros(1, dtype=np.int32))
+        return Codec(lambda ans, value: ans.encode_reverse(np.array([value], dtype=np.int32),
+                                                           self._uniform(n)),
+                     lambda ans: np.atleast_1d(ans.decode(self._uniform(n))))
+
+    def uniforms(self, sizes: np.ndarray) -> Codec:
+        """Whole numbers each below its own size (``sizes``, int32, all > 1)."""
+        family = self._uniform()
+        return Codec(lambda ans, values: ans.encode_reverse(values, family, sizes),
+                     lambda ans: ans.decode(family, sizes))

@@ -1,0 +1,118 @@
+"""The file format: magic ``ACNZ``, a binary header, the ANS words (u32), and a CRC-32 of
+everything before it. All little-endian.
+
+The header is described once, in :data:`LAYOUT`, and both written and read from that
+description: about 100 bytes, since a small file should not pay for a verbose one.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import Any
+
+import numpy as np
+
+from ..errors import CodecError
+from ..version import __version__
+from .order import MODES
+
+MAGIC = b"ACNZ"
+FORMAT_VERSION = 1
+DTYPES = ("uint8", "bool", "int8", "int16", "int32", "int64", "uint16", "uint32", "uint64")
+
+#: the header after the magic, in order: (field, encoding). An encoding is a struct code,
+#: ``shape`` (a u8 count and that many u32), ``hex16`` (16 bytes, shown as hex) or
+#: ``text`` (a u8 length and UTF-8).
+LAYOUT: tuple[tuple[str, str], ...] = (
+    ("format", "H"), ("flags", "B"), ("count", "I"),
+    ("image_shape", "shape"), ("input_shape", "shape"),
+    ("input_dtype", "B"), ("grid_bits", "B"), ("grid_lo", "i"), ("grid_hi", "i"),
+    ("seed_words", "H"), ("model", "hex16"), ("digest", "hex16"),
+    ("acnkit", "text"), ("torch", "text"),
+)
+
+
+def _fields(header: dict[str, Any]) -> dict[str, Any]:
+    """The header as the flat fields of :data:`LAYOUT`."""
+    g = header["grid"]
+    return {**header, "format": FORMAT_VERSION,
+            "flags": (header["mode"] == "set") | (header["conditional"] << 1),
+            "input_dtype": DTYPES.index(header["input_dtype"]),
+            "grid_bits": g["bits"], "grid_lo": g["lo"], "grid_hi": g["hi"]}
+
+
+def _header(fields: dict[str, Any]) -> dict[str, Any]:
+    """The flat fields read back as the header dict that :func:`pack` takes."""
+    dtype = fields["input_dtype"]
+    return {
+        "format": fields["format"], "mode": MODES[fields["flags"] & 1],
+        "conditional": bool(fields["flags"] & 2), "count": fields["count"],
+        "image_shape": fields["image_shape"], "input_shape": fields["input_shape"],
+        "input_dtype": DTYPES[dtype] if dtype < len(DTYPES) else "?",
+        "grid": {"bits": fields["grid_bits"], "lo": fields["grid_lo"], "hi": fields["grid_hi"]},
+        "seed_words": fields["seed_words"], "model": fields["model"],
+        "digest": fields["digest"], "acnkit": fields["acnkit"], "torch": fields["torch"],
+    }
+
+
+def _encode(kind: str, value: Any) -> bytes:
+    if kind == "shape":
+        return struct.pack(f"<B{len(value)}I", len(value), *value)
+    if kind == "hex16":
+        return bytes.fromhex(value)[:16]
+    if kind == "text":
+        raw = value.encode()[:255]
+        return struct.pack("<B", len(raw)) + raw
+    return struct.pack(f"<{kind}", value)
+
+
+def pack(header: dict[str, Any], payload: bytes) -> bytes:
+    """The bytes of a file with ``header`` and the ANS words ``payload``."""
+    fields = _fields(header)
+    body = MAGIC + b"".join(_encode(kind, fields[name]) for name, kind in LAYOUT) + payload
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+class _Reader:
+    def __init__(self, data: bytes, name: str) -> None:
+        self.data, self.pos, self.name = data, len(MAGIC), name
+
+    def take(self, fmt: str) -> tuple:
+        size = struct.calcsize(fmt)
+        if self.pos + size > len(self.data):
+            raise CodecError(f"{self.name} is truncated ({len(self.data) + 4} bytes)")
+        out = struct.unpack_from(fmt, self.data, self.pos)
+        self.pos += size
+        return out
+
+    def field(self, kind: str) -> Any:
+        if kind == "shape":
+            return list(self.take(f"<{self.take('<B')[0]}I"))
+        if kind == "hex16":
+            return bytes(self.take("<16s")[0]).hex()
+        if kind == "text":
+            size = self.take("<B")[0]
+            return bytes(self.take(f"<{size}s")[0]).decode(errors="replace")
+        return self.take(f"<{kind}")[0]
+
+
+def read_header(data: bytes, name: str = "the file") -> tuple[dict[str, Any], np.ndarray]:
+    """The header and ANS words of an acnkit file, after every check that needs no model."""
+    if len(data) < 4 or data[:4] != MAGIC:
+        raise CodecError(f"{name} is not an acnkit compressed file (no ACNZ magic)")
+    if len(data) < 10:
+        raise CodecError(f"{name} is truncated ({len(data)} bytes)")
+    (version,) = struct.unpack_from("<H", data, 4)
+    if version != FORMAT_VERSION:
+        raise CodecError(f"{name} has format version {version}; this acnkit {__version__} "
+                         f"reads version {FORMAT_VERSION} only")
+    (crc,) = struct.unpack("<I", data[-4:])
+    if zlib.crc32(data[:-4]) != crc:
+        raise CodecError(f"{name} is corrupt or truncated (its CRC-32 does not match)")
+    r = _Reader(data[:-4], name)
+    header = _header({field: r.field(kind) for field, kind in LAYOUT})
+    if (len(r.data) - r.pos) % 4 or header["input_dtype"] == "?":
+        raise CodecError(f"{name} has a malformed header")
+    words = np.frombuffer(r.data[r.pos:], dtype="<u4").astype(np.uint32)
+    return header, words

@@ -1,0 +1,116 @@
+"""Coding a data set's order (see :mod:`acnkit.evaluate` for the modes).
+
+**ordered** files decode to the input array exactly, in order: ACN codes its images along
+the greedy chain and pushes the permutation from chain order back to input order
+(log(N!) nats); **set** files decode to the same images in some order: the VAE pops the
+order off the stack, bits back worth log(N!) nats minus the cost of telling equal images
+apart.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from torch import Tensor
+
+from .coder import Codecs
+
+MODES = ("ordered", "set")
+
+
+def keys(images: np.ndarray) -> list[bytes]:
+    """Each image's pixels packed 8 to a byte: equal images have equal keys, and keys sort."""
+    return [r.tobytes() for r in np.packbits(images.reshape(len(images), -1), axis=1)]
+
+
+def same_images(a: np.ndarray, b: np.ndarray, mode: str) -> bool:
+    """Whether ``b`` is what decoding ``a`` must give: equal arrays (ordered mode), or the
+    same images in any order (set mode)."""
+    if mode == "ordered":
+        return bool(np.array_equal(a, b))
+    return a.shape == b.shape and sorted(keys(a)) == sorted(keys(b))
+
+
+def digest(images: np.ndarray, mode: str) -> str:
+    """SHA-256 of the images in order (ordered mode) or of the sorted images (set mode)."""
+    rows = keys(images)
+    if mode == "set":
+        rows.sort()
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(r)
+    return h.hexdigest()
+
+
+def ranks_of(order: np.ndarray) -> np.ndarray:
+    """For each position t, the rank of order[t] among the indices not placed before it."""
+    left = list(range(len(order)))
+    ranks = np.empty(len(order), dtype=np.int32)
+    for t, i in enumerate(order.tolist()):
+        r = bisect.bisect_left(left, i)
+        ranks[t] = r
+        left.pop(r)
+    return ranks
+
+
+def order_from_ranks(ranks: np.ndarray) -> np.ndarray:
+    left = list(range(len(ranks)))
+    return np.array([left.pop(int(r)) for r in ranks], dtype=np.int64)
+
+
+def permutation_codec(codecs: Codecs, n: int) -> Any:
+    """The chain order of ``n`` > 1 images as the ranks of its first n - 1 indices (the
+    last is the one left): push it after the images, pop it before them."""
+    sizes = np.arange(n, 1, -1, dtype=np.int32)
+    codec = codecs.uniforms(sizes)
+
+    def push(ans: Any, order: np.ndarray) -> None:
+        codec.push(ans, ranks_of(order)[:-1])
+
+    def pop(ans: Any) -> np.ndarray:
+        return order_from_ranks(np.append(codec.pop(ans), 0))
+
+    return push, pop
+
+
+PushImage = Callable[[int], None]
+PopImage = Callable[[], tuple[np.ndarray, Tensor]]
+
+
+def push_as_set(ans: Any, codecs: Codecs, images: np.ndarray, push_image: PushImage) -> None:
+    """Pop the order off the stack: each next image is chosen by a number popped uniformly
+    below the count of images left (ranked by their bytes), so the order carries bits.
+    ``push_image(i)`` pushes image i."""
+    image_keys = keys(images)
+    left = sorted(range(len(images)), key=lambda i: image_keys[i])
+    left_keys = [image_keys[i] for i in left]
+    for _ in range(len(images)):
+        r = int(codecs.uniform(len(left)).pop(ans)[0])
+        key = left_keys[r]
+        first = bisect.bisect_left(left_keys, key)
+        same = bisect.bisect_right(left_keys, key) - first
+        codecs.uniform(same).push(ans, np.array(r - first))  # which of equal images: the receiver can't tell
+        i = left.pop(r)
+        left_keys.pop(r)
+        push_image(i)
+
+
+def pop_as_set(ans: Any, codecs: Codecs, n: int, pop_image: PopImage) -> np.ndarray:
+    """The receiver's side of :func:`push_as_set`: the images, and the order bits pushed
+    back."""
+    decoded: list[np.ndarray] = []
+    found: list[bytes] = []
+    for j in range(n - 1, -1, -1):
+        image, _ = pop_image()
+        key = keys(image[None])[0]
+        bisect.insort(found, key)
+        first = bisect.bisect_left(found, key)
+        same = bisect.bisect_right(found, key) - first
+        r = first + int(codecs.uniform(same).pop(ans)[0])
+        codecs.uniform(n - j).push(ans, np.array(r))
+        decoded.append(image)
+    return np.stack(decoded[::-1])
