@@ -93,7 +93,9 @@ def start(config: RunConfig, out: str | Path, overwrite: bool = False, label: st
         trainer = Trainer(config, dist=dist)  # bad options and data fail here, before any write
     if dist.is_main:
         rundir.prepare(path, overwrite)
-    with _owned(path, dist.is_main):
+    # Signals are caught from before config.json appears: a Ctrl-C from then on stops the
+    # run with what it has and says how to go on, whatever the moment.
+    with _owned(path, dist.is_main), stop_on_signals(trainer):
         if dist.is_main:
             rundir.check_out(path, overwrite)  # again, now that no one else can write it
             rundir.clear_run(path)
