@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,9 +17,33 @@ os.umask(_UMASK)
 _MODE = 0o666 & ~_UMASK
 
 
+def not_regular(path: Path) -> str | None:
+    """What ``path`` is when it exists and is not a regular file (a device, a FIFO, ...):
+    only regular files are ever replaced, since renaming a file over /dev/null would
+    replace the device itself."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kinds = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a link"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def refuse_irregular(path: Path, what: str) -> None:
+    kind = not_regular(path)
+    if kind is not None:
+        raise UsageError(f"{what} {path} is {kind}; acnkit replaces regular files only: give "
+                         f"the path of a file")
+
+
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write(f)`` on a temporary file beside ``path``, fsync it, rename it over ``path``."""
+    """Call ``write(f)`` on a temporary file beside ``path``, fsync it, rename it over
+    ``path``. A ``path`` that exists and is not a regular file is refused, never replaced."""
     path = Path(path)
+    refuse_irregular(path, "the target")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, _MODE)
@@ -62,6 +87,7 @@ def check_target(path: str | Path, overwrite: bool, what: str) -> Path:
     target = Path(path)
     if target.is_dir():
         raise UsageError(f"{what} {target} is a folder; give a file name")
+    refuse_irregular(target, what)
     if target.exists() and not overwrite:
         raise UsageError(f"{what} {target} exists; pass --overwrite to replace it")
     if not target.parent.is_dir():

@@ -17,11 +17,19 @@ from .trained import Run
 def load_images(path: str | Path) -> np.ndarray:
     """A .npy array of images, without ever unpickling objects."""
     try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
         array = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise UsageError(f"--input {path} does not exist") from None
+    except IsADirectoryError:
+        raise UsageError(f"--input {path} is a folder; give a .npy file") from None
     except (OSError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
+        if magic != b"\x93NUMPY":
+            raise UsageError(f"--input {path} is not a .npy file (it does not start with "
+                             f"NumPy's header); save the images with numpy.save") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first if len(first) <= 100 else first[:first.rfind(" ", 0, 100)] + " ..."
         raise UsageError(f"--input {path} is not a .npy array of numbers ({first})") from None
     if not isinstance(array, np.ndarray):
         raise UsageError(f"--input {path} holds several arrays; give one .npy array")

@@ -23,6 +23,14 @@ from ..errors import CodecError
 SPAN = 8.0
 #: at most this many grid points per latent dimension
 MAX_GRID = 1 << 16
+#: a posterior is popped from its mean +- this many standard deviations only: a quantised
+#: Gaussian gives every grid point some mass, and an absurd z popped from that floor would
+#: cost thousands of bits
+WINDOW = 8.0
+#: the dither's alphabet: 16 bits a latent dimension
+DITHER = 1 << 16
+#: seed of the dither's pseudo-random stream (shared by sender and receiver)
+DITHER_SEED = 20261202
 
 
 def constriction() -> Any:
@@ -102,6 +110,7 @@ class Codecs:
         model = constriction().stream.model
         self.grid = grid
         self._gauss = model.QuantizedGaussian(grid.lo, grid.hi)
+        self._quantized = model.QuantizedGaussian
         self._bernoulli = model.Bernoulli(perfect=False)
         self._categorical = model.Categorical(perfect=False)
         self._uniform = model.Uniform
@@ -109,6 +118,45 @@ class Codecs:
     def _scaled(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = self.grid.step
         return np.ascontiguousarray(mean / s), np.ascontiguousarray(np.maximum(std, 1e-9) / s)
+
+    def posterior(self, mean: np.ndarray, std: np.ndarray, step: int) -> Codec:
+        """Grid points of q(z|x) = N(mean, std^2), dimension by dimension, each from a window
+        of mean +- :data:`WINDOW` std, and each pop dithered: the bits a posterior pop
+        reads were pushed last (the next image's latent, under the prior), and where q is
+        close to p they would read back the previous image's quantile, walking z into q's
+        tails on data unlike the training data. Before dimension j's pop, 16 bits are
+        popped and pushed back shifted by a pseudo-random R_j of the image's ``step``
+        (known to both sides), so z_j reads scrambled bits at no net cost; the push undoes
+        it in reverse."""
+        lo, hi = self._windows(mean, std)
+        loc, scale = self._scaled(mean, std)
+        shift = np.random.default_rng([DITHER_SEED, step]).integers(0, DITHER, size=len(mean))
+        gauss = self._quantized
+        dither = self._uniform(DITHER)
+
+        def pop(ans: Any) -> np.ndarray:
+            symbols = np.empty(len(mean), dtype=np.int32)
+            for j in range(len(mean)):
+                v = ans.decode(dither)
+                ans.encode_reverse(np.array([(v + shift[j]) % DITHER], dtype=np.int32), dither)
+                symbols[j] = ans.decode(gauss(int(lo[j]), int(hi[j]), loc[j], scale[j]))
+            return symbols
+
+        def push(ans: Any, symbols: np.ndarray) -> None:
+            for j in range(len(mean) - 1, -1, -1):
+                ans.encode_reverse(symbols[j: j + 1].astype(np.int32),
+                                   gauss(int(lo[j]), int(hi[j]), loc[j], scale[j]))
+                w = ans.decode(dither)
+                ans.encode_reverse(np.array([(w - shift[j]) % DITHER], dtype=np.int32), dither)
+
+        return Codec(push, pop)
+
+    def _windows(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each dimension's grid points within mean +- WINDOW std (at least two)."""
+        s = self.grid.step
+        lo = np.clip(np.floor((mean - WINDOW * std) / s), self.grid.lo, self.grid.hi - 1)
+        hi = np.clip(np.ceil((mean + WINDOW * std) / s), lo + 1, self.grid.hi)
+        return lo.astype(np.int64), hi.astype(np.int64)
 
     def gaussian(self, mean: np.ndarray, std: np.ndarray) -> Codec:
         """Grid points of N(mean, std^2) per dimension."""

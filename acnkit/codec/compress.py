@@ -24,9 +24,16 @@ from ..memory import chain_context, greedy_chain
 from ..model import Model
 from ..version import __version__
 from .coder import Codecs, Grid, choose_grid, new_stack, one_thread
-from .fileformat import DTYPES, FORMAT_VERSION, pack, read_header
+from .fileformat import DTYPES, FORMAT_VERSION, covered, pack, read_header
 from .image import ImageCoder, NetCalls, gaussian_params
-from .order import MODES, digest, permutation_codec, pop_as_set, push_as_set
+from .order import (
+    MODES,
+    digest,
+    log_distinct_orderings,
+    permutation_codec,
+    pop_as_set,
+    push_as_set,
+)
 
 #: seed of the initial ANS words (any fixed words work; these decode to typical latents)
 SEED_WORDS_SEED = 20190319
@@ -47,18 +54,28 @@ def check_codable(model: Model) -> None:
                          f"MixtureDiagGaussian (see docs/writing-a-plugin.md)")
 
 
+def accepted_shapes(image_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The shapes of one image an input array may have: the model's (C, H, W), (H, W) for
+    one channel, or flat (C*H*W,)."""
+    shapes = [tuple(image_shape), (math.prod(image_shape),)]
+    if len(image_shape) == 3 and image_shape[0] == 1:
+        shapes.insert(1, tuple(image_shape[1:]))
+    return shapes
+
+
 def as_images(array: np.ndarray, image_shape: tuple[int, ...], what: str) -> np.ndarray:
     """Binary images (N, *image_shape) as uint8, from an array of bools or 0/1 integers of
-    shape (N, *image_shape), (N, H, W) or (N, D)."""
+    shape (N, C, H, W), (N, H, W) (one channel) or (N, C*H*W)."""
     if not isinstance(array, np.ndarray) or array.dtype == object:
         raise UsageError(f"{what} is not a numeric array; give 0/1 images as a .npy array")
     if array.dtype != bool and not np.issubdtype(array.dtype, np.integer):
         raise UsageError(f"{what} has {array.dtype} values; give 0/1 images as bool or "
                          f"integers (binarise them first)")
-    dims = math.prod(image_shape)
-    if array.ndim < 2 or len(array) == 0 or math.prod(array.shape[1:]) != dims:
-        raise UsageError(f"{what} has shape {array.shape}; the model codes N images of "
-                         f"{'x'.join(map(str, image_shape))} = {dims} pixels each")
+    shapes = accepted_shapes(image_shape)
+    if array.ndim < 2 or len(array) == 0 or tuple(array.shape[1:]) not in shapes:
+        given = " or ".join("(N, " + ", ".join(map(str, s)) + ")" for s in shapes)
+        raise UsageError(f"{what} has shape {array.shape}; the model codes images given as "
+                         f"{given}")
     if array.dtype != bool and ((array != 0) & (array != 1)).any():
         raise UsageError(f"{what} holds values other than 0 and 1; binarise the images first")
     return np.ascontiguousarray(array.reshape(len(array), *image_shape).astype(np.uint8))
@@ -140,14 +157,15 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
         coder = ImageCoder(nets, codecs)
         flat = images.reshape(n, -1)
 
-        def push_image(i: int) -> None:
-            coder.push(ans, flat[i], plan.means[i], plan.stds[i], plan.priors[i])
+        def push_image(i: int, step: int) -> None:
+            coder.push(ans, flat[i], plan.means[i], plan.stds[i], plan.priors[i], step)
 
         if mode == "set" and not model.conditional:
             push_as_set(ans, codecs, images, push_image)
         else:
-            for i in plan.order[::-1].tolist():  # pushed last to first: decoded first to last
-                push_image(i)
+            # pushed last to first: decoded first to last
+            for step, i in reversed(list(enumerate(plan.order.tolist()))):
+                push_image(i, step)
             if mode == "ordered" and model.conditional and n > 1:
                 permutation_codec(codecs, n)[0](ans, plan.order)
         payload = ans.get_compressed().astype("<u4").tobytes()
@@ -156,9 +174,10 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
         "image_shape": list(images.shape[1:]),
         "input_shape": list(input_shape or images.shape), "input_dtype": input_dtype,
         "grid": {"bits": grid.bits, "lo": grid.lo, "hi": grid.hi}, "seed_words": words,
-        "model": model.fingerprint()[:32], "digest": digest(images, mode)[:32],
+        "model": model.fingerprint()[:32], "digest": "00" * 16,
         "acnkit": __version__, "torch": torch.__version__,
     }
+    header["digest"] = digest(images, mode, covered(header))[:32]
     return Compressed(pack(header, payload), header, model_nats(model, images, plan.order, mode))
 
 
@@ -171,6 +190,9 @@ def model_nats(model: Model, images: np.ndarray, order: np.ndarray, mode: str) -
                if model.conditional else None)
     recon, kl = costs(model, x, q, context)
     nats = (recon.sum() + kl.sum()).item() / len(images)
+    if mode == "set" and not model.conditional:
+        # bits back on the order are worth log(N! / prod m_k!): equal images have no order
+        return nats - log_distinct_orderings(images) / len(images)
     return modes(nats, len(images), model.conditional)[f"test_nats_{mode}"]
 
 
@@ -186,6 +208,13 @@ def decompress(model: Model, data: bytes, name: str = "the file",
         raise CodecError(f"{name} was made with another model (fingerprint "
                          f"{header['model'][:12]}, this run's {own[:12]}); "
                          f"give --run the run folder it was compressed with")
+    if tuple(header["image_shape"]) != model.image_shape \
+            or header["conditional"] != model.conditional:
+        raise CodecError(f"{name} is corrupt: it describes images of shape "
+                         f"{header['image_shape']} coded with a "
+                         f"{'conditional' if header['conditional'] else 'plain'} prior, and "
+                         f"its model codes {list(model.image_shape)} with a "
+                         f"{'conditional' if model.conditional else 'plain'} one")
     if warn and (header["torch"] != torch.__version__ or header["acnkit"] != __version__):
         warn(f"warning: {name} was made with acnkit {header['acnkit']} and torch "
              f"{header['torch']}, this is acnkit {__version__} and torch {torch.__version__}; "
@@ -197,13 +226,13 @@ def decompress(model: Model, data: bytes, name: str = "the file",
     with one_thread():
         if mode == "set" and not model.conditional:
             prior = nets.prior(None)
-            images = pop_as_set(ans, codecs, n, lambda: coder.pop(ans, prior, shape))
+            images = pop_as_set(ans, codecs, n, lambda step: coder.pop(ans, prior, shape, step))
         else:
             images = _pop_in_order(ans, codecs, coder, n, mode, shape)
     if stats is not None:
         stats.update(pixel_steps=coder.pixel_steps, pixel_loop_seconds=coder.pixel_seconds)
     if not np.array_equal(ans.get_compressed(), seed_words(header["seed_words"])) \
-            or digest(images, mode)[:32] != header["digest"]:
+            or digest(images, mode, covered(header))[:32] != header["digest"]:
         raise CodecError(f"{name} did not decode to the images it was made from (different "
                          f"arithmetic: compress and decompress need the same acnkit, torch "
                          f"and CPU kind); nothing was written")
@@ -219,12 +248,12 @@ def _pop_in_order(ans: Any, codecs: Codecs, coder: ImageCoder, n: int, mode: str
     if mode == "ordered" and model.conditional and n > 1:
         order = permutation_codec(codecs, n)[1](ans)
     decoded, code = [], None
-    for _ in range(n):
+    for step in range(n):
         context = None
         if model.conditional:
             context = torch.zeros(1, model.latent_dim) if code is None else code
             context = context.to(model.device)
-        image, code = coder.pop(ans, coder.nets.prior(context), shape)
+        image, code = coder.pop(ans, coder.nets.prior(context), shape, step)
         decoded.append(image)
     images = np.stack(decoded)
     return images if order is None else images[np.argsort(order)]

@@ -18,7 +18,13 @@ from ..version import __version__
 from .order import MODES
 
 MAGIC = b"ACNZ"
-FORMAT_VERSION = 1
+#: 2: posteriors popped dithered and windowed; the digest covers the header too
+FORMAT_VERSION = 2
+#: a file may claim at most this many images per 32-bit word of payload (an image costs
+#: far more than an eighth of a bit): a tampered count is refused before any work
+IMAGES_PER_WORD = 256
+#: at most this many bytes of decoded images (a tampered shape is refused, not allocated)
+MAX_DECODED_BYTES = 1 << 34
 DTYPES = ("uint8", "bool", "int8", "int16", "int32", "int64", "uint16", "uint32", "uint64")
 
 #: the header after the magic, in order: (field, encoding). An encoding is a struct code,
@@ -74,6 +80,14 @@ def pack(header: dict[str, Any], payload: bytes) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
+def covered(header: dict[str, Any]) -> bytes:
+    """Every header field but the digest, as written: what the digest covers besides the
+    images, so that no edit of a shape, a dtype or a flag decodes to another array."""
+    fields = _fields(header)
+    return MAGIC + b"".join(_encode(kind, fields[name]) for name, kind in LAYOUT
+                            if name != "digest")
+
+
 class _Reader:
     def __init__(self, data: bytes, name: str) -> None:
         self.data, self.pos, self.name = data, len(MAGIC), name
@@ -103,16 +117,46 @@ def read_header(data: bytes, name: str = "the file") -> tuple[dict[str, Any], np
         raise CodecError(f"{name} is not an acnkit compressed file (no ACNZ magic)")
     if len(data) < 10:
         raise CodecError(f"{name} is truncated ({len(data)} bytes)")
-    (version,) = struct.unpack_from("<H", data, 4)
-    if version != FORMAT_VERSION:
-        raise CodecError(f"{name} has format version {version}; this acnkit {__version__} "
-                         f"reads version {FORMAT_VERSION} only")
     (crc,) = struct.unpack("<I", data[-4:])
+    (version,) = struct.unpack_from("<H", data, 4)
     if zlib.crc32(data[:-4]) != crc:
         raise CodecError(f"{name} is corrupt or truncated (its CRC-32 does not match)")
+    if version == 1:
+        raise CodecError(f"{name} has format version 1, from an acnkit before dithered "
+                         f"posteriors; this acnkit {__version__} reads version "
+                         f"{FORMAT_VERSION}: decode it with the acnkit that wrote it")
+    if version != FORMAT_VERSION:
+        raise CodecError(f"{name} has format version {version}; this acnkit {__version__} "
+                         f"reads version {FORMAT_VERSION} only: the file is corrupt or from "
+                         f"a newer acnkit")
     r = _Reader(data[:-4], name)
     header = _header({field: r.field(kind) for field, kind in LAYOUT})
     if (len(r.data) - r.pos) % 4 or header["input_dtype"] == "?":
         raise CodecError(f"{name} has a malformed header")
     words = np.frombuffer(r.data[r.pos:], dtype="<u4").astype(np.uint32)
+    check_fields(header, words, name)
     return header, words
+
+
+def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
+    """Every field within what the payload and the format allow (a header edited with its
+    CRC recomputed must fail here, not hang, allocate or trace back)."""
+    count, shape, inp, g = (header["count"], header["image_shape"], header["input_shape"],
+                            header["grid"])
+    pixels = int(np.prod(shape, dtype=np.int64)) if shape else 0
+    problems = [
+        (count < 1, "it holds no images"),
+        (count > IMAGES_PER_WORD * len(words),
+         f"it claims {count} images, more than its {4 * len(words)} bytes of payload hold"),
+        (not shape or min(shape) < 1, f"its image shape {shape} is empty"),
+        (count * pixels > MAX_DECODED_BYTES, f"{count} images of shape {shape} are too many"),
+        (int(np.prod(inp, dtype=np.int64)) != count * pixels,
+         f"its array shape {inp} does not hold {count} images of {pixels} pixels"),
+        (not g["lo"] < g["hi"] or g["hi"] - g["lo"] > 4 * (1 << 16) or g["bits"] > 40,
+         f"its latent grid {g} is not one acnkit writes"),
+        (not 1 <= header["seed_words"] <= len(words), "its initial words do not fit"),
+        (len(words) == 0 or int(words[-1]) == 0, "its payload does not end in a word"),
+    ]
+    for bad, why in problems:
+        if bad:
+            raise CodecError(f"{name} is corrupt: {why}")

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ..distributions import DiagGaussian, MixtureDiagGaussian
+from ..errors import CodecError
 from ..model import Model
 from .coder import Codec, Codecs
 
@@ -82,22 +83,26 @@ class ImageCoder:
         self.pixel_steps, self.pixel_seconds = 0, 0.0  # the autoregressive decoding loop
 
     def push(self, ans: Any, pixels: np.ndarray, mean: np.ndarray, std: np.ndarray,
-             prior: LatentPrior) -> None:
-        """The sender's step for one image (flat 0/1 pixels) with posterior (mean, std)."""
-        posterior = self.codecs.gaussian(mean, std)
-        symbols = posterior.pop(ans)
+             prior: LatentPrior, step: int) -> None:
+        """The sender's step for one image (flat 0/1 pixels) with posterior (mean, std);
+        ``step``: its place in the receiver's decoding order (the dither's key)."""
+        symbols = self.codecs.posterior(mean, std, step).pop(ans)
         z = self.codecs.grid.values(symbols)
         self.codecs.bernoulli(self.nets.pixel_probabilities(z, pixels)).push(ans, pixels)
         prior_codec(self.codecs, prior).push(ans, symbols)
 
-    def pop(self, ans: Any, prior: LatentPrior,
-            shape: tuple[int, ...]) -> tuple[np.ndarray, Tensor]:
-        """The receiver's step: the image (uint8, ``shape``) and its code."""
+    def pop(self, ans: Any, prior: LatentPrior, shape: tuple[int, ...],
+            step: int) -> tuple[np.ndarray, Tensor]:
+        """The receiver's step for the ``step``-th image: the image (uint8, ``shape``) and
+        its code."""
         symbols = prior_codec(self.codecs, prior).pop(ans)
         pixels = self._pop_pixels(ans, self.codecs.grid.values(symbols), math.prod(shape))
         image = pixels.astype(np.uint8).reshape(shape)
         mean, std, code = self.nets.posterior(image)
-        self.codecs.gaussian(mean, std).push(ans, symbols)
+        self.codecs.posterior(mean, std, step).push(ans, symbols)
+        if ans.is_empty():  # a real file keeps its initial words below every image
+            raise CodecError(f"the file ran out of bits at image {step + 1}: it is corrupt "
+                             f"or claims more images than it holds")
         return image, code
 
     def _pop_pixels(self, ans: Any, z: np.ndarray, size: int) -> np.ndarray:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import math
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -35,15 +37,23 @@ def same_images(a: np.ndarray, b: np.ndarray, mode: str) -> bool:
     return a.shape == b.shape and sorted(keys(a)) == sorted(keys(b))
 
 
-def digest(images: np.ndarray, mode: str) -> str:
-    """SHA-256 of the images in order (ordered mode) or of the sorted images (set mode)."""
+def digest(images: np.ndarray, mode: str, context: bytes = b"") -> str:
+    """SHA-256 of ``context`` (the file's header) and the images in order (ordered mode)
+    or sorted (set mode)."""
     rows = keys(images)
     if mode == "set":
         rows.sort()
-    h = hashlib.sha256()
+    h = hashlib.sha256(context)
     for r in rows:
         h.update(r)
     return h.hexdigest()
+
+
+def log_distinct_orderings(images: np.ndarray) -> float:
+    """log(N! / prod_k m_k!) nats: the orders of N images that can be told apart, when
+    image k appears m_k times."""
+    counts = Counter(keys(images)).values()
+    return math.lgamma(len(images) + 1) - sum(math.lgamma(m + 1) for m in counts)
 
 
 def ranks_of(order: np.ndarray) -> np.ndarray:
@@ -77,18 +87,20 @@ def permutation_codec(codecs: Codecs, n: int) -> Any:
     return push, pop
 
 
-PushImage = Callable[[int], None]
-PopImage = Callable[[], tuple[np.ndarray, Tensor]]
+#: push image i (first argument) as the receiver's ``step``-th image (second)
+PushImage = Callable[[int, int], None]
+#: pop the receiver's ``step``-th image and its code
+PopImage = Callable[[int], tuple[np.ndarray, Tensor]]
 
 
 def push_as_set(ans: Any, codecs: Codecs, images: np.ndarray, push_image: PushImage) -> None:
     """Pop the order off the stack: each next image is chosen by a number popped uniformly
     below the count of images left (ranked by their bytes), so the order carries bits.
-    ``push_image(i)`` pushes image i."""
+    ``push_image(i, step)`` pushes image i; the image pushed last is decoded first."""
     image_keys = keys(images)
     left = sorted(range(len(images)), key=lambda i: image_keys[i])
     left_keys = [image_keys[i] for i in left]
-    for _ in range(len(images)):
+    for pushed in range(len(images)):
         r = int(codecs.uniform(len(left)).pop(ans)[0])
         key = left_keys[r]
         first = bisect.bisect_left(left_keys, key)
@@ -96,7 +108,7 @@ def push_as_set(ans: Any, codecs: Codecs, images: np.ndarray, push_image: PushIm
         codecs.uniform(same).push(ans, np.array(r - first))  # which of equal images: the receiver can't tell
         i = left.pop(r)
         left_keys.pop(r)
-        push_image(i)
+        push_image(i, len(images) - 1 - pushed)
 
 
 def pop_as_set(ans: Any, codecs: Codecs, n: int, pop_image: PopImage) -> np.ndarray:
@@ -105,7 +117,7 @@ def pop_as_set(ans: Any, codecs: Codecs, n: int, pop_image: PopImage) -> np.ndar
     decoded: list[np.ndarray] = []
     found: list[bytes] = []
     for j in range(n - 1, -1, -1):
-        image, _ = pop_image()
+        image, _ = pop_image(n - 1 - j)
         key = keys(image[None])[0]
         bisect.insort(found, key)
         first = bisect.bisect_left(found, key)

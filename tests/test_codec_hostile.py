@@ -1,0 +1,187 @@
+"""The codec on inputs and files a hostile or careless user gives it: devices, tampered
+headers, odd shapes, duplicates, data unlike the training data, absurd latents."""
+
+import os
+import stat
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_codec import trained
+
+from acnkit.atomic import atomic_write_bytes
+from acnkit.cli import main
+from acnkit.codec import as_images, compress, decompress, read_header
+from acnkit.codec.coder import WINDOW, Codecs, Grid, new_stack
+from acnkit.codec.fileformat import pack
+from acnkit.errors import CodecError, UsageError
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+# -- 1. only regular files are ever replaced -------------------------------------------------
+
+def test_a_fifo_is_refused_not_replaced(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match="is a FIFO"):
+        atomic_write_bytes(fifo, b"data")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="no /dev/null")
+def test_compress_and_decompress_never_replace_a_device(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("run", "--epochs", 1, "--train-limit", 200, "--test-limit", 30,
+                  "--latent-dim", 4, "--out", run).exit_code == 0
+    before = os.stat("/dev/null")
+    r = invoke("compress", run, "--data", "digits", "-o", "/dev/null", "--overwrite")
+    assert r.exit_code == 2 and "character device" in r.stderr
+    file = tmp_path / "f.acnz"
+    assert invoke("compress", run, "--data", "digits", "-o", file).exit_code == 0
+    r = invoke("decompress", file, "--run", run, "-o", "/dev/null", "--overwrite")
+    assert r.exit_code == 2 and "character device" in r.stderr
+    after = os.stat("/dev/null")
+    assert stat.S_ISCHR(after.st_mode) and after.st_rdev == before.st_rdev
+
+
+# -- 4 and 7. tampered headers, with their CRC made good -------------------------------------
+
+def _tampered(data: bytes, **fields) -> bytes:
+    header, words = read_header(data)
+    header.update(fields)
+    return pack(header, words.astype("<u4").tobytes())
+
+
+def test_tampered_headers_are_refused_before_decoding():
+    t = trained(prior="acn")
+    data = compress(t.model, t.data.test_x.numpy(), "ordered").data
+    cases = [({"count": 10**9}, "claims 1000000000 images"), ({"count": 0}, "holds no images"),
+             ({"image_shape": [1, 100000, 100000]}, "corrupt"),
+             ({"image_shape": []}, r"image shape \[\] is empty"),
+             ({"image_shape": [0]}, "is empty"),
+             ({"grid": {"bits": 4, "lo": 5, "hi": 5}}, "latent grid"),
+             ({"input_shape": [7, 7]}, "does not hold")]
+    for fields, message in cases:
+        with pytest.raises(CodecError, match=message):
+            decompress(t.model, _tampered(data, **fields))
+    header, words = read_header(data)
+    words[-1] = 0
+    with pytest.raises(CodecError, match="does not end in a word"):
+        decompress(t.model, pack(header, words.astype("<u4").tobytes()))
+
+
+@pytest.mark.parametrize("fields", [{"input_dtype": "int16"}, {"input_shape": [1, 120, 64]},
+                                    {"mode": "set"}])
+def test_every_header_field_is_covered_by_the_digest(fields):
+    t = trained(prior="vae")
+    data = compress(t.model, t.data.test_x.numpy(), "ordered").data
+    with pytest.raises(CodecError):
+        decompress(t.model, _tampered(data, **fields))
+
+
+def test_the_conditional_flag_must_match_the_model():
+    t = trained(prior="vae")
+    data = compress(t.model, t.data.test_x.numpy(), "ordered").data
+    with pytest.raises(CodecError, match="plain one"):
+        decompress(t.model, _tampered(data, conditional=True))
+
+
+def test_a_version_field_says_the_file_may_be_corrupt():
+    t = trained(prior="vae")
+    data = bytearray(compress(t.model, t.data.test_x.numpy(), "ordered").data)
+    data[4] = 3  # a flipped bit: the CRC no longer matches
+    with pytest.raises(CodecError, match="corrupt or truncated"):
+        decompress(t.model, bytes(data))
+    with pytest.raises(CodecError, match="corrupt or from a newer acnkit"):
+        decompress(t.model, _repack_version(bytes(data), 3))
+    with pytest.raises(CodecError, match="version 1, from an acnkit before"):
+        decompress(t.model, _repack_version(bytes(data), 1))
+
+
+def _repack_version(data: bytes, version: int) -> bytes:
+    import struct
+    import zlib
+
+    body = data[:4] + struct.pack("<H", version) + data[6:-4]
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+# -- 5. duplicates have no order to hide bits in ---------------------------------------------
+
+def test_set_mode_figure_counts_only_the_orders_that_can_be_told_apart():
+    t = trained(prior="vae")
+    same = np.repeat(t.data.test_x.numpy()[:1], 300, axis=0)
+    c = compress(t.model, same, "set")
+    # nothing to reorder: the file is the images' own cost plus its fixed bytes (header,
+    # initial words: about 1,000 bits), not log(300!)/300 nats an image below it
+    extra_bits = (c.bits_per_image - c.model_bits_per_image) * len(same)
+    assert -200 < extra_bits < 1500, extra_bits
+    assert len(compress(t.model, same, "ordered").data) == len(c.data)
+    assert np.array_equal(decompress(t.model, c.data), same)
+
+
+# -- 6. shapes ---------------------------------------------------------------------------------
+
+def test_only_image_shaped_arrays_are_taken():
+    x = np.zeros((5, 64), dtype=np.uint8)
+    for shape in ((5, 64), (5, 8, 8), (5, 1, 8, 8)):
+        assert as_images(x.reshape(shape), (1, 8, 8), "x").shape == (5, 1, 8, 8)
+    for shape in ((5, 2, 32), (5, 4, 16), (5, 1, 64)):
+        with pytest.raises(UsageError, match=r"\(N, 1, 8, 8\) or \(N, 8, 8\) or \(N, 64\)"):
+            as_images(x.reshape(shape), (1, 8, 8), "x")
+
+
+def test_a_text_file_as_input_is_named_for_what_it_is(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("run", "--epochs", 1, "--train-limit", 200, "--test-limit", 30,
+                  "--latent-dim", 4, "--out", run).exit_code == 0
+    text = tmp_path / "images.npy"
+    text.write_text("0 1 0 1\n" * 10)
+    r = invoke("compress", run, "--input", text, "-o", tmp_path / "f.acnz")
+    assert r.exit_code == 2 and "is not a .npy file" in r.stderr, r.stderr
+    assert r.stderr.strip().endswith("numpy.save")
+
+
+# -- 3. no absurd latent comes out of a posterior pop ----------------------------------------
+
+def test_posterior_pops_stay_within_the_window_whatever_the_bits():
+    """Popped from random bits (what a pop reads on data unlike the training data), a
+    posterior's latents stay within mean +- WINDOW std: the grid's floor probability gives
+    far-away points some mass, and each such z would cost thousands of bits."""
+    grid = Grid(bits=4, lo=-(1 << 15), hi=1 << 15)  # a wide grid: a large floor of far points
+    codecs = Codecs(grid)
+    rng = np.random.default_rng(0)
+    mean, std = rng.normal(size=32), np.full(32, 0.5)
+    lo, hi = (mean - WINDOW * std) / grid.step, (mean + WINDOW * std) / grid.step
+    outside = 0
+    for step in range(300):
+        ans = new_stack(rng.integers(1, 2**32, size=64, dtype=np.uint64).astype(np.uint32))
+        symbols = codecs.posterior(mean, std, step).pop(ans)
+        outside += int(((symbols < np.floor(lo)) | (symbols > np.ceil(hi))).sum())
+    assert outside == 0
+
+
+# -- 2. clean bits on data unlike the training data ------------------------------------------
+
+def test_data_unlike_the_training_data_cost_no_more_than_the_model_says():
+    """Thresholded digits (load_digits().images >= 8) are unlike the randomly binarised
+    training digits: where q is wider than p, undithered posterior pops read back the
+    previous image's quantile and walk z into q's tails (ACN files were 13-19 % over the
+    model's figure). With the dither the overhead is the fixed cost, as on the model's own
+    training images."""
+    from sklearn.datasets import load_digits
+
+    from acnkit import RunConfig, Trainer
+
+    t = Trainer(RunConfig(prior="acn", data="digits", epochs=30))
+    t.fit()
+    # as many of each, so that the fixed bytes weigh the same in both overheads
+    own_images = t.data.train_x.numpy()[:800]
+    thresholded = (load_digits().images >= 8).astype(np.uint8)[:800, None]
+    for mode in ("ordered", "set"):
+        own = compress(t.model, own_images, mode).overhead_percent
+        unlike = compress(t.model, thresholded, mode).overhead_percent
+        assert abs(unlike - own) < 1.0, (mode, own, unlike)
