@@ -212,73 +212,107 @@ def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, resume: 
 
 @main.command("compress")
 @click.argument("run_dir", type=click.Path())
+@click.argument("inputs", nargs=-1, type=click.Path())
 @click.option("--data", "data_name", default=None,
               help="Compress this data set, binarised with the run's --data-seed.")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True,
               help="Which split of --data.")
 @click.option("--input", "input_path", default=None,
-              help="A .npy array of 0/1 images (bool or integers), N x H x W or N x D.")
+              help="A .npy array of 0/1 images (bool or integers): N x C x H x W, N x H x W "
+                   "or N x D.")
+@click.option("--threshold", type=float, default=None,
+              help="Image files with grey levels or colour: a pixel is 1 where its grey level "
+                   "is >= T (without it only 1-bit or 0/255 images are taken).")
 @click.option("-o", "--output", required=True, help="The compressed file to write.")
 @click.option("--set", "as_set", is_flag=True,
-              help="Keep the images, not their order (saves up to log(N!)/N nats per image).")
+              help="Keep the images, not their order (saves up to log(N!)/N nats per image; "
+                   "image files' names are not kept).")
 @click.option("--overwrite", is_flag=True, help="Replace --output if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sizes as JSON.")
-def compress_cmd(run_dir: str, data_name: str | None, split: str, input_path: str | None,
-                 output: str, as_set: bool, overwrite: bool, as_json: bool) -> None:
+def compress_cmd(run_dir: str, inputs: tuple[str, ...], data_name: str | None, split: str,
+                 input_path: str | None, threshold: float | None, output: str, as_set: bool,
+                 overwrite: bool, as_json: bool) -> None:
     """Bits-back ANS coding of binary images with a trained VAE or ACN run (ACN along its
-    greedy chain). The file decodes bit-exactly with `acnkit decompress`."""
+    greedy chain): image files or folders of them (PNG, PBM, TIFF), a .npy array (--input)
+    or a data set (--data). The file decodes bit-exactly with `acnkit decompress`."""
     from .atomic import atomic_write_bytes, check_target
-    from .codec import as_images, compress
-    from .files import dataset_images, load_images
+    from .codec import compress
     from .trained import load_run
 
-    if (data_name is None) == (input_path is None):
-        raise click.UsageError("give exactly one of --data NAME and --input FILE.npy")
+    if sum((data_name is not None, input_path is not None, bool(inputs))) != 1:
+        raise click.UsageError("give exactly one of image files or folders, --data NAME and "
+                               "--input FILE.npy")
     target = check_target(output, overwrite, "--output")
     run = load_run(run_dir, "cpu")
-    shape = run.model.image_shape
-    if input_path is not None:
-        raw = load_images(input_path)
-        images = as_images(raw, shape, f"--input {input_path}")
-        dtype, input_shape = str(raw.dtype), raw.shape
-    else:
-        assert data_name is not None  # exactly one of --data and --input, checked above
-        images = dataset_images(run, data_name, split)
-        dtype, input_shape = "uint8", images.shape
-    result = compress(run.model, images, "set" if as_set else "ordered", input_dtype=dtype,
-                      input_shape=tuple(input_shape))
+    images, dtype, input_shape, names = _compress_input(run, inputs, data_name, split,
+                                                        input_path, threshold)
+    mode = "set" if as_set else "ordered"
+    result = compress(run.model, images, mode, input_dtype=dtype,
+                      input_shape=tuple(input_shape), names=names)
     atomic_write_bytes(target, result.data)
     summary = {"images": len(images), "bytes": len(result.data),
                "bits_per_image": result.bits_per_image,
                "model_nats_per_image": result.model_nats_per_image,
-               "overhead_percent": result.overhead_percent, "mode": result.header["mode"]}
+               "overhead_percent": result.overhead_percent, "mode": mode,
+               "names_kept": bool(result.header["names"])}
     if as_json:
         click.echo(json.dumps(summary))
         return
     click.echo(f"wrote {target}: {summary['images']} images in {summary['bytes']} bytes, "
-               f"{summary['bits_per_image']:.1f} bits per image ({summary['mode']} mode; the "
+               f"{summary['bits_per_image']:.1f} bits per image ({mode} mode; the "
                f"model's figure {result.model_bits_per_image:.1f} bits, overhead "
                f"{summary['overhead_percent']:+.2f} %)")
+    if names and as_set:
+        click.echo("set mode keeps the images, not their names: decompress names them "
+                   "image-00000.png, ...")
+
+
+def _compress_input(run: Any, inputs: tuple[str, ...], data_name: str | None, split: str,
+                    input_path: str | None, threshold: float | None) -> tuple[Any, ...]:
+    """The images to compress, the dtype and shape to restore, and their names (files)."""
+    from .codec import as_images
+    from .files import dataset_images, load_images, read_images
+
+    shape = run.model.image_shape
+    if inputs:
+        images, names = read_images(list(inputs), shape, threshold)
+        return images, "uint8", images.shape, names
+    if input_path is not None:
+        raw = load_images(input_path)
+        return as_images(raw, shape, f"--input {input_path}"), str(raw.dtype), raw.shape, None
+    assert data_name is not None  # exactly one input, checked by the command
+    images = dataset_images(run, data_name, split)
+    return images, "uint8", images.shape, None
 
 
 @main.command("decompress")
 @click.argument("file", type=click.Path())
 @click.option("--run", "run_dir", required=True, help="The run folder the file was made with.")
-@click.option("-o", "--output", required=True, help="The .npy array to write.")
-@click.option("--overwrite", is_flag=True, help="Replace --output if it exists.")
+@click.option("-o", "--output", required=True,
+              help="The .npy array to write, or a folder (ending in /, or existing) for one "
+                   "image file per image, under its kept name.")
+@click.option("--overwrite", is_flag=True, help="Replace --output (or files in it) if it exists.")
 def decompress_cmd(file: str, run_dir: str, output: str, overwrite: bool) -> None:
-    """Decode a file of `acnkit compress` into the .npy array it was made from (in set mode:
-    the same images in some order). Nothing is written unless it decodes exactly."""
+    """Decode a file of `acnkit compress` into the .npy array it was made from, or into a
+    folder of image files (in set mode: the same images in some order). Nothing is written
+    unless it decodes exactly."""
     from .atomic import atomic_write_bytes, check_target
     from .codec import decompress, read_header
-    from .files import npy_bytes, read_file
+    from .files import npy_bytes, read_file, write_images
     from .trained import load_run
 
-    target = check_target(output, overwrite, "--output")
+    to_folder = output.endswith("/") or Path(output).is_dir()
+    target = Path(output) if to_folder else check_target(output, overwrite, "--output")
     data = read_file(file)
-    read_header(data, file)  # a bad file is refused before the model is loaded
+    header, _ = read_header(data, file)  # a bad file is refused before the model is loaded
     model = load_run(run_dir, "cpu").model
     images = decompress(model, data, file, warn=lambda m: click.echo(m, err=True))
+    if to_folder:
+        written = write_images(target, images.reshape(len(images), *model.image_shape),
+                               header["names"], overwrite)
+        kept = "under their names" if header["names"] else "named by position (no names kept)"
+        click.echo(f"wrote {len(written)} images to {target} {kept}")
+        return
     atomic_write_bytes(target, npy_bytes(images))
     click.echo(f"wrote {target}: {len(images)} images of shape {tuple(images.shape[1:])}")
 

@@ -185,3 +185,56 @@ def test_data_unlike_the_training_data_cost_no_more_than_the_model_says():
         own = compress(t.model, own_images, mode).overhead_percent
         unlike = compress(t.model, thresholded, mode).overhead_percent
         assert abs(unlike - own) < 1.0, (mode, own, unlike)
+
+
+# -- 8. image files in and out ---------------------------------------------------------------
+
+def test_image_files_round_trip_under_their_names(tmp_path):
+    from PIL import Image
+
+    run = tmp_path / "run"
+    assert invoke("run", "--epochs", 1, "--train-limit", 200, "--test-limit", 30,
+                  "--latent-dim", 4, "--out", run).exit_code == 0
+    rng = np.random.default_rng(0)
+    pictures = rng.integers(0, 2, size=(4, 8, 8)).astype(bool)
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    names = ["a.png", "sub/b.pbm", "c.tif", "d.png"]
+    for name, picture in zip(names[:3], pictures[:3], strict=True):
+        Image.fromarray(picture).save(folder / name)  # 1-bit
+    Image.fromarray(pictures[3].astype(np.uint8) * 255).save(folder / "d.png")  # 0/255 grey
+    file = tmp_path / "f.acnz"
+    r = invoke("compress", run, folder, "-o", file)
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "out"
+    r = invoke("decompress", file, "--run", run, "-o", f"{out}/")
+    assert r.exit_code == 0 and "under their names" in r.output, r.output
+    for name, picture in zip(sorted(names), pictures[np.argsort(names)], strict=True):
+        back = np.asarray(Image.open(out / name).convert("1"), dtype=bool)
+        assert np.array_equal(back, picture), name
+    r = invoke("decompress", file, "--run", run, "-o", f"{out}/")
+    assert r.exit_code == 2 and "exists" in r.stderr  # nothing replaced without --overwrite
+    r = invoke("compress", run, folder, "--set", "-o", tmp_path / "s.acnz")
+    assert r.exit_code == 0 and "not their names" in r.output
+    r = invoke("decompress", tmp_path / "s.acnz", "--run", run, "-o", f"{tmp_path / 'set'}/")
+    assert r.exit_code == 0 and "no names kept" in r.output
+    assert sorted(p.name for p in (tmp_path / "set").iterdir())[0] == "image-00000.png"
+
+
+def test_image_files_that_do_not_fit_are_named(tmp_path):
+    from PIL import Image
+
+    run = tmp_path / "run"
+    assert invoke("run", "--epochs", 1, "--train-limit", 200, "--test-limit", 30,
+                  "--latent-dim", 4, "--out", run).exit_code == 0
+    grey = tmp_path / "grey.png"
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8) * 4).save(grey)
+    r = invoke("compress", run, grey, "-o", tmp_path / "f.acnz")
+    assert r.exit_code == 2 and "grey.png has L pixels" in r.stderr and "--threshold" in r.stderr
+    assert invoke("compress", run, grey, "--threshold", 128, "-o",
+                  tmp_path / "f.acnz").exit_code == 0
+    big = tmp_path / "big.png"
+    Image.fromarray(np.zeros((9, 8), dtype=bool)).save(big)
+    r = invoke("compress", run, big, "-o", tmp_path / "g.acnz")
+    assert r.exit_code == 2 and "big.png is 8x9 pixels; the model codes 8x8" in r.stderr
+    assert not (tmp_path / "g.acnz").exists()

@@ -24,7 +24,7 @@ from ..memory import chain_context, greedy_chain
 from ..model import Model
 from ..version import __version__
 from .coder import Codecs, Grid, choose_grid, new_stack, one_thread
-from .fileformat import DTYPES, FORMAT_VERSION, covered, pack, read_header
+from .fileformat import DTYPES, FORMAT_VERSION, covered, pack, read_header, safe_name
 from .image import ImageCoder, NetCalls, gaussian_params
 from .order import (
     MODES,
@@ -138,14 +138,18 @@ def _grid(plan: _Plan) -> Grid:
 
 
 def compress(model: Model, images: np.ndarray, mode: str = "ordered",
-             input_dtype: str = "uint8", input_shape: tuple[int, ...] | None = None) -> Compressed:
-    """Code ``images`` (N, *image_shape) of 0/1 uint8 into the bytes of an acnkit file."""
+             input_dtype: str = "uint8", input_shape: tuple[int, ...] | None = None,
+             names: list[str] | None = None) -> Compressed:
+    """Code ``images`` (N, *image_shape) of 0/1 uint8 into the bytes of an acnkit file;
+    ``names`` (one an image, e.g. their files' relative paths) are kept in ordered mode."""
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if input_dtype not in DTYPES:
         raise UsageError(f"input dtype {input_dtype} cannot be restored; give 0/1 images as "
                          f"bool or native-order integers ({', '.join(DTYPES)})")
     check_codable(model)
+    if names is not None and (len(names) != len(images) or not all(map(safe_name, names))):
+        raise UsageError("give one plain relative name an image (no '..', no empty parts)")
     n, nets = len(images), NetCalls(model)
     with one_thread():
         plan = _plan(nets, images)
@@ -176,6 +180,7 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
         "grid": {"bits": grid.bits, "lo": grid.lo, "hi": grid.hi}, "seed_words": words,
         "model": model.fingerprint()[:32], "digest": "00" * 16,
         "acnkit": __version__, "torch": torch.__version__,
+        "names": list(names or []) if mode == "ordered" else [],
     }
     header["digest"] = digest(images, mode, covered(header))[:32]
     return Compressed(pack(header, payload), header, model_nats(model, images, plan.order, mode))

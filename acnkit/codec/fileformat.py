@@ -28,21 +28,22 @@ MAX_DECODED_BYTES = 1 << 34
 DTYPES = ("uint8", "bool", "int8", "int16", "int32", "int64", "uint16", "uint32", "uint64")
 
 #: the header after the magic, in order: (field, encoding). An encoding is a struct code,
-#: ``shape`` (a u8 count and that many u32), ``hex16`` (16 bytes, shown as hex) or
-#: ``text`` (a u8 length and UTF-8).
+#: ``shape`` (a u8 count and that many u32), ``hex16`` (16 bytes, shown as hex), ``text``
+#: (a u8 length and UTF-8) or ``lines`` (a u32 length and UTF-8 lines: the images' names,
+#: empty when none were given).
 LAYOUT: tuple[tuple[str, str], ...] = (
     ("format", "H"), ("flags", "B"), ("count", "I"),
     ("image_shape", "shape"), ("input_shape", "shape"),
     ("input_dtype", "B"), ("grid_bits", "B"), ("grid_lo", "i"), ("grid_hi", "i"),
     ("seed_words", "H"), ("model", "hex16"), ("digest", "hex16"),
-    ("acnkit", "text"), ("torch", "text"),
+    ("acnkit", "text"), ("torch", "text"), ("names", "lines"),
 )
 
 
 def _fields(header: dict[str, Any]) -> dict[str, Any]:
     """The header as the flat fields of :data:`LAYOUT`."""
     g = header["grid"]
-    return {**header, "format": FORMAT_VERSION,
+    return {**header, "format": FORMAT_VERSION, "names": "\n".join(header.get("names") or []),
             "flags": (header["mode"] == "set") | (header["conditional"] << 1),
             "input_dtype": DTYPES.index(header["input_dtype"]),
             "grid_bits": g["bits"], "grid_lo": g["lo"], "grid_hi": g["hi"]}
@@ -59,6 +60,7 @@ def _header(fields: dict[str, Any]) -> dict[str, Any]:
         "grid": {"bits": fields["grid_bits"], "lo": fields["grid_lo"], "hi": fields["grid_hi"]},
         "seed_words": fields["seed_words"], "model": fields["model"],
         "digest": fields["digest"], "acnkit": fields["acnkit"], "torch": fields["torch"],
+        "names": fields["names"].split("\n") if fields["names"] else [],
     }
 
 
@@ -70,6 +72,9 @@ def _encode(kind: str, value: Any) -> bytes:
     if kind == "text":
         raw = value.encode()[:255]
         return struct.pack("<B", len(raw)) + raw
+    if kind == "lines":
+        raw = value.encode()
+        return struct.pack("<I", len(raw)) + raw
     return struct.pack(f"<{kind}", value)
 
 
@@ -108,7 +113,18 @@ class _Reader:
         if kind == "text":
             size = self.take("<B")[0]
             return bytes(self.take(f"<{size}s")[0]).decode(errors="replace")
+        if kind == "lines":
+            size = self.take("<I")[0]
+            return bytes(self.take(f"<{size}s")[0]).decode(errors="replace")
         return self.take(f"<{kind}")[0]
+
+
+def safe_name(name: str) -> bool:
+    """A name an image may be written under inside an output folder: relative, without
+    '..', empty parts or control characters."""
+    parts = name.split("/")
+    return bool(name) and not name.startswith("/") and "\\" not in name and \
+        all(p not in ("", ".", "..") for p in parts) and name.isprintable()
 
 
 def read_header(data: bytes, name: str = "the file") -> tuple[dict[str, Any], np.ndarray]:
@@ -156,6 +172,10 @@ def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
          f"its latent grid {g} is not one acnkit writes"),
         (not 1 <= header["seed_words"] <= len(words), "its initial words do not fit"),
         (len(words) == 0 or int(words[-1]) == 0, "its payload does not end in a word"),
+        (bool(header["names"]) and len(header["names"]) != count,
+         f"it names {len(header['names'])} images but holds {count}"),
+        (not all(safe_name(n) for n in header["names"]),
+         "an image name is not a plain relative path"),
     ]
     for bad, why in problems:
         if bad:
