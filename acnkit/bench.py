@@ -102,7 +102,15 @@ def search_memory(searcher: str, n: int, dim: int, batch: int, k: int) -> dict[s
     import resource
 
     def peak() -> int:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+        # VmHWM is this process's own high-water mark; ru_maxrss also counts the parent's
+        # resident size at fork (Linux carries it across exec), which hides every peak of
+        # a child started by a large process (a test runner, a notebook)
+        try:
+            with open("/proc/self/status") as f:
+                hwm = next(line for line in f if line.startswith("VmHWM:"))
+            return int(hwm.split()[1]) * 1024
+        except (OSError, StopIteration):
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
     # Warm the runtime (thread pools, kernels) on a tiny store: its one-time allocations
     # are not the search's.

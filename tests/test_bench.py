@@ -48,10 +48,10 @@ def test_bench_epoch_json():
     (acn,) = result["acn"]
     assert acn["search"] == "torch"
     # each phase is charged to the model that has it: only ACN searches and builds a chain
-    vae = result["vae_phases"]
-    assert vae["search"] == 0 and vae["store update"] == 0 and vae["ordered chain"] == 0
-    assert acn["phases"]["search"] > 0 and acn["phases"]["store update"] > 0
-    assert acn["phases"]["ordered chain"] > 0
+    vae, phases = result["vae_phases"], acn["phases"]
+    assert vae["store update"] == 0 and vae["ordered chain"] == 0
+    assert phases["store update"] > 0 and phases["ordered chain"] > 0
+    assert vae["search"] < 0.01 * phases["search"]  # the VAE only enters the phase
 
 
 def test_bench_epoch_times_the_nets_of_a_config_file(tmp_path):
@@ -81,7 +81,7 @@ def test_bench_codec_times_an_autoregressive_decoders_pixel_loop(tmp_path):
 
 
 def test_bench_memory_sees_what_a_search_allocates(make_plugin):
-    """A searcher that allocates twice the store in every search is reported as such
+    """A searcher that allocates four times the store in every search is reported as such
     (the high-water mark is read in a fresh child process that loads the plugin too)."""
     make_plugin("acnkit-wasteful", """
         import acnkit, torch
@@ -89,7 +89,7 @@ def test_bench_memory_sees_what_a_search_allocates(make_plugin):
 
         class Wasteful(TorchSearcher):
             def search(self, queries, k, exclude=None, banned=None):
-                waste = torch.ones(2 * self.codes.numel())  # written, so really resident
+                waste = torch.ones(4 * self.codes.numel())  # written, so really resident
                 return super().search(queries, k, exclude, banned) + 0 * int(waste[-1])
 
         @acnkit.hookimpl
