@@ -198,8 +198,8 @@ def print_compare(histories: dict[str, list[dict[str, Any]]], data: str, out: Pa
     if len(names) >= 2:
         for line in final_comparison(histories[names[0]][-1], histories[names[-1]][-1],
                                      names[0], names[-1]):
-            console.print(line)
-    console.print(f"wrote {out / 'compare.csv'} and {out / 'compare.png'}")
+            console.print(line, soft_wrap=True)  # whole sentences: a log is not 80 columns
+    console.print(f"wrote {out / 'compare.csv'} and {out / 'compare.png'}", soft_wrap=True)
 
 
 def final_comparison(ma: dict[str, Any], mb: dict[str, Any], a: str, b: str) -> list[str]:

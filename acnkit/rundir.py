@@ -57,14 +57,36 @@ def check_out(out: str | Path, overwrite: bool = False) -> Path:
 class RunLock:
     """An exclusive ``flock`` on ``folder/.acnkit.lock`` while a command writes the folder.
     The kernel drops it when the process ends, however it ends, so a crash leaves no stale
-    lock; the pid inside only names the holder in the message."""
+    lock (a file left by kill -9 is locked by no one and taken over); the pid inside only
+    names the holder in the message. A clean exit removes the file, while still holding the
+    lock; whoever locked a file that was removed meanwhile locks the new one instead."""
 
     def __init__(self, folder: str | Path, what: str = "--out") -> None:
         self.folder, self.what = Path(folder), what
         self.fd: int | None = None
 
     def __enter__(self) -> RunLock:
-        file = self.folder / LOCK
+        for _ in range(20):
+            fd = self._lock(self.folder / LOCK)
+            if self._still_there(fd):
+                break
+            os.close(fd)  # locked a file its holder removed on leaving: lock the new one
+        else:
+            raise AcnkitError(f"{self.what} {self.folder}: its lock file keeps changing; "
+                              f"another process is using the folder")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        remove_stale_temporaries(self.folder)
+        return self
+
+    def _still_there(self, fd: int) -> bool:
+        try:
+            return os.fstat(fd).st_ino == os.stat(self.folder / LOCK).st_ino
+        except FileNotFoundError:
+            return False
+
+    def _lock(self, file: Path) -> int:
         try:
             fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
@@ -78,15 +100,15 @@ class RunLock:
             raise AcnkitError(f"{self.what} {self.folder} is in use by another acnkit process "
                               f"(pid {holder}); wait for it to end or choose another "
                               f"folder") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self.fd = fd
-        remove_stale_temporaries(self.folder)
-        return self
+        return fd
 
     def __exit__(self, *exc: Any) -> None:
         if self.fd is not None:
-            os.close(self.fd)  # releases the flock; the file stays, empty of meaning
+            try:  # removed while locked, so no one can take the old file for a live lock
+                (self.folder / LOCK).unlink()
+            except OSError:
+                pass
+            os.close(self.fd)
             self.fd = None
 
 

@@ -435,3 +435,26 @@ def test_interrupted_compare_resumes_to_its_table(tmp_path):
     rows = (out / "compare.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * 2 and (out / "compare.png").is_file()
     one_error_line(acnkit("compare", "--resume", "--lr", "0.1", "--out", out), 2)
+
+
+def test_no_lock_file_is_left_after_a_run_and_a_comparison(tmp_path):
+    out = tmp_path / "c"
+    r = invoke("compare", *SMALL, "--epochs", 1, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert not list(out.rglob(".acnkit.lock"))
+
+
+def test_a_lock_released_and_removed_is_taken_by_the_next_holder(tmp_path):
+    from acnkit.errors import AcnkitError
+    from acnkit.rundir import LOCK, RunLock
+
+    first = RunLock(tmp_path).__enter__()
+    with pytest.raises(AcnkitError, match="in use by another acnkit process"):
+        RunLock(tmp_path).__enter__()
+    first.__exit__(None, None, None)
+    assert not (tmp_path / LOCK).exists()
+    with RunLock(tmp_path):
+        assert (tmp_path / LOCK).read_text().strip() == str(os.getpid())
+    (tmp_path / LOCK).write_text("12345\n")  # left by a process killed with -9: no one holds it
+    with RunLock(tmp_path):
+        pass
