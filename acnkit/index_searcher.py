@@ -30,8 +30,10 @@ class IndexSearcher(NeighbourSearcher):
     A subclass implements two methods on float32 NumPy arrays, and nothing else:
 
     - ``build(codes)``: index an (N, d) snapshot of the store;
-    - ``query(queries, k)``: (B, k) int64 row numbers of (approximately) nearest indexed
-      rows, nearest first, -1 where it has fewer.
+    - ``query(queries, k)``: int64 row numbers of (approximately) nearest indexed rows,
+      nearest first, shaped (B, m) with m <= k: an index that holds fewer than k rows may
+      return fewer columns, or pad with -1 (both are taken; the answer to acnkit is
+      always (B, k), -1 padded).
 
     This class does the rest of the :class:`~acnkit.interfaces.NeighbourSearcher` contract:
     rebuilds on ``reset`` and every ``refresh`` batches (``builds`` counts them; ``refresh``

@@ -51,28 +51,49 @@ def test_signal_stops_and_keeps_the_last_epoch(tmp_path, sig):
     assert len(metrics(out)) == len(done) + 1
 
 
+def started(proc: subprocess.Popen, out: Path, timeout: float = 300) -> bool:
+    """Wait until the child holds the run folder's lock (torch imported, nets built: it is
+    about to train), so that a kill lands inside the run however slow the machine; False if
+    the child ended first."""
+    end = time.monotonic() + timeout
+    while not (out / ".acnkit.lock").exists():
+        if proc.poll() is not None:
+            return False
+        assert time.monotonic() < end, "the run never started"
+        time.sleep(0.02)
+    return True
+
+
 def test_sigkill_at_random_moments_then_resume_matches(tmp_path):
     epochs = "100"
     whole = tmp_path / "whole"
+    t0 = time.monotonic()
     r = subprocess.run([sys.executable, "-m", "acnkit", "run", *SMALL, "--epochs", epochs,
                         "--out", str(whole)], capture_output=True, text=True)
+    took = time.monotonic() - t0
     assert r.returncode == 0, r.stderr
     out = tmp_path / "killed"
     rng = random.Random(0)
     kills = 0
-    for _ in range(30):
+    for _ in range(12):
         if (out / "checkpoint.pt").exists():
             args = ["run", "--resume", str(out)]
         else:
             args = ["run", *SMALL, "--epochs", epochs, "--out", str(out), "--overwrite"]
         proc = acnkit(*args)
         try:
-            # Four kills at random moments, then the run is let finish.
-            proc.wait(timeout=rng.uniform(2.0, 5.0) if kills < 4 else 300)
+            # Four kills, each at a random moment of training (timed from the moment the
+            # child starts it, not from its launch), then the run is let finish: at most
+            # three times as long as the whole run took, plus start-up.
+            if kills < 4 and started(proc, out):
+                proc.wait(timeout=rng.uniform(0.2, 0.1 * took))
+            else:
+                proc.wait(timeout=3 * took + 120)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
             kills += 1
+            (out / ".acnkit.lock").unlink(missing_ok=True)  # stale: its holder is gone
             if (out / "metrics.jsonl").exists():
                 for line in (out / "metrics.jsonl").read_text().splitlines():
                     json.loads(line)  # never a half line

@@ -58,3 +58,16 @@ def test_benchmarks_leave_out_searchers_not_meant_to_be_near():
     reg = get_registry()
     assert "random" in reg.names("searcher")
     assert "random" not in reg.nearest_searchers() and "torch" in reg.nearest_searchers()
+
+
+def test_contract_names_a_searcher_that_fails_bad_arguments_with_another_error():
+    class Raw(TorchSearcher):
+        def search(self, queries, k, exclude=None, banned=None):
+            if k < 1 or queries.shape[1] != self.codes.shape[1]:
+                raise RuntimeError("shape mismatch deep inside")
+            return super().search(queries, k, exclude, banned)
+
+    from acnkit.testing import check_bad_arguments
+    with pytest.raises(AssertionError, match="raised RuntimeError for bad arguments .* must "
+                                             "raise ValueError"):
+        check_bad_arguments(Raw)
