@@ -64,11 +64,15 @@ def started(proc: subprocess.Popen, out: Path, timeout: float = 300) -> bool:
     return True
 
 
+#: a run of about 1,500 steps: long enough for four kills, short on a busy machine
+KILLED = [*SMALL_NETS, "--batch-size", "16", "--train-limit", "400", "--test-limit", "100"]
+
+
 def test_sigkill_at_random_moments_then_resume_matches(tmp_path):
-    epochs = "100"
+    epochs = "60"
     whole = tmp_path / "whole"
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "acnkit", "run", *SMALL, "--epochs", epochs,
+    r = subprocess.run([sys.executable, "-m", "acnkit", "run", *KILLED, "--epochs", epochs,
                         "--out", str(whole)], capture_output=True, text=True)
     took = time.monotonic() - t0
     assert r.returncode == 0, r.stderr
@@ -79,7 +83,7 @@ def test_sigkill_at_random_moments_then_resume_matches(tmp_path):
         if (out / "checkpoint.pt").exists():
             args = ["run", "--resume", str(out)]
         else:
-            args = ["run", *SMALL, "--epochs", epochs, "--out", str(out), "--overwrite"]
+            args = ["run", *KILLED, "--epochs", epochs, "--out", str(out), "--overwrite"]
         proc = acnkit(*args)
         try:
             # Four kills, each at a random moment of training (timed from the moment the
