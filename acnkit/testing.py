@@ -314,11 +314,14 @@ def check_decoder(factory: Callable[..., torch.nn.Module],
             f"sample gave shape {tuple(drawn.shape)}, expected (5, *{image_shape})")
         assert ((drawn == 0) | (drawn == 1)).all(), "sample gave values other than 0 and 1"
         if dec.autoregressive:
-            _check_causal(dec, z[:2], x[:2])
+            check_causal(dec, z[:2], x[:2])
             _check_teacher_forcing(dec, z[:2], loss)
 
 
-def _check_causal(dec: Any, z: Tensor, x: Tensor) -> None:
+def check_causal(dec: Any, z: Tensor, x: Tensor) -> None:
+    """An autoregressive decoder's output at each position does not change with the pixels
+    at or after it (six positions probed, flipping one pixel each time): the property the
+    codec's receiver relies on."""
     base = dec.params(z, x).reshape(len(z), -1)
     dims = base.shape[1]
     for i in sorted({0, 1, dims // 3, dims // 2, dims - 2, dims - 1}):

@@ -155,3 +155,24 @@ def test_cli_decoder_options(tmp_path):
     assert res.exit_code == 2 and "odd kernel" in res.output
     res = runner.invoke(main, [*args, "--decoder-option", "depth=4", "--out", str(tmp_path / "d")])
     assert res.exit_code == 2 and "does not take option 'depth'" in res.output
+
+
+def test_compress_refuses_a_decoder_that_peeks_at_a_later_pixel():
+    """Such a decoder trains and compresses without complaint, and only decompress would
+    fail: compress probes causality first and names the decoder and the kit."""
+    from acnkit.errors import CodecError
+
+    t = Trainer(small(prior="vae"))
+    decoder = t.model.decoder
+    causal = decoder.forward
+
+    def peeking(z, x):  # each position also reads the pixel after it
+        out = causal(z, x)
+        return out + x.reshape(out.shape).roll(-1, dims=-1)
+
+    decoder.forward = peeking
+    with pytest.raises(CodecError, match=r"decoder 'pixelcnn' \(plugin 'pixelcnn'\) cannot be "
+                                         r"coded: .*not causal.*check_decoder"):
+        compress(t.model, t.data.test_x.numpy()[:3], "ordered")
+    decoder.forward = causal
+    assert len(compress(t.model, t.data.test_x.numpy()[:3], "ordered").data) > 0

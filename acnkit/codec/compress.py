@@ -22,6 +22,7 @@ from ..errors import CodecError, UsageError
 from ..evaluate import costs, modes
 from ..memory import chain_context, greedy_chain
 from ..model import Model
+from ..testing import check_causal
 from ..version import __version__
 from .coder import Codecs, Grid, choose_grid, new_stack, one_thread
 from .fileformat import DTYPES, FORMAT_VERSION, covered, pack, read_header, safe_name
@@ -52,6 +53,22 @@ def check_codable(model: Model) -> None:
         raise CodecError(f"prior {c.prior!r} gives a {type(dist).__name__}; acnkit compress "
                          f"codes priors whose distribution is a DiagGaussian or a "
                          f"MixtureDiagGaussian (see docs/writing-a-plugin.md)")
+
+
+@torch.no_grad()
+def check_causal_decoder(model: Model, images: np.ndarray) -> None:
+    """An autoregressive decoder that reads a pixel at or after the one it predicts would
+    write a file no receiver can decode: probed on the first image before any coding."""
+    if not model.decoder.autoregressive or len(images) == 0:
+        return
+    x = torch.from_numpy(images[:1]).float().to(model.device)
+    z = model.encode(x).mean
+    try:
+        check_causal(model.decoder, z, x)
+    except AssertionError as exc:
+        raise CodecError(f"{model.plugin('decoder')} cannot be coded: {exc}; a receiver "
+                         f"could not decode the file (test the plugin with "
+                         f"acnkit.testing.check_decoder)") from None
 
 
 def accepted_shapes(image_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
@@ -148,6 +165,7 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
         raise UsageError(f"input dtype {input_dtype} cannot be restored; give 0/1 images as "
                          f"bool or native-order integers ({', '.join(DTYPES)})")
     check_codable(model)
+    check_causal_decoder(model, images)
     if names is not None and (len(names) != len(images) or not all(map(safe_name, names))):
         raise UsageError("give one plain relative name an image (no '..', no empty parts)")
     n, nets = len(images), NetCalls(model)
