@@ -99,15 +99,14 @@ def read_image(path: Path, size: tuple[int, int], threshold: float | None) -> np
     try:
         with Image.open(path) as img:
             img.load()
-            mode, pixels = img.mode, img
-            if mode == "1":
-                array = np.asarray(pixels, dtype=bool).astype(np.uint8)
+            if img.mode == "1":
+                array = np.asarray(img, dtype=bool).astype(np.uint8)
             elif threshold is not None:
-                array = (np.asarray(pixels.convert("L")) >= threshold).astype(np.uint8)
-            elif mode == "L" and set(np.unique(np.asarray(pixels)).tolist()) <= {0, 255}:
-                array = (np.asarray(pixels) == 255).astype(np.uint8)
+                array = (np.asarray(img.convert("L")) >= threshold).astype(np.uint8)
+            elif img.mode == "L" and set(np.unique(np.asarray(img)).tolist()) <= {0, 255}:
+                array = (np.asarray(img) == 255).astype(np.uint8)
             else:
-                raise UsageError(f"{path} has {mode} pixels with levels other than 0 and 255; "
+                raise UsageError(f"{path} has {img.mode} pixels with levels other than 0 and 255; "
                                  f"give 1-bit images or pass --threshold T (grey level >= T is 1)")
     except (UnidentifiedImageError, OSError) as exc:
         raise UsageError(f"{path} is not an image Pillow can read ({exc.__class__.__name__})") \

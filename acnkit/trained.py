@@ -30,10 +30,11 @@ def config_of(data: dict[str, Any], path: Path) -> RunConfig:
                               f"was written by another version or edited") from None
 
 
-def fit_state(load: Callable[[dict[str, Any]], None], state: dict[str, Any], path: Path) -> None:
-    """``load(state)``, its failures told as a checkpoint that does not fit its config."""
+def fit_state(load: Callable[[dict[str, Any]], Any], state: dict[str, Any], path: Path) -> Any:
+    """``load(state)`` and what it returns, its failures told as a checkpoint that does not
+    fit its config."""
     try:
-        load(state)
+        return load(state)
     except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
         # torch's first line only names the module; the second says what does not fit
         first = " ".join(str(exc).strip().splitlines()[:2]).strip()[:200] or type(exc).__name__
@@ -68,18 +69,16 @@ class Run:
         return self.model.encode(self.data.split(split)).mean
 
 
-def _restore(model: Model, n: int, store_holder: list[Tensor | None]) -> Callable[[dict], None]:
-    def load(state: dict[str, Any]) -> None:
-        model.load_state_dict(state["modules"])
-        store = state.get("store")
-        if model.conditional:
-            if not isinstance(store, Tensor) or tuple(store.shape) != (n, model.latent_dim):
-                raise KeyError(f"store: the code store is missing or not of shape "
-                               f"({n}, {model.latent_dim})")
-            store_holder.append(store.to(model.device))
-        else:
-            store_holder.append(None)
-    return load
+def _restore(model: Model, n: int, state: dict[str, Any]) -> Tensor | None:
+    """Load the networks' weights into ``model``; the code store of a conditional prior."""
+    model.load_state_dict(state["modules"])
+    if not model.conditional:
+        return None
+    store = state.get("store")
+    if not isinstance(store, Tensor) or tuple(store.shape) != (n, model.latent_dim):
+        raise KeyError(f"store: the code store is missing or not of shape "
+                       f"({n}, {model.latent_dim})")
+    return store.to(model.device)
 
 
 def load_run(run_dir: str | Path, device: str | None = None,
@@ -98,7 +97,6 @@ def load_run(run_dir: str | Path, device: str | None = None,
     torch_device = resolve_device(config.device)
     data = load_data(config, get_registry(), torch_device)
     model = build_model(config, data.image_shape, torch_device)
-    store: list[Tensor | None] = []
-    fit_state(_restore(model, len(data.train_x), store), state, path)
-    return Run(path, model.eval(), data, list(state["history"]), int(state["epoch"]), store[0])
+    store = fit_state(lambda s: _restore(model, len(data.train_x), s), state, path)
+    return Run(path, model.eval(), data, list(state["history"]), int(state["epoch"]), store)
 

@@ -189,7 +189,7 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
             for step, i in reversed(list(enumerate(plan.order.tolist()))):
                 push_image(i, step)
             if mode == "ordered" and model.conditional and n > 1:
-                permutation_codec(codecs, n)[0](ans, plan.order)
+                permutation_codec(codecs, n).push(ans, plan.order)
         payload = ans.get_compressed().astype("<u4").tobytes()
     header = {
         "format": FORMAT_VERSION, "mode": mode, "conditional": model.conditional, "count": n,
@@ -269,7 +269,7 @@ def _pop_in_order(ans: Any, codecs: Codecs, coder: ImageCoder, n: int, mode: str
     model = coder.nets.model
     order = None
     if mode == "ordered" and model.conditional and n > 1:
-        order = permutation_codec(codecs, n)[1](ans)
+        order = permutation_codec(codecs, n).pop(ans)
     decoded, code = [], None
     for step in range(n):
         context = None

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from .coder import Codecs
+from .coder import Codec, Codecs
 
 MODES = ("ordered", "set")
 
@@ -72,7 +72,7 @@ def order_from_ranks(ranks: np.ndarray) -> np.ndarray:
     return np.array([left.pop(int(r)) for r in ranks], dtype=np.int64)
 
 
-def permutation_codec(codecs: Codecs, n: int) -> Any:
+def permutation_codec(codecs: Codecs, n: int) -> Codec:
     """The chain order of ``n`` > 1 images as the ranks of its first n - 1 indices (the
     last is the one left): push it after the images, pop it before them."""
     sizes = np.arange(n, 1, -1, dtype=np.int32)
@@ -84,7 +84,7 @@ def permutation_codec(codecs: Codecs, n: int) -> Any:
     def pop(ans: Any) -> np.ndarray:
         return order_from_ranks(np.append(codec.pop(ans), 0))
 
-    return push, pop
+    return Codec(push, pop)
 
 
 #: push image i (first argument) as the receiver's ``step``-th image (second)
