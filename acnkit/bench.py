@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import progress
 from .errors import UsageError
 from .neighbours import exact_knn
 from .registry import get_registry
@@ -155,33 +156,47 @@ def bench_search(searchers: list[str], n: int, dim: int, batch: int, k: int,
     batches = [torch.randperm(n, generator=g)[:batch].to(dev) for _ in range(queries)]
     reference = [exact_knn(codes[i], codes, k, exclude=i)[1] for i in batches]
     rows = []
-    for name in searchers:
-        for options in (settings or SEARCH_SETTINGS).get(name, [{}]):
-            searcher = reg.create("searcher", name, **options)
-            t0 = time.perf_counter()
-            searcher.reset(codes)
-            build = time.perf_counter() - t0
-            answers: list[torch.Tensor] = []
-
-            def query_all(searcher=searcher, answers=answers) -> None:
-                answers.clear()
-                for i in batches:
-                    answers.append(searcher.search(codes[i], k, exclude=i))
-                if dev.type == "cuda":
-                    torch.cuda.synchronize()
-
-            per_batch = median_seconds(query_all, 3) / len(batches)
-            hits = sum((a.unsqueeze(2) == r.unsqueeze(1)).any(2).sum().item()
-                       for a, r in zip(answers, reference, strict=True))
-            rows.append({
-                "searcher": name, "n": n, "dim": dim, "batch": batch, "k": k,
-                "settings": searcher.settings() or options,
-                "build_seconds": build, "query_ms_per_batch": per_batch * 1e3,
-                "recall_at_k": hits / (len(batches) * batch * k),
-                "flop_bound_ms": flop_bound_ms, "ratio_to_bound": per_batch * 1e3 / flop_bound_ms,
-                "matmul_gflops": rate,
-            })
+    plan = [(name, options) for name in searchers
+            for options in (settings or SEARCH_SETTINGS).get(name, [{}])]
+    with progress.task(f"search bench, {n} codes", len(plan), "settings") as shown:
+        for name, options in plan:
+            rows.append(_bench_one(reg.create("searcher", name, **options), name, options,
+                                   codes, batches, reference, k))
+            shown()
+    for r in rows:
+        r.update(flop_bound_ms=flop_bound_ms, matmul_gflops=rate,
+                 ratio_to_bound=r["query_ms_per_batch"] / flop_bound_ms)
     return rows
+
+
+def _bench_one(searcher: Any, name: str, options: dict[str, Any], codes: torch.Tensor,
+               batches: list[torch.Tensor], reference: list[torch.Tensor],
+               k: int) -> dict[str, Any]:
+    """Build time, median query time and recall of one searcher setting."""
+    dev = codes.device
+    n, dim = codes.shape
+    batch = len(batches[0])
+    t0 = time.perf_counter()
+    searcher.reset(codes)
+    build = time.perf_counter() - t0
+    answers: list[torch.Tensor] = []
+
+    def query_all() -> None:
+        answers.clear()
+        for i in batches:
+            answers.append(searcher.search(codes[i], k, exclude=i))
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    per_batch = median_seconds(query_all, 3) / len(batches)
+    hits = sum((a.unsqueeze(2) == r.unsqueeze(1)).any(2).sum().item()
+               for a, r in zip(answers, reference, strict=True))
+    return {
+        "searcher": name, "n": n, "dim": dim, "batch": batch, "k": k,
+        "settings": searcher.settings() or options,
+        "build_seconds": build, "query_ms_per_batch": per_batch * 1e3,
+        "recall_at_k": hits / (len(batches) * batch * k),
+    }
 
 
 #: recall at which an approximate searcher counts as a replacement for exact search

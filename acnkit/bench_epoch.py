@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from . import progress
 from .config import RunConfig
 from .distributions import DiagGaussian
 from .engine import Trainer
@@ -101,8 +102,10 @@ def profile_epoch(trainer: Trainer) -> dict[str, float]:
         trainer.memory.start_epoch()
     t0 = time.perf_counter()
     order = torch.randperm(n, generator=trainer.order).to(trainer.device)
-    for b in range(0, n, c.batch_size):
-        timed_step(trainer, order[b: b + c.batch_size], clock)
+    with progress.task(f"timed epoch, {trainer.config.prior}", n, "images") as shown:
+        for b in range(0, n, c.batch_size):
+            timed_step(trainer, order[b: b + c.batch_size], clock)
+            shown(min(c.batch_size, n - b))
     train = time.perf_counter() - t0
     t1 = time.perf_counter()
     figures = held_out_figures(trainer.model, trainer.data)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -16,64 +15,11 @@ import click
 from click.core import ParameterSource
 
 from .cli_bench import bench
-from .cli_options import build_config, run_options, without_nproc
-from .errors import AcnkitError, Interrupted
+from .cli_group import AcnkitGroup
+from .cli_options import build_config, json_option, quiet_option, run_options, without_nproc
+from .errors import Interrupted
 from .registry import KINDS, get_registry
 from .version import __version__
-
-
-class AcnkitGroup(click.Group):
-    """Turns every acnkit error into one line on stderr and its exit code (``--debug`` shows
-    the traceback), and adds the commands that plugins register."""
-
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
-        # click's own usage errors become one line too, like acnkit's.
-        try:
-            rv = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
-        except click.ClickException as exc:
-            ctx = getattr(exc, "ctx", None)
-            hint = f" (see {ctx.command_path} --help)" if ctx else ""
-            click.echo(f"error: {exc.format_message()}{hint}", err=True)
-            sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-        sys.exit(rv if isinstance(rv, int) else 0)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except AcnkitError as exc:
-            self._fail(ctx, f"error: {exc}", exc.exit_code)
-        except OSError as exc:  # a full disk, a vanished folder: the system's words, one line
-            where = f"{exc.filename}: " if exc.filename else ""
-            self._fail(ctx, f"error: {where}{exc.strerror or exc}", 1)
-        except KeyboardInterrupt:
-            self._fail(ctx, "interrupted", 130)
-
-    @staticmethod
-    def _fail(ctx: click.Context, message: str, code: int) -> None:
-        if ctx.obj and ctx.obj.get("debug"):
-            traceback.print_exc()
-        click.echo(" ".join(message.split()), err=True)  # always one line
-        ctx.exit(code)
-
-    def _ensure_plugin_commands(self) -> None:
-        if not getattr(self, "_plugin_commands_added", False):
-            self._plugin_commands_added = True
-            try:
-                get_registry().add_commands(self)
-            except AcnkitError as exc:
-                click.echo(f"error: {exc}", err=True)
-                sys.exit(exc.exit_code)
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        self._ensure_plugin_commands()
-        return super().get_command(ctx, name)
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        self._ensure_plugin_commands()
-        return super().list_commands(ctx)
 
 
 @click.group(cls=AcnkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -92,12 +38,17 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--resume", "resume_dir", type=click.Path(), default=None,
               help="Continue the run in this folder (up to --epochs in all).")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --out.")
-@click.option("--json", "as_json", is_flag=True, help="Print the last epoch's metrics as JSON.")
+@json_option(help="Print the last epoch's metrics as JSON.")
+@click.option("--tensorboard", is_flag=True,
+              help="Write TensorBoard event files into OUT/tensorboard/: every figure per "
+                   "epoch, pictures, the test codes in the projector (pip install "
+                   "'acnkit[tensorboard]').")
 @click.option("--nproc", default=1, show_default=True,
               help="Processes to train with (torch.distributed; gloo on CPU, nccl on CUDA).")
 @click.pass_context
+@quiet_option
 def run(ctx: click.Context, out: str, resume_dir: str | None, overwrite: bool, as_json: bool,
-        nproc: int, **params: Any) -> None:
+        tensorboard: bool, nproc: int, **params: Any) -> None:
     """Train one model (ACN by default) and test it after every epoch.
 
     Under torchrun (torchrun --nproc_per_node N -m acnkit run ...) or with --nproc N it
@@ -115,6 +66,13 @@ def run(ctx: click.Context, out: str, resume_dir: str | None, overwrite: bool, a
             raise click.UsageError(f"--resume continues the run in its own folder with its "
                                    f"own config; drop {' and '.join(given)}")
     config, overrides = build_config(ctx, params)
+    events = None
+    if tensorboard:
+        from .rundir import TENSORBOARD
+        from .tensorboard_log import require_tensorboard
+
+        require_tensorboard()
+        events = Path(resume_dir or out) / TENSORBOARD
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         # Usage errors are found here, once, before any process starts.
         if config.unique:
@@ -131,9 +89,9 @@ def run(ctx: click.Context, out: str, resume_dir: str | None, overwrite: bool, a
         if resume_dir:
             epochs = overrides.pop("epochs", None)
             trainer = runs.resume(resume_dir, epochs=epochs, overrides=overrides,
-                                  notify=lambda m: click.echo(m, err=True))
+                                  notify=lambda m: click.echo(m, err=True), tensorboard=events)
         else:
-            trainer = runs.start(config, out, overwrite=overwrite)
+            trainer = runs.start(config, out, overwrite=overwrite, tensorboard=events)
         ok = True
     except Interrupted as exc:
         ok = True  # every rank stopped at the same batch
@@ -146,7 +104,7 @@ def run(ctx: click.Context, out: str, resume_dir: str | None, overwrite: bool, a
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the plugins as JSON.")
+@json_option(help="Print the plugins as JSON.")
 def plugins(as_json: bool) -> None:
     """List installed plugins and the components each registers."""
     from .display import print_plugins
@@ -175,10 +133,15 @@ def plugins(as_json: bool) -> None:
 @click.option("--resume", is_flag=True,
               help="Continue the comparison in --out (after an interruption, or up to more "
                    "--epochs) and write its table and plot.")
-@click.option("--json", "as_json", is_flag=True, help="Print the final epoch of each prior.")
+@json_option(help="Print the final epoch of each prior.")
+@click.option("--tensorboard", is_flag=True,
+              help="Write TensorBoard event files into OUT/tensorboard/<prior>/ (overlaid): every figure per "
+                   "epoch, pictures, the test codes in the projector (pip install "
+                   "'acnkit[tensorboard]').")
 @click.pass_context
+@quiet_option
 def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, resume: bool,
-            as_json: bool, **params: Any) -> None:
+            as_json: bool, tensorboard: bool, **params: Any) -> None:
     """Train VAE and ACN side by side and report nats per epoch for both."""
     from .compare import read_plan, run_compare
     from .display import print_compare
@@ -198,7 +161,7 @@ def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, resume: 
     names = [p.strip() for p in priors.split(",") if p.strip()]
     try:
         histories = run_compare(config, names, out, overwrite, resume=resume,
-                                epochs=explicit.get("epochs"))
+                                epochs=explicit.get("epochs"), tensorboard=tensorboard)
     except Interrupted as exc:
         click.echo(str(exc), err=True)
         ctx.exit(130)
@@ -228,7 +191,8 @@ def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, resume: 
               help="Keep the images, not their order (saves up to log(N!)/N nats per image; "
                    "image files' names are not kept).")
 @click.option("--overwrite", is_flag=True, help="Replace --output if it exists.")
-@click.option("--json", "as_json", is_flag=True, help="Print the sizes as JSON.")
+@json_option(help="Print the sizes as JSON.")
+@quiet_option
 def compress_cmd(run_dir: str, inputs: tuple[str, ...], data_name: str | None, split: str,
                  input_path: str | None, threshold: float | None, output: str, as_set: bool,
                  overwrite: bool, as_json: bool) -> None:
@@ -292,6 +256,7 @@ def _compress_input(run: Any, inputs: tuple[str, ...], data_name: str | None, sp
               help="The .npy array to write, or a folder (ending in /, or existing) for one "
                    "image file per image, under its kept name.")
 @click.option("--overwrite", is_flag=True, help="Replace --output (or files in it) if it exists.")
+@quiet_option
 def decompress_cmd(file: str, run_dir: str, output: str, overwrite: bool) -> None:
     """Decode a file of `acnkit compress` into the .npy array it was made from, or into a
     folder of image files (in set mode: the same images in some order). Nothing is written
@@ -331,7 +296,8 @@ def decompress_cmd(file: str, run_dir: str, output: str, overwrite: bool) -> Non
 @click.option("--device", default=None, help="Evaluate on this device (default: the run's).")
 @click.option("--data-dir", default=None,
               help="Folder of the run's IDX files, if they moved since it was trained.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option(help="Print JSON.")
+@quiet_option
 def eval_cmd(run_dir: str, samples: int, knn: int, with_train: bool, mixture: bool,
              device: str | None, data_dir: str | None, as_json: bool) -> None:
     """Held-out code lengths in ordered and set mode (ACN: along the greedy chain; the
@@ -358,6 +324,7 @@ def eval_cmd(run_dir: str, samples: int, knn: int, with_train: bool, mixture: bo
 @click.option("--out", default="daydream.png", show_default=True, help="PNG file to write.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--device", default=None, help="Run on this device (default: the run's).")
+@quiet_option
 def daydream(run_dir: str, seeds: int, steps: int, seed: int, out: str, overwrite: bool,
              device: str | None) -> None:
     """Encode, sample the prior given the code, decode, repeat: a PNG grid, a row per chain."""
@@ -382,6 +349,7 @@ def daydream(run_dir: str, seeds: int, steps: int, seed: int, out: str, overwrit
 @click.option("--out", default="samples.png", show_default=True, help="PNG file to write.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--device", default=None, help="Run on this device (default: the run's).")
+@quiet_option
 def sample(run_dir: str, n: int, seed: int, out: str, overwrite: bool,
            device: str | None) -> None:
     """Draw z from an unconditional prior (a VAE's) and decode it: a PNG grid of samples

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from .cli_options import json_option, quiet_option
 from .config import RunConfig
 from .display import print_codec, print_crossover, print_epoch, print_search
 from .registry import get_registry
@@ -34,7 +35,8 @@ def bench() -> None:
               help="Comma-separated store sizes, e.g. 10000,60000,1000000: time every searcher "
                    "at each and report where each beats exact search at recall >= 0.99.")
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@json_option(help="Print a JSON list.")
+@quiet_option
 def bench_search_cmd(names, n, dim, batch, k, queries, codes_path, trees, search_ks, sizes,
                      device, as_json):
     """Build time, query time, recall@k of each searcher against exact search, and the
@@ -90,6 +92,7 @@ def bench_search_cmd(names, n, dim, batch, k, queries, codes_path, trees, search
 @click.option("--dim", default=32, show_default=True, help="Code dimensions.")
 @click.option("--batch", default=128, show_default=True, help="Queries per batch.")
 @click.option("--k", default=5, show_default=True, help="Neighbours per query.")
+@quiet_option
 def bench_memory_cmd(name, n, dim, batch, k):
     """Peak memory one search adds beside the code store (run alone: it reads the process's
     high-water mark). Prints JSON."""
@@ -121,7 +124,8 @@ def bench_memory_cmd(name, n, dim, batch, k):
 @click.option("--dim", default=32, show_default=True, help="Code dimensions.")
 @click.option("--codes", "codes_path", default=None,
               help="Codes to order: a run folder (its store), a .pt tensor or a .npy array.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option(help="Print JSON.")
+@quiet_option
 def bench_chain_cmd(n, dim, codes_path, as_json):
     """Seconds to order a set of codes into ACN's greedy chain (the evaluation and the
     codec build one per coded set), beside one batched exact 1-NN search of the same codes."""
@@ -144,7 +148,8 @@ def bench_chain_cmd(n, dim, codes_path, as_json):
 @click.option("--data", required=True, help="Data set whose images are coded.")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
 @click.option("--limit", default=None, type=int, help="Use only the first N images.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option(help="Print JSON.")
+@quiet_option
 def bench_codec_cmd(run_dirs, data, split, limit, as_json):
     """Bytes of acnkit compress for each run in ordered and set mode (round trip checked,
     seconds each way) beside gzip -9, bzip2 -9, xz -9e and a 1-bit PNG of the same images."""
@@ -169,7 +174,8 @@ def bench_codec_cmd(run_dirs, data, split, limit, as_json):
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="TOML file of the nets to time (e.g. configs/pixelcnn.toml) instead of "
                    "the blog configuration.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option(help="Print JSON.")
+@quiet_option
 def bench_epoch_cmd(data, data_dir, names, repeat, train_limit, device, config_file, as_json):
     """One training epoch of the VAE and of ACN with each searcher, blog configuration
     (MLP 784-512-20, single-Gaussian prior with one hidden layer of 512, batch 128) or

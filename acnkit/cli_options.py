@@ -9,6 +9,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from . import progress
 from .config import RunConfig, tomllib
 
 _D = RunConfig()
@@ -122,3 +123,20 @@ def build_config(ctx: click.Context, params: dict[str, Any]) -> tuple[RunConfig,
     if decoder_options:
         overrides["decoder_options"] = decoder_options
     return config.validate(), overrides
+
+
+def _silence(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:  # for as long as the command runs: tests invoke many in one process
+        ctx.with_resource(progress.quiet())
+    return value
+
+
+def json_option(help: str) -> Callable:
+    """``--json``: the command prints JSON on stdout and no progress on stderr."""
+    return click.option("--json", "as_json", is_flag=True, callback=_silence, help=help)
+
+
+def quiet_option(fn: Callable) -> Callable:
+    """``--quiet``: no progress bars, no progress or epoch lines; results and errors print."""
+    return click.option("--quiet", "-q", is_flag=True, callback=_silence, expose_value=False,
+                        help="Print no progress (results and errors still print).")(fn)

@@ -16,6 +16,7 @@ from .engine import Trainer
 from .errors import UsageError
 from .plots import plot_compare
 from .registry import get_registry
+from .tensorboard_log import require_tensorboard
 
 #: test_nats is each model's own code length (VAE image by image, ACN along its chain);
 #: compare priors on test_nats_ordered or test_nats_set, which put both in the same mode.
@@ -40,12 +41,16 @@ PLAN = "compare.json"
 
 def run_compare(config: RunConfig, priors: list[str], out: str | Path,
                 overwrite: bool = False, resume: bool = False,
-                epochs: int | None = None) -> dict[str, list[dict[str, Any]]]:
+                epochs: int | None = None,
+                tensorboard: bool = False) -> dict[str, list[dict[str, Any]]]:
     """Train ``config`` under each prior into ``out/<prior>``, then write compare.csv and
     compare.png. Every prior's run is built (options, data, nets checked) before the first
     one trains. ``resume`` continues the comparison that ``out/compare.json`` describes,
-    up to ``epochs`` in all (default: its own)."""
+    up to ``epochs`` in all (default: its own). ``tensorboard``: event files in
+    ``out/tensorboard/<prior>``, so that TensorBoard overlays the priors."""
     path = Path(out)
+    if tensorboard:
+        require_tensorboard()
     if resume:
         config, priors = read_plan(path)
         if epochs is not None:
@@ -68,16 +73,20 @@ def run_compare(config: RunConfig, priors: list[str], out: str | Path,
         if not resume:
             for name in (PLAN, "compare.csv", "compare.png"):
                 (path / name).unlink(missing_ok=True)
+            rundir.remove_events(path)
         atomic_write_text(path / PLAN, json.dumps(
             {"priors": priors, "config": config.to_dict()}, indent=2) + "\n")
         histories = {}
         for prior in priors:
             sub, label = path / prior, f"{prior:>4} "
+            events = path / rundir.TENSORBOARD / prior if tensorboard else None
             if resume and (sub / rundir.CONFIG).exists():
-                trainer = runs.resume(sub, epochs=config.epochs, label=label, command=command)
+                trainer = runs.resume(sub, epochs=config.epochs, label=label, command=command,
+                                      tensorboard=events)
             else:
                 trainer = runs.start(configs[prior], sub, overwrite=True, label=label,
-                                     command=command, trainer=trainers[prior])
+                                     command=command, trainer=trainers[prior],
+                                     tensorboard=events)
             trainers.pop(prior)
             histories[prior] = trainer.history
         atomic_write_text(path / "compare.csv", compare_csv(histories))

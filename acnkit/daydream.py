@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from . import progress
 from .errors import UsageError
 from .model import Model
 from .plots import image_grid
@@ -34,11 +35,13 @@ def daydream(model: Model, images: torch.Tensor, seeds: int, steps: int, seed: i
     x = images[pick].float()
     noise = torch.Generator(device=model.device).manual_seed(seed)
     frames = [x]
-    for _ in range(steps):
-        code = model.encoder(x).mean
-        z = model.prior.sample(code, len(code), noise)
-        x = decode_images(model, z, noise)
-        frames.append(x)
+    with progress.task("daydream", steps, "steps") as step:
+        for _ in range(steps):
+            code = model.encoder(x).mean
+            z = model.prior.sample(code, len(code), noise)
+            x = decode_images(model, z, noise)
+            frames.append(x)
+            step()
     return torch.stack(frames, 1).cpu()
 
 

@@ -1,28 +1,14 @@
-"""Progress and results on the terminal: a rich progress bar with ETA on a terminal, plain
-lines otherwise (logs, CI, pipes), and the tables the commands print."""
+"""Results on the terminal: the line each epoch ends with and the tables the commands print
+(progress bars live in :mod:`acnkit.progress`)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
-
-from .engine import Callbacks
-
-err_console = Console(stderr=True, highlight=False)
 
 
 def epoch_line(label: str, m: dict[str, Any], epochs: int) -> str:
@@ -37,45 +23,6 @@ def epoch_line(label: str, m: dict[str, Any], epochs: int) -> str:
             f" (recon {m['test_recon']:.2f} + kl {m['test_kl']:.2f}{less_order};"
             f" ordered {m['test_nats_ordered']:.2f})"
             f"  {m['epoch_seconds']:.1f}s (search {m['search_seconds']:.1f}s)")
-
-
-class RunDisplay:
-    """Context manager giving the engine's callbacks for one run."""
-
-    def __init__(self, epochs: int, label: str = "", quiet: bool = False) -> None:
-        self.epochs, self.label, self.quiet = epochs, label, quiet
-        self.live = err_console.is_terminal and not quiet
-        self.progress: Progress | None = None
-        self.task: TaskID | None = None
-
-    def __enter__(self) -> Callbacks:
-        if self.live:
-            self.progress = Progress(
-                TextColumn(f"{self.label}[bold]epoch {{task.fields[epoch]}}/{self.epochs}"),
-                BarColumn(), MofNCompleteColumn(), TextColumn("batches"),
-                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                console=err_console, transient=True,
-            )
-            self.progress.start()
-            self.task = self.progress.add_task("train", total=None, epoch=1)
-        return Callbacks(on_batch=self._batch, on_epoch=self._epoch)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-    def _batch(self, epoch: int, batch: int, batches: int) -> None:
-        if self.progress is not None and self.task is not None:
-            self.progress.update(self.task, completed=batch, total=batches, epoch=epoch)
-
-    def _epoch(self, metrics: dict[str, Any]) -> None:
-        if self.quiet:
-            return
-        line = epoch_line(self.label, metrics, self.epochs)
-        if self.progress is not None:
-            self.progress.console.print(line)
-        else:
-            print(line, file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------- tables of results

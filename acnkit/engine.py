@@ -15,32 +15,26 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from . import progress
 from .config import RunConfig
 from .data import load_data
+from .display import epoch_line
 from .distributed import DistContext, resolve_device
 from .errors import NumericalError, UsageError
 from .evaluate import held_out_figures
 from .interfaces import Dataset
 from .memory import AssociativeMemory
 from .model import Networks, build_model, check_outputs
+from .progress import Callbacks
 from .registry import Registry, get_registry
 
 #: an epoch whose code length exceeds this multiple of the best epoch's has diverged
 DIVERGENCE = 1.5
-
-
-@dataclass
-class Callbacks:
-    """Hooks for progress displays; every one is optional."""
-
-    on_batch: Callable[[int, int, int], None] | None = None  # epoch, batch, batches
-    on_epoch: Callable[[dict], None] | None = None
 
 
 def check_names(config: RunConfig, registry: Registry) -> None:
@@ -108,11 +102,14 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def fit(self, epochs: int | None = None, callbacks: Callbacks | None = None,
             after_epoch: Callable[[Trainer], None] | None = None) -> list[dict[str, Any]]:
-        """Train up to ``epochs`` epochs in all (default: the config's); returns the history."""
-        callbacks = callbacks or Callbacks()
+        """Train up to ``epochs`` epochs in all (default: the config's); returns the history.
+        Each epoch shows a progress bar and ends with its line of figures (see
+        :mod:`acnkit.progress` to silence them)."""
         target = self.config.epochs if epochs is None else epochs
+        callbacks = callbacks or Callbacks(
+            on_epoch=lambda m: progress.echo(epoch_line("", m, target)))
         while self.epoch < target and not self.stop_requested:
-            metrics = self.train_epoch(callbacks)
+            metrics = self.train_epoch(target)
             if metrics is None:  # interrupted mid-epoch: the last checkpoint stands
                 break
             if callbacks.on_epoch:
@@ -121,11 +118,12 @@ class Trainer:
                 after_epoch(self)
         return self.history
 
-    def train_epoch(self, callbacks: Callbacks | None = None) -> dict[str, Any] | None:
+    def train_epoch(self, epochs: int | None = None) -> dict[str, Any] | None:
         """One pass over the training data, then the held-out figures; returns the epoch's
-        metrics (None if a stop was requested mid-epoch)."""
+        metrics (None if a stop was requested mid-epoch). ``epochs``: the run's length, for
+        the progress bar."""
         start = time.perf_counter()
-        sums = self.train_pass(callbacks)
+        sums = self.train_pass(epochs)
         if sums is None:
             return None
         self.epoch += 1
@@ -148,11 +146,10 @@ class Trainer:
         self.history.append(metrics)
         return metrics
 
-    def train_pass(self, callbacks: Callbacks | None = None) -> tuple[float, float] | None:
+    def train_pass(self, epochs: int | None = None) -> tuple[float, float] | None:
         """Train on every datum once in a seeded random order; returns the sums of the
         reconstruction and KL nats (None if a stop was requested mid-epoch)."""
         c, n = self.config, len(self.data.train_x)
-        on_batch = callbacks.on_batch if callbacks else None
         self.model.nets.train()
         if self.memory:
             self.memory.start_epoch()
@@ -160,15 +157,20 @@ class Trainer:
         batches = math.ceil(n / c.batch_size)
         recon_sum = torch.zeros((), device=self.device)
         kl_sum = torch.zeros((), device=self.device)
-        for b in range(batches):
-            if self._should_stop():
-                return None
-            idx = self.dist.shard(order[b * c.batch_size: (b + 1) * c.batch_size])
-            recon, kl = self.train_step(idx, batch=b)
-            recon_sum += recon.sum()
-            kl_sum += kl.sum()
-            if on_batch:
-                on_batch(self.epoch + 1, b + 1, batches)
+        seen = 0
+        # The running objective is this rank's mean so far, read only when it is shown.
+        running = {"nats": lambda: (recon_sum + kl_sum).item() / max(seen, 1)}
+        with progress.task(f"epoch {self.epoch + 1}/{epochs or c.epochs}", n, "images",
+                           show=self.dist.is_main) as step:
+            for b in range(batches):
+                if self._should_stop():
+                    return None
+                idx = self.dist.shard(order[b * c.batch_size: (b + 1) * c.batch_size])
+                recon, kl = self.train_step(idx, batch=b)
+                recon_sum += recon.sum()
+                kl_sum += kl.sum()
+                seen += len(idx)
+                step(min(c.batch_size, n - b * c.batch_size), **running)
         return (self.dist.sum(recon_sum.item(), self.device),
                 self.dist.sum(kl_sum.item(), self.device))
 
@@ -269,5 +271,6 @@ class Trainer:
 
 
 def train(config: RunConfig, callbacks: Callbacks | None = None) -> list[dict[str, Any]]:
-    """Train a run in memory (no files written) and return its per-epoch metrics."""
+    """Train a run in memory (no files written) and return its per-epoch metrics. Progress
+    and each epoch's line go to stderr; ``with acnkit.progress.quiet():`` silences them."""
     return Trainer(config).fit(callbacks=callbacks)

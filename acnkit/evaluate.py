@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import progress
 from .data import RunData
 from .distributions import DiagGaussian
 from .memory import chain_context, greedy_chain, log_orderings, nearest_codes
@@ -60,7 +61,7 @@ def prior_context(model: Model, codes: Tensor, kind: str,
 
 @torch.no_grad()
 def costs(model: Model, x: Tensor, posterior: DiagGaussian, context: Tensor | None,
-          batch_size: int = 32) -> tuple[Tensor, Tensor]:
+          batch_size: int = 32, what: str = "held-out costs") -> tuple[Tensor, Tensor]:
     """Reconstruction and KL nats of each datum (N,), both at one sample z ~ q(z|x) drawn
     with the evaluation seed. The noise is drawn for all data at once, so the figures do
     not depend on ``batch_size``; small batches keep a convolutional decoder's activations
@@ -71,12 +72,14 @@ def costs(model: Model, x: Tensor, posterior: DiagGaussian, context: Tensor | No
     mean = posterior.mean
     eps = torch.randn(mean.shape, generator=noise, device=mean.device, dtype=mean.dtype)
     recon, kl = [], []
-    for i in range(0, len(x), batch_size):
-        s = slice(i, i + batch_size)
-        r, k = model.nets.cost(x[s].float(), mean[s], posterior.log_std[s],
-                                  None if context is None else context[s], eps=eps[s])
-        recon.append(r)
-        kl.append(k)
+    with progress.task(what, len(x), "images") as step:
+        for i in range(0, len(x), batch_size):
+            s = slice(i, i + batch_size)
+            r, k = model.nets.cost(x[s].float(), mean[s], posterior.log_std[s],
+                                   None if context is None else context[s], eps=eps[s])
+            recon.append(r)
+            kl.append(k)
+            step(len(r))
     return torch.cat(recon), torch.cat(kl)
 
 
@@ -139,7 +142,7 @@ def held_out_figures(model: Model, data: RunData, posterior: DiagGaussian | None
     if model.conditional:
         figures["test_chain_seconds"] = chain_seconds
         near = prior_context(model, posterior.mean, "nearest_train", train_codes)
-        recon, kl = costs(model, x, posterior, near)
+        recon, kl = costs(model, x, posterior, near, what="held-out costs, nearest training code")
         figures["test_nats_nearest_train"] = (recon.sum() + kl.sum()).item() / len(x)
         figures["test_kl_nearest_train"] = kl.sum().item() / len(x)
     return figures
@@ -170,18 +173,20 @@ def importance_sampled_nll(model: Model, x: Tensor, posterior: DiagGaussian,
     model.eval()
     noise = torch.Generator(device=model.device).manual_seed(EVAL_SEED)
     total = 0.0
-    for i in range(0, len(x), batch_size):
-        s = slice(i, i + batch_size)
-        q = DiagGaussian(posterior.mean[s], posterior.log_std[s])
-        c = None if context is None else context[s]
-        xs = x[s].float()
-        log_w = []
-        for _ in range(samples):
-            z = q.rsample(noise)
-            log_w.append(-model.decoder.nll(z, xs, model.loss)
-                         + model.prior.log_prob(z, c) - q.log_prob(z))
-        log_px = torch.logsumexp(torch.stack(log_w), 0) - math.log(samples)
-        total += -log_px.sum().item()
+    with progress.task(f"IS bound, {samples} samples", len(x), "images") as step:
+        for i in range(0, len(x), batch_size):
+            s = slice(i, i + batch_size)
+            q = DiagGaussian(posterior.mean[s], posterior.log_std[s])
+            c = None if context is None else context[s]
+            xs = x[s].float()
+            log_w = []
+            for _ in range(samples):
+                z = q.rsample(noise)
+                log_w.append(-model.decoder.nll(z, xs, model.loss)
+                             + model.prior.log_prob(z, c) - q.log_prob(z))
+            log_px = torch.logsumexp(torch.stack(log_w), 0) - math.log(samples)
+            total += -log_px.sum().item()
+            step(len(xs), nll=total / (i + len(xs)))
     return total / len(x)
 
 
@@ -200,15 +205,17 @@ def train_mixture_nats(model: Model, x: Tensor, posterior: DiagGaussian,
     per_code = d * (prior.logits.shape[-1] if hasattr(prior, "logits") else 1)
     chunk = max(1, (1 << 23) // (batch_size * per_code))
     recon_sum = kl_sum = 0.0
-    for i in range(0, len(x), batch_size):
-        s = slice(i, i + batch_size)
-        q = DiagGaussian(posterior.mean[s], posterior.log_std[s])
-        z = q.rsample(noise)
-        recon_sum += model.decoder.nll(z, x[s].float(), model.loss).sum().item()
-        log_p = torch.cat([_slice_distribution(prior, j, j + chunk).log_prob(z[:, None, :])
-                           for j in range(0, n, chunk)], 1)
-        log_mix = torch.logsumexp(log_p, 1) - math.log(n)
-        kl_sum += (q.log_prob(z) - log_mix).sum().item()
+    with progress.task("mixture of training codes", len(x), "images") as step:
+        for i in range(0, len(x), batch_size):
+            s = slice(i, i + batch_size)
+            q = DiagGaussian(posterior.mean[s], posterior.log_std[s])
+            z = q.rsample(noise)
+            recon_sum += model.decoder.nll(z, x[s].float(), model.loss).sum().item()
+            log_p = torch.cat([_slice_distribution(prior, j, j + chunk).log_prob(z[:, None, :])
+                               for j in range(0, n, chunk)], 1)
+            log_mix = torch.logsumexp(log_p, 1) - math.log(n)
+            kl_sum += (q.log_prob(z) - log_mix).sum().item()
+            step(len(z))
     m = len(x)
     return {"test_nats_train_mixture": (recon_sum + kl_sum) / m,
             "test_kl_train_mixture": kl_sum / m}
@@ -257,5 +264,6 @@ def _train_and_test(model: Model, data: RunData, train_posterior: DiagGaussian,
     both = torch.cat([data.train_x, data.test_x])
     q = DiagGaussian(torch.cat([train_posterior.mean, posterior.mean]),
                      torch.cat([train_posterior.log_std, posterior.log_std]))
-    recon, kl = costs(model, both, q, prior_context(model, q.mean, own_context(model)))
+    recon, kl = costs(model, both, q, prior_context(model, q.mean, own_context(model)),
+                      what="training and held-out costs")
     return summary(recon, kl, data.dims, model.conditional, "train_test")

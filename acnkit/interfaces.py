@@ -13,6 +13,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from . import progress
 from .distributions import DiagGaussian, LatentDistribution, kl_diag_gaussians
 
 
@@ -76,9 +77,11 @@ class Decoder(nn.Module, ABC):
         shape = tuple(self.image_shape)
         x = torch.zeros((len(z), *shape), device=z.device)
         flat = x.view(len(z), -1)
-        for i in range(flat.shape[1]):
-            drawn = loss.sample(self(z, x), generator)
-            flat[:, i] = drawn.reshape(len(z), -1)[:, i]
+        with progress.task("sample pixels", flat.shape[1], "pixels") as step:
+            for i in range(flat.shape[1]):
+                drawn = loss.sample(self(z, x), generator)
+                flat[:, i] = drawn.reshape(len(z), -1)[:, i]
+                step()
         return x
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import progress
 from .distributed import DistContext
 from .errors import PluginError
 from .interfaces import NeighbourSearcher
@@ -201,12 +202,16 @@ def greedy_chain(codes: Tensor, start: int = 0, candidates: int = 16,
     walk = _ChainWalk(codes, candidates)
     order = np.empty(n, dtype=np.int64)
     cur = start
-    for t in range(n):
-        order[t] = cur
-        walk.visited[cur] = True
-        if t == n - 1:
-            break
-        cur = walk.next_row(cur, left=n - t - 1)
+    with progress.task("chain", n, "codes") as step:
+        for t in range(n):
+            order[t] = cur
+            walk.visited[cur] = True
+            if t == n - 1:
+                break
+            cur = walk.next_row(cur, left=n - t - 1)
+            if t % 256 == 255:
+                step(256)
+        step(n - step.done)
     if stats is not None:
         stats["full_scans"] = walk.scans
     return torch.from_numpy(order)

@@ -339,32 +339,45 @@ def _version() -> str:
         return ""
 
 
-def _load_entry_points(pm: pluggy.PluginManager, plugins: dict[str, PluginInfo]) -> None:
+def _third_party_entry_points() -> Iterable[tuple[Any, Any]]:
+    """(distribution, entry point) of every third-party plugin that is to load."""
     seen: set[tuple[str, str]] = set()
     for dist in md.distributions():
         dist_name = dist.metadata["Name"] or "?"
-        if dist_name == "acnkit":  # the built-ins are already in, by module
+        if dist_name == "acnkit":  # the built-ins are loaded by module
             continue
         for ep in dist.entry_points:
             if ep.group != ENTRY_POINT_GROUP or (ep.name, ep.value) in seen:
                 continue
             # One distribution can sit on sys.path twice (editable installs); load it once.
             seen.add((ep.name, ep.value))
-            if not _selected((ep.name, dist_name)):
-                continue
-            name, note = ep.name, None
-            if name in plugins or pm.has_plugin(name):
-                name = f"{dist_name}:{ep.name}"
-                note = (f"entry point name {ep.name!r} is taken by another plugin; loaded as "
-                        f"{name!r}")
-            info = PluginInfo(name, dist_name, dist.version or "")
-            if note:
-                info.warnings.append(note)
-            plugins[name] = info
-            try:
-                pm.register(ep.load(), name=name)
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop acnkit
-                info.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            if _selected((ep.name, dist_name)):
+                yield dist, ep
+
+
+def may_add_commands() -> bool:
+    """Whether plugins could add commands to the CLI: only third-party plugins (or ones
+    registered in code) can, since no built-in does (a contract test holds this). Without
+    them, ``acnkit --help`` needs no plugin, so it imports neither them nor torch."""
+    return _REGISTRY is not None or next(iter(_third_party_entry_points()), None) is not None
+
+
+def _load_entry_points(pm: pluggy.PluginManager, plugins: dict[str, PluginInfo]) -> None:
+    for dist, ep in _third_party_entry_points():
+        dist_name = dist.metadata["Name"] or "?"
+        name, note = ep.name, None
+        if name in plugins or pm.has_plugin(name):
+            name = f"{dist_name}:{ep.name}"
+            note = (f"entry point name {ep.name!r} is taken by another plugin; loaded as "
+                    f"{name!r}")
+        info = PluginInfo(name, dist_name, dist.version or "")
+        if note:
+            info.warnings.append(note)
+        plugins[name] = info
+        try:
+            pm.register(ep.load(), name=name)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop acnkit
+            info.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 def make_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:

@@ -16,6 +16,7 @@ import json
 import os
 import pickle
 import shlex
+import shutil
 import stat
 import zipfile
 from pathlib import Path
@@ -27,6 +28,8 @@ from .atomic import atomic_write_bytes, atomic_write_text
 from .errors import AcnkitError, CheckpointError, UsageError
 
 CONFIG, METRICS, CHECKPOINT = "config.json", "metrics.jsonl", "checkpoint.pt"
+#: the folder of TensorBoard event files (--tensorboard)
+TENSORBOARD = "tensorboard"
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT)
 LOCK = ".acnkit.lock"
 FORMAT = 1
@@ -148,13 +151,24 @@ def prepare(out: str | Path, overwrite: bool = False) -> Path:
 
 
 def clear_run(path: Path) -> None:
-    """Remove an old run's checkpoint and metrics (``--overwrite``, under the lock), so that
-    the folder never pairs a new config with an old checkpoint."""
+    """Remove an old run's checkpoint, metrics and TensorBoard events (``--overwrite``,
+    under the lock), so that the folder never pairs a new config with an old checkpoint."""
     for name in (CHECKPOINT, METRICS):
         try:
             (path / name).unlink()
         except FileNotFoundError:
             pass
+    remove_events(path)
+
+
+def remove_events(path: Path) -> None:
+    """The TensorBoard folder of a run or comparison that is being replaced (a link is
+    unlinked, never followed)."""
+    events = path / TENSORBOARD
+    if events.is_symlink() or events.is_file():
+        events.unlink()
+    elif events.is_dir():
+        shutil.rmtree(events)
 
 
 def write_config(path: Path, config: dict[str, Any], changes: list[dict] | None = None) -> None:

@@ -9,12 +9,13 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from . import rundir
+from . import progress, rundir
 from .config import RunConfig
-from .display import RunDisplay
+from .display import epoch_line
 from .distributed import env_rank, from_environment
 from .engine import Trainer
 from .errors import CheckpointError, Interrupted, UsageError
+from .tensorboard_log import TensorBoardLog
 from .trained import config_of, fit_state
 
 
@@ -41,19 +42,34 @@ def stop_on_signals(trainer: Trainer) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _checkpoint(out: Path) -> Any:
+def _checkpoint(out: Path, board: TensorBoardLog | None, epochs: int) -> Any:
     def after_epoch(trainer: Trainer) -> None:
         if trainer.dist.is_main:  # one writer; the other ranks hold the same state
             rundir.save_run(out, trainer.state_dict())
+            if board:  # after the checkpoint: an event never runs ahead of the run
+                board.epoch(trainer.model, trainer.data.test_x, trainer.history[-1],
+                            last=trainer.epoch >= epochs)
         trainer.dist.barrier()
     return after_epoch
 
 
 def _fit(trainer: Trainer, out: Path, epochs: int, label: str, quiet: bool,
-         command: str | None = None) -> list[dict]:
+         command: str | None = None, tensorboard: str | Path | None = None) -> list[dict]:
     quiet = quiet or not trainer.dist.is_main
-    with stop_on_signals(trainer), RunDisplay(epochs, label, quiet) as callbacks:
-        history = trainer.fit(epochs, callbacks=callbacks, after_epoch=_checkpoint(out))
+    callbacks = progress.Callbacks(on_epoch=lambda m: progress.echo(epoch_line(label, m, epochs)))
+    board = None
+    if tensorboard is not None and trainer.dist.is_main:
+        board = TensorBoardLog(tensorboard, trainer.history)
+    with stop_on_signals(trainer), progress.quiet(quiet), progress.prefix(label):
+        try:
+            history = trainer.fit(epochs, callbacks=callbacks,
+                                  after_epoch=_checkpoint(out, board, epochs))
+            if board and not trainer.stop_requested:
+                data = trainer.data
+                board.projector(trainer.model, data.test_x, data.test_y, trainer.epoch)
+        finally:
+            if board:
+                board.close()
     if trainer.stop_requested:
         raise interrupted(out, trainer.epoch, command)
     return history
@@ -80,10 +96,11 @@ def check_new(config: RunConfig, out: str | Path, overwrite: bool = False) -> No
 
 def start(config: RunConfig, out: str | Path, overwrite: bool = False, label: str = "",
           quiet: bool = False, command: str | None = None,
-          trainer: Trainer | None = None) -> Trainer:
+          trainer: Trainer | None = None, tensorboard: str | Path | None = None) -> Trainer:
     """Train a new run into folder ``out``; returns the trainer (its ``history`` holds the
     per-epoch metrics, also in ``out/metrics.jsonl``). ``trainer``: one already built
-    from ``config`` (compare builds every run's before training any)."""
+    from ``config`` (compare builds every run's before training any); ``tensorboard``: a
+    folder for TensorBoard's event files."""
     absolute_data_dir(config.validate())
     dist = from_environment(config.device)
     path = Path(out)
@@ -101,7 +118,7 @@ def start(config: RunConfig, out: str | Path, overwrite: bool = False, label: st
             rundir.clear_run(path)
             rundir.write_config(path, config.to_dict())
         dist.barrier()
-        _fit(trainer, path, config.epochs, label, quiet, command)
+        _fit(trainer, path, config.epochs, label, quiet, command, tensorboard)
     return trainer
 
 
@@ -123,7 +140,7 @@ def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
 
 def resume(out: str | Path, epochs: int | None = None, overrides: dict[str, Any] | None = None,
            label: str = "", quiet: bool = False, notify: Callable[[str], None] | None = None,
-           command: str | None = None) -> Trainer:
+           command: str | None = None, tensorboard: str | Path | None = None) -> Trainer:
     """Continue the run in ``out`` up to ``epochs`` epochs in all (default: its config's).
 
     Options that change the model or the data are refused; any other change (lr, search,
@@ -177,5 +194,5 @@ def resume(out: str | Path, epochs: int | None = None, overrides: dict[str, Any]
             if notify and told and dist.is_main:
                 notify(f"resuming {path} at epoch {done} with {_describe(told)}")
         trainer.changes = changes
-        _fit(trainer, path, config.epochs, label, quiet, command)
+        _fit(trainer, path, config.epochs, label, quiet, command, tensorboard)
     return trainer

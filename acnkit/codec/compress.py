@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import progress
 from ..distributions import DiagGaussian, MixtureDiagGaussian
 from ..errors import CodecError, UsageError
 from ..evaluate import costs, modes
@@ -134,7 +135,11 @@ class _Plan:
 
 
 def _plan(nets: NetCalls, images: np.ndarray) -> _Plan:
-    post = [nets.posterior(img) for img in images]
+    with progress.task("encode", len(images), "images") as step:
+        post = []
+        for img in images:
+            post.append(nets.posterior(img))
+            step()
     means = np.stack([p[0] for p in post])
     stds = np.stack([p[1] for p in post])
     codes = torch.cat([p[2] for p in post])
@@ -178,18 +183,20 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
         codecs = Codecs(grid)
         coder = ImageCoder(nets, codecs)
         flat = images.reshape(n, -1)
+        with progress.task("compress", n, "images") as shown:
 
-        def push_image(i: int, step: int) -> None:
-            coder.push(ans, flat[i], plan.means[i], plan.stds[i], plan.priors[i], step)
+            def push_image(i: int, step: int) -> None:
+                coder.push(ans, flat[i], plan.means[i], plan.stds[i], plan.priors[i], step)
+                shown()
 
-        if mode == "set" and not model.conditional:
-            push_as_set(ans, codecs, images, push_image)
-        else:
-            # pushed last to first: decoded first to last
-            for step, i in reversed(list(enumerate(plan.order.tolist()))):
-                push_image(i, step)
-            if mode == "ordered" and model.conditional and n > 1:
-                permutation_codec(codecs, n).push(ans, plan.order)
+            if mode == "set" and not model.conditional:
+                push_as_set(ans, codecs, images, push_image)
+            else:
+                # pushed last to first: decoded first to last
+                for step, i in reversed(list(enumerate(plan.order.tolist()))):
+                    push_image(i, step)
+                if mode == "ordered" and model.conditional and n > 1:
+                    permutation_codec(codecs, n).push(ans, plan.order)
         payload = ans.get_compressed().astype("<u4").tobytes()
     header = {
         "format": FORMAT_VERSION, "mode": mode, "conditional": model.conditional, "count": n,
@@ -246,12 +253,18 @@ def decompress(model: Model, data: bytes, name: str = "the file",
     nets, ans = NetCalls(model), new_stack(words)
     codecs = Codecs(Grid(**header["grid"]))
     coder = ImageCoder(nets, codecs)
-    with one_thread():
+    with one_thread(), progress.task("decompress", n, "images") as shown:
         if mode == "set" and not model.conditional:
             prior = nets.prior(None)
-            images = pop_as_set(ans, codecs, n, lambda step: coder.pop(ans, prior, shape, step))
+
+            def pop_image(step: int) -> tuple[np.ndarray, Any]:
+                popped = coder.pop(ans, prior, shape, step)
+                shown()
+                return popped
+
+            images = pop_as_set(ans, codecs, n, pop_image)
         else:
-            images = _pop_in_order(ans, codecs, coder, n, mode, shape)
+            images = _pop_in_order(ans, codecs, coder, n, mode, shape, shown)
     if stats is not None:
         stats.update(pixel_steps=coder.pixel_steps, pixel_loop_seconds=coder.pixel_seconds)
     if not np.array_equal(ans.get_compressed(), seed_words(header["seed_words"])) \
@@ -263,7 +276,7 @@ def decompress(model: Model, data: bytes, name: str = "the file",
 
 
 def _pop_in_order(ans: Any, codecs: Codecs, coder: ImageCoder, n: int, mode: str,
-                  shape: tuple[int, ...]) -> np.ndarray:
+                  shape: tuple[int, ...], shown: Callable[[], Any]) -> np.ndarray:
     """The images in coded order (ACN: along the chain, each image's code the next one's
     context), put back in input order when an ordered ACN file carries the permutation."""
     model = coder.nets.model
@@ -278,5 +291,6 @@ def _pop_in_order(ans: Any, codecs: Codecs, coder: ImageCoder, n: int, mode: str
             context = context.to(model.device)
         image, code = coder.pop(ans, coder.nets.prior(context), shape, step)
         decoded.append(image)
+        shown()
     images = np.stack(decoded)
     return images if order is None else images[np.argsort(order)]
