@@ -43,12 +43,14 @@ class RunConfig:
     data_seed: int = 0
     device: str = "cpu"
     posterior: str = "learned"
-    encoder_hidden: str = "512"
-    decoder_hidden: str = "512"
+    # The nets' sizes: None leaves the plugin's own default (512, 512, 512, 3 and 1 for the
+    # built-ins); only a value the user set reaches a factory.
+    encoder_hidden: str | None = None
+    decoder_hidden: str | None = None
     channels: str | None = None
-    prior_hidden: int = 512
-    prior_layers: int = 3
-    mixtures: int = 1
+    prior_hidden: int | None = None
+    prior_layers: int | None = None
+    mixtures: int | None = None
     unique: bool = False
     refresh: int | None = None
     search_options: dict[str, Any] = field(default_factory=dict)
@@ -86,7 +88,7 @@ class RunConfig:
             "mixtures": self.mixtures,
         }
         for name, value in positive.items():
-            if not isinstance(value, int) or value < 1:
+            if value is not None and (not isinstance(value, int) or value < 1):
                 raise UsageError(f"--{name.replace('_', '-')} must be a whole number >= 1, "
                                  f"got {value!r}")
         if self.k < 1:
@@ -143,6 +145,12 @@ class RunConfig:
         defaults = type(self)()
         return {option for option, name in fields.items()
                 if getattr(self, name) != getattr(defaults, name)}
+
+    def net_options(self, **fields: str) -> dict[str, Any]:
+        """The factory options (keys) whose config fields (values) are set (not None): only
+        those reach a factory, which keeps its own default for the others."""
+        return {option: getattr(self, name) for option, name in fields.items()
+                if getattr(self, name) is not None}
 
     def searcher_options(self) -> dict[str, Any]:
         options = dict(self.search_options)

@@ -164,22 +164,19 @@ def build_model(config: RunConfig, image_shape: tuple[int, ...], device: torch.d
     refused by name)."""
     c, reg = config, registry or get_registry()
     torch.manual_seed(c.seed)  # parameter initialisation
-    # Only given when set, so that nets without stages (mlp) refuse it by name.
-    stages = {} if c.channels is None else {"channels": c.channels}
+    # Sizes reach a factory only when set (a plugin's own defaults stand otherwise), and a
+    # set one that the factory does not take is refused by name.
+    enc = c.net_options(hidden="encoder_hidden", channels="channels")
+    # decoder_options (a config table, or --decoder-option) come last and win
+    dec = {**c.net_options(hidden="decoder_hidden", channels="channels"), **c.decoder_options}
+    pri = c.net_options(hidden="prior_hidden", layers="prior_layers", mixtures="mixtures")
     with _fits_in_memory(device):
-        encoder = reg.create(
-            "encoder", c.encoder, image_shape, c.latent_dim, posterior=c.posterior,
-            hidden=c.encoder_hidden, **stages,
-            given=c.given(posterior="posterior", hidden="encoder_hidden", channels="channels"))
-        # decoder_options (a config table, or --decoder-option) come last and win
-        decoder = reg.create(
-            "decoder", c.decoder, image_shape, c.latent_dim,
-            **{"hidden": c.decoder_hidden, **stages, **c.decoder_options},
-            given=c.given(hidden="decoder_hidden", channels="channels") | set(c.decoder_options))
-        prior = reg.create(
-            "prior", c.prior, c.latent_dim, hidden=c.prior_hidden, layers=c.prior_layers,
-            mixtures=c.mixtures,
-            given=c.given(hidden="prior_hidden", layers="prior_layers", mixtures="mixtures"))
+        encoder = reg.create("encoder", c.encoder, image_shape, c.latent_dim,
+                             posterior=c.posterior, **enc,
+                             given=c.given(posterior="posterior") | set(enc))
+        decoder = reg.create("decoder", c.decoder, image_shape, c.latent_dim, **dec,
+                             given=set(dec))
+        prior = reg.create("prior", c.prior, c.latent_dim, **pri, given=set(pri))
         nets = Networks(encoder.to(device), decoder.to(device), prior.to(device),
                         reg.create("loss", c.loss))
     return Model(c, nets, image_shape, device, reg)

@@ -354,8 +354,9 @@ def check_prior(factory: Callable[..., torch.nn.Module], latent_dim: int = 6,
     ``distribution(context, B)`` has ``log_prob`` (B,) and ``sample`` (B, d), both finite
     (``context``: (B, d) codes when ``conditional``, else None); its ``kl`` is finite, has
     shape (B,), equals the closed form of ``torch.distributions`` for a Gaussian prior and,
-    for any other, averages to KL(q || p) estimated independently by Monte Carlo; the
-    gradient reaches its parameters."""
+    for any other, averages to KL(q || p) estimated independently by Monte Carlo; a row's
+    log_prob does not depend on the other rows of its batch; the gradient reaches its
+    parameters."""
     from torch import distributions as D
 
     from .distributions import DiagGaussian
@@ -375,6 +376,14 @@ def check_prior(factory: Callable[..., torch.nn.Module], latent_dim: int = 6,
         logp = p.log_prob(z)
         assert tuple(logp.shape) == (b,), f"log_prob has shape {tuple(logp.shape)}, not ({b},)"
         assert torch.isfinite(z).all() and torch.isfinite(logp).all(), "NaN or inf from the prior"
+        prior.eval()  # the codec and the evaluation batch differently from training
+        if context is None:
+            _batch_independent(lambda zz: prior.distribution(None, len(zz)).log_prob(zz), z,
+                               "the prior's log_prob")
+        else:
+            _batch_independent(lambda c, zz: prior.distribution(c, len(c)).log_prob(zz),
+                               (context, z), "the prior's log_prob")
+        prior.train()
         zq = q.rsample(g)
         kl = prior.kl(q, zq, context)
         assert tuple(kl.shape) == (b,) and torch.isfinite(kl).all(), "kl is not finite (B,)"

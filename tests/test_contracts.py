@@ -89,6 +89,20 @@ class SampledKLPrior(HalfKLPrior):
         return posterior.log_prob(z) - self.distribution(context, len(z)).log_prob(z) + 1.0
 
 
+class BatchNormalisedPrior(HalfKLPrior):
+    """A conditional prior that centres its contexts over the batch: fine in training, but
+    the codec, coding one image at a time, would see another distribution."""
+
+    conditional = True
+
+    def distribution(self, context, batch_size):
+        mean = context - context.mean(0, keepdim=True) + self.shift
+        return DiagGaussian(mean, torch.zeros_like(mean))
+
+    def kl(self, posterior, z, context):
+        return Prior.kl(self, posterior, z, context)
+
+
 class BatchMixingDecoder(Decoder):
     def __init__(self, image_shape, latent_dim):
         super().__init__()
@@ -141,6 +155,7 @@ def grey_digits(data_dir=None, seed=0):
 @pytest.mark.parametrize("check, factory, words", [
     (check_prior, HalfKLPrior, "differs from torch.distributions"),
     (check_prior, SampledKLPrior, "disagrees with a Monte Carlo estimate"),
+    (check_prior, BatchNormalisedPrior, "prior's log_prob of one datum changes with the rest"),
     (check_decoder, BatchMixingDecoder, "changes with the rest of its batch"),
     (check_decoder, PeekingDecoder, "not causal"),
     (check_decoder, MiscountingDecoder, "teacher-forced log-likelihood"),

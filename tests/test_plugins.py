@@ -288,3 +288,56 @@ def test_factory_options_follow_its_signature(make_plugin, cli, tmp_path, params
     assert r.exit_code == code, r.output
     if words:
         assert words in r.stderr and "Traceback" not in r.stderr
+
+
+SIZED = """
+import torch
+import acnkit
+from acnkit.distributions import DiagGaussian
+from acnkit.interfaces import Prior
+
+class Sized(Prior):
+    conditional = True
+
+    def __init__(self, latent_dim, hidden=4, layers=1):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.net = torch.nn.Sequential(torch.nn.Linear(latent_dim, hidden),
+                                       torch.nn.Linear(hidden, 2 * latent_dim))
+
+    def distribution(self, context, batch_size):
+        mean, log_std = self.net(context).chunk(2, -1)
+        return DiagGaussian(mean, log_std.clamp(-5, 2))
+
+@acnkit.hookimpl
+def register_priors(register):
+    register("sized", Sized)
+"""
+
+
+@pytest.mark.parametrize("args, hidden", [([], 4), (["--prior-hidden", "512"], 512)])
+def test_only_options_the_user_gave_reach_a_factory(make_plugin, cli, tmp_path, args, hidden):
+    """A factory's own defaults stand unless the user sets the option (even to the value
+    that once was acnkit's default)."""
+    from acnkit import load_run
+
+    make_plugin("sized", SIZED, entry="sized")
+    out = tmp_path / "r"
+    r = CliRunner().invoke(cli, ["run", "--prior", "sized", *args, "--epochs", "1",
+                                 "--train-limit", "200", "--out", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert load_run(out).model.prior.net[0].out_features == hidden  # rebuilt the same way
+    assert json.loads((out / "config.json").read_text())["prior_hidden"] == (
+        512 if args else None)
+
+
+def test_builtin_defaults_are_the_documented_sizes():
+    import torch
+
+    from acnkit import RunConfig
+    from acnkit.model import build_model
+
+    model = build_model(RunConfig().validate(), (1, 8, 8), torch.device("cpu"))
+    prior = model.prior
+    assert len(prior.hidden) == 3 and prior.hidden[0].out_features == 512
+    assert prior.mixtures == 1
