@@ -63,7 +63,10 @@ def test_tampered_headers_are_refused_before_decoding():
              ({"image_shape": []}, r"image shape \[\] is empty"),
              ({"image_shape": [0]}, "is empty"),
              ({"grid": {"bits": 4, "lo": 5, "hi": 5}}, "latent grid"),
-             ({"input_shape": [7, 7]}, "does not hold")]
+             ({"input_shape": [7, 7]}, "does not hold"),
+             ({"lane_words": []}, "0 lanes of 0 words do not fit"),
+             ({"lane_words": [1, 10**6]}, "lanes of 1000001 words do not fit"),
+             ({"seed_words": 10**4}, "initial words do not fit")]
     for fields, message in cases:
         with pytest.raises(CodecError, match=message):
             decompress(t.model, _tampered(data, **fields))
@@ -92,13 +95,15 @@ def test_the_conditional_flag_must_match_the_model():
 def test_a_version_field_says_the_file_may_be_corrupt():
     t = trained(prior="vae")
     data = bytearray(compress(t.model, t.data.test_x.numpy(), "ordered").data)
-    data[4] = 3  # a flipped bit: the CRC no longer matches
+    data[4] = 7  # a flipped bit: the CRC no longer matches
     with pytest.raises(CodecError, match="corrupt or truncated"):
         decompress(t.model, bytes(data))
     with pytest.raises(CodecError, match="corrupt or from a newer acnkit"):
-        decompress(t.model, _repack_version(bytes(data), 3))
-    with pytest.raises(CodecError, match="version 1, from an acnkit before"):
+        decompress(t.model, _repack_version(bytes(data), 4))
+    with pytest.raises(CodecError, match="version 1, from an acnkit before dithered"):
         decompress(t.model, _repack_version(bytes(data), 1))
+    with pytest.raises(CodecError, match="version 2, from an acnkit before lanes"):
+        decompress(t.model, _repack_version(bytes(data), 2))
 
 
 def _repack_version(data: bytes, version: int) -> bytes:

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import progress
 from ..distributions import DiagGaussian, MixtureDiagGaussian
 from ..errors import CodecError, UsageError
 from ..evaluate import costs, modes
@@ -27,15 +26,9 @@ from ..testing import check_causal
 from ..version import __version__
 from .coder import Codecs, Grid, choose_grid, new_stack, one_thread
 from .fileformat import DTYPES, FORMAT_VERSION, covered, pack, read_header, safe_name
-from .image import ImageCoder, NetCalls, gaussian_params
-from .order import (
-    MODES,
-    digest,
-    log_distinct_orderings,
-    permutation_codec,
-    pop_as_set,
-    push_as_set,
-)
+from .image import ImageCoder, NetCalls, gaussian_rows
+from .lanes import Layout, choose_lanes, pop_lanes, push_lanes
+from .order import MODES, digest, log_distinct_orderings, permutation_codec
 
 #: seed of the initial ANS words (any fixed words work; these decode to typical latents)
 SEED_WORDS_SEED = 20190319
@@ -124,91 +117,75 @@ class Compressed:
         return 100 * (self.bits_per_image / self.model_bits_per_image - 1)
 
 
-@dataclass
-class _Plan:
-    """What the sender knows before pushing: posteriors, codes, chain order, priors."""
-
-    means: np.ndarray
-    stds: np.ndarray
-    order: np.ndarray
-    priors: list[Any]
-
-
-def _plan(nets: NetCalls, images: np.ndarray) -> _Plan:
-    with progress.task("encode", len(images), "images") as step:
-        post = []
-        for img in images:
-            post.append(nets.posterior(img))
-            step()
-    means = np.stack([p[0] for p in post])
-    stds = np.stack([p[1] for p in post])
-    codes = torch.cat([p[2] for p in post])
-    if nets.model.conditional:
+def _plan_order(nets: NetCalls, images: np.ndarray, mode: str) -> tuple[np.ndarray | None, Grid]:
+    """The coded order (ACN: the greedy chain; a VAE in order; None when set mode leaves it
+    to the stacks) and the latent grid, from the posteriors of all images (one pass in
+    large batches: the order and the grid are the sender's choices, so they need not match
+    the coded steps' floats)."""
+    model = nets.model
+    chunks = [nets.posterior(images[i: i + 1000]) for i in range(0, len(images), 1000)]
+    means = np.concatenate([c[0] for c in chunks])
+    stds = np.concatenate([c[1] for c in chunks])
+    gaussians: list[tuple[np.ndarray, np.ndarray]] = []
+    order: np.ndarray | None
+    if model.conditional:
+        codes = torch.cat([c[2] for c in chunks])
         order = greedy_chain(codes).numpy()
-        contexts = chain_context(codes, torch.from_numpy(order).to(codes.device))
-        priors = [nets.prior(contexts[i: i + 1]) for i in range(len(images))]
+        prior = nets.prior(chain_context(codes, torch.from_numpy(order).to(codes.device)),
+                           len(images))
     else:
-        order = np.arange(len(images))
-        priors = [nets.prior(None)] * len(images)
-    return _Plan(means, stds, order, priors)
-
-
-def _grid(plan: _Plan) -> Grid:
-    gaussians = [gaussian_params(p) for p in plan.priors if isinstance(p, DiagGaussian)]
-    return choose_grid(np.concatenate([plan.means, *(m[None] for m, _ in gaussians)]),
-                       np.concatenate([plan.stds, *(s[None] for _, s in gaussians)]))
+        order = None if mode == "set" else np.arange(len(images))
+        prior = nets.prior(None, 1)
+    if isinstance(prior, DiagGaussian):
+        gaussians.append(gaussian_rows(prior))
+    grid = choose_grid(np.concatenate([means, *(m for m, _ in gaussians)]),
+                       np.concatenate([stds, *(s for _, s in gaussians)]))
+    return order, grid
 
 
 def compress(model: Model, images: np.ndarray, mode: str = "ordered",
              input_dtype: str = "uint8", input_shape: tuple[int, ...] | None = None,
-             names: list[str] | None = None) -> Compressed:
+             names: list[str] | None = None, lanes: int | None = None) -> Compressed:
     """Code ``images`` (N, *image_shape) of 0/1 uint8 into the bytes of an acnkit file;
-    ``names`` (one an image, e.g. their files' relative paths) are kept in ordered mode."""
+    ``names`` (one an image, e.g. their files' relative paths) are kept in ordered mode;
+    ``lanes``: how many chains to code in lockstep (default: as many as keep their initial
+    words under 0.5 % of the file)."""
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if input_dtype not in DTYPES:
         raise UsageError(f"input dtype {input_dtype} cannot be restored; give 0/1 images as "
                          f"bool or native-order integers ({', '.join(DTYPES)})")
+    if lanes is not None and lanes < 1:
+        raise UsageError(f"--lanes must be >= 1, got {lanes}")
     check_codable(model)
     check_causal_decoder(model, images)
     if names is not None and (len(names) != len(images) or not all(map(safe_name, names))):
         raise UsageError("give one plain relative name an image (no '..', no empty parts)")
     n, nets = len(images), NetCalls(model)
     with one_thread():
-        plan = _plan(nets, images)
-        grid = _grid(plan)
+        order, grid = _plan_order(nets, images, mode)
+        figure = model_nats(model, images, np.arange(n) if order is None else order, mode)
         words = math.ceil((model.latent_dim * math.log2(grid.hi - grid.lo + 1)
                            + 2 * math.log2(n + 1)) / 32) + 2
-        ans = new_stack(seed_words(words))
+        layout = Layout.of(n, lanes or choose_lanes(n, n * figure / math.log(2), words))
+        stacks = [new_stack(seed_words(words)) for _ in layout.sizes]
         codecs = Codecs(grid)
-        coder = ImageCoder(nets, codecs)
-        flat = images.reshape(n, -1)
-        with progress.task("compress", n, "images") as shown:
-
-            def push_image(i: int, step: int) -> None:
-                coder.push(ans, flat[i], plan.means[i], plan.stds[i], plan.priors[i], step)
-                shown()
-
-            if mode == "set" and not model.conditional:
-                push_as_set(ans, codecs, images, push_image)
-            else:
-                # pushed last to first: decoded first to last
-                for step, i in reversed(list(enumerate(plan.order.tolist()))):
-                    push_image(i, step)
-                if mode == "ordered" and model.conditional and n > 1:
-                    permutation_codec(codecs, n).push(ans, plan.order)
-        payload = ans.get_compressed().astype("<u4").tobytes()
+        order = push_lanes(ImageCoder(nets, codecs), stacks, images, layout, order)
+        if mode == "ordered" and model.conditional and n > 1:
+            permutation_codec(codecs, n).push(stacks[0], order)
+        lane_words = [ans.get_compressed().astype("<u4") for ans in stacks]
     header = {
         "format": FORMAT_VERSION, "mode": mode, "conditional": model.conditional, "count": n,
         "image_shape": list(images.shape[1:]),
         "input_shape": list(input_shape or images.shape), "input_dtype": input_dtype,
         "grid": {"bits": grid.bits, "lo": grid.lo, "hi": grid.hi}, "seed_words": words,
+        "lane_words": [len(w) for w in lane_words],
         "model": model.fingerprint()[:32], "digest": "00" * 16,
         "acnkit": __version__, "torch": torch.__version__,
         "names": list(names or []) if mode == "ordered" else [],
     }
     header["digest"] = digest(images, mode, covered(header))[:32]
-    return Compressed(pack(header, payload), header, model_nats(model, images, plan.order, mode))
+    return Compressed(pack(header, b"".join(w.tobytes() for w in lane_words)), header, figure)
 
 
 def model_nats(model: Model, images: np.ndarray, order: np.ndarray, mode: str) -> float:
@@ -250,47 +227,25 @@ def decompress(model: Model, data: bytes, name: str = "the file",
              f"{header['torch']}, this is acnkit {__version__} and torch {torch.__version__}; "
              f"decoding needs bit-identical arithmetic and may fail")
     n, mode, shape = header["count"], header["mode"], tuple(header["image_shape"])
-    nets, ans = NetCalls(model), new_stack(words)
+    bounds = np.cumsum([0, *header["lane_words"]])
+    stacks = [new_stack(words[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     codecs = Codecs(Grid(**header["grid"]))
-    coder = ImageCoder(nets, codecs)
-    with one_thread(), progress.task("decompress", n, "images") as shown:
-        if mode == "set" and not model.conditional:
-            prior = nets.prior(None)
-
-            def pop_image(step: int) -> tuple[np.ndarray, Any]:
-                popped = coder.pop(ans, prior, shape, step)
-                shown()
-                return popped
-
-            images = pop_as_set(ans, codecs, n, pop_image)
-        else:
-            images = _pop_in_order(ans, codecs, coder, n, mode, shape, shown)
+    coder = ImageCoder(NetCalls(model), codecs)
+    as_set = mode == "set" and not model.conditional
+    with one_thread():
+        order = None
+        if mode == "ordered" and model.conditional and n > 1:
+            order = permutation_codec(codecs, n).pop(stacks[0])
+        images = pop_lanes(coder, stacks, Layout.of(n, len(stacks)), shape, as_set)
+        if order is not None:
+            images = images[np.argsort(order)]
     if stats is not None:
-        stats.update(pixel_steps=coder.pixel_steps, pixel_loop_seconds=coder.pixel_seconds)
-    if not np.array_equal(ans.get_compressed(), seed_words(header["seed_words"])) \
+        stats.update(pixel_steps=coder.pixel_steps, pixel_loop_seconds=coder.pixel_seconds,
+                     lanes=len(stacks))
+    seed = seed_words(header["seed_words"])
+    if not all(np.array_equal(ans.get_compressed(), seed) for ans in stacks) \
             or digest(images, mode, covered(header))[:32] != header["digest"]:
         raise CodecError(f"{name} did not decode to the images it was made from (different "
                          f"arithmetic: compress and decompress need the same acnkit, torch "
                          f"and CPU kind); nothing was written")
     return images.reshape(header["input_shape"]).astype(header["input_dtype"])
-
-
-def _pop_in_order(ans: Any, codecs: Codecs, coder: ImageCoder, n: int, mode: str,
-                  shape: tuple[int, ...], shown: Callable[[], Any]) -> np.ndarray:
-    """The images in coded order (ACN: along the chain, each image's code the next one's
-    context), put back in input order when an ordered ACN file carries the permutation."""
-    model = coder.nets.model
-    order = None
-    if mode == "ordered" and model.conditional and n > 1:
-        order = permutation_codec(codecs, n).pop(ans)
-    decoded, code = [], None
-    for step in range(n):
-        context = None
-        if model.conditional:
-            context = torch.zeros(1, model.latent_dim) if code is None else code
-            context = context.to(model.device)
-        image, code = coder.pop(ans, coder.nets.prior(context), shape, step)
-        decoded.append(image)
-        shown()
-    images = np.stack(decoded)
-    return images if order is None else images[np.argsort(order)]

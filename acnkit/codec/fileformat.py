@@ -18,8 +18,11 @@ from ..version import __version__
 from .order import MODES
 
 MAGIC = b"ACNZ"
-#: 2: posteriors popped dithered and windowed; the digest covers the header too
-FORMAT_VERSION = 2
+#: 2: posteriors popped dithered and windowed; the digest covers the header too.
+#: 3: lanes (several ANS stacks coded in lockstep; their word counts in the header)
+FORMAT_VERSION = 3
+#: the formats this acnkit refuses, and what came after them
+OLD_FORMATS = {1: "dithered posteriors", 2: "lanes"}
 #: a file may claim at most this many images per 32-bit word of payload (an image costs
 #: far more than an eighth of a bit): a tampered count is refused before any work
 IMAGES_PER_WORD = 256
@@ -29,13 +32,14 @@ DTYPES = ("uint8", "bool", "int8", "int16", "int32", "int64", "uint16", "uint32"
 
 #: the header after the magic, in order: (field, encoding). An encoding is a struct code,
 #: ``shape`` (a u8 count and that many u32), ``hex16`` (16 bytes, shown as hex), ``text``
-#: (a u8 length and UTF-8) or ``lines`` (a u32 length and UTF-8 lines: the images' names,
-#: empty when none were given).
+#: (a u8 length and UTF-8), ``lines`` (a u32 length and UTF-8 lines: the images' names,
+#: empty when none were given) or ``u32s`` (a u16 count and that many u32: the words of
+#: each lane, whose stacks follow one another in the payload).
 LAYOUT: tuple[tuple[str, str], ...] = (
     ("format", "H"), ("flags", "B"), ("count", "I"),
     ("image_shape", "shape"), ("input_shape", "shape"),
     ("input_dtype", "B"), ("grid_bits", "B"), ("grid_lo", "i"), ("grid_hi", "i"),
-    ("seed_words", "H"), ("model", "hex16"), ("digest", "hex16"),
+    ("seed_words", "H"), ("lane_words", "u32s"), ("model", "hex16"), ("digest", "hex16"),
     ("acnkit", "text"), ("torch", "text"), ("names", "lines"),
 )
 
@@ -58,7 +62,8 @@ def _header(fields: dict[str, Any]) -> dict[str, Any]:
         "image_shape": fields["image_shape"], "input_shape": fields["input_shape"],
         "input_dtype": DTYPES[dtype] if dtype < len(DTYPES) else "?",
         "grid": {"bits": fields["grid_bits"], "lo": fields["grid_lo"], "hi": fields["grid_hi"]},
-        "seed_words": fields["seed_words"], "model": fields["model"],
+        "seed_words": fields["seed_words"], "lane_words": fields["lane_words"],
+        "model": fields["model"],
         "digest": fields["digest"], "acnkit": fields["acnkit"], "torch": fields["torch"],
         "names": fields["names"].split("\n") if fields["names"] else [],
     }
@@ -67,6 +72,8 @@ def _header(fields: dict[str, Any]) -> dict[str, Any]:
 def _encode(kind: str, value: Any) -> bytes:
     if kind == "shape":
         return struct.pack(f"<B{len(value)}I", len(value), *value)
+    if kind == "u32s":
+        return struct.pack(f"<H{len(value)}I", len(value), *value)
     if kind == "hex16":
         return bytes.fromhex(value)[:16]
     if kind == "text":
@@ -108,6 +115,8 @@ class _Reader:
     def field(self, kind: str) -> Any:
         if kind == "shape":
             return list(self.take(f"<{self.take('<B')[0]}I"))
+        if kind == "u32s":
+            return list(self.take(f"<{self.take('<H')[0]}I"))
         if kind == "hex16":
             return bytes(self.take("<16s")[0]).hex()
         if kind == "text":
@@ -137,9 +146,9 @@ def read_header(data: bytes, name: str = "the file") -> tuple[dict[str, Any], np
     (version,) = struct.unpack_from("<H", data, 4)
     if zlib.crc32(data[:-4]) != crc:
         raise CodecError(f"{name} is corrupt or truncated (its CRC-32 does not match)")
-    if version == 1:
-        raise CodecError(f"{name} has format version 1, from an acnkit before dithered "
-                         f"posteriors; this acnkit {__version__} reads version "
+    if version in OLD_FORMATS:
+        raise CodecError(f"{name} has format version {version}, from an acnkit before "
+                         f"{OLD_FORMATS[version]}; this acnkit {__version__} reads version "
                          f"{FORMAT_VERSION}: decode it with the acnkit that wrote it")
     if version != FORMAT_VERSION:
         raise CodecError(f"{name} has format version {version}; this acnkit {__version__} "
@@ -159,6 +168,7 @@ def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
     CRC recomputed must fail here, not hang, allocate or trace back)."""
     count, shape, inp, g = (header["count"], header["image_shape"], header["input_shape"],
                             header["grid"])
+    lanes = header["lane_words"]
     pixels = int(np.prod(shape, dtype=np.int64)) if shape else 0
     problems = [
         (count < 1, "it holds no images"),
@@ -170,8 +180,13 @@ def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
          f"its array shape {inp} does not hold {count} images of {pixels} pixels"),
         (not g["lo"] < g["hi"] or g["hi"] - g["lo"] > 4 * (1 << 16) or g["bits"] > 40,
          f"its latent grid {g} is not one acnkit writes"),
-        (not 1 <= header["seed_words"] <= len(words), "its initial words do not fit"),
-        (len(words) == 0 or int(words[-1]) == 0, "its payload does not end in a word"),
+        (not lanes or sum(lanes) != len(words) or min(lanes) < 1 or len(lanes) > count,
+         f"its {len(lanes)} lanes of {sum(lanes)} words do not fit its {len(words)} words "
+         f"and {count} images"),
+        (not 1 <= header["seed_words"] <= min(lanes, default=0),
+         "its initial words do not fit"),
+        (any(int(words[end - 1]) == 0 for end in np.cumsum(lanes) if 0 < end <= len(words)),
+         "a lane's payload does not end in a word"),
         (bool(header["names"]) and len(header["names"]) != count,
          f"it names {len(header['names'])} images but holds {count}"),
         (not all(safe_name(n) for n in header["names"]),

@@ -1,9 +1,12 @@
-"""Bits-back coding of one image (BB-ANS): the sender pops z from q(z|x) (getting bits
-back), pushes x with p(x|z), then pushes z with the prior; the receiver pops z with the
-prior, pops x with p(x|z), re-encodes x and pushes z back with q(z|x).
+"""Bits-back coding of images (BB-ANS), one step of a file's lanes at a time: the sender
+pops z from q(z|x) (getting bits back), pushes x with p(x|z), then pushes z with the prior;
+the receiver pops z with the prior, pops x with p(x|z), re-encodes x and pushes z back
+with q(z|x). Each lane is its own ANS stack, so the networks see a step's images of every
+lane as one batch.
 
-Every probability is computed by both sides in the same way: networks are called on one
-image at a time, in one thread, in the same order, so that the floats agree in every bit.
+Every probability is computed by both sides in the same way: the same networks on the same
+batches (a step's lanes, in lane order), in one thread, in the same order, so that the
+floats agree in every bit.
 """
 
 from __future__ import annotations
@@ -25,97 +28,109 @@ LatentPrior = DiagGaussian | MixtureDiagGaussian
 
 
 class NetCalls:
-    """The networks of a model as the coder calls them: one image at a time, float64 out."""
+    """The networks of a model as the coder calls them: a batch of a step's lanes at a
+    time, float64 out."""
 
     def __init__(self, model: Model) -> None:
         self.model = model.eval()
 
     @torch.no_grad()
-    def posterior(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, Tensor]:
-        """q(z|x) of one image: mean and std (float64), and the code as the model gave it."""
-        x = torch.from_numpy(image).float().unsqueeze(0).to(self.model.device)
-        q = self.model.encoder(x)
-        return (q.mean[0].double().cpu().numpy(), q.log_std[0].exp().double().cpu().numpy(),
-                q.mean)
+    def posterior(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, Tensor]:
+        """q(z|x) of a batch of images: means and stds (B, d, float64), and the codes as
+        the model gave them."""
+        m = self.model
+        x = torch.from_numpy(images).float().reshape(len(images), *m.image_shape)
+        q = m.encoder(x.to(m.device))
+        return q.mean.double().cpu().numpy(), q.log_std.exp().double().cpu().numpy(), q.mean
 
     @property
     def autoregressive(self) -> bool:
         return self.model.decoder.autoregressive
 
     @torch.no_grad()
-    def pixel_probabilities(self, z: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
-        """P(pixel = 1) of every pixel given z; an autoregressive decoder reads the pixels
-        of ``image`` before each position (the ones after it may hold anything)."""
+    def pixel_probabilities(self, z: np.ndarray, images: np.ndarray | None = None) -> np.ndarray:
+        """P(pixel = 1) of every pixel given z (B, d): (B, pixels). An autoregressive
+        decoder reads the pixels of ``images`` (B, pixels) before each position (the ones
+        after it may hold anything)."""
         m = self.model
-        zt = torch.from_numpy(z).float().unsqueeze(0).to(m.device)
+        zt = torch.from_numpy(z).float().to(m.device)
         x = None
         if self.autoregressive:
-            x = torch.from_numpy(image).float().reshape(1, *m.image_shape).to(m.device)
+            x = torch.from_numpy(images).float().reshape(len(z), *m.image_shape).to(m.device)
         p = m.loss.mean(m.decoder.params(zt, x))
-        return p.reshape(-1).double().cpu().numpy()
+        return p.reshape(len(z), -1).double().cpu().numpy()
 
     @torch.no_grad()
-    def prior(self, context: Tensor | None) -> Any:
-        return self.model.prior_distribution(context, 1)
+    def prior(self, contexts: Tensor | None, batch: int) -> Any:
+        """The prior of each of ``batch`` lanes (``contexts``: their neighbours' codes)."""
+        return self.model.prior_distribution(contexts, batch)
 
 
-def gaussian_params(prior: DiagGaussian) -> tuple[np.ndarray, np.ndarray]:
-    return prior.mean[0].double().cpu().numpy(), prior.log_std[0].exp().double().cpu().numpy()
-
-
-def mixture_params(prior: MixtureDiagGaussian) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    weights = torch.softmax(prior.logits[0].double(), -1).cpu().numpy()
-    return (np.ascontiguousarray(weights), prior.means[0].double().cpu().numpy(),
-            prior.log_stds[0].exp().double().cpu().numpy())
-
-
-def prior_codec(codecs: Codecs, prior: LatentPrior) -> Codec:
+def prior_codec(codecs: Codecs, prior: LatentPrior, row: int) -> Codec:
+    """The codec of row ``row`` of a batched latent prior."""
     if isinstance(prior, DiagGaussian):
-        return codecs.gaussian(*gaussian_params(prior))
-    return codecs.mixture(*mixture_params(prior))
+        return codecs.gaussian(prior.mean[row].double().cpu().numpy(),
+                               prior.log_std[row].exp().double().cpu().numpy())
+    weights = torch.softmax(prior.logits[row].double(), -1).cpu().numpy()
+    return codecs.mixture(np.ascontiguousarray(weights), prior.means[row].double().cpu().numpy(),
+                          prior.log_stds[row].exp().double().cpu().numpy())
+
+
+def gaussian_rows(prior: DiagGaussian) -> tuple[np.ndarray, np.ndarray]:
+    """Means and stds of a batched Gaussian prior (for the grid)."""
+    return prior.mean.double().cpu().numpy(), prior.log_std.exp().double().cpu().numpy()
 
 
 class ImageCoder:
-    """Pushes and pops whole images on one ANS stack with one model and grid."""
+    """Pushes and pops one step of images: row b of every batch on lane b's stack."""
 
     def __init__(self, nets: NetCalls, codecs: Codecs) -> None:
         self.nets, self.codecs = nets, codecs
         self.pixel_steps, self.pixel_seconds = 0, 0.0  # the autoregressive decoding loop
 
-    def push(self, ans: Any, pixels: np.ndarray, mean: np.ndarray, std: np.ndarray,
-             prior: LatentPrior, step: int) -> None:
-        """The sender's step for one image (flat 0/1 pixels) with posterior (mean, std);
-        ``step``: its place in the receiver's decoding order (the dither's key)."""
-        symbols = self.codecs.posterior(mean, std, step).pop(ans)
-        z = self.codecs.grid.values(symbols)
-        self.codecs.bernoulli(self.nets.pixel_probabilities(z, pixels)).push(ans, pixels)
-        prior_codec(self.codecs, prior).push(ans, symbols)
+    def push(self, stacks: list[Any], pixels: np.ndarray, means: np.ndarray,
+             stds: np.ndarray, prior: LatentPrior, keys: list[int]) -> None:
+        """The sender's step: image b (flat 0/1 pixels) with posterior (means[b], stds[b])
+        onto stack b; ``keys[b]``: its place in the decoding order (the dither's key)."""
+        symbols = [self.codecs.posterior(means[b], stds[b], keys[b]).pop(ans)
+                   for b, ans in enumerate(stacks)]
+        z = self.codecs.grid.values(np.stack(symbols))
+        probs = self.nets.pixel_probabilities(z, pixels)
+        for b, ans in enumerate(stacks):
+            self.codecs.bernoulli(probs[b]).push(ans, pixels[b])
+            prior_codec(self.codecs, prior, b).push(ans, symbols[b])
 
-    def pop(self, ans: Any, prior: LatentPrior, shape: tuple[int, ...],
-            step: int) -> tuple[np.ndarray, Tensor]:
-        """The receiver's step for the ``step``-th image: the image (uint8, ``shape``) and
-        its code."""
-        symbols = prior_codec(self.codecs, prior).pop(ans)
-        pixels = self._pop_pixels(ans, self.codecs.grid.values(symbols), math.prod(shape))
-        image = pixels.astype(np.uint8).reshape(shape)
-        mean, std, code = self.nets.posterior(image)
-        self.codecs.posterior(mean, std, step).push(ans, symbols)
-        if ans.is_empty():  # a real file keeps its initial words below every image
-            raise CodecError(f"the file ran out of bits at image {step + 1}: it is corrupt "
-                             f"or claims more images than it holds")
-        return image, code
+    def pop(self, stacks: list[Any], prior: LatentPrior, shape: tuple[int, ...],
+            keys: list[int]) -> tuple[np.ndarray, Tensor]:
+        """The receiver's step: the images (B, *shape, uint8), one from each stack, and
+        their codes."""
+        symbols = [prior_codec(self.codecs, prior, b).pop(ans) for b, ans in enumerate(stacks)]
+        z = self.codecs.grid.values(np.stack(symbols))
+        pixels = self._pop_pixels(stacks, z, math.prod(shape))
+        images = pixels.astype(np.uint8).reshape(len(stacks), *shape)
+        means, stds, codes = self.nets.posterior(images)
+        for b, ans in enumerate(stacks):
+            self.codecs.posterior(means[b], stds[b], keys[b]).push(ans, symbols[b])
+            if ans.is_empty():  # a real file keeps its initial words below every image
+                raise CodecError(f"the file ran out of bits at image {keys[b] + 1}: it is "
+                                 f"corrupt or claims more images than it holds")
+        return images, codes
 
-    def _pop_pixels(self, ans: Any, z: np.ndarray, size: int) -> np.ndarray:
+    def _pop_pixels(self, stacks: list[Any], z: np.ndarray, size: int) -> np.ndarray:
         if not self.nets.autoregressive:
-            return self.codecs.bernoulli(self.nets.pixel_probabilities(z)).pop(ans)
+            probs = self.nets.pixel_probabilities(z)
+            return np.stack([self.codecs.bernoulli(probs[b]).pop(ans)
+                             for b, ans in enumerate(stacks)])
         # One position at a time in raster order, each with the pixels decoded so far: the
         # sender's teacher-forced probabilities are these, bit for bit, since a position's
-        # output is computed without the pixels after it (zeros here; check_decoder tests it).
+        # output is computed without the pixels after it (zeros here; check_decoder tests
+        # it) and the batch is the same step's lanes.
         t0 = time.perf_counter()
-        pixels = np.zeros(size, dtype=np.int32)
+        pixels = np.zeros((len(stacks), size), dtype=np.int32)
         for i in range(size):
-            p = self.nets.pixel_probabilities(z, pixels)[i: i + 1]
-            pixels[i] = self.codecs.bernoulli(p).pop(ans)[0]
-        self.pixel_steps += size
+            p = self.nets.pixel_probabilities(z, pixels)[:, i]
+            for b, ans in enumerate(stacks):
+                pixels[b, i] = self.codecs.bernoulli(p[b: b + 1]).pop(ans)[0]
+        self.pixel_steps += size * len(stacks)
         self.pixel_seconds += time.perf_counter() - t0
         return pixels

@@ -13,11 +13,9 @@ import bisect
 import hashlib
 import math
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from torch import Tensor
 
 from .coder import Codec, Codecs
 
@@ -87,42 +85,51 @@ def permutation_codec(codecs: Codecs, n: int) -> Codec:
     return Codec(push, pop)
 
 
-#: push image i (first argument) as the receiver's ``step``-th image (second)
-PushImage = Callable[[int, int], None]
-#: pop the receiver's ``step``-th image and its code
-PopImage = Callable[[int], tuple[np.ndarray, Tensor]]
+def lane_sizes(n: int, lanes: int) -> list[int]:
+    """Images per lane: the coded order cut into ``lanes`` contiguous pieces whose sizes
+    differ by at most one, the longer ones first (so a step's lanes are always the first
+    ones)."""
+    base, extra = divmod(n, lanes)
+    return [base + (lane < extra) for lane in range(lanes)]
 
 
-def push_as_set(ans: Any, codecs: Codecs, images: np.ndarray, push_image: PushImage) -> None:
-    """Pop the order off the stack: each next image is chosen by a number popped uniformly
-    below the count of images left (ranked by their bytes), so the order carries bits.
-    ``push_image(i, step)`` pushes image i; the image pushed last is decoded first."""
-    image_keys = keys(images)
-    left = sorted(range(len(images)), key=lambda i: image_keys[i])
-    left_keys = [image_keys[i] for i in left]
-    for pushed in range(len(images)):
-        r = int(codecs.uniform(len(left)).pop(ans)[0])
-        key = left_keys[r]
-        first = bisect.bisect_left(left_keys, key)
-        same = bisect.bisect_right(left_keys, key) - first
+def lane_starts(sizes: list[int]) -> list[int]:
+    """Where each lane's piece begins in the coded order."""
+    return [sum(sizes[:lane]) for lane in range(len(sizes))]
+
+
+class SetChooser:
+    """The sender's side of set mode: each image a slot holds is chosen by a number popped
+    uniformly below the count of images left (ranked by their bytes), from the stack of
+    the slot's lane, so the order carries bits (log(N!) in all, less what telling equal
+    images apart costs)."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        image_keys = keys(images)
+        self.left = sorted(range(len(images)), key=lambda i: image_keys[i])
+        self.left_keys = [image_keys[i] for i in self.left]
+
+    def choose(self, ans: Any, codecs: Codecs) -> int:
+        r = int(codecs.uniform(len(self.left)).pop(ans)[0])
+        key = self.left_keys[r]
+        first = bisect.bisect_left(self.left_keys, key)
+        same = bisect.bisect_right(self.left_keys, key) - first
         codecs.uniform(same).push(ans, np.array(r - first))  # which of equal images: the receiver can't tell
-        i = left.pop(r)
-        left_keys.pop(r)
-        push_image(i, len(images) - 1 - pushed)
+        self.left_keys.pop(r)
+        return self.left.pop(r)
 
 
-def pop_as_set(ans: Any, codecs: Codecs, n: int, pop_image: PopImage) -> np.ndarray:
-    """The receiver's side of :func:`push_as_set`: the images, and the order bits pushed
-    back."""
-    decoded: list[np.ndarray] = []
-    found: list[bytes] = []
-    for j in range(n - 1, -1, -1):
-        image, _ = pop_image(n - 1 - j)
+class SetRestorer:
+    """The receiver's side of :class:`SetChooser`: given the images of the slots in the
+    reverse of the sender's choosing, pushes the chosen numbers back."""
+
+    def __init__(self) -> None:
+        self.found: list[bytes] = []
+
+    def restore(self, ans: Any, codecs: Codecs, image: np.ndarray) -> None:
         key = keys(image[None])[0]
-        bisect.insort(found, key)
-        first = bisect.bisect_left(found, key)
-        same = bisect.bisect_right(found, key) - first
+        bisect.insort(self.found, key)
+        first = bisect.bisect_left(self.found, key)
+        same = bisect.bisect_right(self.found, key) - first
         r = first + int(codecs.uniform(same).pop(ans)[0])
-        codecs.uniform(n - j).push(ans, np.array(r))
-        decoded.append(image)
-    return np.stack(decoded[::-1])
+        codecs.uniform(len(self.found)).push(ans, np.array(r))
