@@ -191,11 +191,14 @@ def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, resume: 
               help="Keep the images, not their order (saves up to log(N!)/N nats per image; "
                    "image files' names are not kept).")
 @click.option("--overwrite", is_flag=True, help="Replace --output if it exists.")
+@click.option("--lanes", default=None, type=click.IntRange(min=1),
+              help="Chains coded in lockstep, each network call serving all (default: as "
+                   "many as keep their initial words under 0.5 % of the file).")
 @json_option(help="Print the sizes as JSON.")
 @quiet_option
 def compress_cmd(run_dir: str, inputs: tuple[str, ...], data_name: str | None, split: str,
                  input_path: str | None, threshold: float | None, output: str, as_set: bool,
-                 overwrite: bool, as_json: bool) -> None:
+                 overwrite: bool, lanes: int | None, as_json: bool) -> None:
     """Bits-back ANS coding of binary images with a trained VAE or ACN run (ACN along its
     greedy chain): image files or folders of them (PNG, PBM, TIFF), a .npy array (--input)
     or a data set (--data). The file decodes bit-exactly with `acnkit decompress`."""
@@ -212,20 +215,21 @@ def compress_cmd(run_dir: str, inputs: tuple[str, ...], data_name: str | None, s
                                                         input_path, threshold)
     mode = "set" if as_set else "ordered"
     result = compress(run.model, images, mode, input_dtype=dtype,
-                      input_shape=tuple(input_shape), names=names)
+                      input_shape=tuple(input_shape), names=names, lanes=lanes)
     atomic_write_bytes(target, result.data)
     summary = {"images": len(images), "bytes": len(result.data),
                "bits_per_image": result.bits_per_image,
                "model_nats_per_image": result.model_nats_per_image,
                "overhead_percent": result.overhead_percent, "mode": mode,
-               "names_kept": bool(result.header["names"])}
+               "names_kept": bool(result.header["names"]),
+               "lanes": len(result.header["lane_words"])}
     if as_json:
         click.echo(json.dumps(summary))
         return
     click.echo(f"wrote {target}: {summary['images']} images in {summary['bytes']} bytes, "
                f"{summary['bits_per_image']:.1f} bits per image ({mode} mode; the "
                f"model's figure {result.model_bits_per_image:.1f} bits, overhead "
-               f"{summary['overhead_percent']:+.2f} %)")
+               f"{summary['overhead_percent']:+.2f} %; {summary['lanes']} lanes)")
     if names and as_set:
         click.echo("set mode keeps the images, not their names: decompress names them "
                    "image-00000.png, ...")

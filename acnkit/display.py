@@ -87,19 +87,28 @@ def print_codec(result: dict[str, Any], data: str, split: str) -> None:
     """``acnkit bench codec``: acnkit's files beside the classic codecs."""
     table = Table(title=f"{result['images']} {data} {split} images of {result['pixels']} "
                         f"binary pixels")
-    for col in ("codec", "mode", "bytes", "bits/img", "model", "over", "comp s", "dec s",
-                "pixel ms", "check"):
+    for col in ("codec", "mode", "lanes", "bytes", "bits/img", "model", "over", "comp s",
+                "dec s", "pixel ms", "check"):
         table.add_column(col, justify="left" if col in ("codec", "mode") else "right")
     for r in result["acnkit"]:
-        table.add_row(r["codec"], r["mode"], str(r["bytes"]), f"{r['bits_per_image']:.1f}",
+        table.add_row(r["codec"], r["mode"], str(r.get("lanes", "")), str(r["bytes"]),
+                      f"{r['bits_per_image']:.1f}",
                       f"{r['model_bits_per_image']:.1f}", f"{r['overhead_percent']:+.2f} %",
                       f"{r['compress_seconds']:.1f}", f"{r['decompress_seconds']:.1f}",
                       f"{r['pixel_step_ms']:.2f}" if r["pixel_steps"] else "-",
                       "exact" if r["round_trip"] else "FAILED")
     for r in result["classic"]:
-        table.add_row(r["codec"], "ordered", str(r["bytes"]), f"{r['bits_per_image']:.1f}",
-                      "", "", "", "", "", "")
+        if "skipped" in r:
+            table.add_row(r["codec"], "", "", "", "skipped", "", "", "", "", "", r["skipped"])
+            continue
+        table.add_row(r["codec"], r.get("layout", "ordered"), "", str(r["bytes"]),
+                      f"{r['bits_per_image']:.1f}", "", "", "", "", "", "")
+    if result.get("floor_bits_per_image") is not None:
+        table.add_row("floor (pixels' entropy given grey levels)", "", "", "",
+                      f"{result['floor_bits_per_image']:.1f}", "", "", "", "", "", "")
     _print(table)
+    _print("mode of a classic codec: the layout it was given (ordered: as in the array; "
+           "tall: one image under the other; mosaic: a near-square grid), the smaller kept")
     if any(r["pixel_steps"] for r in result["acnkit"]):
         _print("pixel ms: milliseconds per pixel of an autoregressive decoder's "
                "decoding loop (one decoder call each)")

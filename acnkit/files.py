@@ -12,6 +12,7 @@ import numpy as np
 from .atomic import atomic_write, check_target
 from .codec import as_images
 from .errors import UsageError
+from .interfaces import Dataset
 from .registry import get_registry
 from .trained import Run
 
@@ -54,12 +55,18 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def dataset_images(run: Run, name: str, split: str) -> np.ndarray:
-    """The binary images of data set ``name`` (``split`` test or train), binarised with the
-    run's own data seed (and read from the run's --data-dir when it is the run's data set)."""
+def run_dataset(run: Run, name: str) -> Dataset:
+    """Data set ``name`` binarised with the run's own data seed (and read from the run's
+    --data-dir when it is the run's data set)."""
     c = run.config
-    data = get_registry().create("dataset", name, seed=c.data_seed,
+    return get_registry().create("dataset", name, seed=c.data_seed,
                                  data_dir=c.data_dir if name == c.data else None)
+
+
+def dataset_images(run: Run, name: str, split: str, data: Dataset | None = None) -> np.ndarray:
+    """The binary images of data set ``name`` (``split`` test or train), as
+    :func:`run_dataset` makes them."""
+    data = data or run_dataset(run, name)
     x = data.test_x if split == "test" else data.train_x
     return as_images(x.numpy(), run.model.image_shape, f"--data {name} --split {split}")
 

@@ -7,9 +7,11 @@ Shapes: a batch of images is (B, *image_shape) of floats in {0, 1}; a code or la
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -201,6 +203,10 @@ class Dataset:
     test_y: Tensor
     image_shape: tuple[int, ...]
     info: dict = field(default_factory=dict)
+    #: P(pixel = 1) of every image of a split ("train" or "test"), (N, *image_shape), when
+    #: the images were sampled from grey levels: the floor ``acnkit bench codec`` prints
+    #: (no codec beats the pixels' binary entropy on average). None when not so made.
+    intensity: Callable[[str], np.ndarray] | None = None
 
     @property
     def dims(self) -> int:

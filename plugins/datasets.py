@@ -41,6 +41,7 @@ def digits(data_dir=None, seed=0) -> Dataset:
         binarize(images[train][:, None], seed), torch.from_numpy(labels[train]),
         binarize(images[test][:, None], seed + 1), torch.from_numpy(labels[test]),
         (1, 8, 8), {"source": "sklearn.datasets.load_digits"},
+        intensity=lambda split: images[train if split == "train" else test][:, None],
     )
 
 
@@ -60,6 +61,7 @@ def _idx_dataset(name: str, data_dir, seed: int, default: Path | None) -> Datase
         binarize(train_x[:, None] / np.float32(255), seed), torch.from_numpy(train_y.astype(np.int64)),
         binarize(test_x[:, None] / np.float32(255), seed + 1), torch.from_numpy(test_y.astype(np.int64)),
         (1, *train_x.shape[1:]), {"source": str(directory)},
+        intensity=lambda split: (train_x if split == "train" else test_x)[:, None] / np.float32(255),
     )
 
 

@@ -116,8 +116,55 @@ def test_bench_codec_json(tmp_path):
     assert result["images"] == 30 and result["pixels"] == 64
     assert [row["mode"] for row in result["acnkit"]] == ["ordered", "set"]
     assert all(row["round_trip"] for row in result["acnkit"])
-    assert {row["codec"] for row in result["classic"]} == {"gzip -9", "bzip2 -9", "xz -9e",
-                                                           "png (1-bit)"}
+    assert {row["codec"] for row in result["classic"]} == {
+        "gzip -9", "bzip2 -9", "xz -9e", "png (1-bit)", "jbig (pbmtojbg -q)", "zpaq -m5",
+        "jpeg xl (cjxl -d 0 -e 9)"}
+    for row in result["classic"]:  # each external one measured, or skipped naming its package
+        assert "bytes" in row or "Debian package" in row["skipped"]
+    # the digits are sampled from grey levels: the floor is below every real codec's size
+    floor = result["floor_bits_per_image"]
+    assert 0 < floor < min(r["bits_per_image"] for r in result["classic"] if "bytes" in r)
+
+
+def test_external_codecs_are_skipped_when_missing_and_take_their_best_layout(monkeypatch):
+    import shutil
+
+    import numpy as np
+
+    from acnkit import bench_codec
+
+    images = (np.random.default_rng(0).random((50, 1, 8, 8)) < 0.3).astype(np.uint8)
+    monkeypatch.setattr(shutil, "which", lambda program: None)
+    rows = bench_codec.external_codecs(images)
+    assert [r["skipped"] for r in rows] == [
+        "pbmtojbg not on PATH (Debian package jbigkit-bin)",
+        "zpaq not on PATH (Debian package zpaq)",
+        "cjxl not on PATH (Debian package libjxl-tools)"]
+    monkeypatch.undo()
+    for r in bench_codec.external_codecs(images):
+        if "bytes" in r:
+            assert r["bytes"] == min(r["tried"].values()) and len(r["tried"]) == 2
+
+
+def test_the_floor_is_the_pixels_binary_entropy():
+    import numpy as np
+
+    from acnkit.bench_codec import floor_bits
+
+    p = np.array([[0.5, 0.0, 1.0, 0.25]])  # 1 + 0 + 0 + H(1/4) bits
+    h = -(0.25 * np.log2(0.25) + 0.75 * np.log2(0.75))
+    assert floor_bits(p) == pytest.approx(1 + h)
+
+
+def test_the_mosaic_layout_holds_every_image_once():
+    import numpy as np
+
+    from acnkit.bench_codec import _layouts
+
+    images = np.arange(7 * 2 * 3).reshape(7, 1, 2, 3) % 2
+    layouts = _layouts(images)
+    assert layouts["tall"].shape == (14, 3) and layouts["mosaic"].shape == (6, 9)
+    assert layouts["mosaic"].sum() == images.sum() == layouts["tall"].sum()
 
 
 def test_bench_chain_json():
