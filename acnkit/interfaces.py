@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -48,11 +48,33 @@ class Decoder(nn.Module, ABC):
 
     The engine, evaluation, daydreaming and the codec call only :meth:`params`,
     :meth:`nll` and :meth:`sample`, so both kinds work everywhere.
+
+    An autoregressive decoder may also offer **stepping** (:meth:`start`, :meth:`step`,
+    :meth:`feed`: override all three and set ``stepping = True``): position by position,
+    keeping per-layer state, so that a position costs what it changes rather than a whole
+    forward pass. The codec then computes every probability it codes, on both sides, with
+    these calls; the defaults below do a whole forward pass a position.
     """
 
     autoregressive: ClassVar[bool] = False
+    #: whether start/step/feed are the decoder's own (incremental) ones
+    stepping: ClassVar[bool] = False
     #: (C, H, W) of the images: an autoregressive decoder must set it
     image_shape: tuple[int, ...]
+
+    def start(self, z: Tensor) -> Any:
+        """The state of decoding B images position by position given z (B, d): no pixel
+        known yet."""
+        return {"z": z, "x": torch.zeros((len(z), *self.image_shape), device=z.device)}
+
+    def step(self, state: Any, position: int) -> Tensor:
+        """The likelihood parameters (B,) of ``position`` (raster order) given the pixels
+        fed so far."""
+        return self.params(state["z"], state["x"]).reshape(len(state["z"]), -1)[:, position]
+
+    def feed(self, state: Any, position: int, values: Tensor) -> None:
+        """The pixels (B,) of ``position``, now known."""
+        state["x"].view(len(state["z"]), -1)[:, position] = values
 
     @abstractmethod
     def forward(self, z: Tensor, *x: Tensor) -> Tensor: ...

@@ -290,7 +290,8 @@ def check_decoder(factory: Callable[..., torch.nn.Module],
     parameters; ``sample(z, loss)`` gives 0/1 images of that shape. An autoregressive
     decoder also: is causal (changing pixel i changes no output at a position <= i, in
     raster order) and its teacher-forced log-likelihood of a sample equals the sum of the
-    log-probabilities met while drawing it pixel by pixel."""
+    log-probabilities met while drawing it pixel by pixel; one with ``stepping`` passes
+    :func:`check_stepping`."""
     from .interfaces import Decoder
 
     g = torch.Generator().manual_seed(0)
@@ -316,6 +317,31 @@ def check_decoder(factory: Callable[..., torch.nn.Module],
         if dec.autoregressive:
             check_causal(dec, z[:2], x[:2])
             _check_teacher_forcing(dec, z[:2], loss)
+        if getattr(dec, "stepping", False):
+            check_stepping(dec, z[:3], x[:3])
+
+
+def check_stepping(dec: Any, z: Tensor, x: Tensor) -> None:
+    """A decoder's own stepping (start/step/feed) gives, position by position, what its
+    teacher-forced forward gives (to float tolerance), and a row's steps do not depend on
+    the rest of its batch: the codec codes with the steps, so both must hold for the
+    file's figure to be the model's."""
+    def stepped(zz: Tensor, xx: Tensor) -> Tensor:
+        state, flat, out = dec.start(zz), xx.reshape(len(zz), -1), []
+        for i in range(flat.shape[1]):
+            out.append(dec.step(state, i).reshape(len(zz)))
+            dec.feed(state, i, flat[:, i])
+        return torch.stack(out, 1)
+
+    with torch.no_grad():
+        forced = dec.params(z, x).reshape(len(z), -1)
+        steps = stepped(z, x)
+        assert torch.allclose(steps, forced, atol=1e-4, rtol=1e-4), (
+            f"the decoder's stepping disagrees with its teacher-forced output (largest "
+            f"difference {(steps - forced).abs().max().item():.3g})")
+        alone = stepped(z[:1], x[:1])
+        assert torch.allclose(alone, steps[:1], atol=1e-4, rtol=1e-4), (
+            "the decoder's stepping of one image changes with the rest of its batch")
 
 
 def check_causal(dec: Any, z: Tensor, x: Tensor) -> None:

@@ -176,3 +176,50 @@ def test_compress_refuses_a_decoder_that_peeks_at_a_later_pixel():
         compress(t.model, t.data.test_x.numpy()[:3], "ordered")
     decoder.forward = causal
     assert len(compress(t.model, t.data.test_x.numpy()[:3], "ordered").data) > 0
+
+
+def test_stepping_matches_teacher_forcing_and_passes_the_kit():
+    from acnkit.testing import check_decoder, check_stepping
+
+    dec = decoder()
+    z, x = batch(3)
+    check_stepping(dec, z, x)
+    check_decoder(lambda shape, d: PixelCNNDecoder(shape, d, channels=8, layers=3, spatial=2))
+
+
+@pytest.mark.parametrize("prior", ["vae", "acn"])
+@pytest.mark.parametrize("stepping", [True, False])
+def test_codec_with_and_without_the_stepping_api_is_exact(prior, stepping, monkeypatch):
+    """With stepping both sides code with the steps; without it (a decoder that offers
+    none), the sender's teacher-forced pass and the receiver's full passes."""
+    t = Trainer(small(prior=prior, epochs=1))
+    t.fit()
+    monkeypatch.setattr(type(t.model.decoder), "stepping", stepping)
+    images = t.data.test_x.numpy()[:12]
+    for mode, lanes in (("ordered", 1), ("set", 5)):
+        stats: dict = {}
+        out = decompress(t.model, compress(t.model, images, mode, lanes=lanes).data,
+                         stats=stats)
+        assert stats["pixel_steps"] == 12 * 64
+        if mode == "ordered":
+            assert np.array_equal(out, images)
+        else:
+            assert sorted(r.tobytes() for r in out) == sorted(r.tobytes() for r in images)
+
+
+def test_a_stepping_path_that_depends_on_its_batch_is_caught_not_written(tmp_path):
+    from acnkit.errors import CodecError
+    from acnkit.testing import check_decoder
+
+    class Drifting(PixelCNNDecoder):
+        def step(self, state, position):  # the batch's size leaks into every row
+            return super().step(state, position) + 1e-2 * (len(state["z"]) - 1)
+
+    with pytest.raises(AssertionError, match="the decoder.s stepping"):
+        check_decoder(lambda shape, d: Drifting(shape, d, channels=8, layers=3))
+    t = Trainer(small(prior="vae"))
+    t.model.decoder.__class__ = Drifting
+    out = tmp_path / "never.acnz"
+    with pytest.raises(CodecError, match="cannot be coded: the decoder.s stepping"):
+        compress(t.model, t.data.test_x.numpy()[:4], "ordered")
+    assert not out.exists()

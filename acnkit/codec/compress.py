@@ -22,7 +22,7 @@ from ..errors import CodecError, UsageError
 from ..evaluate import costs, modes
 from ..memory import chain_context, greedy_chain
 from ..model import Model
-from ..testing import check_causal
+from ..testing import check_causal, check_stepping
 from ..version import __version__
 from .coder import Codecs, Grid, choose_grid, new_stack, one_thread
 from .fileformat import DTYPES, FORMAT_VERSION, covered, pack, read_header, safe_name
@@ -52,13 +52,17 @@ def check_codable(model: Model) -> None:
 @torch.no_grad()
 def check_causal_decoder(model: Model, images: np.ndarray) -> None:
     """An autoregressive decoder that reads a pixel at or after the one it predicts would
-    write a file no receiver can decode: probed on the first image before any coding."""
+    write a file no receiver can decode, and one whose stepping disagrees with its forward
+    pass (or with itself in another batch) a file that is not the model's figure: probed
+    on the first images before any coding."""
     if not model.decoder.autoregressive or len(images) == 0:
         return
-    x = torch.from_numpy(images[:1]).float().to(model.device)
+    x = torch.from_numpy(images[:2]).float().to(model.device)
     z = model.encode(x).mean
     try:
-        check_causal(model.decoder, z, x)
+        check_causal(model.decoder, z[:1], x[:1])
+        if getattr(model.decoder, "stepping", False):
+            check_stepping(model.decoder, z, x)
     except AssertionError as exc:
         raise CodecError(f"{model.plugin('decoder')} cannot be coded: {exc}; a receiver "
                          f"could not decode the file (test the plugin with "

@@ -60,6 +60,27 @@ class NetCalls:
         p = m.loss.mean(m.decoder.params(zt, x))
         return p.reshape(len(z), -1).double().cpu().numpy()
 
+    @property
+    def stepping(self) -> bool:
+        """An autoregressive decoder with its own incremental start/step/feed."""
+        return self.autoregressive and bool(getattr(self.model.decoder, "stepping", False))
+
+    @torch.no_grad()
+    def stepped_probabilities(self, z: np.ndarray, next_pixels: Any) -> np.ndarray:
+        """P(pixel = 1) position by position through the decoder's stepping calls, on
+        either side: ``next_pixels(i, p)`` gets the probabilities (B,) of position i and
+        gives its pixels (the sender: the image's; the receiver: those it pops)."""
+        m = self.model
+        dec = m.decoder
+        state = dec.start(torch.from_numpy(z).float().to(m.device))
+        size = math.prod(m.image_shape)
+        probs = np.empty((len(z), size))
+        for i in range(size):
+            probs[:, i] = m.loss.mean(dec.step(state, i)).reshape(len(z)).double().cpu().numpy()
+            pixels = next_pixels(i, probs[:, i])
+            dec.feed(state, i, torch.from_numpy(pixels).float().to(m.device))
+        return probs
+
     @torch.no_grad()
     def prior(self, contexts: Tensor | None, batch: int) -> Any:
         """The prior of each of ``batch`` lanes (``contexts``: their neighbours' codes)."""
@@ -95,7 +116,10 @@ class ImageCoder:
         symbols = [self.codecs.posterior(means[b], stds[b], keys[b]).pop(ans)
                    for b, ans in enumerate(stacks)]
         z = self.codecs.grid.values(np.stack(symbols))
-        probs = self.nets.pixel_probabilities(z, pixels)
+        if self.nets.stepping:  # the very calls the receiver will make
+            probs = self.nets.stepped_probabilities(z, lambda i, p: pixels[:, i])
+        else:
+            probs = self.nets.pixel_probabilities(z, pixels)
         for b, ans in enumerate(stacks):
             self.codecs.bernoulli(probs[b]).push(ans, pixels[b])
             prior_codec(self.codecs, prior, b).push(ans, symbols[b])
@@ -121,11 +145,23 @@ class ImageCoder:
             probs = self.nets.pixel_probabilities(z)
             return np.stack([self.codecs.bernoulli(probs[b]).pop(ans)
                              for b, ans in enumerate(stacks)])
+        t0 = time.perf_counter()
+        if self.nets.stepping:
+            pixels = np.zeros((len(stacks), size), dtype=np.int32)
+
+            def pop_position(i: int, p: np.ndarray) -> np.ndarray:
+                for b, ans in enumerate(stacks):
+                    pixels[b, i] = self.codecs.bernoulli(p[b: b + 1]).pop(ans)[0]
+                return pixels[:, i]
+
+            self.nets.stepped_probabilities(z, pop_position)
+            self.pixel_steps += size * len(stacks)
+            self.pixel_seconds += time.perf_counter() - t0
+            return pixels
         # One position at a time in raster order, each with the pixels decoded so far: the
         # sender's teacher-forced probabilities are these, bit for bit, since a position's
         # output is computed without the pixels after it (zeros here; check_decoder tests
         # it) and the batch is the same step's lanes.
-        t0 = time.perf_counter()
         pixels = np.zeros((len(stacks), size), dtype=np.int32)
         for i in range(size):
             p = self.nets.pixel_probabilities(z, pixels)[:, i]
