@@ -199,7 +199,7 @@ def model_nats(model: Model, images: np.ndarray, order: np.ndarray, mode: str) -
     q = model.encode(x)
     context = (chain_context(q.mean, torch.from_numpy(order).to(q.mean.device))
                if model.conditional else None)
-    recon, kl = costs(model, x, q, context)
+    recon, kl = costs(model, x, q, context, batch_size=500, what="the model's figure")
     nats = (recon.sum() + kl.sum()).item() / len(images)
     if mode == "set" and not model.conditional:
         # bits back on the order are worth log(N! / prod m_k!): equal images have no order
