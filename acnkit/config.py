@@ -146,11 +146,17 @@ class RunConfig:
         return {option for option, name in fields.items()
                 if getattr(self, name) != getattr(defaults, name)}
 
-    def net_options(self, **fields: str) -> dict[str, Any]:
+    def net_options(self, **fields: str) -> tuple[dict[str, Any], set[str]]:
         """The factory options (keys) whose config fields (values) are set (not None): only
-        those reach a factory, which keeps its own default for the others."""
-        return {option: getattr(self, name) for option, name in fields.items()
-                if getattr(self, name) is not None}
+        those reach a factory, which keeps its own default for the others; and those of
+        them a factory must take or refuse by name. Runs written before sizes could be left
+        unset hold the old defaults (:data:`OLD_SIZE_DEFAULTS`): those reach a factory that
+        takes them, and one that does not (a PixelCNN's ``hidden``) is not refused."""
+        options = {option: getattr(self, name) for option, name in fields.items()
+                   if getattr(self, name) is not None}
+        given = {option for option, name in fields.items()
+                 if option in options and options[option] != OLD_SIZE_DEFAULTS.get(name)}
+        return options, given
 
     def searcher_options(self) -> dict[str, Any]:
         options = dict(self.search_options)
@@ -165,6 +171,11 @@ class RunConfig:
         "encoder_hidden", "decoder_hidden", "channels", "decoder_options", "prior_hidden",
         "prior_layers", "mixtures", "train_limit", "test_limit", "valid_size", "data_seed", "seed",
     )
+
+
+#: what config.json held for the nets' sizes before they could be left to the plugin
+OLD_SIZE_DEFAULTS: dict[str, Any] = {"encoder_hidden": "512", "decoder_hidden": "512",
+                                     "prior_hidden": 512, "prior_layers": 3, "mixtures": 1}
 
 
 def check_device_name(name: str) -> None:

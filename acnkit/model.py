@@ -166,17 +166,19 @@ def build_model(config: RunConfig, image_shape: tuple[int, ...], device: torch.d
     torch.manual_seed(c.seed)  # parameter initialisation
     # Sizes reach a factory only when set (a plugin's own defaults stand otherwise), and a
     # set one that the factory does not take is refused by name.
-    enc = c.net_options(hidden="encoder_hidden", channels="channels")
+    enc, enc_given = c.net_options(hidden="encoder_hidden", channels="channels")
+    dec, dec_given = c.net_options(hidden="decoder_hidden", channels="channels")
     # decoder_options (a config table, or --decoder-option) come last and win
-    dec = {**c.net_options(hidden="decoder_hidden", channels="channels"), **c.decoder_options}
-    pri = c.net_options(hidden="prior_hidden", layers="prior_layers", mixtures="mixtures")
+    dec.update(c.decoder_options)
+    pri, pri_given = c.net_options(hidden="prior_hidden", layers="prior_layers",
+                                   mixtures="mixtures")
     with _fits_in_memory(device):
         encoder = reg.create("encoder", c.encoder, image_shape, c.latent_dim,
                              posterior=c.posterior, **enc,
-                             given=c.given(posterior="posterior") | set(enc))
+                             given=c.given(posterior="posterior") | enc_given)
         decoder = reg.create("decoder", c.decoder, image_shape, c.latent_dim, **dec,
-                             given=set(dec))
-        prior = reg.create("prior", c.prior, c.latent_dim, **pri, given=set(pri))
+                             given=dec_given | set(c.decoder_options))
+        prior = reg.create("prior", c.prior, c.latent_dim, **pri, given=pri_given)
         nets = Networks(encoder.to(device), decoder.to(device), prior.to(device),
                         reg.create("loss", c.loss))
     return Model(c, nets, image_shape, device, reg)

@@ -223,3 +223,18 @@ def test_a_stepping_path_that_depends_on_its_batch_is_caught_not_written(tmp_pat
     with pytest.raises(CodecError, match="cannot be coded: the decoder.s stepping"):
         compress(t.model, t.data.test_x.numpy()[:4], "ordered")
     assert not out.exists()
+
+
+def test_runs_written_with_the_old_size_defaults_still_load():
+    """config.json of runs made before sizes could be left unset holds decoder_hidden
+    '512' even for a PixelCNN (which takes no hidden): it loads; a size set on purpose that
+    the decoder does not take is still refused."""
+    from acnkit.errors import UsageError
+    from acnkit.model import build_model
+
+    old = small(decoder_hidden="512", encoder_hidden="512", prior_hidden=512, prior_layers=3,
+                mixtures=1).validate()
+    assert type(build_model(old, SHAPE, torch.device("cpu")).decoder).__name__ == \
+        "PixelCNNDecoder"
+    with pytest.raises(UsageError, match="does not take --decoder-hidden"):
+        build_model(small(decoder_hidden="64").validate(), SHAPE, torch.device("cpu"))
