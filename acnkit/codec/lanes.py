@@ -28,16 +28,18 @@ LANE_BUDGET = 0.005
 MAX_LANES = 1024
 
 
-def lane_bits(seed_words: int) -> int:
+def lane_bits(seed_words: int, first_extra_bits: float = 0.0) -> float:
     """What a lane costs, about: its initial words (the first image's bits back come out
-    of them, not out of data) and its word count in the header, plus a word of rounding."""
-    return 32 * (seed_words + 2)
+    of them, not out of data), its word count in the header, a word of rounding, and what
+    its first image costs more for want of a neighbour (ACN: the zero-code prior)."""
+    return 32 * (seed_words + 2) + max(first_extra_bits, 0.0)
 
 
-def choose_lanes(n: int, file_bits: float, seed_words: int) -> int:
+def choose_lanes(n: int, file_bits: float, seed_words: int,
+                 first_extra_bits: float = 0.0) -> int:
     """The most lanes whose fixed cost stays within :data:`LANE_BUDGET` of a file of
     about ``file_bits`` (at least one, at most one an image)."""
-    fit = math.floor(LANE_BUDGET * file_bits / lane_bits(seed_words))
+    fit = math.floor(LANE_BUDGET * file_bits / lane_bits(seed_words, first_extra_bits))
     return max(1, min(n, MAX_LANES, fit))
 
 
