@@ -57,6 +57,11 @@ def _whole(name: str, value: object) -> int:
     return int(value)
 
 
+def _row(t: Tensor, r: int) -> Tensor:
+    """Row r of a bias that is either per image (B, C, 1, 1) or a map (B, C, H, W)."""
+    return t if t.shape[2] == 1 else t[:, :, r: r + 1]
+
+
 def _gate(t: Tensor) -> Tensor:
     a, b = t.chunk(2, dim=1)
     return torch.tanh(a) * torch.sigmoid(b)
@@ -148,30 +153,57 @@ class PixelCNNDecoder(Decoder):
             v, h = layer(v, h, z, zmap)
         return self.out(h)
 
-    # Stepping, row by row: at the start of row r the rows above are known, so the
-    # vertical stack is run once (on the whole image: rows r and below do not reach what
-    # row r reads of it) and each layer's addend to the horizontal stack kept for row r;
-    # each pixel then runs only the horizontal stack over row r: about 1/H of a forward.
+    # Stepping, row by row. When row r - 1 is complete, each layer's vertical stack is
+    # computed for that one row (from the rows above it, kept), and what it adds to the
+    # horizontal stack of row r is kept; each pixel then runs the horizontal stack over
+    # the columns of row r that reach it. A pixel thus costs about 1/H of a forward pass
+    # in the vertical stack and a few columns of one row in the horizontal one.
     def start(self, z: Tensor) -> dict:
-        biases = [layer.biases(z, self._zmap(z)) for layer in self.layers]
+        zmap = self._zmap(z)
+        _, height, width = self.image_shape
+        biases = [layer.biases(z, zmap) for layer in self.layers]
+        # the gated vertical features of each layer (its input first), filled row by row
+        rows = [torch.zeros((len(z), self.layers[0].v.conv.in_channels, height, width),
+                            device=z.device)]
+        rows += [torch.zeros((len(z), layer.v.conv.out_channels // 2, height, width),
+                             device=z.device) for layer in self.layers]
         return {"z": z, "x": torch.zeros((len(z), *self.image_shape), device=z.device),
-                "biases": biases, "row": -1, "from_v": []}
+                "biases": biases, "vrows": rows, "row": -1, "from_v": []}
+
+    def _vertical_row(self, state: dict, r: int) -> list[Tensor]:
+        """Each layer's addend to the horizontal stack of row r: the vertical stack's row
+        r - 1 (zeros for row 0) through v_to_h, plus z's bias of row r."""
+        k = self.layers[0].v.conv.kernel_size[0] - 1  # rows above read, kernel // 2
+        vrows = state["vrows"]
+        if r > 0:
+            vrows[0][:, :, r - 1] = state["x"][:, :, r - 1] * 2.0 - 1.0
+        from_v = []
+        for i, (layer, (bias_v, bias_h)) in enumerate(zip(self.layers, state["biases"],
+                                                         strict=True)):
+            if r == 0:
+                v_pre = torch.zeros_like(vrows[i + 1][:, :1, :1]).expand(
+                    -1, 2 * vrows[i + 1].shape[1], 1, vrows[i + 1].shape[3])
+            else:
+                top = max(0, r - 1 - k)
+                window = F.pad(vrows[i][:, :, top: r], (k, k, k - (r - 1 - top), 0))
+                v_pre = layer.v.conv(window) + _row(bias_v, r - 1)
+                vrows[i + 1][:, :, r - 1] = _gate(v_pre)[:, :, 0]
+            from_v.append(layer.v_to_h(v_pre) + _row(bias_h, r))
+        return from_v
 
     def step(self, state: dict, position: int) -> Tensor:
         width = self.image_shape[2]
         r, c = divmod(position, width)
         if state["row"] != r:
-            v = state["x"] * 2.0 - 1.0
-            from_v = []
-            for layer, (bias_v, bias_h) in zip(self.layers, state["biases"], strict=True):
-                v_pre = layer.vertical(v, bias_v)
-                from_v.append((layer.v_to_h(_down(v_pre)) + bias_h)[:, :, r: r + 1])
-                v = _gate(v_pre)
-            state["row"], state["from_v"] = r, from_v
-        h = state["x"][:, :, r: r + 1] * 2.0 - 1.0
+            state["row"], state["from_v"] = r, self._vertical_row(state, r)
+        # the columns that reach column c: each layer reads kernel // 2 to the left, and
+        # the first is shifted one more
+        reach = len(self.layers) * (self.layers[0].h.conv.kernel_size[1] - 1) + 1
+        left = max(0, c - reach)
+        h = state["x"][:, :, r: r + 1, left: c + 1] * 2.0 - 1.0
         for layer, from_v in zip(self.layers, state["from_v"], strict=True):
-            h = layer.horizontal(h, from_v)
-        return self.out(h)[:, 0, 0, c]
+            h = layer.horizontal(h, from_v[..., left: c + 1])
+        return self.out(h)[:, 0, 0, -1]
 
     def feed(self, state: dict, position: int, values: Tensor) -> None:
         state["x"].view(len(state["z"]), -1)[:, position] = values
