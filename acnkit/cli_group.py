@@ -22,6 +22,9 @@ class AcnkitGroup(click.Group):
         # click's own usage errors become one line too, like acnkit's.
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
+        except click.exceptions.NoArgsIsHelpError as exc:  # a bare `acnkit`: its help
+            click.echo(exc.format_message())
+            sys.exit(0)
         except click.ClickException as exc:
             ctx = getattr(exc, "ctx", None)
             hint = f" (see {ctx.command_path} --help)" if ctx else ""

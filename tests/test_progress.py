@@ -161,3 +161,8 @@ def test_compare_overlays_priors_and_missing_package_is_one_line(tmp_path, monke
     assert r.exit_code == 2
     assert r.output.count("\n") == 1 and "pip install 'acnkit[tensorboard]'" in r.output
     assert not (tmp_path / "n").exists()  # refused before anything was written
+
+
+def test_a_bare_command_prints_its_help():
+    r = invoke()
+    assert r.exit_code == 0 and r.output.startswith("Usage:")
