@@ -114,6 +114,7 @@ class Codecs:
         self._bernoulli = model.Bernoulli(perfect=False)
         self._categorical = model.Categorical(perfect=False)
         self._uniform = model.Uniform
+        self._dither_blocks: dict[tuple[int, int], np.ndarray] = {}
 
     def _scaled(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = self.grid.step
@@ -128,28 +129,42 @@ class Codecs:
         popped and pushed back shifted by a pseudo-random R_j of the image's ``step``
         (known to both sides), so z_j reads scrambled bits at no net cost; the push undoes
         it in reverse."""
-        lo, hi = self._windows(mean, std)
-        loc, scale = self._scaled(mean, std)
-        shift = np.random.default_rng([DITHER_SEED, step]).integers(0, DITHER, size=len(mean))
+        lo, hi = (w.tolist() for w in self._windows(mean, std))
+        loc, scale = (a.tolist() for a in self._scaled(mean, std))
+        shift = self._shifts(step, len(mean)).tolist()
         gauss = self._quantized
         dither = self._uniform(DITHER)
+        one = np.empty(1, dtype=np.int32)  # constriction takes arrays; one reused
+
+        def models() -> list[Any]:
+            return [gauss(lo[j], hi[j], loc[j], scale[j]) for j in range(len(lo))]
 
         def pop(ans: Any) -> np.ndarray:
-            symbols = np.empty(len(mean), dtype=np.int32)
-            for j in range(len(mean)):
-                v = ans.decode(dither)
-                ans.encode_reverse(np.array([(v + shift[j]) % DITHER], dtype=np.int32), dither)
-                symbols[j] = ans.decode(gauss(int(lo[j]), int(hi[j]), loc[j], scale[j]))
+            symbols = np.empty(len(lo), dtype=np.int32)
+            for j, model in enumerate(models()):
+                one[0] = (ans.decode(dither) + shift[j]) % DITHER
+                ans.encode_reverse(one, dither)
+                symbols[j] = ans.decode(model)
             return symbols
 
         def push(ans: Any, symbols: np.ndarray) -> None:
-            for j in range(len(mean) - 1, -1, -1):
-                ans.encode_reverse(symbols[j: j + 1].astype(np.int32),
-                                   gauss(int(lo[j]), int(hi[j]), loc[j], scale[j]))
-                w = ans.decode(dither)
-                ans.encode_reverse(np.array([(w - shift[j]) % DITHER], dtype=np.int32), dither)
+            values = symbols.astype(np.int32)
+            for j, model in reversed(list(enumerate(models()))):
+                ans.encode_reverse(values[j: j + 1], model)
+                one[0] = (ans.decode(dither) - shift[j]) % DITHER
+                ans.encode_reverse(one, dither)
 
         return Codec(push, pop)
+
+    def _shifts(self, step: int, dims: int) -> np.ndarray:
+        """The dither's R_j for the image at ``step``: drawn a block of 1,024 steps at a
+        time from a generator keyed by the block (the same on both sides)."""
+        block = self._dither_blocks.get((step // 1024, dims))
+        if block is None:
+            block = np.random.default_rng([DITHER_SEED, step // 1024]).integers(
+                0, DITHER, size=(1024, dims))
+            self._dither_blocks[(step // 1024, dims)] = block
+        return block[step % 1024]
 
     def _windows(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each dimension's grid points within mean +- WINDOW std (at least two)."""
