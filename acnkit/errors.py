@@ -43,3 +43,10 @@ class Interrupted(AcnkitError):
     def __init__(self, message: str, out: object = None, epoch: int = 0) -> None:
         super().__init__(message)
         self.out, self.epoch = out, epoch
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocator's failure (torch raises RuntimeError for it)."""
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and ("alloc" in text or "out of memory" in text))

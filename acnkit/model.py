@@ -24,9 +24,9 @@ from torch import Tensor, nn
 
 from .config import RunConfig
 from .distributions import DiagGaussian, LatentDistribution
-from .errors import PluginError, UsageError
+from .errors import PluginError, UsageError, out_of_memory
 from .interfaces import Decoder, Encoder, Loss, Prior
-from .registry import Registry, get_registry, out_of_memory
+from .registry import Registry, get_registry
 
 
 class CostModel(nn.Module):

@@ -16,8 +16,7 @@ or stop acnkit from working.
   third-party plugins load; set it empty to load none. Built-ins always load.
 
 Problems are listed by ``acnkit plugins``; a failure or clash also prints one warning line
-on stderr when the registry loads, and every command keeps working.
-"""
+on stderr when the registry loads, and every command keeps working."""
 
 from __future__ import annotations
 
@@ -35,7 +34,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError, UsageError
+from .errors import PluginError, UsageError, out_of_memory
 
 ENTRY_POINT_GROUP = "acnkit"
 LOAD_PLUGINS_ENV = "ACNKIT_LOAD_PLUGINS"
@@ -269,13 +268,6 @@ class Registry:
         return kept
 
 
-def out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is an allocator's failure (torch raises RuntimeError for it)."""
-    text = str(exc).lower()
-    return isinstance(exc, MemoryError) or (
-        isinstance(exc, RuntimeError) and ("alloc" in text or "out of memory" in text))
-
-
 def hook_kind(hook: str) -> str:
     return next(kind for kind, name in KINDS.items() if name == hook)
 
@@ -356,9 +348,8 @@ def _third_party_entry_points() -> Iterable[tuple[Any, Any]]:
 
 
 def may_add_commands() -> bool:
-    """Whether plugins could add commands to the CLI: only third-party plugins (or ones
-    registered in code) can, since no built-in does (a contract test holds this). Without
-    them, ``acnkit --help`` needs no plugin, so it imports neither them nor torch."""
+    """Whether plugins could add commands: only third-party ones (or ones registered in
+    code), as no built-in does (a test holds this); so ``--help`` often needs no plugin."""
     return _REGISTRY is not None or next(iter(_third_party_entry_points()), None) is not None
 
 
