@@ -169,11 +169,10 @@ def task(description: str, total: int | None = None, unit: str = "items",
          show: bool = True) -> Iterator[Step]:
     """A unit of long work (an epoch, an evaluation pass, a file coded image by image).
     ``show=False`` (a rank other than 0) counts without showing."""
-    step = Step(_board.prefix + description, total, unit)
     if not show or _board.quiet:
-        step.start = float("inf")  # never due for a plain line either
-        yield _Silent(step)
+        yield _Silent(_board.prefix + description, total, unit)
         return
+    step = Step(_board.prefix + description, total, unit)
     if err_console.is_terminal:
         if _board.bars is None:
             _board.bars = _new_bars()
@@ -192,8 +191,7 @@ def task(description: str, total: int | None = None, unit: str = "items",
 
 
 class _Silent(Step):
-    def __init__(self, step: Step) -> None:
-        super().__init__(step.description, step.total, step.unit)
+    """Counts, never shows (quiet, or a rank other than 0)."""
 
     def __call__(self, advance: int = 1, **fields: Any) -> None:
         self.done += advance

@@ -50,6 +50,12 @@ class _StackConv(nn.Module):
     def forward(self, t: Tensor) -> Tensor:
         return self.conv(F.pad(t, self.pad))
 
+    def last_row(self, rows: Tensor) -> Tensor:
+        """The vertical output of the last of ``rows`` (B, C, R, W): the rows it reads,
+        fewer at the top of the image, where the missing ones are padding."""
+        left, right, top, _ = self.pad
+        return self.conv(F.pad(rows, (left, right, top + 1 - rows.shape[2], 0)))
+
 
 def _whole(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
@@ -173,20 +179,19 @@ class PixelCNNDecoder(Decoder):
     def _vertical_row(self, state: dict, r: int) -> list[Tensor]:
         """Each layer's addend to the horizontal stack of row r: the vertical stack's row
         r - 1 (zeros for row 0) through v_to_h, plus z's bias of row r."""
-        k = self.layers[0].v.conv.kernel_size[0] - 1  # rows above read, kernel // 2
+        above = self.layers[0].v.pad[2]  # rows above a row that its vertical output reads
         vrows = state["vrows"]
         if r > 0:
             vrows[0][:, :, r - 1] = state["x"][:, :, r - 1] * 2.0 - 1.0
         from_v = []
         for i, (layer, (bias_v, bias_h)) in enumerate(zip(self.layers, state["biases"],
                                                          strict=True)):
-            if r == 0:
-                v_pre = torch.zeros_like(vrows[i + 1][:, :1, :1]).expand(
-                    -1, 2 * vrows[i + 1].shape[1], 1, vrows[i + 1].shape[3])
+            if r == 0:  # nothing above the first row: the vertical stack adds zeros
+                b, c, _, w = vrows[i + 1].shape
+                v_pre = vrows[i + 1].new_zeros((b, 2 * c, 1, w))
             else:
-                top = max(0, r - 1 - k)
-                window = F.pad(vrows[i][:, :, top: r], (k, k, k - (r - 1 - top), 0))
-                v_pre = layer.v.conv(window) + _row(bias_v, r - 1)
+                v_pre = layer.v.last_row(vrows[i][:, :, max(0, r - 1 - above): r]) \
+                    + _row(bias_v, r - 1)
                 vrows[i + 1][:, :, r - 1] = _gate(v_pre)[:, :, 0]
             from_v.append(layer.v_to_h(v_pre) + _row(bias_h, r))
         return from_v

@@ -121,37 +121,32 @@ class Compressed:
         return 100 * (self.bits_per_image / self.model_bits_per_image - 1)
 
 
-def _plan_order(nets: NetCalls, images: np.ndarray,
+def _plan_order(nets: NetCalls, q: DiagGaussian,
                 mode: str) -> tuple[np.ndarray | None, Grid, float]:
     """The coded order (ACN: the greedy chain; a VAE in order; None when set mode leaves it
     to the stacks), the latent grid, and what a lane's first image costs more than the
     others, in bits (ACN: its KL under the zero-code prior less that under its chain
-    neighbour, on average), from the posteriors of all images (one pass in large batches:
-    these are the sender's choices, so they need not match the coded steps' floats)."""
+    neighbour, on average), from the posteriors ``q`` of all images (these are the
+    sender's choices, so they need not match the coded steps' floats)."""
     model = nets.model
-    chunks = [nets.posterior(images[i: i + 1000]) for i in range(0, len(images), 1000)]
-    means = np.concatenate([c[0] for c in chunks])
-    stds = np.concatenate([c[1] for c in chunks])
-    gaussians: list[tuple[np.ndarray, np.ndarray]] = []
+    priors = [gaussian_rows(q)]
     order: np.ndarray | None
     first_extra = 0.0
     if model.conditional:
-        codes = torch.cat([c[2] for c in chunks])
-        order = greedy_chain(codes).numpy()
-        context = chain_context(codes, torch.from_numpy(order).to(codes.device))
-        prior = nets.prior(context, len(images))
-        q = DiagGaussian(torch.from_numpy(means).float(), torch.from_numpy(stds).float().log())
+        order = greedy_chain(q.mean).numpy()
+        context = chain_context(q.mean, torch.from_numpy(order).to(q.mean.device))
+        prior = nets.prior(context, len(q.mean))
         with torch.no_grad():
             kl = [model.prior.kl(q, q.mean, c).mean().item()
                   for c in (torch.zeros_like(context), context)]
         first_extra = (kl[0] - kl[1]) / math.log(2)
     else:
-        order = None if mode == "set" else np.arange(len(images))
+        order = None if mode == "set" else np.arange(len(q.mean))
         prior = nets.prior(None, 1)
     if isinstance(prior, DiagGaussian):
-        gaussians.append(gaussian_rows(prior))
-    grid = choose_grid(np.concatenate([means, *(m for m, _ in gaussians)]),
-                       np.concatenate([stds, *(s for _, s in gaussians)]))
+        priors.append(gaussian_rows(prior))
+    grid = choose_grid(np.concatenate([m for m, _ in priors]),
+                       np.concatenate([s for _, s in priors]))
     return order, grid, first_extra
 
 
@@ -175,8 +170,9 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
         raise UsageError("give one plain relative name an image (no '..', no empty parts)")
     n, nets = len(images), NetCalls(model)
     with one_thread():
-        order, grid, first_extra = _plan_order(nets, images, mode)
-        figure = model_nats(model, images, np.arange(n) if order is None else order, mode)
+        q = model.encode(torch.from_numpy(images).to(model.device))
+        order, grid, first_extra = _plan_order(nets, q, mode)
+        figure = model_nats(model, images, np.arange(n) if order is None else order, mode, q)
         words = math.ceil((model.latent_dim * math.log2(grid.hi - grid.lo + 1)
                            + 2 * math.log2(n + 1)) / 32) + 2
         layout = Layout.of(n, lanes or choose_lanes(n, n * figure / math.log(2), words,
@@ -201,11 +197,13 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
     return Compressed(pack(header, b"".join(w.tobytes() for w in lane_words)), header, figure)
 
 
-def model_nats(model: Model, images: np.ndarray, order: np.ndarray, mode: str) -> float:
+def model_nats(model: Model, images: np.ndarray, order: np.ndarray, mode: str,
+               q: DiagGaussian | None = None) -> float:
     """The model's nats per image for the same images, order and mode (negative ELBO at
-    one sample, as :mod:`acnkit.evaluate` reports it)."""
+    one sample, as :mod:`acnkit.evaluate` reports it); ``q``: their posteriors, when the
+    caller has them already."""
     x = torch.from_numpy(images).to(model.device)
-    q = model.encode(x)
+    q = model.encode(x) if q is None else q
     context = (chain_context(q.mean, torch.from_numpy(order).to(q.mean.device))
                if model.conditional else None)
     recon, kl = costs(model, x, q, context, batch_size=500, what="the model's figure")

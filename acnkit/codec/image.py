@@ -87,19 +87,21 @@ class NetCalls:
         return self.model.prior_distribution(contexts, batch)
 
 
-def prior_codec(codecs: Codecs, prior: LatentPrior, row: int) -> Codec:
-    """The codec of row ``row`` of a batched latent prior."""
+def gaussian_rows(dist: DiagGaussian) -> tuple[np.ndarray, np.ndarray]:
+    """Means and stds of a batched diagonal Gaussian, float64."""
+    return dist.mean.double().cpu().numpy(), dist.log_std.exp().double().cpu().numpy()
+
+
+def prior_codecs(codecs: Codecs, prior: LatentPrior) -> list[Codec]:
+    """The codec of each row of a batched latent prior (its numbers read off once)."""
     if isinstance(prior, DiagGaussian):
-        return codecs.gaussian(prior.mean[row].double().cpu().numpy(),
-                               prior.log_std[row].exp().double().cpu().numpy())
-    weights = torch.softmax(prior.logits[row].double(), -1).cpu().numpy()
-    return codecs.mixture(np.ascontiguousarray(weights), prior.means[row].double().cpu().numpy(),
-                          prior.log_stds[row].exp().double().cpu().numpy())
-
-
-def gaussian_rows(prior: DiagGaussian) -> tuple[np.ndarray, np.ndarray]:
-    """Means and stds of a batched Gaussian prior (for the grid)."""
-    return prior.mean.double().cpu().numpy(), prior.log_std.exp().double().cpu().numpy()
+        means, stds = gaussian_rows(prior)
+        return [codecs.gaussian(m, s) for m, s in zip(means, stds, strict=True)]
+    weights = torch.softmax(prior.logits.double(), -1).cpu().numpy()
+    means = prior.means.double().cpu().numpy()
+    stds = prior.log_stds.exp().double().cpu().numpy()
+    return [codecs.mixture(np.ascontiguousarray(w), m, s)
+            for w, m, s in zip(weights, means, stds, strict=True)]
 
 
 class ImageCoder:
@@ -120,15 +122,17 @@ class ImageCoder:
             probs = self.nets.stepped_probabilities(z, lambda i, p: pixels[:, i])
         else:
             probs = self.nets.pixel_probabilities(z, pixels)
-        for b, ans in enumerate(stacks):
+        for b, (ans, row) in enumerate(zip(stacks, prior_codecs(self.codecs, prior),
+                                           strict=True)):
             self.codecs.bernoulli(probs[b]).push(ans, pixels[b])
-            prior_codec(self.codecs, prior, b).push(ans, symbols[b])
+            row.push(ans, symbols[b])
 
     def pop(self, stacks: list[Any], prior: LatentPrior, shape: tuple[int, ...],
             keys: list[int]) -> tuple[np.ndarray, Tensor]:
         """The receiver's step: the images (B, *shape, uint8), one from each stack, and
         their codes."""
-        symbols = [prior_codec(self.codecs, prior, b).pop(ans) for b, ans in enumerate(stacks)]
+        symbols = [row.pop(ans) for ans, row in zip(stacks, prior_codecs(self.codecs, prior),
+                                                     strict=True)]
         z = self.codecs.grid.values(np.stack(symbols))
         pixels = self._pop_pixels(stacks, z, math.prod(shape))
         images = pixels.astype(np.uint8).reshape(len(stacks), *shape)

@@ -11,6 +11,7 @@ chosen to keep them under :data:`LANE_BUDGET` of the file.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +54,7 @@ class Layout:
     def of(cls, n: int, lanes: int) -> Layout:
         return cls(lane_sizes(n, min(lanes, n)))
 
-    @property
+    @functools.cached_property
     def starts(self) -> list[int]:
         return lane_starts(self.sizes)
 
@@ -97,9 +98,9 @@ def push_lanes(coder: ImageCoder, stacks: list[Any], images: np.ndarray, layout:
                 b = layout.active(j)
                 idx = [chooser.choose(stacks[lane], coder.codecs) for lane in range(b)]
                 means, stds, _ = nets.posterior(images[idx])
-                coder.push(stacks[:b], flat[idx], means, stds, nets.prior(None, b),
-                           layout.slots(j))
-                order[layout.slots(j)] = idx
+                slots = layout.slots(j)
+                coder.push(stacks[:b], flat[idx], means, stds, nets.prior(None, b), slots)
+                order[slots] = idx
                 shown(b)
             return order
         # The posteriors of every step first: ACN's priors need the step before's codes.
@@ -127,10 +128,10 @@ def pop_lanes(coder: ImageCoder, stacks: list[Any], layout: Layout, shape: tuple
     previous = None
     with progress.task("decompress", n, "images") as shown:
         for j in range(layout.steps):
-            b = layout.active(j)
+            b, slots = layout.active(j), layout.slots(j)
             images, previous = coder.pop(stacks[:b], _contexts(coder, previous, b), shape,
-                                         layout.slots(j))
-            decoded[layout.slots(j)] = images
+                                         slots)
+            decoded[slots] = images
             if restorer is not None:  # the reverse of the sender's choosing, lane by lane
                 for lane in reversed(range(b)):
                     restorer.restore(stacks[lane], coder.codecs, images[lane])

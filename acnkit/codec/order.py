@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 import math
 from collections import Counter
 from typing import Any
@@ -95,7 +96,7 @@ def lane_sizes(n: int, lanes: int) -> list[int]:
 
 def lane_starts(sizes: list[int]) -> list[int]:
     """Where each lane's piece begins in the coded order."""
-    return [sum(sizes[:lane]) for lane in range(len(sizes))]
+    return [0, *itertools.accumulate(sizes)][:-1]
 
 
 class SetChooser:
