@@ -159,11 +159,12 @@ class PixelCNNDecoder(Decoder):
             v, h = layer(v, h, z, zmap)
         return self.out(h)
 
-    # Stepping, row by row. When row r - 1 is complete, each layer's vertical stack is
-    # computed for that one row (from the rows above it, kept), and what it adds to the
-    # horizontal stack of row r is kept; each pixel then runs the horizontal stack over
-    # the columns of row r that reach it. A pixel thus costs about 1/H of a forward pass
-    # in the vertical stack and a few columns of one row in the horizontal one.
+    # Stepping. When row r - 1 is complete, each layer's vertical stack is computed for
+    # that one row (from the rows above it, kept), and what it adds to the horizontal
+    # stack of row r is kept. Each layer's horizontal outputs along row r are kept too:
+    # a pixel changes only the columns after it, so a position computes one new column a
+    # layer, from the kernel's window of the layer below. A pixel thus costs about 1/H of
+    # a forward pass in the vertical stack and one column a layer in the horizontal one.
     def start(self, z: Tensor) -> dict:
         zmap = self._zmap(z)
         _, height, width = self.image_shape
@@ -173,12 +174,17 @@ class PixelCNNDecoder(Decoder):
                             device=z.device)]
         rows += [torch.zeros((len(z), layer.v.conv.out_channels // 2, height, width),
                              device=z.device) for layer in self.layers]
+        # each layer's horizontal input along the current row (the image's row for the
+        # first), after `left` columns of zero padding; the last holds the stack's output
+        left = self.layers[0].h.pad[0]
+        cols = [torch.zeros((len(z), rows[i].shape[1], left + width), device=z.device)
+                for i in range(len(self.layers) + 1)]
         return {"z": z, "x": torch.zeros((len(z), *self.image_shape), device=z.device),
-                "biases": biases, "vrows": rows, "row": -1, "from_v": []}
+                "biases": biases, "vrows": rows, "row": -1, "from_v": [], "cols": cols}
 
     def _vertical_row(self, state: dict, r: int) -> list[Tensor]:
-        """Each layer's addend to the horizontal stack of row r: the vertical stack's row
-        r - 1 (zeros for row 0) through v_to_h, plus z's bias of row r."""
+        """Each layer's addend to the horizontal stack of row r, (B, 2C, W): the vertical
+        stack's row r - 1 (zeros for row 0) through v_to_h, plus z's bias of row r."""
         above = self.layers[0].v.pad[2]  # rows above a row that its vertical output reads
         vrows = state["vrows"]
         if r > 0:
@@ -193,25 +199,34 @@ class PixelCNNDecoder(Decoder):
                 v_pre = layer.v.last_row(vrows[i][:, :, max(0, r - 1 - above): r]) \
                     + _row(bias_v, r - 1)
                 vrows[i + 1][:, :, r - 1] = _gate(v_pre)[:, :, 0]
-            from_v.append(layer.v_to_h(v_pre) + _row(bias_h, r))
+            from_v.append((layer.v_to_h(v_pre) + _row(bias_h, r))[:, :, 0])
         return from_v
 
     def step(self, state: dict, position: int) -> Tensor:
-        width = self.image_shape[2]
-        r, c = divmod(position, width)
+        r, c = divmod(position, self.image_shape[2])
         if state["row"] != r:
             state["row"], state["from_v"] = r, self._vertical_row(state, r)
-        # the columns that reach column c: each layer reads kernel // 2 to the left, and
-        # the first is shifted one more
-        reach = len(self.layers) * (self.layers[0].h.conv.kernel_size[1] - 1) + 1
-        left = max(0, c - reach)
-        h = state["x"][:, :, r: r + 1, left: c + 1] * 2.0 - 1.0
-        for layer, from_v in zip(self.layers, state["from_v"], strict=True):
-            h = layer.horizontal(h, from_v[..., left: c + 1])
-        return self.out(h)[:, 0, 0, -1]
+        cols, width = state["cols"], self.layers[0].h.conv.kernel_size[1]
+        for i, (layer, from_v) in enumerate(zip(self.layers, state["from_v"], strict=True)):
+            pre = from_v[:, :, c]
+            # the window ends at column c (type A: at c - 1, and at column 0 reads nothing)
+            end = c + width - (1 if layer.first else 0)
+            if end >= width:
+                window = cols[i][:, :, end - width: end].flatten(1)
+                pre = pre + F.linear(window, layer.h.conv.weight.flatten(1), layer.h.conv.bias)
+            out = F.linear(_gate(pre), layer.h_out.weight.flatten(1), layer.h_out.bias)
+            if not layer.first:
+                out = out + cols[i][:, :, end - 1]
+            cols[i + 1][:, :, width - 1 + c] = out
+        h = cols[-1][:, :, width - 1 + c]
+        _, hidden, _, last = self.out
+        h = F.linear(torch.relu(h), hidden.weight.flatten(1), hidden.bias)
+        return F.linear(torch.relu(h), last.weight.flatten(1), last.bias)[:, 0]
 
     def feed(self, state: dict, position: int, values: Tensor) -> None:
         state["x"].view(len(state["z"]), -1)[:, position] = values
+        _, width = divmod(position, self.image_shape[2])
+        state["cols"][0][:, 0, self.layers[0].h.pad[0] + width] = values * 2.0 - 1.0
 
 
 def receptive_field_complete(image_shape: tuple[int, ...], layers: int, kernel: int) -> bool:
