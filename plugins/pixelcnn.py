@@ -179,8 +179,14 @@ class PixelCNNDecoder(Decoder):
         left = self.layers[0].h.pad[0]
         cols = [torch.zeros((len(z), rows[i].shape[1], left + width), device=z.device)
                 for i in range(len(self.layers) + 1)]
+        # the horizontal stack's convolutions at one column are matrix products
+        weights = [(int(layer.first), layer.h.conv.weight.flatten(1), layer.h.conv.bias,
+                    layer.h_out.weight.flatten(1), layer.h_out.bias) for layer in self.layers]
+        _, hidden, _, last = self.out
+        head = (hidden.weight.flatten(1), hidden.bias, last.weight.flatten(1), last.bias)
         return {"z": z, "x": torch.zeros((len(z), *self.image_shape), device=z.device),
-                "biases": biases, "vrows": rows, "row": -1, "from_v": [], "cols": cols}
+                "biases": biases, "vrows": rows, "row": -1, "from_v": [], "cols": cols,
+                "weights": weights, "head": head}
 
     def _vertical_row(self, state: dict, r: int) -> list[Tensor]:
         """Each layer's addend to the horizontal stack of row r, (B, 2C, W): the vertical
@@ -207,21 +213,17 @@ class PixelCNNDecoder(Decoder):
         if state["row"] != r:
             state["row"], state["from_v"] = r, self._vertical_row(state, r)
         cols, width = state["cols"], self.layers[0].h.conv.kernel_size[1]
-        for i, (layer, from_v) in enumerate(zip(self.layers, state["from_v"], strict=True)):
-            pre = from_v[:, :, c]
+        for i, (first, w_h, b_h, w_out, b_out) in enumerate(state["weights"]):
+            pre = state["from_v"][i][:, :, c]
             # the window ends at column c (type A: at c - 1, and at column 0 reads nothing)
-            end = c + width - (1 if layer.first else 0)
+            end = c + width - first
             if end >= width:
-                window = cols[i][:, :, end - width: end].flatten(1)
-                pre = pre + F.linear(window, layer.h.conv.weight.flatten(1), layer.h.conv.bias)
-            out = F.linear(_gate(pre), layer.h_out.weight.flatten(1), layer.h_out.bias)
-            if not layer.first:
-                out = out + cols[i][:, :, end - 1]
-            cols[i + 1][:, :, width - 1 + c] = out
-        h = cols[-1][:, :, width - 1 + c]
-        _, hidden, _, last = self.out
-        h = F.linear(torch.relu(h), hidden.weight.flatten(1), hidden.bias)
-        return F.linear(torch.relu(h), last.weight.flatten(1), last.bias)[:, 0]
+                pre = pre + F.linear(cols[i][:, :, end - width: end].flatten(1), w_h, b_h)
+            out = F.linear(_gate(pre), w_out, b_out)
+            cols[i + 1][:, :, width - 1 + c] = out if first else out + cols[i][:, :, end - 1]
+        w1, b1, w2, b2 = state["head"]
+        h = F.linear(torch.relu(cols[-1][:, :, width - 1 + c]), w1, b1)
+        return F.linear(torch.relu(h), w2, b2)[:, 0]
 
     def feed(self, state: dict, position: int, values: Tensor) -> None:
         state["x"].view(len(state["z"]), -1)[:, position] = values

@@ -206,7 +206,10 @@ def model_nats(model: Model, images: np.ndarray, order: np.ndarray, mode: str,
     q = model.encode(x) if q is None else q
     context = (chain_context(q.mean, torch.from_numpy(order).to(q.mean.device))
                if model.conditional else None)
-    recon, kl = costs(model, x, q, context, batch_size=500, what="the model's figure")
+    # an MLP's figure is fastest in large batches, a convolutional decoder's in small ones
+    # that keep its activations in cache (docs/performance.md)
+    batch = 32 if model.decoder.autoregressive else 500
+    recon, kl = costs(model, x, q, context, batch_size=batch, what="the model's figure")
     nats = (recon.sum() + kl.sum()).item() / len(images)
     if mode == "set" and not model.conditional:
         # bits back on the order are worth log(N! / prod m_k!): equal images have no order
