@@ -206,6 +206,13 @@ class Codecs:
                                                         probs),
                      lambda ans: ans.decode(self._bernoulli, probs))
 
+    def pop_bits(self, stacks: list[Any], probs: np.ndarray) -> np.ndarray:
+        """One pixel from each of ``stacks``, the b-th with P(pixel = 1) = ``probs[b]``: the
+        receiver's inner loop of an autoregressive decoder, so no codec is built a pixel."""
+        model = self._bernoulli
+        return np.concatenate([ans.decode(model, p)
+                               for ans, p in zip(stacks, probs.reshape(-1, 1), strict=True)])
+
     def uniform(self, n: int) -> Codec:
         """One whole number below ``n`` (nothing at all when n is 1)."""
         if n <= 1:

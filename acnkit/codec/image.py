@@ -154,8 +154,7 @@ class ImageCoder:
             pixels = np.zeros((len(stacks), size), dtype=np.int32)
 
             def pop_position(i: int, p: np.ndarray) -> np.ndarray:
-                for b, ans in enumerate(stacks):
-                    pixels[b, i] = self.codecs.bernoulli(p[b: b + 1]).pop(ans)[0]
+                pixels[:, i] = self.codecs.pop_bits(stacks, p)
                 return pixels[:, i]
 
             self.nets.stepped_probabilities(z, pop_position)
@@ -168,9 +167,7 @@ class ImageCoder:
         # it) and the batch is the same step's lanes.
         pixels = np.zeros((len(stacks), size), dtype=np.int32)
         for i in range(size):
-            p = self.nets.pixel_probabilities(z, pixels)[:, i]
-            for b, ans in enumerate(stacks):
-                pixels[b, i] = self.codecs.bernoulli(p[b: b + 1]).pop(ans)[0]
+            pixels[:, i] = self.codecs.pop_bits(stacks, self.nets.pixel_probabilities(z, pixels)[:, i])
         self.pixel_steps += size * len(stacks)
         self.pixel_seconds += time.perf_counter() - t0
         return pixels
