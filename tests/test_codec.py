@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from acnkit import RunConfig, Trainer
 from acnkit.cli import main
 from acnkit.codec import as_images, check_codable, compress, decompress, read_header
+from acnkit.codec.coder import Codecs, Grid, new_stack
 from acnkit.distributions import DiagGaussian
 from acnkit.errors import CodecError
 
@@ -104,6 +105,22 @@ def test_a_batch_dependent_decoder_still_decodes_exactly_with_lanes(monkeypatch)
     images = t.data.test_x.numpy()[:30]
     assert np.array_equal(decompress(t.model, compress(t.model, images, "ordered",
                                                        lanes=4).data), images)
+
+
+def test_pixels_popped_a_position_at_a_time_across_lanes_are_those_pushed():
+    """The receiver's pixel loop (Codecs.pop_bits: position i of every lane) undoes the
+    sender's pushes (each lane's image in one call), leaving each stack as it began."""
+    codecs, rng = Codecs(Grid(bits=8, lo=-1024, hi=1024)), np.random.default_rng(0)
+    lanes, pixels = 5, 60
+    probs = rng.uniform(0.01, 0.99, size=(lanes, pixels))
+    bits = (rng.random((lanes, pixels)) < probs).astype(np.int32)
+    seed = rng.integers(1, 2**32, size=8, dtype=np.uint64).astype(np.uint32)
+    stacks = [new_stack(seed) for _ in range(lanes)]
+    for ans, p, x in zip(stacks, probs, bits, strict=True):
+        codecs.bernoulli(p).push(ans, x)
+    popped = np.stack([codecs.pop_bits(stacks, probs[:, i]) for i in range(pixels)], 1)
+    assert np.array_equal(popped, bits)
+    assert all(np.array_equal(ans.get_compressed(), seed) for ans in stacks)
 
 
 def test_round_trip_of_a_flat_bool_array_with_duplicates():
