@@ -212,23 +212,23 @@ class PixelCNNDecoder(Decoder):
         r, c = divmod(position, self.image_shape[2])
         if state["row"] != r:
             state["row"], state["from_v"] = r, self._vertical_row(state, r)
-        cols, width = state["cols"], self.layers[0].h.conv.kernel_size[1]
+        cols, kw = state["cols"], self.layers[0].h.conv.kernel_size[1]  # padded by kw - 1
         for i, (first, w_h, b_h, w_out, b_out) in enumerate(state["weights"]):
             pre = state["from_v"][i][:, :, c]
             # the window ends at column c (type A: at c - 1, and at column 0 reads nothing)
-            end = c + width - first
-            if end >= width:
-                pre = pre + F.linear(cols[i][:, :, end - width: end].flatten(1), w_h, b_h)
+            end = c + kw - first
+            if end >= kw:
+                pre = pre + F.linear(cols[i][:, :, end - kw: end].flatten(1), w_h, b_h)
             out = F.linear(_gate(pre), w_out, b_out)
-            cols[i + 1][:, :, width - 1 + c] = out if first else out + cols[i][:, :, end - 1]
+            cols[i + 1][:, :, kw - 1 + c] = out if first else out + cols[i][:, :, end - 1]
         w1, b1, w2, b2 = state["head"]
-        h = F.linear(torch.relu(cols[-1][:, :, width - 1 + c]), w1, b1)
+        h = F.linear(torch.relu(cols[-1][:, :, kw - 1 + c]), w1, b1)
         return F.linear(torch.relu(h), w2, b2)[:, 0]
 
     def feed(self, state: dict, position: int, values: Tensor) -> None:
         state["x"].view(len(state["z"]), -1)[:, position] = values
-        _, width = divmod(position, self.image_shape[2])
-        state["cols"][0][:, 0, self.layers[0].h.pad[0] + width] = values * 2.0 - 1.0
+        column = position % self.image_shape[2]
+        state["cols"][0][:, 0, self.layers[0].h.pad[0] + column] = values * 2.0 - 1.0
 
 
 def receptive_field_complete(image_shape: tuple[int, ...], layers: int, kernel: int) -> bool:
