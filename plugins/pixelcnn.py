@@ -102,7 +102,8 @@ class GatedLayer(nn.Module):
 
     def horizontal(self, h: Tensor, from_v: Tensor) -> Tensor:
         """The horizontal stack given what it adds from the vertical one (rows above, and
-        z): works on whole images and on single rows alike."""
+        z), over whole images; ``PixelCNNDecoder.step`` computes the same one column at a
+        time from flattened weights (keep the two in step: check_stepping compares them)."""
         h_conv = self.h(h)
         if self.first:  # type A: the current pixel is not seen
             h_conv = _right(h_conv)
