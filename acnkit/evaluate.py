@@ -248,9 +248,11 @@ def evaluate_run(run: str | Path, samples: int = 0, knn: int = 5, device: str | 
     if samples > 0:
         context = prior_context(model, posterior.mean, own_context(model))
         nll = importance_sampled_nll(model, x, posterior, context, samples)
+        # the bound is of the model's own code (VAE: ordered; ACN: the chain, a set), so it
+        # is named by mode like every other figure
         result["is_samples"] = samples
-        result["test_nll_is"] = nll
-        result["test_nll_is_bits_per_dim"] = nll / (math.log(2) * data.dims)
+        result.update(modes(nll, len(x), model.conditional, "test_is"))
+        result["test_is_nats"] = result[f"test_is_nats_{HEADLINE_MODE}"]
     if mixture and model.conditional:
         result.update(train_mixture_nats(model, x, posterior, train_codes))
     if with_train:
