@@ -97,10 +97,15 @@ def summary(recon: Tensor, kl: Tensor, dims: int, conditional: bool,
     r, k = recon.sum().item() / n, kl.sum().item() / n
     figures = {f"{prefix}_recon": r, f"{prefix}_kl": k}
     figures.update(modes(r + k, n, conditional, prefix))
-    headline = figures[f"{prefix}_nats_{HEADLINE_MODE}"]
-    figures.update({f"{prefix}_nats": headline,
-                    f"{prefix}_bits_per_dim": headline / (math.log(2) * dims)})
+    figures.update(headline(figures, prefix, dims))
     return figures
+
+
+def headline(figures: dict[str, float], prefix: str, dims: int) -> dict[str, float]:
+    """``_nats``, the figure of :data:`HEADLINE_MODE` among ``figures``' two modes, and its
+    ``_bits_per_dim``."""
+    nats = figures[f"{prefix}_nats_{HEADLINE_MODE}"]
+    return {f"{prefix}_nats": nats, f"{prefix}_bits_per_dim": nats / (math.log(2) * dims)}
 
 
 def modes(nats: float, n: int, conditional: bool, prefix: str = "test") -> dict[str, float]:
@@ -252,7 +257,7 @@ def evaluate_run(run: str | Path, samples: int = 0, knn: int = 5, device: str | 
         # is named by mode like every other figure
         result["is_samples"] = samples
         result.update(modes(nll, len(x), model.conditional, "test_is"))
-        result["test_is_nats"] = result[f"test_is_nats_{HEADLINE_MODE}"]
+        result.update(headline(result, "test_is", data.dims))
     if mixture and model.conditional:
         result.update(train_mixture_nats(model, x, posterior, train_codes))
     if with_train:
