@@ -60,7 +60,7 @@ def timed_step(trainer: Trainer, idx: torch.Tensor, clock: PhaseClock) -> None:
     gradients are passed back across each cut by hand. The parameters get the gradients
     of the real step (tests/test_bench.py checks it), from the same random numbers."""
     t, memory, model = trainer, trainer.memory, trainer.model
-    x = t.data.train_x[idx].float()
+    x = t.model.inputs(t.data.train_x[idx])
     with clock("encoder forward"):
         posterior = model.encoder(x)
     codes = posterior.mean.detach()

@@ -18,11 +18,21 @@ _D = RunConfig()
 RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--prior", {"default": _D.prior, "help": "Prior: acn (neighbour-conditioned) or vae."}),
     ("--search", {"default": _D.search, "help": "Neighbour searcher (torch, sklearn, annoy, ...)."}),
-    ("--data", {"default": _D.data, "help": "Data set: digits (embedded), mnist, fashion-mnist."}),
-    ("--data-dir", {"default": None, "help": "Folder of IDX files (raw or .gz) for mnist-like sets."}),
+    ("--data", {"default": _D.data,
+                "help": "Data set: digits (embedded), mnist, fashion-mnist, cifar10, images, "
+                        "sample-patches (embedded colour)."}),
+    ("--data-dir", {"default": None,
+                    "help": "Folder of the data: IDX files (mnist-like), CIFAR-10 .bin "
+                            "batches, or image files (--data images)."}),
     ("--encoder", {"default": _D.encoder, "help": "Encoder plugin."}),
     ("--decoder", {"default": _D.decoder, "help": "Decoder plugin."}),
-    ("--loss", {"default": _D.loss, "help": "Reconstruction likelihood plugin."}),
+    ("--loss", {"default": None, "help": "Reconstruction likelihood plugin (default: bernoulli "
+                                         "for --pixels binary, logistic for native)."}),
+    ("--pixels", {"default": _D.pixels, "type": click.Choice(["binary", "native"]),
+                  "help": "binary: sample 0/1 pixels from the grey levels (--data-seed); "
+                          "native: the data's own levels (8-bit grey or colour)."}),
+    ("--crop", {"default": None, "metavar": "HxW",
+                "help": "--data images: crop every image to its centre HxW."}),
     ("--epochs", {"default": _D.epochs, "type": int, "help": "Epochs in all."}),
     ("--batch-size", {"default": _D.batch_size, "type": int, "help": "Minibatch size."}),
     ("--latent-dim", {"default": _D.latent_dim, "type": int, "help": "Latent dimensions d."}),

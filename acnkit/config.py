@@ -33,7 +33,12 @@ class RunConfig:
     data_dir: str | None = None
     encoder: str = "mlp"
     decoder: str = "mlp"
-    loss: str = "bernoulli"
+    #: None: the likelihood that fits --pixels (bernoulli for binary, logistic for native)
+    loss: str | None = None
+    #: "binary" (sampled 0/1 pixels, the default) or "native" (the data set's own levels)
+    pixels: str = "binary"
+    #: "HxW": crop every image of a folder to its centre H x W (--data images)
+    crop: str | None = None
     epochs: int = 10
     batch_size: int = 128
     latent_dim: int = 32
@@ -107,8 +112,22 @@ class RunConfig:
             if not key.isidentifier():
                 raise UsageError(f"decoder option {key!r} is not a keyword; give one of the "
                                  f"decoder factory's parameters, such as layers")
+        if self.pixels not in PIXELS:
+            raise UsageError(f"--pixels must be one of {', '.join(PIXELS)}, got "
+                             f"{self.pixels!r}")
+        if self.loss is None:
+            self.loss = "bernoulli" if self.pixels == "binary" else "logistic"
+        if self.crop is not None:
+            crop_size(self.crop)
         check_device_name(self.device)
         return self
+
+    def structure(self) -> dict[str, Any]:
+        """The :data:`STRUCTURAL` options, as a model's fingerprint sees them: options added
+        later are left out at their defaults, so that older runs keep their fingerprints
+        (and their compressed files decode)."""
+        return {k: getattr(self, k) for k in self.STRUCTURAL
+                if not (k in LATER_DEFAULTS and getattr(self, k) == LATER_DEFAULTS[k])}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -170,7 +189,22 @@ class RunConfig:
         "prior", "data", "encoder", "decoder", "loss", "batch_size", "latent_dim", "posterior",
         "encoder_hidden", "decoder_hidden", "channels", "decoder_options", "prior_hidden",
         "prior_layers", "mixtures", "train_limit", "test_limit", "valid_size", "data_seed", "seed",
+        "pixels", "crop",
     )
+
+
+#: --pixels
+PIXELS = ("binary", "native")
+#: structural options added after runs were saved, at the value those runs had
+LATER_DEFAULTS: dict[str, Any] = {"pixels": "binary", "crop": None}
+
+
+def crop_size(text: str) -> tuple[int, int]:
+    """``HxW`` as (H, W), both >= 1."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise UsageError(f"--crop must be HxW in pixels, such as 32x32; got {text!r}")
+    return int(parts[0]), int(parts[1])
 
 
 #: what config.json held for the nets' sizes before they could be left to the plugin

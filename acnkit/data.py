@@ -36,6 +36,10 @@ class RunData:
     def dims(self) -> int:
         return self.dataset.dims
 
+    @property
+    def levels(self) -> int:
+        return int(getattr(self.dataset, "levels", 2))
+
     def split(self, name: str) -> Tensor:
         """The images of ``name``: "train" or "test" (the held-out images)."""
         if name not in ("train", "test"):
@@ -45,6 +49,10 @@ class RunData:
 
 def validate_dataset(data: Dataset, name: str) -> None:
     """What the engine relies on in a data set plugin's answer."""
+    levels = getattr(data, "levels", 2)
+    if not isinstance(levels, int) or not 2 <= levels <= 65536:
+        raise PluginError(f"data set {name!r}: levels must be a whole number from 2 to "
+                          f"65536, got {levels!r}")
     for split in ("train", "test"):
         x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
         if len(x) == 0:
@@ -54,13 +62,21 @@ def validate_dataset(data: Dataset, name: str) -> None:
         if tuple(x.shape[1:]) != tuple(data.image_shape):
             raise PluginError(f"data set {name!r}: {split} images have shape "
                               f"{tuple(x.shape[1:])}, not image_shape {data.image_shape}")
+        if x.is_floating_point() or int(x.max()) >= levels or int(x.min()) < 0:
+            raise PluginError(f"data set {name!r}: {split} images must be integer levels "
+                              f"0 .. {levels - 1} (its levels), got {x.dtype} from "
+                              f"{x.min().item()} to {x.max().item()}")
 
 
 def read_dataset(config: RunConfig, registry: Registry) -> Dataset:
     """The run's data set, binarised with its data seed, checked."""
-    data = registry.create("dataset", config.data, data_dir=config.data_dir,
-                           seed=config.data_seed,
-                           given=config.given(data_dir="data_dir", seed="data_seed"))
+    options: dict = {"data_dir": config.data_dir, "seed": config.data_seed,
+                     "pixels": config.pixels}
+    if config.crop is not None:
+        options["crop"] = config.crop
+    data = registry.create("dataset", config.data, **options,
+                           given=config.given(data_dir="data_dir", seed="data_seed",
+                                              pixels="pixels", crop="crop"))
     validate_dataset(data, config.data)
     return data
 

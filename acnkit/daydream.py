@@ -32,7 +32,7 @@ def daydream(model: Model, images: torch.Tensor, seeds: int, steps: int, seed: i
         raise UsageError(f"--seeds {seeds} exceeds the {len(images)} {split} images")
     gen = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(images), generator=gen)[:seeds].to(model.device)
-    x = images[pick].float()
+    x = model.inputs(images[pick])
     noise = torch.Generator(device=model.device).manual_seed(seed)
     frames = [x]
     with progress.task("daydream", steps, "steps") as step:

@@ -60,7 +60,8 @@ class Trainer:
             raise UsageError("--unique is not supported with several processes yet; "
                              "drop it or train in one process")
         self.data = load_data(c, self.registry, self.device, dataset)
-        self.model = build_model(c, self.data.image_shape, self.device, self.registry)
+        self.model = build_model(c, self.data.image_shape, self.device, self.registry,
+                                 self.data.levels)
         # The two halves of a step, wrapped apart because the memory acts between them.
         self.encode_net, self.cost_net = self._wrapped(self.model.nets)
         self.parameters = list(self.model.nets.parameters())
@@ -77,7 +78,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.changes: list[dict[str, Any]] = []  # what each resume changed (config.json)
         self.stop_requested = False
-        check_outputs(self.model, self.data.train_x[:2].float(),
+        check_outputs(self.model, self.model.inputs(self.data.train_x[:2]),
                       self.memory.store[:2] if self.memory else None)
 
     def _wrapped(self, nets: Networks) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -184,7 +185,7 @@ class Trainer:
     def train_step(self, idx: Tensor, batch: int = 0) -> tuple[Tensor, Tensor]:
         """One optimiser step on the training data ``idx`` (this rank's share of the batch);
         returns per-datum reconstruction and KL nats."""
-        x = self.data.train_x[idx].float()
+        x = self.model.inputs(self.data.train_x[idx])
         posterior = self.encode_net(x)                                  # q(z|x)
         codes = posterior.mean.detach()  # no gradient flows into the store or the context
         if self.memory and not torch.isfinite(codes).all():  # NaN codes would find no neighbour

@@ -75,7 +75,7 @@ def costs(model: Model, x: Tensor, posterior: DiagGaussian, context: Tensor | No
     with progress.task(what, len(x), "images") as step:
         for i in range(0, len(x), batch_size):
             s = slice(i, i + batch_size)
-            r, k = model.nets.cost(x[s].float(), mean[s], posterior.log_std[s],
+            r, k = model.nets.cost(model.inputs(x[s]), mean[s], posterior.log_std[s],
                                    None if context is None else context[s], eps=eps[s])
             recon.append(r)
             kl.append(k)
@@ -183,7 +183,7 @@ def importance_sampled_nll(model: Model, x: Tensor, posterior: DiagGaussian,
             s = slice(i, i + batch_size)
             q = DiagGaussian(posterior.mean[s], posterior.log_std[s])
             c = None if context is None else context[s]
-            xs = x[s].float()
+            xs = model.inputs(x[s])
             log_w = []
             for _ in range(samples):
                 z = q.rsample(noise)
@@ -215,7 +215,7 @@ def train_mixture_nats(model: Model, x: Tensor, posterior: DiagGaussian,
             s = slice(i, i + batch_size)
             q = DiagGaussian(posterior.mean[s], posterior.log_std[s])
             z = q.rsample(noise)
-            recon_sum += model.decoder.nll(z, x[s].float(), model.loss).sum().item()
+            recon_sum += model.decoder.nll(z, model.inputs(x[s]), model.loss).sum().item()
             log_p = torch.cat([_slice_distribution(prior, j, j + chunk).log_prob(z[:, None, :])
                                for j in range(0, n, chunk)], 1)
             log_mix = torch.logsumexp(log_p, 1) - math.log(n)

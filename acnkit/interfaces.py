@@ -1,7 +1,8 @@
 """The base classes every built-in and third-party component implements (helpers for
 writing them live elsewhere: :mod:`acnkit.heads`, :mod:`acnkit.index_searcher`).
 
-Shapes: a batch of images is (B, *image_shape) of floats in {0, 1}; a code or latent is (B, d).
+Shapes: a batch of images is (B, *image_shape) of floats in [0, 1] (level l of L as
+l / (L - 1): 0/1 for black and white); a code or latent is (B, d).
 """
 
 from __future__ import annotations
@@ -34,26 +35,28 @@ class Encoder(nn.Module, ABC):
 
 
 class Decoder(nn.Module, ABC):
-    """Gives the likelihood parameters of images (B, *image_shape) given latents z (B, d),
-    e.g. Bernoulli logits, and samples images given z.
+    """Gives the likelihood parameters of images (C, H, W) given latents z (B, d): (B, P,
+    H, W), P = ``loss.param_channels(C)`` (P = C for one parameter a subpixel, such as a
+    Bernoulli logit; a built-in decoder takes ``param_channels``, which acnkit passes when
+    the loss needs other than C); and samples images given z.
 
     Two kinds, told apart by ``autoregressive``:
 
     - ``False`` (the default): ``forward(z)``; pixels are independent given z.
-    - ``True``: ``forward(z, x)`` teacher-forced: the parameters at each position depend on
-      z and on the pixels of ``x`` *before* it in raster order (flattened index of
-      ``image_shape``: channel, row, column) only, so one call scores a whole image.
-      Sampling and decoding then go position by position. Such a decoder has an
-      ``image_shape`` attribute.
+    - ``True``: ``forward(z, x)`` teacher-forced: the parameters at each pixel depend on
+      z and on the pixels of ``x`` *before* it in raster order (row, then column; all
+      channels of a pixel together, their own order being the loss's coupling) only, so
+      one call scores a whole image. Sampling and decoding then go pixel by pixel. Such a
+      decoder has an ``image_shape`` attribute.
 
     The engine, evaluation, daydreaming and the codec call only :meth:`params`,
     :meth:`nll` and :meth:`sample`, so both kinds work everywhere.
 
     An autoregressive decoder may also offer **stepping** (:meth:`start`, :meth:`step`,
-    :meth:`feed`: override all three and set ``stepping = True``): position by position,
-    keeping per-layer state, so that a position costs what it changes rather than a whole
+    :meth:`feed`: override all three and set ``stepping = True``): pixel by pixel,
+    keeping per-layer state, so that a pixel costs what it changes rather than a whole
     forward pass. The codec then computes every probability it codes, on both sides, with
-    these calls; the defaults below do a whole forward pass a position.
+    these calls; the defaults below do a whole forward pass a pixel.
     """
 
     autoregressive: ClassVar[bool] = False
@@ -63,25 +66,27 @@ class Decoder(nn.Module, ABC):
     image_shape: tuple[int, ...]
 
     def start(self, z: Tensor) -> Any:
-        """The state of decoding B images position by position given z (B, d): no pixel
-        known yet."""
+        """The state of decoding B images pixel by pixel given z (B, d): no pixel known
+        yet."""
         return {"z": z, "x": torch.zeros((len(z), *self.image_shape), device=z.device)}
 
     def step(self, state: Any, position: int) -> Tensor:
-        """The likelihood parameters (B,) of ``position`` (raster order) given the pixels
-        fed so far."""
-        return self.params(state["z"], state["x"]).reshape(len(state["z"]), -1)[:, position]
+        """The likelihood parameters (B, P) of pixel ``position`` (raster order) given the
+        pixels fed so far."""
+        out = self.params(state["z"], state["x"])
+        return out.reshape(len(out), out.shape[1], -1)[:, :, position]
 
     def feed(self, state: Any, position: int, values: Tensor) -> None:
-        """The pixels (B,) of ``position``, now known."""
-        state["x"].view(len(state["z"]), -1)[:, position] = values
+        """The pixel ``position``, now known: its channels (B, C), scaled to [0, 1]."""
+        x = state["x"]
+        x.view(len(x), x.shape[1], -1)[:, :, position] = values.reshape(len(x), -1)
 
     @abstractmethod
     def forward(self, z: Tensor, *x: Tensor) -> Tensor: ...
 
     def params(self, z: Tensor, x: Tensor | None = None) -> Tensor:
-        """Likelihood parameters (B, *image_shape). ``x``: the images, which an
-        autoregressive decoder needs (teacher forcing) and any other ignores."""
+        """Likelihood parameters (B, P, H, W). ``x``: the images, which an autoregressive
+        decoder needs (teacher forcing) and any other ignores."""
         if not self.autoregressive:
             return self(z)
         if x is None:
@@ -94,17 +99,17 @@ class Decoder(nn.Module, ABC):
 
     @torch.no_grad()
     def sample(self, z: Tensor, loss: Loss, generator: torch.Generator | None = None) -> Tensor:
-        """Images x ~ p(x|z) (B, *image_shape); an autoregressive decoder draws them one
-        position at a time in raster order, batched over the images."""
+        """Images x ~ p(x|z) (B, *image_shape), scaled to [0, 1]; an autoregressive
+        decoder draws them one pixel at a time in raster order, batched over the images."""
         if not self.autoregressive:
             return loss.sample(self(z), generator)
         shape = tuple(self.image_shape)
         x = torch.zeros((len(z), *shape), device=z.device)
-        flat = x.view(len(z), -1)
-        with progress.task("sample pixels", flat.shape[1], "pixels") as step:
-            for i in range(flat.shape[1]):
+        flat = x.view(len(z), shape[0], -1)
+        with progress.task("sample pixels", flat.shape[2], "pixels") as step:
+            for i in range(flat.shape[2]):
                 drawn = loss.sample(self(z, x), generator)
-                flat[:, i] = drawn.reshape(len(z), -1)[:, i]
+                flat[:, :, i] = drawn.reshape(len(z), shape[0], -1)[:, :, i]
                 step()
         return x
 
@@ -145,13 +150,29 @@ class Prior(nn.Module, ABC):
 
 
 class Loss(ABC):
-    """The reconstruction likelihood p(x|z) given the decoder's parameters.
+    """The reconstruction likelihood p(x|z) given the decoder's parameters, over pixels of
+    ``levels`` discrete levels.
 
-    ``binary = True`` declares a Bernoulli likelihood whose ``mean`` is P(pixel = 1): the
-    codec (``acnkit compress``) codes only such likelihoods.
+    Images reach a loss (and every network) as floats in [0, 1]: level l of L as
+    l / (L - 1) (:func:`scaled`), so a 0/1 image is unchanged. A loss needs
+    :meth:`param_channels` parameters a pixel; the decoder's output is (B, P, H, W) for
+    images (C, H, W) (the built-in decoders read P from the loss; for one parameter a
+    subpixel P = C and the output has the images' shape).
+
+    :meth:`probabilities` gives each subpixel's probabilities over the levels, which is
+    what the codec codes with and what :func:`acnkit.testing.check_loss` checks ``nll``,
+    ``mean`` and ``sample`` against. ``binary = True`` declares a Bernoulli on 0/1 pixels
+    whose ``mean`` is P(pixel = 1).
     """
 
     binary: ClassVar[bool] = False
+    #: the levels of a subpixel: 0 .. levels - 1 (2 for black and white)
+    levels: int = 2
+
+    def param_channels(self, channels: int) -> int:
+        """The decoder's output channels (parameters a pixel) for images of ``channels``
+        channels: one a subpixel unless the loss says otherwise."""
+        return channels
 
     @abstractmethod
     def nll(self, params: Tensor, x: Tensor) -> Tensor:
@@ -159,15 +180,54 @@ class Loss(ABC):
 
     @abstractmethod
     def mean(self, params: Tensor) -> Tensor:
-        """The expected image (for pictures such as daydream grids); for a binary
-        likelihood, P(pixel = 1)."""
+        """The expected image in [0, 1] (B, *image_shape), for pictures such as daydream
+        grids; for a binary likelihood, P(pixel = 1)."""
+
+    def probabilities(self, params: Tensor, x: Tensor) -> Tensor:
+        """P(subpixel = level) (B, C, H, W, levels), float64, each row summing to one.
+        Channel c's probabilities may depend on ``x``'s channels before c at the same
+        pixel (colour coupling: G given R, B given R and G) and on nothing else of ``x``:
+        the codec decodes a pixel's channels in order. A binary likelihood's default
+        is (1 - mean, mean)."""
+        if not self.binary:
+            raise NotImplementedError(f"{type(self).__name__} does not implement "
+                                      f"probabilities()")
+        p = self.mean(params).double().clamp(0, 1)
+        return torch.stack([1 - p, p], -1)
 
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Images drawn from the likelihood (B, *image_shape). A binary likelihood draws
-        0/1 pixels from ``mean``; any other must override this to be sampled."""
-        if not self.binary:
-            raise NotImplementedError(f"{type(self).__name__} does not implement sample()")
-        return torch.bernoulli(self.mean(params), generator=generator)
+        """Images drawn from the likelihood (B, *image_shape), scaled to [0, 1]. The
+        default draws each channel in turn from :meth:`probabilities` (a binary likelihood
+        from ``mean``)."""
+        if self.binary:
+            return torch.bernoulli(self.mean(params), generator=generator)
+        shape = self.mean(params).shape
+        x = torch.zeros(shape, device=params.device)
+        for c in range(shape[1]):
+            probs = self.probabilities(params, x)[:, c]
+            flat = probs.reshape(-1, probs.shape[-1]).float().cpu()
+            drawn = torch.multinomial(flat, 1, generator=_cpu(generator)).reshape(probs.shape[:-1])
+            x[:, c] = drawn.to(params.device).float() / (self.levels - 1)
+        return x
+
+
+def _cpu(generator: torch.Generator | None) -> torch.Generator | None:
+    """multinomial on CPU numbers needs a CPU generator: one seeded from ``generator``."""
+    if generator is None or generator.device.type == "cpu":
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    return torch.Generator().manual_seed(seed)
+
+
+def scaled(x: Tensor, levels: int) -> Tensor:
+    """Images of integer levels 0 .. levels - 1 as the floats in [0, 1] that networks and
+    losses take (level / (levels - 1)); 0/1 images are unchanged."""
+    return x.float() / (levels - 1)
+
+
+def to_levels(x: Tensor, levels: int) -> Tensor:
+    """The integer levels (long) of images scaled by :func:`scaled`."""
+    return torch.round(x * (levels - 1)).clamp(0, levels - 1).long()
 
 
 class NeighbourSearcher(ABC):
@@ -216,7 +276,8 @@ class NeighbourSearcher(ABC):
 
 @dataclass
 class Dataset:
-    """Binarized images and labels. Images are uint8 in {0, 1}, shape (N, *image_shape)."""
+    """Images and labels. Images are uint8 levels 0 .. ``levels`` - 1 (0/1 when binarised,
+    the default), shape (N, *image_shape)."""
 
     name: str
     train_x: Tensor
@@ -229,6 +290,8 @@ class Dataset:
     #: the images were sampled from grey levels: the floor ``acnkit bench codec`` prints
     #: (no codec beats the pixels' binary entropy on average). None when not so made.
     intensity: Callable[[str], np.ndarray] | None = None
+    #: the levels of a subpixel: 2 for binarised images, 256 for 8-bit ones
+    levels: int = 2
 
     @property
     def dims(self) -> int:

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from .config import RunConfig
 from .distributions import DiagGaussian, LatentDistribution
 from .errors import PluginError, UsageError, out_of_memory
-from .interfaces import Decoder, Encoder, Loss, Prior
+from .interfaces import Decoder, Encoder, Loss, Prior, scaled
 from .registry import Registry, get_registry
 
 
@@ -99,6 +99,16 @@ class Model:
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
+    @property
+    def levels(self) -> int:
+        """The levels of a subpixel the likelihood models (2: black and white)."""
+        return int(self.loss.levels)
+
+    def inputs(self, x: Tensor) -> Tensor:
+        """Images of integer levels as the networks and the loss take them: floats in
+        [0, 1] (0/1 images unchanged)."""
+        return scaled(x, self.levels)
+
     def modules(self) -> dict[str, nn.Module]:
         return {name: getattr(self, name) for name in self.PARTS}
 
@@ -117,7 +127,8 @@ class Model:
     def encode(self, x: Tensor, batch_size: int = 1024) -> DiagGaussian:
         """q(z|x) of images ``x``, in eval mode; the codes are its means."""
         self.nets.eval()
-        parts = [self.encoder(x[i: i + batch_size].float()) for i in range(0, len(x), batch_size)]
+        parts = [self.encoder(self.inputs(x[i: i + batch_size]))
+                 for i in range(0, len(x), batch_size)]
         return DiagGaussian(torch.cat([p.mean for p in parts]),
                             torch.cat([p.log_std for p in parts]))
 
@@ -129,7 +140,7 @@ class Model:
     def fingerprint(self) -> str:
         """SHA-256 of the model's structure and weights: a compressed file decodes only with
         its model (the device and the epochs asked for are not part of it)."""
-        structure = {k: getattr(self.config, k) for k in RunConfig.STRUCTURAL}
+        structure = self.config.structure()
         h = hashlib.sha256(json.dumps(structure, sort_keys=True).encode())
         for name, module in self.modules().items():
             for key, tensor in sorted(module.state_dict().items()):
@@ -157,12 +168,32 @@ def _fits_in_memory(device: torch.device) -> Iterator[None]:
                          f"--latent-dim") from None
 
 
+def build_loss(config: RunConfig, image_shape: tuple[int, ...], levels: int,
+               registry: Registry) -> Loss:
+    """The run's likelihood for images of ``image_shape`` with ``levels`` levels: one that
+    models another number of levels is refused before any training."""
+    channels = image_shape[0] if len(image_shape) == 3 else 1
+    loss = registry.create("loss", config.loss, levels=levels, channels=channels, given=set())
+    if not isinstance(loss, Loss):
+        raise PluginError(f"loss {config.loss!r} gave a {type(loss).__name__}, not an "
+                          f"acnkit.interfaces.Loss")
+    if int(loss.levels) != levels:
+        takes = "0/1" if loss.levels == 2 else f"{loss.levels} levels"
+        hint = (" (binarise them: --pixels binary)" if loss.levels == 2 else
+                " (choose a loss for them, such as --loss logistic or --loss categorical)")
+        raise UsageError(f"the data hold {levels} levels; the loss {config.loss} takes "
+                         f"{takes}{hint}")
+    return loss
+
+
 def build_model(config: RunConfig, image_shape: tuple[int, ...], device: torch.device,
-                registry: Registry | None = None) -> Model:
-    """The networks of ``config`` for images of ``image_shape``, initialised from its seed.
-    Only the options the user set reach a factory that does not take them (and are then
-    refused by name)."""
+                registry: Registry | None = None, levels: int = 2) -> Model:
+    """The networks of ``config`` for images of ``image_shape`` with ``levels`` levels,
+    initialised from its seed. Only the options the user set reach a factory that does not
+    take them (and are then refused by name); the decoder is given ``param_channels`` when
+    the loss needs other than one parameter a subpixel."""
     c, reg = config, registry or get_registry()
+    loss = build_loss(c, image_shape, levels, reg)
     torch.manual_seed(c.seed)  # parameter initialisation
     # Sizes reach a factory only when set (a plugin's own defaults stand otherwise), and a
     # set one that the factory does not take is refused by name.
@@ -170,6 +201,10 @@ def build_model(config: RunConfig, image_shape: tuple[int, ...], device: torch.d
     dec, dec_given = c.net_options(hidden="decoder_hidden", channels="channels")
     # decoder_options (a config table, or --decoder-option) come last and win
     dec.update(c.decoder_options)
+    channels = image_shape[0] if len(image_shape) == 3 else 1
+    if loss.param_channels(channels) != channels:
+        dec["param_channels"] = loss.param_channels(channels)
+        dec_given = dec_given | {"param_channels"}
     pri, pri_given = c.net_options(hidden="prior_hidden", layers="prior_layers",
                                    mixtures="mixtures")
     with _fits_in_memory(device):
@@ -179,9 +214,15 @@ def build_model(config: RunConfig, image_shape: tuple[int, ...], device: torch.d
         decoder = reg.create("decoder", c.decoder, image_shape, c.latent_dim, **dec,
                              given=dec_given | set(c.decoder_options))
         prior = reg.create("prior", c.prior, c.latent_dim, **pri, given=pri_given)
-        nets = Networks(encoder.to(device), decoder.to(device), prior.to(device),
-                        reg.create("loss", c.loss))
+        nets = Networks(encoder.to(device), decoder.to(device), prior.to(device), loss)
     return Model(c, nets, image_shape, device, reg)
+
+
+def param_shape(loss: Loss, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The decoder's output shape for a batch of images of ``shape`` (B, C, H, W)."""
+    if len(shape) != 4:
+        return shape
+    return (shape[0], loss.param_channels(shape[1]), *shape[2:])
 
 
 @torch.no_grad()
@@ -195,7 +236,8 @@ def check_outputs(model: Model, x: Tensor, context: Tensor | None) -> None:
     stages: list[tuple[str, Callable[[], Any], Expected]] = [
         ("encoder", lambda: model.encoder(x),
          lambda q: [("mean", q.mean, (b, d)), ("log_std", q.log_std, (b, d))]),
-        ("decoder", lambda: model.decoder.params(z, x), lambda p: [("output", p, tuple(x.shape))]),
+        ("decoder", lambda: model.decoder.params(z, x),
+         lambda p: [("output", p, param_shape(model.loss, tuple(x.shape)))]),
         ("loss", lambda: model.decoder.nll(z, x, model.loss), lambda r: [("nll", r, (b,))]),
         ("prior", lambda: model.prior.kl(model.encoder(x), z, context),
          lambda k: [("kl", k, (b,))]),

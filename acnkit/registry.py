@@ -42,7 +42,7 @@ LOAD_PLUGINS_ENV = "ACNKIT_LOAD_PLUGINS"
 #: the built-in plugins: name -> module, registered by acnkit itself before any other
 BUILTINS: dict[str, str] = {
     name: f"acnkit_plugins.{name}"
-    for name in ("vae", "acn", "mlp", "conv", "pixelcnn", "bernoulli", "datasets", "search_torch",
+    for name in ("vae", "acn", "mlp", "conv", "pixelcnn", "bernoulli", "logistic", "categorical", "datasets", "search_torch",
                  "search_pruned", "search_sklearn", "search_annoy", "search_faiss",
                  "search_random")
 }
@@ -63,12 +63,15 @@ HOOKS = (*KINDS.values(), "register_commands")
 OPTION_FLAGS: dict[str, dict[str, str]] = {
     "encoder": {"posterior": "--posterior", "hidden": "--encoder-hidden",
                 "channels": "--channels"},
-    "decoder": {"hidden": "--decoder-hidden", "channels": "--channels"},
+    "decoder": {"hidden": "--decoder-hidden", "channels": "--channels",
+                "param_channels": "the loss's parameters (param_channels: a decoder "
+                                  "that follows the loss)"},
     "prior": {"hidden": "--prior-hidden", "layers": "--prior-layers",
               "mixtures": "--mixtures"},
     "searcher": {"refresh": "--refresh", "trees": "--trees", "search_k": "--search-k"},
-    "loss": {},
-    "dataset": {"data_dir": "--data-dir", "seed": "--data-seed"},
+    "loss": {"levels": "the data's levels", "channels": "the images' channels"},
+    "dataset": {"data_dir": "--data-dir", "seed": "--data-seed", "pixels": "--pixels",
+                "crop": "--crop"},
 }
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

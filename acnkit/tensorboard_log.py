@@ -83,7 +83,7 @@ class TensorBoardLog:
 
     @torch.no_grad()
     def pictures(self, model: Model, test_x: torch.Tensor, step: int, n: int = 8) -> None:
-        x = test_x[:n].float()
+        x = model.inputs(test_x[:n])
         model.eval()
         noise = torch.Generator(device=model.device).manual_seed(step)
         recon = decode_images(model, model.encoder(x).mean, noise)

@@ -283,37 +283,46 @@ class _BinaryLoss(Loss):
 
 
 def check_decoder(factory: Callable[..., torch.nn.Module],
-                  image_shape: tuple[int, ...] = (1, 8, 8), latent_dim: int = 6) -> None:
+                  image_shape: tuple[int, ...] = (1, 8, 8), latent_dim: int = 6,
+                  loss: Any = None) -> None:
     """A decoder ``factory(image_shape, latent_dim)`` gives an
     :class:`~acnkit.interfaces.Decoder` whose ``params(z, x)`` are finite likelihood
-    parameters (B, *image_shape); rows are independent; the gradient reaches its
-    parameters; ``sample(z, loss)`` gives 0/1 images of that shape. An autoregressive
-    decoder also: is causal (changing pixel i changes no output at a position <= i, in
-    raster order) and its teacher-forced log-likelihood of a sample equals the sum of the
-    log-probabilities met while drawing it pixel by pixel; one with ``stepping`` passes
-    :func:`check_stepping`."""
-    from .interfaces import Decoder
+    parameters (B, P, H, W) (P = ``loss.param_channels(C)``, passed to the factory as
+    ``param_channels`` when it is not C; ``loss`` defaults to a Bernoulli); rows are
+    independent; the gradient reaches its parameters; ``sample(z, loss)`` gives images of
+    the loss's levels. An autoregressive decoder also: is causal (changing pixel i, all its
+    channels, changes no output at a pixel <= i, in raster order) and its teacher-forced
+    log-likelihood of a sample equals the sum of the log-probabilities met while drawing
+    it pixel by pixel; one with ``stepping`` passes :func:`check_stepping`."""
+    from .interfaces import Decoder, scaled
 
+    loss = loss or _BinaryLoss()
     g = torch.Generator().manual_seed(0)
     z = torch.randn(5, latent_dim, generator=g)
-    x = torch.bernoulli(torch.full((5, *image_shape), 0.5), generator=g)
-    dec = factory(image_shape, latent_dim)
+    levels = int(loss.levels)
+    x = scaled(torch.randint(0, levels, (5, *image_shape), generator=g), levels)
+    channels = image_shape[0] if len(image_shape) == 3 else 1
+    p = loss.param_channels(channels)
+    dec = factory(image_shape, latent_dim) if p == channels else factory(
+        image_shape, latent_dim, param_channels=p)
     assert isinstance(dec, Decoder), (
         f"the factory gave a {type(dec).__name__}, not an acnkit.interfaces.Decoder")
     out = dec.params(z, x)
-    assert isinstance(out, Tensor) and tuple(out.shape) == (5, *image_shape), (
-        f"forward gave {getattr(out, 'shape', type(out).__name__)}, expected "
-        f"(5, *{image_shape})")
+    want = (5, *image_shape) if p == channels else (5, p, *image_shape[1:])
+    assert isinstance(out, Tensor) and tuple(out.shape) == want, (
+        f"forward gave {getattr(out, 'shape', type(out).__name__)}, expected {want}")
     assert torch.isfinite(out).all(), "the decoder's output holds NaN or infinite numbers"
     _gradients_reach(dec, out, "the decoder")
     dec.eval()
-    loss = _BinaryLoss()
     with torch.no_grad():
         _batch_independent(dec.params, (z, x), "the decoder's output")
         drawn = dec.sample(z, loss, torch.Generator().manual_seed(1))
         assert tuple(drawn.shape) == (5, *image_shape), (
             f"sample gave shape {tuple(drawn.shape)}, expected (5, *{image_shape})")
-        assert ((drawn == 0) | (drawn == 1)).all(), "sample gave values other than 0 and 1"
+        on_grid = drawn * (levels - 1)
+        assert ((on_grid - on_grid.round()).abs() < 1e-4).all() and \
+            ((drawn >= 0) & (drawn <= 1)).all(), (
+            f"sample gave values other than the {levels} levels in [0, 1]")
         if dec.autoregressive:
             check_causal(dec, z[:2], x[:2])
             _check_teacher_forcing(dec, z[:2], loss)
@@ -321,22 +330,28 @@ def check_decoder(factory: Callable[..., torch.nn.Module],
             check_stepping(dec, z[:3], x[:3])
 
 
+def _pixels(t: Tensor) -> Tensor:
+    """(B, P, H, W) as (B, P, H*W): position i is pixel i in raster order."""
+    return t.reshape(len(t), t.shape[1], -1)
+
+
 def check_stepping(dec: Any, z: Tensor, x: Tensor) -> None:
-    """A decoder's own stepping (start/step/feed) gives, position by position, what its
+    """A decoder's own stepping (start/step/feed) gives, pixel by pixel, what its
     teacher-forced forward gives (to float tolerance), and a row's steps do not depend on
     the rest of its batch: the codec codes with the steps, so both must hold for the
     file's figure to be the model's."""
     def stepped(zz: Tensor, xx: Tensor) -> Tensor:
-        state, flat, out = dec.start(zz), xx.reshape(len(zz), -1), []
-        for i in range(flat.shape[1]):
-            out.append(dec.step(state, i).reshape(len(zz)))
-            dec.feed(state, i, flat[:, i])
-        return torch.stack(out, 1)
+        state, flat, out = dec.start(zz), _pixels(xx), []
+        for i in range(flat.shape[2]):
+            out.append(dec.step(state, i).reshape(len(zz), -1))
+            dec.feed(state, i, flat[:, :, i])
+        return torch.stack(out, 2)
 
     with torch.no_grad():
-        forced = dec.params(z, x).reshape(len(z), -1)
+        forced = _pixels(dec.params(z, x))
         steps = stepped(z, x)
-        assert torch.allclose(steps, forced, atol=1e-4, rtol=1e-4), (
+        assert steps.shape == forced.shape and torch.allclose(
+            steps, forced, atol=1e-4, rtol=1e-4), (
             f"the decoder's stepping disagrees with its teacher-forced output (largest "
             f"difference {(steps - forced).abs().max().item():.3g})")
         alone = stepped(z[:1], x[:1])
@@ -345,29 +360,34 @@ def check_stepping(dec: Any, z: Tensor, x: Tensor) -> None:
 
 
 def check_causal(dec: Any, z: Tensor, x: Tensor) -> None:
-    """An autoregressive decoder's output at each position does not change with the pixels
-    at or after it (six positions probed, flipping one pixel each time): the property the
-    codec's receiver relies on."""
-    base = dec.params(z, x).reshape(len(z), -1)
-    dims = base.shape[1]
+    """An autoregressive decoder's output at each pixel does not change with the pixels
+    at or after it (six pixels probed, changing all channels of one each time): the
+    property the codec's receiver relies on."""
+    base = _pixels(dec.params(z, x))
+    dims = base.shape[2]
     for i in sorted({0, 1, dims // 3, dims // 2, dims - 2, dims - 1}):
-        flipped = x.clone().reshape(len(z), -1)
-        flipped[:, i] = 1 - flipped[:, i]
-        out = dec.params(z, flipped.reshape(x.shape)).reshape(len(z), -1)
-        assert torch.equal(out[:, : i + 1], base[:, : i + 1]), (
+        flipped = _pixels(x.clone())
+        flipped[:, :, i] = 1 - flipped[:, :, i]
+        out = _pixels(dec.params(z, flipped.reshape(x.shape)))
+        assert torch.equal(out[:, :, : i + 1], base[:, :, : i + 1]), (
             f"the autoregressive decoder is not causal: changing pixel {i} changes its "
-            f"output at a position <= {i} (raster order)")
+            f"output at a pixel <= {i} (raster order)")
 
 
 def _check_teacher_forcing(dec: Any, z: Tensor, loss: Any) -> None:
     x = torch.zeros((len(z), *dec.image_shape))
-    flat = x.view(len(z), -1)
+    flat = _pixels(x)  # a view of x
     g = torch.Generator().manual_seed(2)
     log_p = torch.zeros(len(z), dtype=torch.float64)
-    for i in range(flat.shape[1]):
-        p = loss.mean(dec.params(z, x)).reshape(len(z), -1)[:, i].double()
-        flat[:, i] = torch.bernoulli(p.float(), generator=g)
-        log_p += torch.where(flat[:, i] > 0, p, 1 - p).log()
+    levels = int(loss.levels)
+    for i in range(flat.shape[2]):
+        params = dec.params(z, x)
+        for c in range(flat.shape[1]):  # a pixel's channels in the loss's order
+            probs = loss.probabilities(params, x)
+            probs = probs.reshape(len(z), probs.shape[1], -1, levels)[:, c, i]
+            drawn = torch.multinomial(probs.float(), 1, generator=g)[:, 0]
+            flat[:, c, i] = drawn.float() / (levels - 1)
+            log_p += probs.gather(1, drawn[:, None])[:, 0].log()
     forced = -dec.nll(z, x, loss).double()
     assert torch.allclose(forced, log_p, atol=1e-3, rtol=1e-5), (
         f"teacher-forced log-likelihood {forced.tolist()} differs from the sum of the "
@@ -436,38 +456,123 @@ def check_prior(factory: Callable[..., torch.nn.Module], latent_dim: int = 6,
         _gradients_reach(prior, prior.kl(q, q.rsample(g), context), "the prior")
 
 
-def check_loss(factory: Callable[[], Any], image_shape: tuple[int, ...] = (1, 8, 8)) -> None:
-    """A likelihood ``factory()`` gives a :class:`~acnkit.interfaces.Loss` whose ``nll`` is
-    finite, (B,) and differentiable in the parameters, and whose ``mean`` has the images'
-    shape; a ``binary`` one is a Bernoulli: ``mean`` in [0, 1] and ``nll`` equal to
-    ``torch.distributions.Bernoulli(probs=mean)``'s, which is what the codec codes with."""
+def check_loss(factory: Callable[..., Any], image_shape: tuple[int, ...] = (1, 8, 8),
+               levels: int | None = None) -> None:
+    """A likelihood ``factory(levels=L, channels=C)`` (the options it takes of these)
+    gives a :class:`~acnkit.interfaces.Loss` for which, on random parameters
+    (B, P, H, W) and images of its levels:
+
+    - ``nll`` is finite, (B,) and differentiable in the parameters;
+    - ``probabilities`` are non-negative, sum to one over the levels, and ``nll`` equals
+      minus the log-probability of the observed levels, summed;
+    - channel c's probabilities depend on no channel at or after c of the images, nor on
+      any other pixel (the codec decodes a pixel's channels in order);
+    - a row's numbers do not depend on the rest of its batch;
+    - ``mean`` has the images' shape, in [0, 1]; ``sample`` draws valid levels whose
+      frequencies match ``probabilities``;
+    - a ``binary`` loss is a Bernoulli: ``nll`` equals
+      ``torch.distributions.Bernoulli(probs=mean)``'s.
+    """
+    import inspect
+
     from torch import distributions as D
 
-    from .interfaces import Loss
+    from .interfaces import Loss, scaled
 
     g = torch.Generator().manual_seed(0)
-    loss = factory()
+    channels = image_shape[0] if len(image_shape) == 3 else 1
+    takes = inspect.signature(factory).parameters
+    anything = any(p.kind is p.VAR_KEYWORD for p in takes.values())
+    options = {k: v for k, v in (("levels", levels), ("channels", channels))
+               if v is not None and (anything or k in takes)}
+    loss = factory(**options)
     assert isinstance(loss, Loss), f"the factory gave a {type(loss).__name__}, not a Loss"
-    params = torch.randn(5, *image_shape, generator=g, requires_grad=True)
-    x = torch.bernoulli(torch.full((5, *image_shape), 0.5), generator=g)
+    levels = int(loss.levels)
+    b, p = 5, loss.param_channels(channels)
+    pshape = (b, p, *image_shape[1:]) if len(image_shape) == 3 else (b, *image_shape)
+    params = torch.randn(pshape, generator=g, requires_grad=True)
+    x = scaled(torch.randint(0, levels, (b, *image_shape), generator=g), levels)
     nll = loss.nll(params, x)
-    assert tuple(nll.shape) == (5,) and torch.isfinite(nll).all(), "nll is not finite (B,)"
+    assert tuple(nll.shape) == (b,) and torch.isfinite(nll).all(), "nll is not finite (B,)"
     nll.sum().backward()
     assert params.grad is not None and torch.isfinite(params.grad).all(), "no finite gradient"
-    mean = loss.mean(params.detach())
-    assert tuple(mean.shape) == (5, *image_shape), f"mean has shape {tuple(mean.shape)}"
+    params = params.detach()
+    mean = loss.mean(params)
+    assert tuple(mean.shape) == (b, *image_shape), f"mean has shape {tuple(mean.shape)}"
+    assert ((mean >= 0) & (mean <= 1)).all(), "mean is not in [0, 1] (images are scaled)"
+    probs = loss.probabilities(params, x)
+    assert tuple(probs.shape) == (b, *image_shape, levels), (
+        f"probabilities have shape {tuple(probs.shape)}, expected {(b, *image_shape, levels)}")
+    assert (probs >= 0).all(), "probabilities are negative"
+    assert torch.allclose(probs.sum(-1), torch.ones((), dtype=probs.dtype), atol=1e-6), (
+        "probabilities do not sum to one over the levels")
+    observed = probs.gather(-1, torch.round(x * (levels - 1)).long()[..., None])[..., 0]
+    ref = -observed.double().log().flatten(1).sum(1)
+    assert torch.allclose(nll.detach().double(), ref, rtol=1e-4, atol=1e-3), (
+        f"nll {nll.tolist()} is not minus the log-probability of the observed levels "
+        f"{ref.tolist()}")
+    _probabilities_causal(loss, params, x, probs)
+    with torch.no_grad():
+        _batch_independent(loss.nll, (params, x), "the loss's nll")
     if loss.binary:
-        assert ((mean >= 0) & (mean <= 1)).all(), "a binary likelihood's mean is P(pixel = 1)"
         ref = -D.Bernoulli(probs=mean.double()).log_prob(x.double()).flatten(1).sum(1)
         assert torch.allclose(nll.detach().double(), ref, rtol=1e-4, atol=1e-3), (
             f"nll {nll.tolist()} is not the Bernoulli's {ref.tolist()}")
+    _check_sampling(loss, params[:1], levels)
+
+
+def _probabilities_causal(loss: Any, params: Tensor, x: Tensor, probs: Tensor) -> None:
+    """Channel c's probabilities are the same whatever channels >= c hold, and a pixel's
+    whatever the other pixels hold: each is changed in turn and the rest compared."""
+    levels = int(loss.levels)
+    b, c_all = len(x), (x.shape[1] if x.dim() == 4 else 1)
+
+    def per_pixel(t: Tensor) -> Tensor:  # (B, C, pixels, ...)
+        return t.reshape(b, c_all, -1, *t.shape[x.dim():])
+
+    def changed(t: Tensor) -> Tensor:  # every level moved half the range
+        return torch.round((t * (levels - 1) + levels // 2) % levels) / (levels - 1)
+
+    base = per_pixel(probs)
+    for c in range(c_all):
+        other = per_pixel(x.clone())
+        other[:, c:] = changed(other[:, c:])
+        again = per_pixel(loss.probabilities(params, other.reshape(x.shape)))
+        assert torch.equal(again[:, : c + 1], base[:, : c + 1]), (
+            f"the probabilities of channel {c} change with channel {c} or later: a "
+            f"receiver decodes a pixel's channels in order")
+    if base.shape[2] > 1:
+        other = per_pixel(x.clone())
+        other[:, :, 1:] = changed(other[:, :, 1:])
+        again = per_pixel(loss.probabilities(params, other.reshape(x.shape)))
+        assert torch.equal(again[:, :, 0], base[:, :, 0]), (
+            "the probabilities of a pixel change with another pixel's values")
+
+
+def _check_sampling(loss: Any, params: Tensor, levels: int, draws: int = 4000) -> None:
+    """``sample`` gives levels in [0, 1] whose frequencies at the first subpixel follow
+    ``probabilities`` (a chi-square-like bound on the largest deviation)."""
+    g = torch.Generator().manual_seed(3)
+    rep = params.expand(draws, *params.shape[1:]).contiguous()
+    drawn = loss.sample(rep, g)
+    on_grid = drawn * (levels - 1)
+    assert ((drawn >= 0) & (drawn <= 1)).all() and \
+        ((on_grid - on_grid.round()).abs() < 1e-4).all(), (
+        f"sample gave values other than the {levels} levels scaled to [0, 1]")
+    first = on_grid.round().long().reshape(draws, -1)[:, 0]
+    freq = torch.bincount(first, minlength=levels).double() / draws
+    zero = torch.zeros((1, *drawn.shape[1:]))
+    p = loss.probabilities(params, zero).reshape(1, -1, levels)[0, 0]
+    assert ((freq - p).abs() <= 5 * (p * (1 - p) / draws).sqrt() + 0.01).all(), (
+        "sample's frequencies do not follow probabilities")
 
 
 def check_dataset(factory: Callable[..., Any], **kwargs: Any) -> None:
     """A data set ``factory(data_dir=None, seed=0, **kwargs)`` gives a
-    :class:`~acnkit.interfaces.Dataset`: uint8 images in {0, 1} of shape
-    (N, *image_shape) for train and test, one integer label per image, non-empty splits;
-    the same ``seed`` gives the same bits (test figures are comparable across runs)."""
+    :class:`~acnkit.interfaces.Dataset`: images of integer levels below its ``levels``
+    (0/1 when binarised) of shape (N, *image_shape) for train and test (uint8 up to 256
+    levels), one integer label per image, non-empty splits; the same ``seed`` gives the
+    same images (test figures are comparable across runs)."""
     from .interfaces import Dataset
 
     kwargs.setdefault("data_dir", None)
@@ -476,10 +581,14 @@ def check_dataset(factory: Callable[..., Any], **kwargs: Any) -> None:
     for split in ("train", "test"):
         x, y = getattr(first, f"{split}_x"), getattr(first, f"{split}_y")
         assert len(x) > 0, f"empty {split} set"
-        assert x.dtype == torch.uint8, f"{split} images are {x.dtype}, not torch.uint8"
+        levels = int(getattr(first, "levels", 2))
+        assert x.dtype == torch.uint8 or levels > 256 and not x.is_floating_point(), (
+            f"{split} images are {x.dtype}, not torch.uint8")
         assert tuple(x.shape[1:]) == tuple(first.image_shape), (
             f"{split} images have shape {tuple(x.shape[1:])}, not {first.image_shape}")
-        assert bool(((x == 0) | (x == 1)).all()), f"{split} images hold values other than 0/1"
+        assert int(x.min()) >= 0 and int(x.max()) < levels, (
+            f"{split} images hold values other than its {levels} levels "
+            f"{'0/1' if levels == 2 else f'0 .. {levels - 1}'}")
         assert len(y) == len(x) and not torch.is_floating_point(y), (
             f"{split} needs one integer label per image")
         assert torch.equal(x, getattr(again, f"{split}_x")), (

@@ -96,7 +96,7 @@ def load_run(run_dir: str | Path, device: str | None = None,
     config.validate()
     torch_device = resolve_device(config.device)
     data = load_data(config, get_registry(), torch_device)
-    model = build_model(config, data.image_shape, torch_device)
+    model = build_model(config, data.image_shape, torch_device, levels=data.levels)
     store = fit_state(lambda s: _restore(model, len(data.train_x), s), state, path)
     return Run(path, model.eval(), data, list(state["history"]), int(state["epoch"]), store)
 

@@ -51,7 +51,8 @@ class ConvEncoder(Encoder):
 
 
 class ConvDecoder(Decoder):
-    def __init__(self, image_shape, latent_dim, channels="32-64", hidden=512, **_):
+    def __init__(self, image_shape, latent_dim, channels="32-64", hidden=512,
+                 param_channels=None, **_):
         super().__init__()
         if len(image_shape) != 3:
             raise ValueError(f"conv nets need images (C, H, W), got shape {image_shape}")
@@ -67,7 +68,8 @@ class ConvDecoder(Decoder):
             c_out = sizes[i + 1] if i + 1 < len(sizes) else sizes[-1]
             layers += [nn.ConvTranspose2d(c, c_out, 4, stride=2, padding=1), nn.ReLU(),
                        nn.Conv2d(c_out, c_out, 3, padding=1), nn.ReLU()]
-        layers.append(nn.Conv2d(sizes[-1], image_shape[0], 3, padding=1))
+        out = image_shape[0] if param_channels is None else param_channels  # the loss's
+        layers.append(nn.Conv2d(sizes[-1], out, 3, padding=1))
         self.deconv = nn.Sequential(*layers)
 
     def forward(self, z):

@@ -1,8 +1,9 @@
 """Data sets: sklearn's digits (embedded, the default), MNIST and Fashion-MNIST from IDX files.
 
-Pixels are binarized by sampling Bernoulli(intensity) once, with a generator seeded by the
-data seed, so a given seed always gives the same binary training and test images and test
-nats are comparable across runs.
+``pixels="binary"`` (the default): pixels are binarized by sampling Bernoulli(intensity)
+once, with a generator seeded by the data seed, so a given seed always gives the same
+binary training and test images and test nats are comparable across runs.
+``pixels="native"``: the data set's own levels (digits 17, IDX files 256), untouched.
 """
 
 from __future__ import annotations
@@ -27,15 +28,26 @@ def binarize(intensity: np.ndarray, seed: int) -> torch.Tensor:
     return torch.bernoulli(probs, generator=gen).to(torch.uint8)
 
 
-def digits(data_dir=None, seed=0) -> Dataset:
+def check_pixels(pixels: str) -> None:
+    if pixels not in ("binary", "native"):
+        raise ValueError(f"pixels must be 'binary' or 'native', got {pixels!r}")
+
+
+def digits(data_dir=None, seed=0, pixels="binary") -> Dataset:
     from sklearn.datasets import load_digits
 
+    check_pixels(pixels)
     bunch = load_digits()
     images = bunch.images.astype(np.float32) / 16.0
     labels = bunch.target.astype(np.int64)
     # A fixed split (not the run's seed) so that every run is tested on the same images.
     order = np.random.default_rng(12345).permutation(len(images))
     test, train = order[:360], order[360:]
+    if pixels == "native":  # the 17 levels 0 .. 16 the data set holds
+        levels = torch.from_numpy(bunch.images.astype(np.uint8)[:, None])
+        return Dataset("digits", levels[train], torch.from_numpy(labels[train]),
+                       levels[test], torch.from_numpy(labels[test]), (1, 8, 8),
+                       {"source": "sklearn.datasets.load_digits"}, levels=17)
     return Dataset(
         "digits",
         binarize(images[train][:, None], seed), torch.from_numpy(labels[train]),
@@ -45,7 +57,9 @@ def digits(data_dir=None, seed=0) -> Dataset:
     )
 
 
-def _idx_dataset(name: str, data_dir, seed: int, default: Path | None) -> Dataset:
+def _idx_dataset(name: str, data_dir, seed: int, default: Path | None,
+                 pixels: str = "binary") -> Dataset:
+    check_pixels(pixels)
     if data_dir is None:
         if default is None or not default.is_dir():
             hint = f" (or install Debian's dataset-{name} into {default})" if default else ""
@@ -56,6 +70,12 @@ def _idx_dataset(name: str, data_dir, seed: int, default: Path | None) -> Datase
         raise DataError(f"--data-dir {directory} is not a folder; give the folder of IDX files")
     train_x, train_y = load_idx_split(directory, "train")
     test_x, test_y = load_idx_split(directory, "t10k")
+    if pixels == "native":  # 8-bit grey levels as the files hold them
+        return Dataset(name, torch.from_numpy(train_x[:, None].copy()),
+                       torch.from_numpy(train_y.astype(np.int64)),
+                       torch.from_numpy(test_x[:, None].copy()),
+                       torch.from_numpy(test_y.astype(np.int64)),
+                       (1, *train_x.shape[1:]), {"source": str(directory)}, levels=256)
     return Dataset(
         name,
         binarize(train_x[:, None] / np.float32(255), seed), torch.from_numpy(train_y.astype(np.int64)),
@@ -65,12 +85,12 @@ def _idx_dataset(name: str, data_dir, seed: int, default: Path | None) -> Datase
     )
 
 
-def mnist(data_dir=None, seed=0) -> Dataset:
-    return _idx_dataset("mnist", data_dir, seed, None)
+def mnist(data_dir=None, seed=0, pixels="binary") -> Dataset:
+    return _idx_dataset("mnist", data_dir, seed, None, pixels)
 
 
-def fashion_mnist(data_dir=None, seed=0) -> Dataset:
-    return _idx_dataset("fashion-mnist", data_dir, seed, FASHION_DEFAULT)
+def fashion_mnist(data_dir=None, seed=0, pixels="binary") -> Dataset:
+    return _idx_dataset("fashion-mnist", data_dir, seed, FASHION_DEFAULT, pixels)
 
 
 @acnkit.hookimpl

@@ -43,13 +43,16 @@ class MLPEncoder(Encoder):
 
 
 class MLPDecoder(Decoder):
-    def __init__(self, image_shape, latent_dim, hidden=512):
+    def __init__(self, image_shape, latent_dim, hidden=512, param_channels=None):
         super().__init__()
         self.image_shape = tuple(image_shape)
-        self.net = _mlp([latent_dim, *reversed(_hidden(hidden)), math.prod(image_shape)])
+        # the loss's parameters a pixel (P, H, W); one a subpixel: the images' own shape
+        self.out_shape = (self.image_shape if param_channels is None
+                          else (param_channels, *self.image_shape[1:]))
+        self.net = _mlp([latent_dim, *reversed(_hidden(hidden)), math.prod(self.out_shape)])
 
     def forward(self, z):
-        return self.net(z).view(-1, *self.image_shape)
+        return self.net(z).view(-1, *self.out_shape)
 
 
 @acnkit.hookimpl

@@ -10,7 +10,10 @@ every later one of type B (it sees the features of the current position, which d
 only on earlier pixels). Each layer gates its features, tanh(a) * sigmoid(b), and z enters
 every layer as a learned bias of the gates; with ``spatial`` it enters also through a small
 map, a learned projection of z to an image-sized bias per layer. The horizontal stack has
-residual connections; the output is one Bernoulli logit per pixel.
+residual connections; the output is the loss's parameters of every pixel (one Bernoulli
+logit for black and white). All channels of a pixel are predicted together from the pixels
+before it; a colour likelihood orders them itself (the logistic mixture: G given R, B given
+R and G).
 
 Causality is by construction (padding and shifts, no masked weights): a position's output
 is computed from the same numbers whatever the pixels after it hold, so the teacher-forced
@@ -117,17 +120,17 @@ class GatedLayer(nn.Module):
 
 
 class PixelCNNDecoder(Decoder):
-    """p(x|z) = prod_i p(x_i | x_<i, z) over pixels in raster order, Bernoulli logits."""
+    """p(x|z) = prod_i p(x_i | x_<i, z) over pixels in raster order."""
 
     autoregressive = True
     stepping = True
 
     def __init__(self, image_shape, latent_dim, channels: int | str | None = None,
-                 layers: int = 5, kernel: int = 5, spatial: int = 0, out_hidden: int | None = None):
+                 layers: int = 5, kernel: int = 5, spatial: int = 0, out_hidden: int | None = None,
+                 param_channels: int | None = None):
         super().__init__()
-        if len(image_shape) != 3 or image_shape[0] != 1:
-            raise ValueError(f"pixelcnn codes one-channel images (1, H, W), got shape "
-                             f"{tuple(image_shape)}")
+        if len(image_shape) != 3:
+            raise ValueError(f"pixelcnn models images (C, H, W), got shape {tuple(image_shape)}")
         channels = 32 if channels is None else _whole("channels", channels)
         layers, kernel, spatial = (_whole(k, v) for k, v in
                                    (("layers", layers), ("kernel", kernel), ("spatial", spatial)))
@@ -145,7 +148,7 @@ class PixelCNNDecoder(Decoder):
             for i in range(layers))
         hidden = out_hidden or channels
         self.out = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, hidden, 1), nn.ReLU(),
-                                 nn.Conv2d(hidden, image_shape[0], 1))
+                                 nn.Conv2d(hidden, param_channels or image_shape[0], 1))
 
     def _zmap(self, z: Tensor) -> Tensor | None:
         if self.to_map is None:
@@ -153,7 +156,7 @@ class PixelCNNDecoder(Decoder):
         return self.to_map(z).view(len(z), self.spatial, *self.image_shape[1:])
 
     def forward(self, z: Tensor, x: Tensor) -> Tensor:
-        x = x.reshape(len(z), *self.image_shape) * 2.0 - 1.0  # 0/1 -> -1/+1
+        x = x.reshape(len(z), *self.image_shape) * 2.0 - 1.0  # [0, 1] -> [-1, 1]
         zmap = self._zmap(z)
         v = h = x
         for layer in self.layers:
@@ -224,12 +227,14 @@ class PixelCNNDecoder(Decoder):
             cols[i + 1][:, :, kw - 1 + c] = out if first else out + cols[i][:, :, end - 1]
         w1, b1, w2, b2 = state["head"]
         h = F.linear(torch.relu(cols[-1][:, :, kw - 1 + c]), w1, b1)
-        return F.linear(torch.relu(h), w2, b2)[:, 0]
+        return F.linear(torch.relu(h), w2, b2)
 
     def feed(self, state: dict, position: int, values: Tensor) -> None:
-        state["x"].view(len(state["z"]), -1)[:, position] = values
+        b, c = len(state["z"]), self.image_shape[0]
+        values = values.reshape(b, c)
+        state["x"].view(b, c, -1)[:, :, position] = values
         column = position % self.image_shape[2]
-        state["cols"][0][:, 0, self.layers[0].h.pad[0] + column] = values * 2.0 - 1.0
+        state["cols"][0][:, :, self.layers[0].h.pad[0] + column] = values * 2.0 - 1.0
 
 
 def receptive_field_complete(image_shape: tuple[int, ...], layers: int, kernel: int) -> bool:

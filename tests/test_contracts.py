@@ -12,6 +12,7 @@ from acnkit.distributions import DiagGaussian, MixtureDiagGaussian
 from acnkit.interfaces import Dataset, Decoder, Loss, Prior
 from acnkit.registry import get_registry
 from acnkit.testing import check_dataset, check_decoder, check_encoder, check_loss, check_prior
+from acnkit_plugins.categorical import CategoricalLoss
 
 REG = get_registry()
 
@@ -39,8 +40,14 @@ def test_encoders(name):
 
 
 @pytest.mark.parametrize("name", REG.names("decoder"))
-def test_decoders(name):
-    check_decoder(lambda *a, **k: REG.create("decoder", name, *a, **k))
+@pytest.mark.parametrize("loss, shape", [("bernoulli", (1, 8, 8)), ("logistic", (1, 8, 8)),
+                                         ("logistic", (3, 8, 8)), ("categorical", (3, 4, 4))])
+def test_decoders(name, loss, shape):
+    """Every decoder with every kind of likelihood, grey and colour: its output follows the
+    loss's parameters a pixel."""
+    levels = 2 if loss == "bernoulli" else 17
+    check_decoder(lambda *a, **k: REG.create("decoder", name, *a, **k), shape,
+                  loss=REG.create("loss", loss, levels=levels, channels=shape[0], given=set()))
 
 
 @pytest.mark.parametrize("name, options", [(n, {}) for n in REG.names("prior")]
@@ -50,14 +57,20 @@ def test_priors(name, options):
 
 
 @pytest.mark.parametrize("name", REG.names("loss"))
-def test_losses(name):
-    check_loss(lambda: REG.create("loss", name))
+@pytest.mark.parametrize("shape, levels", [((1, 8, 8), None), ((3, 4, 4), None),
+                                           ((1, 4, 4), 17)])
+def test_losses(name, shape, levels):
+    if name == "bernoulli" and levels:
+        pytest.skip("a Bernoulli has two levels")
+    check_loss(lambda **k: REG.create("loss", name, **k, given=set()), shape, levels=levels)
 
 
 @pytest.mark.parametrize("name", REG.names("dataset"))
-def test_datasets(name, idx_dir):
+@pytest.mark.parametrize("pixels", ["binary", "native"])
+def test_datasets(name, pixels, idx_dir):
     data_dir = None if name == "digits" else idx_dir
-    check_dataset(lambda **k: REG.create("dataset", name, **k), data_dir=data_dir)
+    check_dataset(lambda **k: REG.create("dataset", name, **k), data_dir=data_dir,
+                  pixels=pixels)
 
 
 # -- each kit catches a breach --------------------------------------------------------------
@@ -146,6 +159,31 @@ class WrongBernoulli(Loss):
         return torch.sigmoid(params)
 
 
+class UnnormalisedCategorical(CategoricalLoss):
+    def probabilities(self, params, x):
+        return super().probabilities(params, x) * 1.01
+
+
+class PeekingCategorical(CategoricalLoss):
+    """Its probabilities (and so its nll) read the subpixel they are for."""
+
+    def probabilities(self, params, x):
+        return super().probabilities(params + x.repeat_interleave(self.levels, 1), x)
+
+    def nll(self, params, x):
+        observed = self.probabilities(params, x).gather(
+            -1, torch.round(x * (self.levels - 1)).long()[..., None])
+        return -observed.log().flatten(1).sum(1).float()
+
+
+class BatchNormalisedLoss(CategoricalLoss):
+    def nll(self, params, x):
+        return super().nll(params - params.mean(0), x)
+
+    def probabilities(self, params, x):
+        return super().probabilities(params - params.mean(0), x)
+
+
 def grey_digits(data_dir=None, seed=0):
     x = torch.randint(0, 256, (20, 1, 8, 8), dtype=torch.uint8)
     return Dataset("grey", x, torch.zeros(20, dtype=torch.long), x[:5],
@@ -159,8 +197,11 @@ def grey_digits(data_dir=None, seed=0):
     (check_decoder, BatchMixingDecoder, "changes with the rest of its batch"),
     (check_decoder, PeekingDecoder, "not causal"),
     (check_decoder, MiscountingDecoder, "teacher-forced log-likelihood"),
-    (check_loss, WrongBernoulli, "is not the Bernoulli's"),
-    (check_dataset, grey_digits, "values other than 0/1"),
+    (check_loss, WrongBernoulli, "is not minus the log-probability"),
+    (check_loss, UnnormalisedCategorical, "do not sum to one"),
+    (check_loss, PeekingCategorical, "change with channel 0 or later"),
+    (check_loss, BatchNormalisedLoss, "loss's nll of one datum changes with the rest"),
+    (check_dataset, grey_digits, "values other than its 2 levels 0/1"),
 ])
 def test_kits_catch_breaches(check, factory, words):
     with pytest.raises(AssertionError, match=words):

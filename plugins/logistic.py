@@ -1,0 +1,143 @@
+"""Discretised logistic mixture (PixelCNN++, Salimans et al. 2017) over a subpixel's levels.
+
+Levels 0 .. L-1 sit at -1 .. 1 (bin width 2 / (L - 1)); a level's mass is the logistic CDF
+at its upper bin edge minus at its lower one, the lowest level taking all the mass below it
+and the highest all above. The difference is taken in log space on the side of the mean
+where it does not cancel, so ``nll`` is the exact mass also where it underflows in floats
+(PixelCNN++ falls back to the density at the centre there); ``probabilities`` gives the
+same masses over every level. K components a pixel share one weight across the pixel's channels
+(the mixture is over whole pixels); for colour the means of G and B are shifted by learned
+linear functions of the channels before them at the same pixel, so a pixel's channels are
+coded R, then G, then B.
+
+Parameters a pixel of C channels: K weights, C*K means, C*K log scales and C(C-1)/2*K
+coefficients (3K for grey, 10K for RGB), laid out in that order along the channel axis.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+import acnkit
+from acnkit.interfaces import Loss, to_levels
+
+#: a component's log scale is kept above this: narrower bins than the data's own
+#: resolution carry no information and only make the mass underflow
+MIN_LOG_SCALE = -7.0
+
+
+class DiscretisedLogisticMixture(Loss):
+    def __init__(self, levels: int = 256, channels: int = 1, components: int = 5) -> None:
+        if levels < 2 or channels < 1 or components < 1:
+            raise ValueError(f"logistic needs levels >= 2, channels >= 1 and components >= 1, "
+                             f"got {levels}, {channels}, {components}")
+        self.levels, self.channels, self.components = levels, channels, components
+        self.pairs = channels * (channels - 1) // 2  # (c, j < c): the coupling coefficients
+
+    def param_channels(self, channels: int) -> int:
+        return self.components * (1 + 2 * channels + channels * (channels - 1) // 2)
+
+    def _split(self, params: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Logits (B, K, H, W); means, log scales (B, K, C, H, W); coefficients
+        (B, K, pairs, H, W), tanh-squashed as PixelCNN++ does."""
+        b, _, h, w = params.shape
+        k, c = self.components, self.channels
+        logits, means, log_scales, coeffs = params.split([k, c * k, c * k, self.pairs * k], 1)
+        means = means.reshape(b, k, c, h, w)
+        log_scales = log_scales.reshape(b, k, c, h, w).clamp(min=MIN_LOG_SCALE)
+        return logits, means, log_scales, torch.tanh(coeffs.reshape(b, k, self.pairs, h, w))
+
+    def _coupled_means(self, means: Tensor, coeffs: Tensor, centred: Tensor) -> Tensor:
+        """Each channel's means shifted by the channels before it at the same pixel
+        (``centred``: the image in [-1, 1], (B, C, H, W))."""
+        if self.channels == 1:
+            return means
+        shifted = [means[:, :, 0]]
+        pair = 0
+        for c in range(1, self.channels):
+            m = means[:, :, c]
+            for j in range(c):
+                m = m + coeffs[:, :, pair] * centred[:, None, j]
+                pair += 1
+            shifted.append(m)
+        return torch.stack(shifted, 2)
+
+    def _log_mass(self, centred: Tensor, means: Tensor, log_scales: Tensor,
+                  level: Tensor) -> Tensor:
+        """log P(level) of each channel and component: centred values (B, 1, C, H, W)."""
+        half = 1.0 / (self.levels - 1)
+        inv = torch.exp(-log_scales)
+        diff = centred - means
+        plus, minus = inv * (diff + half), inv * (diff - half)
+        # log(sigmoid(plus) - sigmoid(minus)) without cancellation: on the mean's right
+        # the same difference as sigmoid(-minus) - sigmoid(-plus)
+        right = plus + minus > 0
+        hi = F.logsigmoid(torch.where(right, -minus, plus))
+        lo = F.logsigmoid(torch.where(right, -plus, minus))
+        inner = hi + _log1mexp(hi - lo)
+        return torch.where(level == 0, F.logsigmoid(plus),
+                           torch.where(level == self.levels - 1, F.logsigmoid(-minus), inner))
+
+    def nll(self, params: Tensor, x: Tensor) -> Tensor:
+        logits, means, log_scales, coeffs = self._split(params)
+        level = to_levels(x, self.levels)
+        centred = 2.0 * level.to(params.dtype) / (self.levels - 1) - 1.0
+        means = self._coupled_means(means, coeffs, centred)
+        log_p = self._log_mass(centred[:, None], means, log_scales, level[:, None])
+        joint = torch.logsumexp(F.log_softmax(logits, 1) + log_p.sum(2), 1)
+        return -joint.flatten(1).sum(1)
+
+    def mean(self, params: Tensor) -> Tensor:
+        """The mixture's mean image (the coupling taken at the component means), in [0, 1]."""
+        logits, means, _, coeffs = self._split(params)
+        weights = torch.softmax(logits, 1)[:, :, None]
+        centred = [means[:, :, 0]]
+        pair = 0
+        for c in range(1, self.channels):
+            m = means[:, :, c]
+            for j in range(c):
+                m = m + coeffs[:, :, pair] * centred[j]
+                pair += 1
+            centred.append(m)
+        component_means = torch.stack(centred, 2).clamp(-1, 1)
+        return ((weights * component_means).sum(1) + 1) / 2
+
+    def probabilities(self, params: Tensor, x: Tensor) -> Tensor:
+        """P(level) of each subpixel (B, C, H, W, L), float64: channel c's given the
+        channels before it of ``x`` (the components re-weighted by how well each explains
+        them), from CDF differences, so each row sums to one."""
+        params = params.double()
+        logits, means, log_scales, coeffs = self._split(params)
+        level = to_levels(x, self.levels)
+        centred = 2.0 * level.double() / (self.levels - 1) - 1.0
+        means = self._coupled_means(means, coeffs, centred)
+        # each component's weight for channel c: its prior weight times its likelihood of
+        # the channels before c
+        log_p = self._log_mass(centred[:, None], means, log_scales, level[:, None])
+        # sum over channels j < c (an exclusive cumsum: c's own term never enters)
+        before = torch.cumsum(F.pad(log_p[:, :, :-1], (0, 0, 0, 0, 1, 0)), 2)
+        weights = torch.softmax(F.log_softmax(logits, 1)[:, :, None] + before, 1)
+        edges = torch.linspace(-1, 1, self.levels, dtype=torch.float64, device=params.device)
+        edges = (edges[:-1] + 1.0 / (self.levels - 1))  # upper edges of levels 0 .. L-2
+        inv = torch.exp(-log_scales)[..., None]
+        cdf = torch.sigmoid(inv * (edges - means[..., None]))  # (B, K, C, H, W, L-1)
+        ones = torch.ones_like(cdf[..., :1])
+        mass = torch.diff(torch.cat([torch.zeros_like(ones), cdf, ones], -1), dim=-1)
+        return (weights[..., None] * mass).sum(1)
+
+
+def _log1mexp(d: Tensor) -> Tensor:
+    """log(1 - exp(-d)) for d > 0, accurate for small and large d alike."""
+    d = d.clamp(min=1e-30)
+    return torch.where(d < math.log(2), torch.log(-torch.expm1(-d)), torch.log1p(-torch.exp(-d)))
+
+
+@acnkit.hookimpl
+def register_losses(register):
+    register("logistic", DiscretisedLogisticMixture,
+             description="discretised logistic mixture, 5 components (PixelCNN++; colour "
+                         "channels coupled R, G, B)")
