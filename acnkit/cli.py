@@ -182,7 +182,7 @@ def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, resume: 
               help="Which split of --data.")
 @click.option("--input", "input_path", default=None,
               help="A .npy array of 0/1 images (bool or integers): N x C x H x W, N x H x W "
-                   "or N x D.")
+                   "or N x D; - reads standard input.")
 @click.option("--threshold", type=float, default=None,
               help="Image files with grey levels or colour: a pixel is 1 where its grey level "
                    "is >= T (without it only 1-bit or 0/255 images are taken).")
@@ -204,11 +204,13 @@ def compress_cmd(run_dir: str, inputs: tuple[str, ...], data_name: str | None, s
     or a data set (--data). The file decodes bit-exactly with `acnkit decompress`."""
     from .atomic import atomic_write_bytes, check_target
     from .codec import compress
+    from .files import check_threshold
     from .trained import load_run
 
     if sum((data_name is not None, input_path is not None, bool(inputs))) != 1:
         raise click.UsageError("give exactly one of image files or folders, --data NAME and "
                                "--input FILE.npy")
+    check_threshold(threshold)
     target = check_target(output, overwrite, "--output")
     run = load_run(run_dir, "cpu")
     images, dtype, input_shape, names = _compress_input(run, inputs, data_name, split,
@@ -222,14 +224,21 @@ def compress_cmd(run_dir: str, inputs: tuple[str, ...], data_name: str | None, s
                "model_nats_per_image": result.model_nats_per_image,
                "overhead_percent": result.overhead_percent, "mode": mode,
                "names_kept": bool(result.header["names"]),
-               "lanes": len(result.header["lane_words"])}
+               "lanes": len(result.header["lane_words"]),
+               "stored": bool(result.header.get("stored"))}
     if as_json:
         click.echo(json.dumps(summary))
         return
-    click.echo(f"wrote {target}: {summary['images']} images in {summary['bytes']} bytes, "
-               f"{summary['bits_per_image']:.1f} bits per image ({mode} mode; the "
-               f"model's figure {result.model_bits_per_image:.1f} bits, overhead "
-               f"{summary['overhead_percent']:+.2f} %; {summary['lanes']} lanes)")
+    if summary["stored"]:
+        click.echo(f"wrote {target}: {summary['images']} images in {summary['bytes']} bytes, "
+                   f"{summary['bits_per_image']:.1f} bits per image, stored plainly (one bit "
+                   f"a pixel): the model's file would have been larger (its figure "
+                   f"{result.model_bits_per_image:.1f} bits an image, plus its fixed bytes)")
+    else:
+        click.echo(f"wrote {target}: {summary['images']} images in {summary['bytes']} bytes, "
+                   f"{summary['bits_per_image']:.1f} bits per image ({mode} mode; the "
+                   f"model's figure {result.model_bits_per_image:.1f} bits, overhead "
+                   f"{summary['overhead_percent']:+.2f} %; {summary['lanes']} lanes)")
     if names and as_set:
         click.echo("set mode keeps the images, not their names: decompress names them "
                    "image-00000.png, ...")
@@ -254,7 +263,7 @@ def _compress_input(run: Any, inputs: tuple[str, ...], data_name: str | None, sp
 
 
 @main.command("decompress")
-@click.argument("file", type=click.Path())
+@click.argument("file", type=click.Path(allow_dash=True))
 @click.option("--run", "run_dir", required=True, help="The run folder the file was made with.")
 @click.option("-o", "--output", required=True,
               help="The .npy array to write, or a folder (ending in /, or existing) for one "
@@ -267,13 +276,15 @@ def decompress_cmd(file: str, run_dir: str, output: str, overwrite: bool) -> Non
     unless it decodes exactly."""
     from .atomic import atomic_write_bytes, check_target
     from .codec import decompress, read_header
-    from .files import npy_bytes, read_file, write_images
+    from .files import check_image_targets, npy_bytes, read_file, write_images
     from .trained import load_run
 
     to_folder = output.endswith("/") or Path(output).is_dir()
     target = Path(output) if to_folder else check_target(output, overwrite, "--output")
     data = read_file(file)
     header, _ = read_header(data, file)  # a bad file is refused before the model is loaded
+    if to_folder:  # and a folder that cannot take its images before any decoding
+        check_image_targets(target, header["names"], header["count"], overwrite)
     model = load_run(run_dir, "cpu").model
     images = decompress(model, data, file, warn=lambda m: click.echo(m, err=True))
     if to_folder:

@@ -43,6 +43,9 @@ class AcnkitGroup(click.Group):
         except OSError as exc:  # a full disk, a vanished folder: the system's words, one line
             where = f"{exc.filename}: " if exc.filename else ""
             self._fail(ctx, f"error: {where}{exc.strerror or exc}", 1)
+        except EOFError:  # click would call it an interruption (exit 130): it is not one
+            self._fail(ctx, "error: an input ended before it was complete (an empty or "
+                            "truncated file, or a closed standard input)", 1)
         except KeyboardInterrupt:
             self._fail(ctx, "interrupted", 130)
 

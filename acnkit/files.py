@@ -4,33 +4,74 @@ and the images of a registered data set (the codec itself takes arrays, gives by
 from __future__ import annotations
 
 import io
+import math
+import os
+import shutil
+import stat
+import sys
+import tempfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_write, check_target
 from .codec import as_images
 from .errors import UsageError
 from .interfaces import Dataset
 from .registry import get_registry
 from .trained import Run
 
+#: at most this many bytes are read from an input (.npy, image or compressed file); a
+#: larger one is refused before it is read
+MAX_INPUT_BYTES = 1 << 31
+
+
+def read_input(path: str | Path, what: str) -> bytes:
+    """The bytes of ``path`` (``-``: standard input), read once (a pipe cannot be read
+    twice), at most :data:`MAX_INPUT_BYTES`."""
+    if str(path) == "-":
+        data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+    else:
+        p = Path(path)
+        if p.is_dir():
+            raise UsageError(f"{what} {p} is a folder; give a file")
+        try:
+            with open(p, "rb") as f:
+                data = f.read(MAX_INPUT_BYTES + 1)
+        except FileNotFoundError:
+            raise UsageError(f"{what} {p} does not exist") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read {what} {p}: {exc.strerror}") from None
+    if len(data) > MAX_INPUT_BYTES:
+        raise UsageError(f"{what} {path} is larger than {MAX_INPUT_BYTES >> 20} MB; split it")
+    return data
+
 
 def load_images(path: str | Path) -> np.ndarray:
-    """A .npy array of images, without ever unpickling objects."""
+    """A .npy array of images (``-``: from standard input), without ever unpickling
+    objects, its header checked against the bytes that follow before anything is
+    allocated."""
+    data = read_input(path, "--input")
+    if not data:
+        raise UsageError(f"--input {path} is empty; give a .npy array saved with numpy.save")
+    if data[:6] != b"\x93NUMPY":
+        raise UsageError(f"--input {path} is not a .npy file (it does not start with "
+                         f"NumPy's header); save the images with numpy.save")
+    buf = io.BytesIO(data)
     try:
-        with open(path, "rb") as f:
-            magic = f.read(6)
-        array = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UsageError(f"--input {path} does not exist") from None
-    except IsADirectoryError:
-        raise UsageError(f"--input {path} is a folder; give a .npy file") from None
-    except (OSError, ValueError) as exc:
-        if magic != b"\x93NUMPY":
-            raise UsageError(f"--input {path} is not a .npy file (it does not start with "
-                             f"NumPy's header); save the images with numpy.save") from None
+        version = np.lib.format.read_magic(buf)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(buf)
+        if dtype.hasobject:
+            raise ValueError("it holds Python objects")
+        need = math.prod(shape) * dtype.itemsize
+        if need > len(data) - buf.tell():
+            raise ValueError(f"its header claims {math.prod(shape)} values of {dtype}, more "
+                             f"than its {len(data)} bytes hold")
+        buf.seek(0)
+        array = np.load(buf, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         first = first if len(first) <= 100 else first[:first.rfind(" ", 0, 100)] + " ..."
         raise UsageError(f"--input {path} is not a .npy array of numbers ({first})") from None
@@ -40,13 +81,8 @@ def load_images(path: str | Path) -> np.ndarray:
 
 
 def read_file(path: str | Path) -> bytes:
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"{p} is not a file")
-    try:
-        return p.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {p}: {exc.strerror}") from None
+    """A compressed file's bytes (``-``: standard input)."""
+    return read_input(path, "file")
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -78,12 +114,16 @@ IMAGE_SUFFIXES = (".png", ".pbm", ".tif", ".tiff")
 def image_files(inputs: list[str]) -> list[tuple[Path, str]]:
     """Each image file of ``inputs`` (files, or folders searched recursively for
     :data:`IMAGE_SUFFIXES`) with its name: the path relative to the folder given, or the
-    file's own name; sorted within a folder."""
+    file's own name; sorted within a folder. A name that could not be kept in a file (not
+    UTF-8, a control character, too deep or long) or that clashes with another is refused,
+    naming the file."""
+    from .codec.fileformat import MAX_IMAGES, name_clash, safe_name
+
     found: list[tuple[Path, str]] = []
     for given in map(Path, inputs):
         if given.is_dir():
             files = sorted(p for p in given.rglob("*")
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                           if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not files:
                 raise UsageError(f"{given} holds no {'/'.join(IMAGE_SUFFIXES)} images")
             found += [(p, p.relative_to(given).as_posix()) for p in files]
@@ -91,42 +131,84 @@ def image_files(inputs: list[str]) -> list[tuple[Path, str]]:
             found.append((given, given.name))
         else:
             raise UsageError(f"{given} does not exist")
-    names = [name for _, name in found]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise UsageError(f"two images are named {twice[0]}; give each folder or file once")
+        if len(found) > MAX_IMAGES:
+            raise UsageError(f"more than {MAX_IMAGES} images; compress them in parts")
+    for path, name in found:
+        try:
+            name.encode()
+        except UnicodeEncodeError:
+            raise UsageError(f"{ascii(str(path))}: its name holds bytes that are not UTF-8; "
+                             f"rename the file") from None
+        if not safe_name(name):
+            raise UsageError(f"{ascii(str(path))}: its name holds a control character (a "
+                             f"newline, a tab) or is nested or long beyond what a file keeps; "
+                             f"rename or move the file")
+    clash = name_clash([name for _, name in found])
+    if clash:
+        raise UsageError(f"{clash}; give each folder or file once, with names that differ "
+                         f"in more than case")
     return found
+
+
+#: image modes of 16 bits a pixel, read as 8-bit levels (v * 255 / 65535, rounded)
+SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def grey_levels(img: Any, path: Path) -> np.ndarray:
+    """An image's grey levels 0..255 (uint8): 8-bit images converted to grey by Pillow,
+    16-bit ones scaled to 8 bits first (never clipped)."""
+    if img.mode in SIXTEEN_BIT:
+        wide = np.asarray(img).astype(np.int64)
+        if wide.min() < 0 or wide.max() > 65535:
+            raise UsageError(f"{path} has {img.mode} pixels outside 0..65535; give 8- or "
+                             f"16-bit images")
+        return ((wide * 255 + 32767) // 65535).astype(np.uint8)
+    if img.mode == "F":
+        raise UsageError(f"{path} has floating-point pixels; give 8- or 16-bit images")
+    return np.asarray(img.convert("L"))
 
 
 def read_image(path: Path, size: tuple[int, int], threshold: float | None) -> np.ndarray:
     """One binary image (H, W) of 0/1 uint8 from a 1-bit image, a grey one holding only 0
-    and 255, or any grey or colour one with ``threshold`` (grey level >= T is 1)."""
+    and 255, or any grey or colour one with ``threshold`` (grey level >= T is 1, 16-bit
+    images scaled to 8 bits first). Its size is read from its header and checked before
+    its pixels are decoded, so a huge image costs no memory."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
+            if (img.height, img.width) != size:
+                raise UsageError(f"{path} is {img.width}x{img.height} pixels; the model codes "
+                                 f"{size[1]}x{size[0]} images")
             img.load()
             if img.mode == "1":
                 array = np.asarray(img, dtype=bool).astype(np.uint8)
             elif threshold is not None:
-                array = (np.asarray(img.convert("L")) >= threshold).astype(np.uint8)
+                array = (grey_levels(img, path) >= threshold).astype(np.uint8)
             elif img.mode == "L" and set(np.unique(np.asarray(img)).tolist()) <= {0, 255}:
                 array = (np.asarray(img) == 255).astype(np.uint8)
             else:
                 raise UsageError(f"{path} has {img.mode} pixels with levels other than 0 and 255; "
                                  f"give 1-bit images or pass --threshold T (grey level >= T is 1)")
-    except (UnidentifiedImageError, OSError) as exc:
+    except Image.DecompressionBombError:
+        raise UsageError(f"{path} claims more pixels than an image can safely hold; the "
+                         f"model codes {size[1]}x{size[0]} images") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UsageError(f"{path} is not an image Pillow can read ({exc.__class__.__name__})") \
             from None
-    if array.shape != size:
-        raise UsageError(f"{path} is {array.shape[1]}x{array.shape[0]} pixels; the model codes "
-                         f"{size[1]}x{size[0]} images")
     return array
+
+
+def check_threshold(threshold: float | None) -> None:
+    """--threshold T: a grey level in [0, 255]."""
+    if threshold is not None and not 0 <= threshold <= 255:  # NaN fails both
+        raise UsageError(f"--threshold must be a grey level from 0 to 255, got {threshold}")
 
 
 def read_images(inputs: list[str], image_shape: tuple[int, ...],
                 threshold: float | None) -> tuple[np.ndarray, list[str]]:
     """The images of ``inputs`` as (N, *image_shape) 0/1 uint8, and their names."""
+    check_threshold(threshold)
     if len(image_shape) != 3 or image_shape[0] != 1:
         raise UsageError(f"image files hold one-channel images; this model codes shape "
                          f"{image_shape}: give a .npy array with --input")
@@ -136,25 +218,92 @@ def read_images(inputs: list[str], image_shape: tuple[int, ...],
     return images, [name for _, name in files]
 
 
+def _inside(folder: Path, name: str, overwrite: bool) -> Path:
+    """``folder / name`` after checking that no part of it inside ``folder`` is a link
+    or other than a folder (so nothing is written outside ``folder``), and that the file
+    may be written (absent, or a regular file and ``overwrite``)."""
+    path = folder
+    parts = name.split("/")
+    for i, part in enumerate(parts):
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return folder.joinpath(*parts)
+        last = i == len(parts) - 1
+        if stat.S_ISLNK(mode):
+            raise UsageError(f"-o {path} is a link; acnkit never writes through a link "
+                             f"inside the output folder: remove it or choose another folder")
+        if not last and not stat.S_ISDIR(mode):
+            raise UsageError(f"-o {path} is not a folder, but image {name!r} goes inside it")
+        if last:
+            if not stat.S_ISREG(mode):
+                raise UsageError(f"-o {path} exists and is not a regular file; acnkit replaces "
+                                 f"regular files only")
+            if not overwrite:
+                raise UsageError(f"-o {path} exists; pass --overwrite to replace it")
+    return path
+
+
+def check_image_targets(folder: Path, names: list[str], count: int, overwrite: bool) -> None:
+    """Refuse, before decoding, a folder that cannot take ``count`` images named ``names``
+    (or image-00000.png ...): see :func:`write_images`."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"-o {folder} exists and is not a folder")
+    if not folder.absolute().parent.is_dir():
+        raise UsageError(f"-o {folder}: folder {folder.absolute().parent} does not exist")
+    if folder.exists():
+        for name in names or [f"image-{i:05d}.png" for i in range(count)]:
+            _inside(folder, name, overwrite)
+
+
 def write_images(folder: Path, images: np.ndarray, names: list[str],
                  overwrite: bool) -> list[Path]:
     """Each image (N, 1, H, W) as a 1-bit image file under ``folder``: named as it was
-    (its suffix gives the format), or image-00000.png ... when no names were kept. Nothing
-    is written if any target exists (without ``overwrite``) or is not a regular file."""
+    (its suffix gives the format), or image-00000.png ... when no names were kept.
+
+    Every target is checked first (nothing is written if any exists without
+    ``overwrite``, is not a regular file, or lies behind a link inside ``folder``); the
+    images are written into a temporary folder beside ``folder`` and moved into place
+    only when all are written, so an interrupted run leaves ``folder`` as it was."""
     from PIL import Image
 
+    from .codec.fileformat import name_clash, safe_name
+
     names = names or [f"image-{i:05d}.png" for i in range(len(images))]
-    targets = [folder / name for name in names]
-    for target in targets:
-        if not target.parent.exists():
+    bad = next((n for n in names if not safe_name(n)), None)
+    if bad is not None or name_clash(names):
+        raise UsageError(f"cannot write images named {bad!r}" if bad else name_clash(names))
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"-o {folder} exists and is not a folder")
+    parent = folder.absolute().parent
+    if not parent.is_dir():
+        raise UsageError(f"-o {folder}: folder {parent} does not exist")
+    targets = [_inside(folder, name, overwrite) for name in names] if folder.exists() else \
+        [folder / name for name in names]
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.absolute().name}.", suffix=".tmp",
+                                    dir=parent))
+    try:
+        for name, image in zip(names, images, strict=True):
+            picture = Image.fromarray(image.reshape(image.shape[-2:]).astype(bool))
+            fmt = {".pbm": "PPM", ".tif": "TIFF", ".tiff": "TIFF"}.get(
+                Path(name).suffix.lower(), "PNG")
+            path = staging.joinpath(*name.split("/"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "xb") as f:
+                picture.save(f, format=fmt)
+                f.flush()
+                os.fsync(f.fileno())
+        if not folder.exists():
+            os.rename(staging, folder)  # all at once
+            return targets
+        for name in names:  # into an existing folder: checked again, then moved
+            target = _inside(folder, name, overwrite)
             target.parent.mkdir(parents=True, exist_ok=True)
-        check_target(target, overwrite, "-o")
-    for target, image in zip(targets, images, strict=True):
-        picture = Image.fromarray(image.reshape(image.shape[-2:]).astype(bool))
-        fmt = {".pbm": "PPM", ".tif": "TIFF", ".tiff": "TIFF"}.get(target.suffix.lower(), "PNG")
-
-        def save(f: BinaryIO, picture: Image.Image = picture, fmt: str = fmt) -> None:
-            picture.save(f, format=fmt)
-
-        atomic_write(target, save)
+            _inside(folder, name, overwrite)  # the folders just made are folders
+            os.replace(staging.joinpath(*name.split("/")), target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return targets

@@ -173,6 +173,7 @@ def build_loss(config: RunConfig, image_shape: tuple[int, ...], levels: int,
     """The run's likelihood for images of ``image_shape`` with ``levels`` levels: one that
     models another number of levels is refused before any training."""
     channels = image_shape[0] if len(image_shape) == 3 else 1
+    assert config.loss is not None, "RunConfig.validate() names the loss"
     loss = registry.create("loss", config.loss, levels=levels, channels=channels, given=set())
     if not isinstance(loss, Loss):
         raise PluginError(f"loss {config.loss!r} gave a {type(loss).__name__}, not an "

@@ -42,9 +42,9 @@ LOAD_PLUGINS_ENV = "ACNKIT_LOAD_PLUGINS"
 #: the built-in plugins: name -> module, registered by acnkit itself before any other
 BUILTINS: dict[str, str] = {
     name: f"acnkit_plugins.{name}"
-    for name in ("vae", "acn", "mlp", "conv", "pixelcnn", "bernoulli", "logistic", "categorical", "datasets", "search_torch",
-                 "search_pruned", "search_sklearn", "search_annoy", "search_faiss",
-                 "search_random")
+    for name in ("vae", "acn", "mlp", "conv", "pixelcnn", "bernoulli", "logistic", "categorical",
+                 "datasets", "search_torch", "search_pruned", "search_sklearn", "search_annoy",
+                 "search_faiss", "search_random")
 }
 
 #: kind of component -> name of the hook that registers it

@@ -60,8 +60,8 @@ def test_tampered_headers_are_refused_before_decoding():
     data = compress(t.model, t.data.test_x.numpy(), "ordered").data
     cases = [({"count": 10**9}, "claims 1000000000 images"), ({"count": 0}, "holds no images"),
              ({"image_shape": [1, 100000, 100000]}, "corrupt"),
-             ({"image_shape": []}, r"image shape \[\] is empty"),
-             ({"image_shape": [0]}, "is empty"),
+             ({"image_shape": []}, r"image shape \[\] is not one acnkit writes"),
+             ({"image_shape": [0]}, "is not one acnkit writes"),
              ({"grid": {"bits": 4, "lo": 5, "hi": 5}}, "latent grid"),
              ({"input_shape": [7, 7]}, "does not hold"),
              ({"lane_words": []}, "0 lanes of 0 words do not fit"),

@@ -6,13 +6,13 @@ import struct
 import numpy as np
 import pytest
 import torch
+from acnkit_plugins.categorical import CategoricalLoss
 from torch import nn
 
 from acnkit.distributions import DiagGaussian, MixtureDiagGaussian
 from acnkit.interfaces import Dataset, Decoder, Loss, Prior
 from acnkit.registry import get_registry
 from acnkit.testing import check_dataset, check_decoder, check_encoder, check_loss, check_prior
-from acnkit_plugins.categorical import CategoricalLoss
 
 REG = get_registry()
 

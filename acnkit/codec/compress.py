@@ -25,10 +25,20 @@ from ..model import Model
 from ..testing import check_causal, check_stepping
 from ..version import __version__
 from .coder import Codecs, Grid, choose_grid, new_stack, one_thread
-from .fileformat import DTYPES, FORMAT_VERSION, covered, pack, read_header, safe_name
+from .fileformat import (
+    DTYPES,
+    FORMAT_VERSION,
+    MAX_IMAGES,
+    STORED_BITS,
+    covered,
+    name_clash,
+    pack,
+    read_header,
+    safe_name,
+)
 from .image import ImageCoder, NetCalls, gaussian_rows
 from .lanes import Layout, choose_lanes, pop_lanes, push_lanes
-from .order import MODES, digest, log_distinct_orderings, permutation_codec
+from .order import MODES, arrangement_codec, digest, keys, log_distinct_orderings
 
 #: seed of the initial ANS words (any fixed words work; these decode to typical latents)
 SEED_WORDS_SEED = 20190319
@@ -152,11 +162,13 @@ def _plan_order(nets: NetCalls, q: DiagGaussian,
 
 def compress(model: Model, images: np.ndarray, mode: str = "ordered",
              input_dtype: str = "uint8", input_shape: tuple[int, ...] | None = None,
-             names: list[str] | None = None, lanes: int | None = None) -> Compressed:
+             names: list[str] | None = None, lanes: int | None = None,
+             plain_if_smaller: bool = True) -> Compressed:
     """Code ``images`` (N, *image_shape) of 0/1 uint8 into the bytes of an acnkit file;
     ``names`` (one an image, e.g. their files' relative paths) are kept in ordered mode;
     ``lanes``: how many chains to code in lockstep (default: as many as keep their initial
-    words under 0.5 % of the file)."""
+    words under 0.5 % of the file); ``plain_if_smaller``: write the images packed plainly
+    (:func:`stored`) when that is smaller than the bits-back file."""
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if input_dtype not in DTYPES:
@@ -164,10 +176,16 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
                          f"bool or native-order integers ({', '.join(DTYPES)})")
     if lanes is not None and lanes < 1:
         raise UsageError(f"--lanes must be >= 1, got {lanes}")
+    if len(images) > MAX_IMAGES:
+        raise UsageError(f"{len(images)} images are more than one file holds ({MAX_IMAGES}); "
+                         f"compress them in parts")
     check_codable(model)
     check_causal_decoder(model, images)
     if names is not None and (len(names) != len(images) or not all(map(safe_name, names))):
-        raise UsageError("give one plain relative name an image (no '..', no empty parts)")
+        raise UsageError("give one plain relative name an image (no '..', no empty parts, "
+                         "at most 32 folders deep)")
+    if names and mode == "ordered" and name_clash(names):
+        raise UsageError(f"{name_clash(names)}; give each image its own name")
     n, nets = len(images), NetCalls(model)
     with one_thread():
         q = model.encode(torch.from_numpy(images).to(model.device))
@@ -179,9 +197,11 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
                                                     first_extra))
         stacks = [new_stack(seed_words(words)) for _ in layout.sizes]
         codecs = Codecs(grid)
-        order = push_lanes(ImageCoder(nets, codecs), stacks, images, layout, order)
         if mode == "ordered" and model.conditional and n > 1:
-            permutation_codec(codecs, n).push(stacks[0], order)
+            # the arrangement in input order of the images the chain decodes: pushed first,
+            # popped last (once the receiver knows the images)
+            arrangement_codec(codecs)[0](stacks[0], keys(images))
+        order = push_lanes(ImageCoder(nets, codecs), stacks, images, layout, order)
         lane_words = [ans.get_compressed().astype("<u4") for ans in stacks]
     header = {
         "format": FORMAT_VERSION, "mode": mode, "conditional": model.conditional, "count": n,
@@ -194,7 +214,28 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
         "names": list(names or []) if mode == "ordered" else [],
     }
     header["digest"] = digest(images, mode, covered(header))[:32]
-    return Compressed(pack(header, b"".join(w.tobytes() for w in lane_words)), header, figure)
+    coded = Compressed(pack(header, b"".join(w.tobytes() for w in lane_words)), header, figure)
+    plain = stored(images, header, figure)
+    return plain if plain_if_smaller and len(plain.data) < len(coded.data) else coded
+
+
+def stored(images: np.ndarray, header: dict[str, Any], figure: float) -> Compressed:
+    """The images packed plainly (:data:`STORED_BITS` a pixel, in input order) under the
+    header of a bits-back file: what ``compress`` writes when the model's file would be
+    larger, so that no file exceeds the plain packing by more than its header."""
+    header = {**header, "stored": True, "grid": {"bits": 0, "lo": 0, "hi": 0},
+              "seed_words": 0, "lane_words": []}
+    packed = np.packbits(images.reshape(-1).astype(np.uint8), bitorder="little")
+    payload = packed.tobytes() + b"\0" * (-len(packed) % 4)
+    header["digest"] = digest(images, header["mode"], covered(header))[:32]
+    return Compressed(pack(header, payload), header, figure)
+
+
+def unstored(header: dict[str, Any], words: np.ndarray) -> np.ndarray:
+    """The images of a stored file (N, *image_shape) of 0/1 uint8."""
+    count, shape = header["count"], tuple(header["image_shape"])
+    bits = np.unpackbits(words.astype("<u4").view(np.uint8), bitorder="little")
+    return bits[: count * math.prod(shape) * STORED_BITS].reshape(count, *shape)
 
 
 def model_nats(model: Model, images: np.ndarray, order: np.ndarray, mode: str,
@@ -211,7 +252,11 @@ def model_nats(model: Model, images: np.ndarray, order: np.ndarray, mode: str,
     batch = 32 if model.decoder.autoregressive else 500
     recon, kl = costs(model, x, q, context, batch_size=batch, what="the model's figure")
     nats = (recon.sum() + kl.sum()).item() / len(images)
-    if mode == "set" and not model.conditional:
+    if model.conditional:
+        # the chain is a set; its arrangement in input order costs log(N! / prod m_k!):
+        # equal images need not be told apart
+        return nats + (log_distinct_orderings(images) / len(images) if mode == "ordered" else 0)
+    if mode == "set":
         # bits back on the order are worth log(N! / prod m_k!): equal images have no order
         return nats - log_distinct_orderings(images) / len(images)
     return modes(nats, len(images), model.conditional)[f"test_nats_{mode}"]
@@ -227,7 +272,7 @@ def decompress(model: Model, data: bytes, name: str = "the file",
     own = model.fingerprint()
     if header["model"] != own[:32]:
         raise CodecError(f"{name} was made with another model (fingerprint "
-                         f"{header['model'][:12]}, this run's {own[:12]}); "
+                         f"{header['model']}, this run's {own[:32]}); "
                          f"give --run the run folder it was compressed with")
     if tuple(header["image_shape"]) != model.image_shape \
             or header["conditional"] != model.conditional:
@@ -236,10 +281,37 @@ def decompress(model: Model, data: bytes, name: str = "the file",
                          f"{'conditional' if header['conditional'] else 'plain'} prior, and "
                          f"its model codes {list(model.image_shape)} with a "
                          f"{'conditional' if model.conditional else 'plain'} one")
-    if warn and (header["torch"] != torch.__version__ or header["acnkit"] != __version__):
-        warn(f"warning: {name} was made with acnkit {header['acnkit']} and torch "
-             f"{header['torch']}, this is acnkit {__version__} and torch {torch.__version__}; "
-             f"decoding needs bit-identical arithmetic and may fail")
+    if header["stored"]:
+        images = unstored(header, words)
+    else:
+        if warn and (header["torch"] != torch.__version__ or header["acnkit"] != __version__):
+            warn(f"warning: {name} was made with acnkit {header['acnkit']} and torch "
+                 f"{header['torch']}, this is acnkit {__version__} and torch "
+                 f"{torch.__version__}; decoding needs bit-identical arithmetic and may fail")
+        try:
+            images = _decode(model, header, words, name, stats)
+        except CodecError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a crafted payload breaks the coder itself
+            raise CodecError(f"{name} is corrupt: its payload does not decode "
+                             f"({type(exc).__name__})") from None
+        except BaseException as exc:  # constriction's Rust panics derive from BaseException
+            if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+                raise
+            raise CodecError(f"{name} is corrupt: its payload does not decode "
+                             f"({type(exc).__name__})") from None
+    if digest(images, header["mode"], covered(header))[:32] != header["digest"]:
+        raise CodecError(f"{name} did not decode to the images it was made from (different "
+                         f"arithmetic: compress and decompress need the same acnkit, torch "
+                         f"and CPU kind); nothing was written")
+    return images.reshape(header["input_shape"]).astype(header["input_dtype"])
+
+
+def _decode(model: Model, header: dict[str, Any], words: np.ndarray, name: str,
+            stats: dict[str, Any] | None) -> np.ndarray:
+    """The images of a bits-back payload, in input order (ordered mode) or coded order
+    (set mode); raises CodecError where a stack runs dry or does not end on its initial
+    words."""
     n, mode, shape = header["count"], header["mode"], tuple(header["image_shape"])
     bounds = np.cumsum([0, *header["lane_words"]])
     stacks = [new_stack(words[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
@@ -247,19 +319,16 @@ def decompress(model: Model, data: bytes, name: str = "the file",
     coder = ImageCoder(NetCalls(model), codecs)
     as_set = mode == "set" and not model.conditional
     with one_thread():
-        order = None
-        if mode == "ordered" and model.conditional and n > 1:
-            order = permutation_codec(codecs, n).pop(stacks[0])
         images = pop_lanes(coder, stacks, Layout.of(n, len(stacks)), shape, as_set)
-        if order is not None:
-            images = images[np.argsort(order)]
+        if mode == "ordered" and model.conditional and n > 1:
+            images = images[arrangement_codec(codecs)[1](stacks[0], keys(images))]
     if stats is not None:
         stats.update(pixel_steps=coder.pixel_steps, pixel_loop_seconds=coder.pixel_seconds,
                      lanes=len(stacks))
     seed = seed_words(header["seed_words"])
-    if not all(np.array_equal(ans.get_compressed(), seed) for ans in stacks) \
-            or digest(images, mode, covered(header))[:32] != header["digest"]:
-        raise CodecError(f"{name} did not decode to the images it was made from (different "
-                         f"arithmetic: compress and decompress need the same acnkit, torch "
-                         f"and CPU kind); nothing was written")
-    return images.reshape(header["input_shape"]).astype(header["input_dtype"])
+    if not all(np.array_equal(ans.get_compressed(), seed) for ans in stacks):
+        raise CodecError(f"{name} did not decode to the images it was made from (its "
+                         f"stacks do not end on their initial words: the file is corrupt, or "
+                         f"compress and decompress differ in acnkit, torch or CPU kind); "
+                         f"nothing was written")
+    return images

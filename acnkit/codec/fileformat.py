@@ -7,6 +7,7 @@ description: about 100 bytes, since a small file should not pay for a verbose on
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from typing import Any
@@ -28,6 +29,16 @@ OLD_FORMATS = {1: "dithered posteriors", 2: "lanes"}
 IMAGES_PER_WORD = 256
 #: at most this many bytes of decoded images (a tampered shape is refused, not allocated)
 MAX_DECODED_BYTES = 1 << 34
+#: at most this many images a file: the coder's uniform codes (the order) take sizes below
+#: 2^24 (constriction's limit), at compress time too
+MAX_IMAGES = (1 << 24) - 1
+#: the flag bits a file may set: set mode, conditional prior, stored (no model coding)
+FLAG_SET, FLAG_CONDITIONAL, FLAG_STORED = 1, 2, 4
+KNOWN_FLAGS = FLAG_SET | FLAG_CONDITIONAL | FLAG_STORED
+#: a stored file's bits a pixel (the codec codes 0/1 pixels)
+STORED_BITS = 1
+#: an image's name: at most this many folders deep, bytes a part and bytes in all
+MAX_NAME_DEPTH, MAX_NAME_PART, MAX_NAME_BYTES = 32, 255, 1024
 DTYPES = ("uint8", "bool", "int8", "int16", "int32", "int64", "uint16", "uint32", "uint64")
 
 #: the header after the magic, in order: (field, encoding). An encoding is a struct code,
@@ -48,7 +59,9 @@ def _fields(header: dict[str, Any]) -> dict[str, Any]:
     """The header as the flat fields of :data:`LAYOUT`."""
     g = header["grid"]
     return {**header, "format": FORMAT_VERSION, "names": "\n".join(header.get("names") or []),
-            "flags": (header["mode"] == "set") | (header["conditional"] << 1),
+            "flags": (FLAG_SET * (header["mode"] == "set")
+                      | FLAG_CONDITIONAL * bool(header["conditional"])
+                      | FLAG_STORED * bool(header.get("stored"))),
             "input_dtype": DTYPES.index(header["input_dtype"]),
             "grid_bits": g["bits"], "grid_lo": g["lo"], "grid_hi": g["hi"]}
 
@@ -57,8 +70,10 @@ def _header(fields: dict[str, Any]) -> dict[str, Any]:
     """The flat fields read back as the header dict that :func:`pack` takes."""
     dtype = fields["input_dtype"]
     return {
-        "format": fields["format"], "mode": MODES[fields["flags"] & 1],
-        "conditional": bool(fields["flags"] & 2), "count": fields["count"],
+        "format": fields["format"], "mode": MODES[fields["flags"] & FLAG_SET],
+        "conditional": bool(fields["flags"] & FLAG_CONDITIONAL),
+        "stored": bool(fields["flags"] & FLAG_STORED), "flags": fields["flags"],
+        "count": fields["count"],
         "image_shape": fields["image_shape"], "input_shape": fields["input_shape"],
         "input_dtype": DTYPES[dtype] if dtype < len(DTYPES) else "?",
         "grid": {"bits": fields["grid_bits"], "lo": fields["grid_lo"], "hi": fields["grid_hi"]},
@@ -130,10 +145,35 @@ class _Reader:
 
 def safe_name(name: str) -> bool:
     """A name an image may be written under inside an output folder: relative, without
-    '..', empty parts or control characters."""
+    '..', empty parts, control characters or backslashes, at most :data:`MAX_NAME_DEPTH`
+    parts of :data:`MAX_NAME_PART` bytes and :data:`MAX_NAME_BYTES` in all."""
     parts = name.split("/")
     return bool(name) and not name.startswith("/") and "\\" not in name and \
-        all(p not in ("", ".", "..") for p in parts) and name.isprintable()
+        all(p not in ("", ".", "..") for p in parts) and name.isprintable() and \
+        len(parts) <= MAX_NAME_DEPTH and len(name.encode(errors="replace")) <= MAX_NAME_BYTES \
+        and all(len(p.encode(errors="replace")) <= MAX_NAME_PART for p in parts)
+
+
+def name_clash(names: list[str]) -> str | None:
+    """Why ``names`` cannot all be written into one folder: a name given twice (after
+    Unicode normalisation and case folding, as a case-insensitive file system sees it), or
+    a name that is a folder of another (``a.png`` and ``a.png/b.png``); None if they can."""
+    import unicodedata
+
+    seen: dict[str, str] = {}
+    folders: dict[str, str] = {}
+    for name in names:
+        key = unicodedata.normalize("NFC", name).casefold()
+        if key in seen:
+            return f"two images are named {seen[key]!r} and {name!r}"
+        seen[key] = name
+        parts = key.split("/")
+        for depth in range(1, len(parts)):
+            folders.setdefault("/".join(parts[:depth]), name)
+    for key, name in seen.items():
+        if key in folders:
+            return f"{name!r} is both an image and the folder of {folders[key]!r}"
+    return None
 
 
 def read_header(data: bytes, name: str = "the file") -> tuple[dict[str, Any], np.ndarray]:
@@ -169,29 +209,53 @@ def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
     count, shape, inp, g = (header["count"], header["image_shape"], header["input_shape"],
                             header["grid"])
     lanes = header["lane_words"]
-    pixels = int(np.prod(shape, dtype=np.int64)) if shape else 0
+    pixels = math.prod(shape) if shape else 0  # Python integers: no wrap-around
+    stored = header["stored"]
     problems = [
+        (header["flags"] & ~KNOWN_FLAGS, f"its flags {header['flags']:#04x} set bits this "
+                                         f"acnkit does not know"),
         (count < 1, "it holds no images"),
+        (count > MAX_IMAGES, f"it claims {count} images, more than a file holds ({MAX_IMAGES})"),
         (count > IMAGES_PER_WORD * len(words),
          f"it claims {count} images, more than its {4 * len(words)} bytes of payload hold"),
-        (not shape or min(shape) < 1, f"its image shape {shape} is empty"),
+        (not shape or min(shape) < 1 or len(shape) > 4, f"its image shape {shape} is not one "
+                                                       f"acnkit writes"),
         (count * pixels > MAX_DECODED_BYTES, f"{count} images of shape {shape} are too many"),
-        (int(np.prod(inp, dtype=np.int64)) != count * pixels,
+        (not inp or len(inp) > 5 or math.prod(inp) != count * pixels,
          f"its array shape {inp} does not hold {count} images of {pixels} pixels"),
-        (not g["lo"] < g["hi"] or g["hi"] - g["lo"] > 4 * (1 << 16) or g["bits"] > 40,
-         f"its latent grid {g} is not one acnkit writes"),
-        (not lanes or sum(lanes) != len(words) or min(lanes) < 1 or len(lanes) > count,
-         f"its {len(lanes)} lanes of {sum(lanes)} words do not fit its {len(words)} words "
-         f"and {count} images"),
-        (not 1 <= header["seed_words"] <= min(lanes, default=0),
-         "its initial words do not fit"),
-        (any(int(words[end - 1]) == 0 for end in np.cumsum(lanes) if 0 < end <= len(words)),
-         "a lane's payload does not end in a word"),
         (bool(header["names"]) and len(header["names"]) != count,
          f"it names {len(header['names'])} images but holds {count}"),
         (not all(safe_name(n) for n in header["names"]),
          "an image name is not a plain relative path"),
     ]
+    if stored:
+        problems += [
+            (bool(lanes) or header["seed_words"] != 0, "a stored file has no lanes"),
+            (len(words) != stored_words(count, pixels, STORED_BITS),
+             f"its {len(words)} words are not {count} stored images of {pixels} pixels"),
+        ]
+    else:
+        problems += [
+            (not g["lo"] < g["hi"] or g["hi"] - g["lo"] > 4 * (1 << 16) or g["bits"] > 40
+             or max(abs(g["lo"]), abs(g["hi"])) > (1 << 30),
+             f"its latent grid {g} is not one acnkit writes"),
+            (not lanes or sum(lanes) != len(words) or min(lanes) < 1 or len(lanes) > count,
+             f"its {len(lanes)} lanes of {sum(lanes)} words do not fit its {len(words)} "
+             f"words and {count} images"),
+            (not 1 <= header["seed_words"] <= min(lanes, default=0),
+             "its initial words do not fit"),
+            (any(int(words[end - 1]) == 0 for end in np.cumsum(lanes) if 0 < end <= len(words)),
+             "a lane's payload does not end in a word"),
+        ]
     for bad, why in problems:
         if bad:
             raise CodecError(f"{name} is corrupt: {why}")
+    clash = name_clash(header["names"])
+    if clash:
+        raise CodecError(f"{name} is corrupt: {clash}")
+
+
+def stored_words(count: int, pixels: int, bits: int) -> int:
+    """The 32-bit words of ``count`` images of ``pixels`` subpixels stored ``bits`` a
+    subpixel (packed, the last word padded)."""
+    return -(-count * pixels * bits // 32)

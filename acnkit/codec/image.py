@@ -25,6 +25,9 @@ from ..model import Model
 from .coder import Codec, Codecs
 
 LatentPrior = DiagGaussian | MixtureDiagGaussian
+#: a stack of a real file never holds fewer valid bits than this while decoding (its
+#: initial words keep two spare words below every image)
+MIN_VALID_BITS = 32
 
 
 class NetCalls:
@@ -135,6 +138,13 @@ class ImageCoder:
                                                      strict=True)]
         z = self.codecs.grid.values(np.stack(symbols))
         pixels = self._pop_pixels(stacks, z, math.prod(shape))
+        for b, ans in enumerate(stacks):
+            # the sender's stack at this point held its initial words less what the
+            # posterior popped: never fewer than MIN_VALID_BITS (an empty stack would go on
+            # reading zeros)
+            if ans.num_valid_bits() < MIN_VALID_BITS:
+                raise CodecError(f"the file ran out of bits at image {keys[b] + 1}: it is "
+                                 f"corrupt or claims more images than it holds")
         images = pixels.astype(np.uint8).reshape(len(stacks), *shape)
         means, stds, codes = self.nets.posterior(images)
         for b, ans in enumerate(stacks):

@@ -1,8 +1,8 @@
 """Coding a data set's order (see :mod:`acnkit.evaluate` for the modes).
 
 **ordered** files decode to the input array exactly, in order: ACN codes its images along
-the greedy chain and pushes the permutation from chain order back to input order
-(log(N!) nats); **set** files decode to the same images in some order: the VAE pops the
+the greedy chain and the arrangement of those images in input order (log(N!/prod m_k!)
+nats, m_k the copies of image k); **set** files decode to the same images in some order: the VAE pops the
 order off the stack, bits back worth log(N!) nats minus the cost of telling equal images
 apart.
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .coder import Codec, Codecs
+from .coder import Codecs
 
 MODES = ("ordered", "set")
 
@@ -55,35 +55,43 @@ def log_distinct_orderings(images: np.ndarray) -> float:
     return math.lgamma(len(images) + 1) - sum(math.lgamma(m + 1) for m in counts)
 
 
-def ranks_of(order: np.ndarray) -> np.ndarray:
-    """For each position t, the rank of order[t] among the indices not placed before it."""
-    left = list(range(len(order)))
-    ranks = np.empty(len(order), dtype=np.int32)
-    for t, i in enumerate(order.tolist()):
-        r = bisect.bisect_left(left, i)
-        ranks[t] = r
-        left.pop(r)
-    return ranks
+def arrangement_codec(codecs: Codecs) -> tuple[Any, Any]:
+    """The input order of images decoded in another order (ACN's chain), for
+    log(N! / prod_k m_k!) nats: equal images need not be told apart. For input position i,
+    the receiver pops a number r uniform below the images not yet placed (sorted by their
+    bytes), takes an image of r's key, and pushes back which of the equal ones r was.
 
+    Returns ``push(ans, input_keys)`` (the sender: each input image's key, in input
+    order) and ``pop(ans, decoded_keys) -> slots`` (the receiver: the keys of the images
+    in decoded order; which decoded slot goes to each input position). Pushed before the
+    images (so that it is popped after them, when the receiver knows them)."""
 
-def order_from_ranks(ranks: np.ndarray) -> np.ndarray:
-    left = list(range(len(ranks)))
-    return np.array([left.pop(int(r)) for r in ranks], dtype=np.int64)
+    def push(ans: Any, input_keys: list[bytes]) -> None:
+        left = sorted(input_keys)
+        steps = []
+        for key in input_keys:  # the receiver's states, forward
+            first = bisect.bisect_left(left, key)
+            same = bisect.bisect_right(left, key) - first
+            steps.append((len(left), first, same))
+            left.pop(first)
+        for size, first, same in reversed(steps):
+            j = int(codecs.uniform(same).pop(ans)[0])  # bits back: which of equal images
+            codecs.uniform(size).push(ans, np.array(first + j))
 
+    def pop(ans: Any, decoded_keys: list[bytes]) -> np.ndarray:
+        slots = sorted(range(len(decoded_keys)), key=lambda i: decoded_keys[i])
+        left = [decoded_keys[i] for i in slots]
+        placed = np.empty(len(decoded_keys), dtype=np.int64)
+        for i in range(len(decoded_keys)):
+            r = int(codecs.uniform(len(left)).pop(ans)[0])
+            first = bisect.bisect_left(left, left[r])
+            same = bisect.bisect_right(left, left[r]) - first
+            codecs.uniform(same).push(ans, np.array(r - first))
+            placed[i] = slots.pop(first)
+            left.pop(first)
+        return placed
 
-def permutation_codec(codecs: Codecs, n: int) -> Codec:
-    """The chain order of ``n`` > 1 images as the ranks of its first n - 1 indices (the
-    last is the one left): push it after the images, pop it before them."""
-    sizes = np.arange(n, 1, -1, dtype=np.int32)
-    codec = codecs.uniforms(sizes)
-
-    def push(ans: Any, order: np.ndarray) -> None:
-        codec.push(ans, ranks_of(order)[:-1])
-
-    def pop(ans: Any) -> np.ndarray:
-        return order_from_ranks(np.append(codec.pop(ans), 0))
-
-    return Codec(push, pop)
+    return push, pop
 
 
 def lane_sizes(n: int, lanes: int) -> list[int]:
