@@ -146,7 +146,7 @@ def bench_codec(runs: list[str], data: str, split: str = "test",
         images = x
         for mode in ("ordered", "set"):
             t0 = time.perf_counter()
-            result = compress(loaded.model, x, mode, lanes=lanes)
+            result = compress(loaded.model, x, mode, lanes=lanes, plain_if_smaller=False)
             t1 = time.perf_counter()
             stats: dict[str, Any] = {}
             out = decompress(loaded.model, result.data, stats=stats)

@@ -48,6 +48,6 @@ def daydream(model: Model, images: torch.Tensor, seeds: int, steps: int, seed: i
 def write_daydream(model: Model, images: torch.Tensor, out: str | Path, seeds: int,
                    steps: int, seed: int = 0) -> Path:
     frames = daydream(model, images, seeds, steps, seed)
-    grid = frames[:, :, 0].numpy()  # first channel
+    grid = frames.numpy()  # grey or colour, as the model sees them
     image_grid(grid, out, col_labels=["data"] + [f"step {i}" for i in range(1, steps + 1)])
     return Path(out)

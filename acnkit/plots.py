@@ -72,7 +72,11 @@ def plot_compare(histories: dict[str, list[dict[str, Any]]], path: str | Path,
 
 def image_grid(rows: np.ndarray, path: str | Path, row_labels: list[str] | None = None,
                col_labels: list[str] | None = None) -> None:
-    """``rows``: (R, C, H, W) images in [0, 1], one row per chain."""
+    """``rows``: (R, C, H, W) grey or (R, C, 3, H, W) colour images in [0, 1] (one channel
+    as (R, C, 1, H, W) too), one row per chain; shown as they are, not thresholded."""
+    if rows.ndim == 5:
+        rows = rows[:, :, 0] if rows.shape[2] == 1 else rows.transpose(0, 1, 3, 4, 2)
+    rows = np.clip(rows, 0, 1)
     r, c = rows.shape[:2]
     fig, axes = plt.subplots(r, c, figsize=(c * 0.9, r * 0.9), squeeze=False)
     for i in range(r):

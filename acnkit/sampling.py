@@ -40,7 +40,7 @@ def prior_samples(model: Model, n: int, seed: int = 0) -> torch.Tensor:
 
 def write_samples(model: Model, out: str | Path, n: int, seed: int = 0,
                   per_row: int = 10) -> Path:
-    images = prior_samples(model, n, seed)[:, 0].numpy()  # first channel
+    images = prior_samples(model, n, seed).numpy()  # grey or colour (N, C, H, W)
     rows = -(-n // per_row)
     grid = np.zeros((rows * per_row, *images.shape[1:]), dtype=images.dtype)
     grid[:n] = images

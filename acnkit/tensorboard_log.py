@@ -92,7 +92,7 @@ class TensorBoardLog:
             frames = daydream(model, test_x, min(4, len(test_x)), 5, seed=step)
             self.writer.add_images("images/daydream", _strip(list(frames.unbind(0))), step)
         else:
-            self.writer.add_images("images/prior_samples", prior_samples(model, n, step)[:, :1]
+            self.writer.add_images("images/prior_samples", prior_samples(model, n, step)
                                    .float().clamp(0, 1), step)
 
     @torch.no_grad()
@@ -101,7 +101,7 @@ class TensorBoardLog:
         """The test codes with their labels and thumbnails in the embedding projector."""
         x = test_x[:PROJECTOR_CODES]
         codes = model.encode(x).mean.cpu()
-        thumbs = x[:, :1].float().cpu()  # first channel, values in [0, 1]
+        thumbs = model.inputs(x).cpu()  # grey or colour, values in [0, 1]
         self.writer.add_embedding(codes, metadata=test_y[: len(x)].tolist(), label_img=thumbs,
                                   global_step=step, tag="test codes")
         self.writer.flush()
@@ -111,6 +111,6 @@ class TensorBoardLog:
 
 
 def _strip(rows: list[torch.Tensor]) -> torch.Tensor:
-    """Rows of images (each (n, C, H, W)) side by side as one picture per row: (R, 1, H, nW)."""
-    pictures = [torch.cat(list(r[:, :1].float().cpu()), -1) for r in rows]
+    """Rows of images (each (n, C, H, W)) side by side as one picture per row: (R, C, H, nW)."""
+    pictures = [torch.cat(list(r.float().cpu()), -1) for r in rows]
     return torch.stack(pictures).clamp(0, 1)

@@ -1,4 +1,6 @@
-"""Data sets: sklearn's digits (embedded, the default), MNIST and Fashion-MNIST from IDX files.
+"""Data sets: sklearn's digits (embedded, the default), MNIST and Fashion-MNIST from IDX files,
+CIFAR-10's binary batches, a folder of image files, and colour patches of sklearn's two
+sample photos (embedded).
 
 ``pixels="binary"`` (the default): pixels are binarized by sampling Bernoulli(intensity)
 once, with a generator seeded by the data seed, so a given seed always gives the same
@@ -14,8 +16,11 @@ import numpy as np
 import torch
 
 import acnkit
+from acnkit.config import crop_size
+from acnkit.data.cifar import read_cifar10
+from acnkit.data.idx import load_idx_split
+from acnkit.data.images import read_folder, sample_patches
 from acnkit.errors import DataError
-from acnkit.idx import load_idx_split
 from acnkit.interfaces import Dataset
 
 FASHION_DEFAULT = Path("/usr/share/datasets/fashion-mnist")
@@ -93,9 +98,59 @@ def fashion_mnist(data_dir=None, seed=0, pixels="binary") -> Dataset:
     return _idx_dataset("fashion-mnist", data_dir, seed, FASHION_DEFAULT, pixels)
 
 
+def _levels_dataset(name: str, arrays: tuple, seed: int, pixels: str, source: str) -> Dataset:
+    """A data set of 8-bit images (N, C, H, W): as they are (``native``), or grey ones
+    binarised with the data seed; colour cannot be binarised."""
+    train_x, train_y, test_x, test_y = arrays
+    check_pixels(pixels)
+    if pixels == "binary":
+        if train_x.shape[1] != 1:
+            raise ValueError(f"{name} holds colour images, which --pixels binary cannot "
+                             f"binarise; pass --pixels native")
+        return Dataset(name, binarize(train_x / np.float32(255), seed),
+                       torch.from_numpy(train_y), binarize(test_x / np.float32(255), seed + 1),
+                       torch.from_numpy(test_y), tuple(train_x.shape[1:]), {"source": source})
+    return Dataset(name, torch.from_numpy(train_x), torch.from_numpy(train_y),
+                   torch.from_numpy(test_x), torch.from_numpy(test_y),
+                   tuple(train_x.shape[1:]), {"source": source}, levels=256)
+
+
+def cifar10(data_dir=None, seed=0, pixels="binary") -> Dataset:
+    if data_dir is None:
+        raise DataError("data set 'cifar10' needs --data-dir DIR, the folder of its binary "
+                        "batches (data_batch_1.bin ... test_batch.bin)")
+    return _levels_dataset("cifar10", read_cifar10(Path(data_dir)), seed, pixels,
+                           str(data_dir))
+
+
+def images(data_dir=None, seed=0, pixels="binary", crop=None) -> Dataset:
+    if data_dir is None:
+        raise DataError("data set 'images' needs --data-dir DIR, a folder of image files "
+                        "(PNG, JPEG, TIFF; with train/ and test/ subfolders, or every tenth "
+                        "file held out)")
+    size = None if crop is None else crop_size(crop)
+    return _levels_dataset("images", read_folder(Path(data_dir), size), seed, pixels,
+                           str(data_dir))
+
+
+def sample_patches_dataset(data_dir=None, seed=0, pixels="binary") -> Dataset:
+    x, y = sample_patches()
+    test = np.arange(len(x)) % 5 == 4  # every fifth patch held out
+    arrays = (x[~test], y[~test], x[test], y[test])
+    return _levels_dataset("sample-patches", arrays, seed, pixels,
+                           "sklearn.datasets.load_sample_images, 32x32 patches")
+
+
 @acnkit.hookimpl
 def register_datasets(register):
     register("digits", digits, description="sklearn's 8x8 digits (1437 train / 360 test)")
     register("mnist", mnist, description="MNIST from IDX files in --data-dir (raw or .gz)")
     register("fashion-mnist", fashion_mnist,
              description=f"Fashion-MNIST from IDX files (default {FASHION_DEFAULT})")
+    register("cifar10", cifar10,
+             description="CIFAR-10's binary batches in --data-dir (colour: --pixels native)")
+    register("images", images,
+             description="a folder of image files in --data-dir (grey or colour; --crop HxW)")
+    register("sample-patches", sample_patches_dataset,
+             description="32x32 colour patches of sklearn's two sample photos (embedded; "
+                         "--pixels native)")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from acnkit_plugins.datasets import FASHION_DEFAULT, fashion_mnist, mnist
 
+from acnkit.data.idx import load_idx_split, read_idx
 from acnkit.errors import DataError
-from acnkit.idx import load_idx_split, read_idx
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .config import RunConfig
-from .errors import PluginError, UsageError
-from .interfaces import Dataset
-from .registry import Registry
+from ..config import RunConfig
+from ..errors import PluginError, UsageError
+from ..interfaces import Dataset
+from ..registry import Registry
 
 
 @dataclass

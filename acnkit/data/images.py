@@ -1,0 +1,137 @@
+"""Images read from files: a folder of PNG/JPEG/TIFF files, and the patches of the two
+photos scikit-learn ships (a small real colour set that needs no download).
+
+Every file's size is read from its header and checked before its pixels are decoded; 16-bit
+grey files are scaled to 8 bits; a folder of mixed sizes needs a crop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+
+#: the image files a folder data set reads, by suffix
+SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm", ".pbm")
+#: at most this many pixels an image, and this many images a folder
+MAX_PIXELS, MAX_FILES = 1 << 24, 1 << 20
+
+
+def _levels(img, path: Path) -> np.ndarray:
+    """(H, W) grey or (H, W, 3) colour 8-bit levels of an opened image."""
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        wide = np.asarray(img).astype(np.int64)
+        if wide.min() < 0 or wide.max() > 65535:
+            raise DataError(f"{path} has {img.mode} pixels outside 0..65535, which acnkit "
+                            f"cannot scale to 8 bits; convert it to an 8- or 16-bit image")
+        return ((wide * 255 + 32767) // 65535).astype(np.uint8)
+    if img.mode in ("1", "L", "P", "LA") and (img.mode != "P" or img.palette.mode == "L"):
+        return np.asarray(img.convert("L"))
+    if img.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV"):
+        return np.asarray(img.convert("RGB"))
+    raise DataError(f"{path} has {img.mode} pixels; give 8-bit grey or colour images (or "
+                    f"16-bit grey)")
+
+
+def read_levels(path: Path, crop: tuple[int, int] | None) -> np.ndarray:
+    """One image file as 8-bit levels, (H, W) or (H, W, 3), cropped to its centre."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise DataError(f"{path} is {img.width}x{img.height} pixels, more than acnkit "
+                                f"reads ({MAX_PIXELS}); crop or shrink it first")
+            if crop is not None:
+                h, w = crop
+                if img.height < h or img.width < w:
+                    raise DataError(f"{path} is {img.width}x{img.height} pixels, smaller than "
+                                    f"--crop {h}x{w}")
+                top, left = (img.height - h) // 2, (img.width - w) // 2
+                img = img.crop((left, top, left + w, top + h))
+            return _levels(img, path)
+    except Image.DecompressionBombError:
+        raise DataError(f"{path} claims more pixels than an image can safely hold") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path} is not an image Pillow can read "
+                        f"({type(exc).__name__})") from None
+
+
+def image_paths(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
+    if len(files) > MAX_FILES:
+        raise DataError(f"{folder} holds more than {MAX_FILES} images; give a smaller folder")
+    return files
+
+
+def stack(images: list[np.ndarray], paths: list[Path]) -> np.ndarray:
+    """Images of one size as (N, C, H, W) uint8: colour if any is colour (grey ones then
+    repeated over three channels), else grey. Mixed sizes are refused, naming two files."""
+    first = images[0].shape[:2]
+    for image, path in zip(images, paths, strict=True):
+        if image.shape[:2] != first:
+            raise DataError(f"{path} is {image.shape[1]}x{image.shape[0]} pixels and "
+                            f"{paths[0]} {first[1]}x{first[0]}; give images of one size or "
+                            f"pass --crop HxW")
+    colour = any(image.ndim == 3 for image in images)
+    if colour:
+        images = [i if i.ndim == 3 else np.repeat(i[:, :, None], 3, 2) for i in images]
+        return np.stack(images).transpose(0, 3, 1, 2).copy()
+    return np.stack(images)[:, None]
+
+
+def read_folder(folder: Path, crop: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray,
+                                                                     np.ndarray, np.ndarray]:
+    """Train and test images (N, C, H, W) uint8 and labels of a folder: its ``train/`` and
+    ``test/`` subfolders when it has both, else every tenth file (sorted) held out for
+    testing. A label is the name of the first folder under the split (class folders), in
+    sorted order; 0 for files directly in it."""
+    if not folder.is_dir():
+        raise DataError(f"--data-dir {folder} is not a folder; give a folder of image files")
+    splits = {}
+    if (folder / "train").is_dir() and (folder / "test").is_dir():
+        splits = {s: image_paths(folder / s) for s in ("train", "test")}
+        roots = {s: folder / s for s in splits}
+    else:
+        paths = image_paths(folder)
+        splits = {"train": [p for i, p in enumerate(paths) if i % 10 != 9],
+                  "test": [p for i, p in enumerate(paths) if i % 10 == 9]}
+        roots = {"train": folder, "test": folder}
+    for split, paths in splits.items():
+        if not paths:
+            raise DataError(f"{roots[split]} holds no {split} images "
+                            f"({', '.join(SUFFIXES)}); a folder needs at least 10 images, or "
+                            f"train/ and test/ subfolders")
+    classes = sorted({_label(p, roots[s]) for s, ps in splits.items() for p in ps})
+    out = []
+    for split in ("train", "test"):
+        paths = splits[split]
+        images = stack([read_levels(p, crop) for p in paths], paths)
+        labels = np.array([classes.index(_label(p, roots[split])) for p in paths])
+        out += [images, labels]
+    train_x, train_y, test_x, test_y = out
+    if train_x.shape[1:] != test_x.shape[1:]:
+        raise DataError(f"{folder}: the train images are {train_x.shape[1:]} and the test "
+                        f"images {test_x.shape[1:]} (channels, height, width); give one kind")
+    return train_x, train_y, test_x, test_y
+
+
+def _label(path: Path, root: Path) -> str:
+    parts = path.relative_to(root).parts
+    return parts[0] if len(parts) > 1 else ""
+
+
+def sample_patches(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """The non-overlapping ``size`` x ``size`` patches of scikit-learn's two sample photos
+    (china.jpg, flower.jpg: 427 x 640 RGB), (N, 3, size, size) uint8, labelled by photo."""
+    from sklearn.datasets import load_sample_images
+
+    patches, labels = [], []
+    for label, photo in enumerate(load_sample_images().images):
+        h, w = (photo.shape[0] // size) * size, (photo.shape[1] // size) * size
+        grid = photo[:h, :w].reshape(h // size, size, w // size, size, 3)
+        tiles = grid.transpose(0, 2, 4, 1, 3).reshape(-1, 3, size, size)
+        patches.append(tiles)
+        labels.append(np.full(len(tiles), label))
+    return np.concatenate(patches).astype(np.uint8), np.concatenate(labels)
