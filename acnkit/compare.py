@@ -22,7 +22,8 @@ from .tensorboard_log import require_tensorboard
 #: compare priors on test_nats_ordered or test_nats_set, which put both in the same mode.
 CSV_COLUMNS = ["prior", "epoch", "train_nats", "train_recon", "train_kl", "test_nats_ordered",
                "test_nats_set", "test_order_nats", "test_nats", "test_recon", "test_kl",
-               "test_bits_per_dim", "test_knn5_accuracy", "test_nats_nearest_train", "epoch_seconds",
+               "test_bits_per_dim", "test_bits_per_dim_ordered", "test_bits_per_dim_set",
+               "train_bits_per_dim", "test_knn5_accuracy", "test_nats_nearest_train", "epoch_seconds",
                "search_seconds"]
 
 

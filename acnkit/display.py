@@ -17,11 +17,15 @@ def epoch_line(label: str, m: dict[str, Any], epochs: int) -> str:
     with the ordered-mode figure beside it."""
     less_order = "" if m["test_nats_set"] == m["test_recon"] + m["test_kl"] else \
         f" - order {m['test_order_nats']:.2f}"
+    # data of more levels than black and white: the field's unit too (bits per subpixel)
+    bpd = (f"  = {m['test_bits_per_dim_set']:.3f} bits/dim (ordered "
+           f"{m['test_bits_per_dim_ordered']:.3f})"
+           if m.get("levels", 2) > 2 and "test_bits_per_dim_set" in m else "")
     return (f"{label}epoch {m['epoch']}/{epochs}  "
             f"train {m['train_nats']:.2f} (recon {m['train_recon']:.2f} + kl {m['train_kl']:.2f})"
             f"  {m.get('eval_split', 'test')} set {m['test_nats_set']:.2f}"
             f" (recon {m['test_recon']:.2f} + kl {m['test_kl']:.2f}{less_order};"
-            f" ordered {m['test_nats_ordered']:.2f})"
+            f" ordered {m['test_nats_ordered']:.2f}){bpd}"
             f"  {m['epoch_seconds']:.1f}s (search {m['search_seconds']:.1f}s)")
 
 

@@ -98,6 +98,9 @@ def summary(recon: Tensor, kl: Tensor, dims: int, conditional: bool,
     figures = {f"{prefix}_recon": r, f"{prefix}_kl": k}
     figures.update(modes(r + k, n, conditional, prefix))
     figures.update(headline(figures, prefix, dims))
+    for mode in ("ordered", "set"):  # the field's unit, beside nats per image
+        figures[f"{prefix}_bits_per_dim_{mode}"] = \
+            figures[f"{prefix}_nats_{mode}"] / (math.log(2) * dims)
     return figures
 
 

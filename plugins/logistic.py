@@ -109,7 +109,7 @@ class DiscretisedLogisticMixture(Loss):
     def probabilities(self, params: Tensor, x: Tensor) -> Tensor:
         """P(level) of each subpixel (B, C, H, W, L), float64: channel c's given the
         channels before it of ``x`` (the components re-weighted by how well each explains
-        them), from CDF differences, so each row sums to one."""
+        them); each level's mass exactly as :meth:`nll` takes it."""
         params = params.double()
         logits, means, log_scales, coeffs = self._split(params)
         level = to_levels(x, self.levels)
@@ -121,12 +121,11 @@ class DiscretisedLogisticMixture(Loss):
         # sum over channels j < c (an exclusive cumsum: c's own term never enters)
         before = torch.cumsum(F.pad(log_p[:, :, :-1], (0, 0, 0, 0, 1, 0)), 2)
         weights = torch.softmax(F.log_softmax(logits, 1)[:, :, None] + before, 1)
-        edges = torch.linspace(-1, 1, self.levels, dtype=torch.float64, device=params.device)
-        edges = (edges[:-1] + 1.0 / (self.levels - 1))  # upper edges of levels 0 .. L-2
-        inv = torch.exp(-log_scales)[..., None]
-        cdf = torch.sigmoid(inv * (edges - means[..., None]))  # (B, K, C, H, W, L-1)
-        ones = torch.ones_like(cdf[..., :1])
-        mass = torch.diff(torch.cat([torch.zeros_like(ones), cdf, ones], -1), dim=-1)
+        # every level's exact mass (in log space, as nll takes it): tails do not round to 0
+        level_all = torch.arange(self.levels, device=params.device)
+        centre_all = 2.0 * level_all.double() / (self.levels - 1) - 1.0
+        mass = self._log_mass(centre_all, means[..., None], log_scales[..., None],
+                              level_all).exp()
         return (weights[..., None] * mass).sum(1)
 
 
