@@ -10,6 +10,7 @@ from acnkit_plugins.categorical import CategoricalLoss
 from torch import nn
 
 from acnkit.distributions import DiagGaussian, MixtureDiagGaussian
+from acnkit.errors import UsageError
 from acnkit.interfaces import Dataset, Decoder, Loss, Prior
 from acnkit.registry import get_registry
 from acnkit.testing import check_dataset, check_decoder, check_encoder, check_loss, check_prior
@@ -67,10 +68,38 @@ def test_losses(name, shape, levels):
 
 @pytest.mark.parametrize("name", REG.names("dataset"))
 @pytest.mark.parametrize("pixels", ["binary", "native"])
-def test_datasets(name, pixels, idx_dir):
-    data_dir = None if name == "digits" else idx_dir
+def test_datasets(name, pixels, idx_dir, tmp_path):
+    data_dir = {"digits": None, "sample-patches": None, "cifar10": _cifar_dir(tmp_path),
+                "images": _image_dir(tmp_path)}.get(name, idx_dir)
+    colour = name in ("cifar10", "sample-patches")
+    if colour and pixels == "binary":  # colour cannot be binarised: one line says so
+        with pytest.raises(UsageError, match="--pixels native"):
+            REG.create("dataset", name, data_dir=data_dir, pixels=pixels)
+        return
     check_dataset(lambda **k: REG.create("dataset", name, **k), data_dir=data_dir,
                   pixels=pixels)
+
+
+def _cifar_dir(tmp_path):
+    d = tmp_path / "cifar"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        rec = rng.integers(0, 256, (4, 3073), dtype=np.uint8)
+        rec[:, 0] %= 10
+        (d / name).write_bytes(rec.tobytes())
+    return d
+
+
+def _image_dir(tmp_path):
+    from PIL import Image
+
+    d = tmp_path / "images"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (5, 4), dtype=np.uint8)).save(d / f"{i}.png")
+    return d
 
 
 # -- each kit catches a breach --------------------------------------------------------------
