@@ -99,8 +99,13 @@ def run(ctx: click.Context, out: str, resume_dir: str | None, overwrite: bool, a
         ctx.exit(130)
     finally:
         shutdown(clean=ok)
-    if as_json and trainer.history and trainer.dist.is_main:
-        click.echo(json.dumps(trainer.history[-1]))
+    if trainer.history and trainer.dist.is_main:
+        if as_json:
+            click.echo(json.dumps(trainer.history[-1]))
+        else:  # one line, --quiet or not: the result and where it is
+            from .display import run_summary
+
+            click.echo(run_summary(resume_dir or out, trainer.history[-1]))
 
 
 @main.command()

@@ -29,6 +29,15 @@ def epoch_line(label: str, m: dict[str, Any], epochs: int) -> str:
             f"  {m['epoch_seconds']:.1f}s (search {m['search_seconds']:.1f}s)")
 
 
+def run_summary(path: str | Path, m: dict[str, Any]) -> str:
+    """The line ``acnkit run`` ends with (``--quiet`` keeps it): the headline figure with
+    its unit, and where the run is."""
+    split = m.get("eval_split", "test")
+    bpd = m.get("test_bits_per_dim_set", m.get("test_bits_per_dim", float("nan")))
+    return (f"{path}: epoch {m['epoch']}, {split} set mode {m['test_nats_set']:.2f} nats per "
+            f"image ({bpd:.4f} bits/dim), ordered {m['test_nats_ordered']:.2f}")
+
+
 # ----------------------------------------------------------------- tables of results
 def _print(renderable: Any) -> None:
     Console().print(renderable)
