@@ -151,6 +151,9 @@ def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, resume: 
     from .compare import read_plan, run_compare
     from .display import print_compare
 
+    if ctx.get_parameter_source("prior") == ParameterSource.COMMANDLINE:
+        raise click.UsageError(f"compare trains the priors of --priors (a comma list), not "
+                               f"--prior: did you mean --priors {params['prior']}?")
     params.pop("prior", None)
     config, explicit = build_config(ctx, params)
     if resume:

@@ -63,9 +63,9 @@ def run_compare(config: RunConfig, priors: list[str], out: str | Path,
     for prior in priors:
         get_registry().get("prior", prior)
     if not resume:
-        rundir.check_out(path, overwrite)
+        rundir.check_out(path, overwrite, "compare")
         for prior in priors:
-            rundir.check_out(path / prior, overwrite)
+            rundir.check_out(path / prior, overwrite, "compare", path)
     trainers = {p: Trainer(cfg) for p, cfg in configs.items()}  # every refusal comes here
     command = f"acnkit compare --resume --out {rundir.quoted(path)}"
     if not resume:

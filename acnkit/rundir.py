@@ -45,15 +45,20 @@ def _ours(name: str) -> bool:
     return name == LOCK or (name.startswith(".") and name.endswith(".tmp"))
 
 
-def check_out(out: str | Path, overwrite: bool = False) -> Path:
-    """Refuse an ``--out`` that is a file or holds something, unless ``overwrite``."""
+def check_out(out: str | Path, overwrite: bool = False, command: str = "run",
+              folder: str | Path | None = None) -> Path:
+    """Refuse an ``--out`` that is a file or holds something, unless ``overwrite``; the
+    advice is a command that works as printed (``command``: run or compare; ``folder``:
+    the --out the user gave, when ``out`` is a run inside it)."""
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise UsageError(f"--out {path} is a file, not a folder; choose another --out")
     if path.is_dir() and not overwrite and any(not _ours(p.name) for p in path.iterdir()):
         what = "another run" if any((path / f).exists() for f in RUN_FILES) else "other files"
-        raise UsageError(f"--out {path} already holds {what}; pass --resume {quoted(path)} to "
-                         f"continue it, --overwrite to replace it, or choose an empty folder")
+        resume = (f"acnkit compare --resume --out {quoted(folder or path)}"
+                  if command == "compare" else f"acnkit run --resume {quoted(path)}")
+        raise UsageError(f"--out {path} already holds {what}; continue it with {resume}, "
+                         f"pass --overwrite to replace it, or choose an empty folder")
     return path
 
 

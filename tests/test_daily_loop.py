@@ -1,0 +1,47 @@
+"""A researcher's daily loop: every suggestion acnkit prints works as printed, options are
+never taken for others, and a run ends with its result even under --quiet."""
+
+import re
+import shlex
+
+from click.testing import CliRunner
+
+from acnkit.cli import main
+
+SMALL = ["--epochs", "1", "--latent-dim", "4", "--encoder-hidden", "32", "--decoder-hidden",
+         "32", "--test-limit", "30", "--quiet"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def suggestion(stderr: str) -> list[str]:
+    """The acnkit command an error suggests, as argv (without the leading 'acnkit')."""
+    found = re.search(r"(acnkit (?:run|compare) [^,;]*)", stderr)
+    assert found, stderr
+    return shlex.split(found.group(1))[1:]
+
+
+def test_run_ends_with_its_result_even_when_quiet(tmp_path):
+    r = invoke("run", *SMALL, "--out", tmp_path / "r")
+    assert r.exit_code == 0
+    assert r.stdout.count("\n") == 1 and "set mode" in r.stdout and "bits/dim" in r.stdout
+    assert str(tmp_path / "r") in r.stdout
+
+
+def test_the_advice_to_continue_a_run_or_a_comparison_works_as_printed(tmp_path):
+    for command, folder in (("run", tmp_path / "r"), ("compare", tmp_path / "c")):
+        assert invoke(command, *SMALL, "--out", folder).exit_code == 0
+        again = invoke(command, *SMALL, "--out", folder)
+        assert again.exit_code == 2
+        argv = suggestion(again.stderr)
+        assert argv[0] == command
+        r = invoke(*argv, "--epochs", "2", "--quiet")
+        assert r.exit_code == 0, (argv, r.output)
+
+
+def test_compare_refuses_prior_for_priors(tmp_path):
+    r = invoke("compare", "--prior", "acn-t", "--out", tmp_path / "c")
+    assert r.exit_code == 2 and "did you mean --priors acn-t?" in r.stderr
+    assert not (tmp_path / "c").exists()
