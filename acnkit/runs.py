@@ -14,7 +14,7 @@ from .config import RunConfig
 from .display import epoch_line
 from .distributed import env_rank, from_environment
 from .engine import Trainer
-from .errors import CheckpointError, Interrupted, UsageError
+from .errors import CheckpointError, Interrupted, NumericalError, UsageError
 from .tensorboard_log import TensorBoardLog
 from .trained import config_of, fit_state
 
@@ -53,6 +53,19 @@ def _checkpoint(out: Path, board: TensorBoardLog | None, epochs: int) -> Any:
     return after_epoch
 
 
+def diverged(exc: NumericalError, out: Path, trainer: Trainer) -> NumericalError:
+    """The engine's words, and what to do about it in this folder: continue from the last
+    good checkpoint with a smaller learning rate (a resumed run replays the same numbers,
+    so the same --lr would diverge again), or replace the run."""
+    lr = trainer.config.lr / 2
+    if trainer.epoch == 0:
+        return NumericalError(f"{exc}; no epoch had ended: start again with --lr {lr:g} "
+                              f"--out {rundir.quoted(out)} --overwrite")
+    return NumericalError(f"{exc}; continue from the last good checkpoint with acnkit run "
+                          f"--resume {rundir.quoted(out)} --lr {lr:g}, or replace the run "
+                          f"with --overwrite")
+
+
 def _fit(trainer: Trainer, out: Path, epochs: int, label: str, quiet: bool,
          command: str | None = None, tensorboard: str | Path | None = None) -> list[dict]:
     quiet = quiet or not trainer.dist.is_main
@@ -62,8 +75,11 @@ def _fit(trainer: Trainer, out: Path, epochs: int, label: str, quiet: bool,
         board = TensorBoardLog(tensorboard, trainer.history)
     with stop_on_signals(trainer), progress.quiet(quiet), progress.prefix(label):
         try:
-            history = trainer.fit(epochs, callbacks=callbacks,
-                                  after_epoch=_checkpoint(out, board, epochs))
+            try:
+                history = trainer.fit(epochs, callbacks=callbacks,
+                                      after_epoch=_checkpoint(out, board, epochs))
+            except NumericalError as exc:
+                raise diverged(exc, out, trainer) from None
             if board and not trainer.stop_requested:
                 data = trainer.data
                 board.projector(trainer.model, data.test_x, data.test_y, trainer.epoch)

@@ -45,3 +45,18 @@ def test_compare_refuses_prior_for_priors(tmp_path):
     r = invoke("compare", "--prior", "acn-t", "--out", tmp_path / "c")
     assert r.exit_code == 2 and "did you mean --priors acn-t?" in r.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_a_diverged_run_continues_from_its_last_good_checkpoint_as_advised(tmp_path,
+                                                                          monkeypatch):
+    import acnkit.engine as engine
+
+    monkeypatch.setattr(engine, "DIVERGENCE", 0.5)  # every second epoch "diverges"
+    out = tmp_path / "r"
+    r = invoke("run", *SMALL[2:], "--epochs", 3, "--lr", 0.002, "--out", out)
+    assert r.exit_code == 1 and "diverged at epoch 2" in r.stderr, r.output
+    argv = suggestion(r.stderr)
+    assert argv[:2] == ["run", "--resume"] and argv[argv.index("--lr") + 1] == "0.001"
+    monkeypatch.undo()
+    r = invoke(*argv, "--quiet")
+    assert r.exit_code == 0 and "epoch 3" in r.stdout, r.output
