@@ -112,7 +112,7 @@ def cases(tmp, done):
          "searcher 'torch' (plugin 'search_torch') does not take --search-k"),
         (["run", *SMALL, "--out", str(a_file)], 2, "is a file, not a folder"),
         (["run", *SMALL, "--out", "/proc/acnkit-test/run"], 2, "is not writable"),
-        (["run", *SMALL, "--out", str(done)], 2, "already holds another run; continue it with acnkit run --resume"),
+        (["run", *SMALL, "--out", str(done)], 2, "another run; continue it with acnkit run --resume"),
         (["run", *SMALL, "--out", str(other)], 2, "already holds other files"),
         (["run", "--resume", str(no_ckpt)], 1, "checkpoint.pt does not exist"),
         (["run", "--resume", str(tmp / "missing")], 1, "does not exist"),
