@@ -211,7 +211,7 @@ def compress_cmd(run_dir: str, inputs: tuple[str, ...], data_name: str | None, s
     greedy chain): image files or folders of them (PNG, PBM, TIFF), a .npy array (--input)
     or a data set (--data). The file decodes bit-exactly with `acnkit decompress`."""
     from .atomic import atomic_write_bytes, check_target
-    from .codec import compress
+    from .codec import check_codable, compress
     from .files import check_threshold
     from .trained import load_run
 
@@ -221,6 +221,7 @@ def compress_cmd(run_dir: str, inputs: tuple[str, ...], data_name: str | None, s
     check_threshold(threshold)
     target = check_target(output, overwrite, "--output")
     run = load_run(run_dir, "cpu")
+    check_codable(run.model)  # before any input is read: an 8-bit run is refused as such
     images, dtype, input_shape, names = _compress_input(run, inputs, data_name, split,
                                                         input_path, threshold)
     mode = "set" if as_set else "ordered"

@@ -49,8 +49,9 @@ def check_codable(model: Model) -> None:
     diagonal Gaussian or a per-dimension Gaussian mixture."""
     c = model.config
     if not getattr(model.loss, "binary", False):
-        raise CodecError(f"loss {c.loss!r} is not a binary (Bernoulli) likelihood, which is "
-                         f"the only kind acnkit compress codes")
+        raise CodecError(f"loss {c.loss!r} models {model.levels} levels; acnkit compress "
+                         f"codes binary (Bernoulli) likelihoods only so far: compress a "
+                         f"--pixels binary run")
     context = torch.zeros(1, c.latent_dim, device=model.device) if model.conditional else None
     dist = model.prior_distribution(context, 1)
     if not isinstance(dist, DiagGaussian | MixtureDiagGaussian):
