@@ -42,6 +42,9 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--data-seed", {"default": _D.data_seed, "type": int,
                      "help": "Seed of the pixel binarization (fixes the test images)."}),
     ("--device", {"default": _D.device, "help": "cpu or cuda[:N]."}),
+    ("--threads", {"default": None, "type": int,
+                   "help": "torch's threads (default: 1 for MLP nets, else the cores no other "
+                           "process uses; ACNKIT_THREADS=N sets it for every command)."}),
     ("--posterior", {"default": _D.posterior, "type": click.Choice(["unit", "learned"]),
                      "help": "Posterior variance: unit (paper) or learned (blog)."}),
     ("--encoder-hidden", {"default": None,

@@ -63,6 +63,8 @@ class RunConfig:
     train_limit: int | None = None
     test_limit: int | None = None
     valid_size: int | None = None
+    #: torch's threads; None: chosen from the work and the machine (acnkit.threads)
+    threads: int | None = None
 
     def check_types(self) -> None:
         """Every field has its declared type (a TOML file or a hand-edited config.json can
@@ -104,7 +106,7 @@ class RunConfig:
             raise UsageError(f"--posterior must be 'unit' or 'learned', got {self.posterior!r}")
         if self.refresh is not None and self.refresh < 1:
             raise UsageError(f"--refresh must be >= 1 batches, got {self.refresh}")
-        for name in ("train_limit", "test_limit", "valid_size"):
+        for name in ("train_limit", "test_limit", "valid_size", "threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import progress
+from . import progress, threads
 from .config import RunConfig
 from .data import load_data
 from .display import epoch_line
@@ -56,6 +56,7 @@ class Trainer:
         self.dist = dist or DistContext()
         self.device = resolve_device(c.device, self.dist)
         check_names(c, self.registry)
+        self.threads, self.threads_why = threads.apply(c.threads, c.encoder, c.decoder)
         if self.dist.enabled and c.unique:
             raise UsageError("--unique is not supported with several processes yet; "
                              "drop it or train in one process")
@@ -139,6 +140,7 @@ class Trainer:
             "train_bits_per_dim": (recon + kl) / (math.log(2) * self.data.dims),
             **held_out_figures(self.model, self.data),
             "levels": self.data.levels,
+            "threads": self.threads,
             "eval_split": self.data.eval_split,
             "epoch_seconds": seconds,
             "search_seconds": self.memory.search_seconds if self.memory else 0.0,

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import Tensor
 
-from . import rundir
+from . import rundir, threads
 from .config import RunConfig
 from .data import RunData, load_data
 from .distributed import resolve_device
@@ -94,6 +94,7 @@ def load_run(run_dir: str | Path, device: str | None = None,
     if data_dir is not None:
         config.data_dir = str(Path(data_dir).expanduser().resolve())
     config.validate()
+    threads.apply(None, config.encoder, config.decoder)  # ACNKIT_THREADS, or the work's
     torch_device = resolve_device(config.device)
     data = load_data(config, get_registry(), torch_device)
     model = build_model(config, data.image_shape, torch_device, levels=data.levels)

@@ -4,6 +4,7 @@ never taken for others, and a run ends with its result even under --quiet."""
 import re
 import shlex
 
+import pytest
 from click.testing import CliRunner
 
 from acnkit.cli import main
@@ -60,3 +61,33 @@ def test_a_diverged_run_continues_from_its_last_good_checkpoint_as_advised(tmp_p
     monkeypatch.undo()
     r = invoke(*argv, "--quiet")
     assert r.exit_code == 0 and "epoch 3" in r.stdout, r.output
+
+
+def test_threads_are_chosen_from_the_work_unless_asked(monkeypatch):
+    from acnkit import threads
+    from acnkit.errors import UsageError
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv(threads.ENV, raising=False)
+    monkeypatch.setattr(threads, "cores", lambda: 4)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.2, 1.0, 1.0))
+    assert threads.choose(None, "mlp", "mlp") == (1, "small nets")
+    assert threads.choose(None, "conv", "pixelcnn") == (3, "3 of 4 cores free")
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (6.0, 6.0, 6.0))
+    assert threads.choose(None, "conv", "pixelcnn")[0] == 1  # a busy machine: one
+    assert threads.choose(2, "mlp", "mlp") == (2, "--threads")
+    monkeypatch.setenv(threads.ENV, "3")
+    assert threads.choose(None, "mlp", "mlp") == (3, threads.ENV)
+    monkeypatch.setenv(threads.ENV, "many")
+    with pytest.raises(UsageError, match="ACNKIT_THREADS='many' must be a whole number"):
+        threads.choose(None, "mlp", "mlp")
+
+
+def test_a_run_records_its_threads(tmp_path):
+    import json
+
+    assert invoke("run", *SMALL, "--threads", 1, "--out", tmp_path / "r").exit_code == 0
+    first = json.loads((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["threads"] == 1
+    r = invoke("run", *SMALL, "--threads", 0, "--out", tmp_path / "s")
+    assert r.exit_code == 2 and "--threads must be >= 1" in r.stderr
