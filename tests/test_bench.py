@@ -97,11 +97,11 @@ def test_bench_memory_sees_what_a_search_allocates(make_plugin):
             register("wasteful", Wasteful)
     """)
     for name, low, high in (("wasteful", 1.5, 1e9), ("torch", 0.0, 1.0)):
-        r = CliRunner().invoke(main, ["bench", "memory", "--search", name, "--n", "200000",
+        r = CliRunner().invoke(main, ["bench", "memory", "--search", name, "--n", "1000000",
                                       "--dim", "8"])
         assert r.exit_code == 0, r.output
         result = json.loads(r.stdout)
-        assert result["store_mb"] == pytest.approx(200000 * 8 * 4 / 2**20)
+        assert result["store_mb"] == pytest.approx(1000000 * 8 * 4 / 2**20)
         assert low <= result["extra_ratio"] < high, (name, result)
 
 
