@@ -150,19 +150,14 @@ def image_files(inputs: list[str]) -> list[tuple[Path, str]]:
     return found
 
 
-#: image modes of 16 bits a pixel, read as 8-bit levels (v * 255 / 65535, rounded)
-SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-
-
 def grey_levels(img: Any, path: Path) -> np.ndarray:
     """An image's grey levels 0..255 (uint8): 8-bit images converted to grey by Pillow,
     16-bit ones scaled to 8 bits first (never clipped)."""
-    if img.mode in SIXTEEN_BIT:
-        wide = np.asarray(img).astype(np.int64)
-        if wide.min() < 0 or wide.max() > 65535:
-            raise UsageError(f"{path} has {img.mode} pixels outside 0..65535; give 8- or "
-                             f"16-bit images")
-        return ((wide * 255 + 32767) // 65535).astype(np.uint8)
+    from .data.images import sixteen_bit_grey
+
+    grey = sixteen_bit_grey(img, path)
+    if grey is not None:
+        return grey
     if img.mode == "F":
         raise UsageError(f"{path} has floating-point pixels; give 8- or 16-bit images")
     return np.asarray(img.convert("L"))

@@ -7,6 +7,7 @@ grey files are scaled to 8 bits; a folder of mixed sizes needs a crop."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,14 +19,27 @@ SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm", ".
 MAX_PIXELS, MAX_FILES = 1 << 24, 1 << 20
 
 
-def _levels(img, path: Path) -> np.ndarray:
+#: image modes of 16 bits a pixel, read as 8-bit levels (v * 255 / 65535, rounded)
+SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def sixteen_bit_grey(img: Any, path: Path) -> np.ndarray | None:
+    """A 16-bit grey image's levels scaled to 8 bits (never clipped); None for any other
+    mode. Values outside 0..65535 (a 32-bit image) are refused."""
+    if img.mode not in SIXTEEN_BIT:
+        return None
+    wide = np.asarray(img).astype(np.int64)
+    if wide.min() < 0 or wide.max() > 65535:
+        raise DataError(f"{path} has {img.mode} pixels outside 0..65535, which acnkit "
+                        f"cannot scale to 8 bits; convert it to an 8- or 16-bit image")
+    return ((wide * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _levels(img: Any, path: Path) -> np.ndarray:
     """(H, W) grey or (H, W, 3) colour 8-bit levels of an opened image."""
-    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        wide = np.asarray(img).astype(np.int64)
-        if wide.min() < 0 or wide.max() > 65535:
-            raise DataError(f"{path} has {img.mode} pixels outside 0..65535, which acnkit "
-                            f"cannot scale to 8 bits; convert it to an 8- or 16-bit image")
-        return ((wide * 255 + 32767) // 65535).astype(np.uint8)
+    grey = sixteen_bit_grey(img, path)
+    if grey is not None:
+        return grey
     if img.mode in ("1", "L", "P", "LA") and (img.mode != "P" or img.palette.mode == "L"):
         return np.asarray(img.convert("L"))
     if img.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV"):
