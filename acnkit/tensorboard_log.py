@@ -87,13 +87,15 @@ class TensorBoardLog:
         model.eval()
         noise = torch.Generator(device=model.device).manual_seed(step)
         recon = decode_images(model, model.encoder(x).mean, noise)
-        self.writer.add_images("images/reconstructions", _strip([x, recon]), step)
-        if model.conditional:
+        # originals in the top row, their reconstructions below
+        self.writer.add_image("images/reconstructions", grid([x, recon]), step)
+        if model.conditional:  # a chain a row: the datum, then its dreams
             frames = daydream(model, test_x, min(4, len(test_x)), 5, seed=step)
-            self.writer.add_images("images/daydream", _strip(list(frames.unbind(0))), step)
+            self.writer.add_image("images/daydream", grid(list(frames.unbind(0))), step)
         else:
-            self.writer.add_images("images/prior_samples", prior_samples(model, n, step)
-                                   .float().clamp(0, 1), step)
+            samples = prior_samples(model, n, step).float()
+            self.writer.add_image("images/prior_samples", grid([samples[: n // 2],
+                                                                samples[n // 2:]]), step)
 
     @torch.no_grad()
     def projector(self, model: Model, test_x: torch.Tensor, test_y: torch.Tensor,
@@ -110,7 +112,19 @@ class TensorBoardLog:
         self.writer.close()
 
 
-def _strip(rows: list[torch.Tensor]) -> torch.Tensor:
-    """Rows of images (each (n, C, H, W)) side by side as one picture per row: (R, C, H, nW)."""
-    pictures = [torch.cat(list(r.float().cpu()), -1) for r in rows]
-    return torch.stack(pictures).clamp(0, 1)
+#: pixels of the light grey gap between the images of a grid (and around it)
+GAP = 2
+
+
+def grid(rows: list[torch.Tensor], gap: int = GAP) -> torch.Tensor:
+    """Rows of images (each (n, C, H, W) in [0, 1], grey or colour) as one picture
+    (C, R*(H+gap)+gap, n*(W+gap)+gap): each image apart from its neighbours by a light
+    grey gap, so that originals and reconstructions, or a chain's steps, read apart."""
+    c, h, w = rows[0].shape[1:]
+    width = max(len(r) for r in rows)
+    out = torch.full((c, len(rows) * (h + gap) + gap, width * (w + gap) + gap), 0.75)
+    for i, row in enumerate(rows):
+        for j, image in enumerate(row.float().cpu().clamp(0, 1)):
+            top, left = gap + i * (h + gap), gap + j * (w + gap)
+            out[:, top: top + h, left: left + w] = image
+    return out

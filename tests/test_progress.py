@@ -131,6 +131,12 @@ def test_tensorboard_events_match_metrics(tmp_path, prior):
     pictures = set(acc.Tags()["images"])
     assert "images/reconstructions" in pictures
     assert ("images/daydream" if prior == "acn" else "images/prior_samples") in pictures
+    # originals above reconstructions, 8 of each, 8x8 digits with a 2-pixel gap
+    recon = acc.Images("images/reconstructions")[-1]
+    assert (recon.height, recon.width) == (2 * 10 + 2, 8 * 10 + 2)
+    if prior == "acn":  # four chains, the datum and five dreams each
+        dream = acc.Images("images/daydream")[-1]
+        assert (dream.height, dream.width) == (4 * 10 + 2, 6 * 10 + 2)
     projector = (out / "tensorboard" / "projector_config.pbtxt").read_text()
     assert "metadata_path" in projector and "sprite" in projector
     meta = next((out / "tensorboard").rglob("metadata.tsv")).read_text().split()
