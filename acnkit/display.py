@@ -12,21 +12,19 @@ from rich.table import Table
 
 
 def epoch_line(label: str, m: dict[str, Any], epochs: int) -> str:
-    """One epoch: the training objective, then the held-out code length in set mode (the
-    headline for every prior: a VAE's own image-by-image cost less the order it can hide)
-    with the ordered-mode figure beside it."""
-    less_order = "" if m["test_nats_set"] == m["test_recon"] + m["test_kl"] else \
-        f" - order {m['test_order_nats']:.2f}"
-    # data of more levels than black and white: the field's unit too (bits per subpixel)
-    bpd = (f"  = {m['test_bits_per_dim_set']:.3f} bits/dim (ordered "
-           f"{m['test_bits_per_dim_ordered']:.3f})"
+    """One epoch, laid out the same for every prior (fixed widths, so the lines of a
+    comparison align): the training objective, then the held-out code length in set mode
+    (the headline for every prior) and ordered mode, with the prior's own reconstruction
+    and KL, in nats per image; bits per dimension for data of more than two levels."""
+    bpd = (f"  {m['test_bits_per_dim_set']:.3f} bits/dim"
            if m.get("levels", 2) > 2 and "test_bits_per_dim_set" in m else "")
-    return (f"{label}epoch {m['epoch']}/{epochs}  "
-            f"train {m['train_nats']:.2f} (recon {m['train_recon']:.2f} + kl {m['train_kl']:.2f})"
-            f"  {m.get('eval_split', 'test')} set {m['test_nats_set']:.2f}"
-            f" (recon {m['test_recon']:.2f} + kl {m['test_kl']:.2f}{less_order};"
-            f" ordered {m['test_nats_ordered']:.2f}){bpd}"
-            f"  {m['epoch_seconds']:.1f}s (search {m['search_seconds']:.1f}s)")
+    split = m.get("eval_split", "test")
+    return (f"{label}epoch {m['epoch']:>{len(str(epochs))}}/{epochs}  "
+            f"train {m['train_nats']:8.2f} (recon {m['train_recon']:8.2f} + kl "
+            f"{m['train_kl']:6.2f})  {split} set {m['test_nats_set']:8.2f} ordered "
+            f"{m['test_nats_ordered']:8.2f} (recon {m['test_recon']:8.2f} + kl "
+            f"{m['test_kl']:6.2f}) nats/image{bpd}  "
+            f"{m['epoch_seconds']:6.1f}s (search {m['search_seconds']:.1f}s)")
 
 
 def run_summary(path: str | Path, m: dict[str, Any]) -> str:
