@@ -518,7 +518,8 @@ def check_loss(factory: Callable[..., Any], image_shape: tuple[int, ...] = (1, 8
         ref = -D.Bernoulli(probs=mean.double()).log_prob(x.double()).flatten(1).sum(1)
         assert torch.allclose(nll.detach().double(), ref, rtol=1e-4, atol=1e-3), (
             f"nll {nll.tolist()} is not the Bernoulli's {ref.tolist()}")
-    _check_sampling(loss, params[:1], levels)
+    # one pixel, drawn many times: what sampling must match, in bounded memory
+    _check_sampling(loss, params[:1, :, :1, :1] if params.dim() == 4 else params[:1], levels)
 
 
 def _probabilities_causal(loss: Any, params: Tensor, x: Tensor, probs: Tensor) -> None:

@@ -121,12 +121,17 @@ class DiscretisedLogisticMixture(Loss):
         # sum over channels j < c (an exclusive cumsum: c's own term never enters)
         before = torch.cumsum(F.pad(log_p[:, :, :-1], (0, 0, 0, 0, 1, 0)), 2)
         weights = torch.softmax(F.log_softmax(logits, 1)[:, :, None] + before, 1)
-        # every level's exact mass (in log space, as nll takes it): tails do not round to 0
+        # every level's exact mass (in log space, as nll takes it): tails do not round to 0;
+        # a component at a time, so the memory is that of one (B, C, H, W, L) array
         level_all = torch.arange(self.levels, device=params.device)
         centre_all = 2.0 * level_all.double() / (self.levels - 1) - 1.0
-        mass = self._log_mass(centre_all, means[..., None], log_scales[..., None],
-                              level_all).exp()
-        return (weights[..., None] * mass).sum(1)
+        out = torch.zeros((*means.shape[:1], *means.shape[2:], self.levels),
+                          dtype=torch.float64, device=params.device)
+        for k in range(self.components):
+            mass = self._log_mass(centre_all, means[:, k, ..., None],
+                                  log_scales[:, k, ..., None], level_all).exp_()
+            out += weights[:, k, ..., None] * mass
+        return out
 
 
 def _log1mexp(d: Tensor) -> Tensor:
