@@ -108,7 +108,7 @@ def test_a_loss_of_other_levels_is_refused(monkeypatch):
         def __init__(self):
             super().__init__(256, 1)
 
-    monkeypatch.setitem(REG.entries["loss"], "eight-bit",
+    monkeypatch.setitem(get_registry().entries["loss"], "eight-bit",
                         Entry("loss", "eight-bit", EightBit, "", "test", "tests"))
     with pytest.raises(UsageError, match="the data hold 17 levels; the loss eight-bit "
                                          "takes 256 levels"):

@@ -115,8 +115,8 @@ def test_an_entry_point_named_like_a_builtin_does_not_shadow_it(make_plugin, cli
     info = listed(cli, "evilpkg:datasets")
     assert info["registers"] == {"searcher": ["tiny"]}
     assert "entry point name 'datasets' is taken" in info["warnings"][0]
-    assert listed(cli, "datasets")["registers"] == {"dataset": ["digits", "mnist",
-                                                                "fashion-mnist"]}
+    assert listed(cli, "datasets")["registers"] == {"dataset": [
+        "digits", "mnist", "fashion-mnist", "cifar10", "images", "sample-patches"]}
 
 
 def test_a_clashing_component_keeps_the_builtin_and_names_both(make_plugin, cli, tmp_path):

@@ -141,7 +141,7 @@ def test_a_folder_in_use_is_refused_and_left_alone(tmp_path, two_epochs):
 
 def test_two_runs_at_once_into_one_folder(tmp_path):
     out = tmp_path / "same"
-    first = popen("run", *SMALL, "--prior", "vae", "--seed", 1, "--epochs", 200, "--overwrite",
+    first = popen("run", *SMALL, "--prior", "vae", "--seed", 1, "--epochs", 5000, "--overwrite",
                   "--out", out)
     try:
         wait_for(lambda: (out / "config.json").exists())
