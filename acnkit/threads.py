@@ -1,27 +1,28 @@
-"""How many threads torch computes with: chosen from the work and the machine, unless asked.
+"""How many threads torch computes with: chosen from the machine, unless asked.
 
 torch's default (one thread per core, spinning at every barrier) loses badly as soon as
-another process takes a core, and small nets gain nothing from a second thread even on a
-quiet machine (docs/performance.md). So acnkit asks for:
+another process takes a core: README's comparison took 21.0 s beside one busy process
+against 10.3 s quiet with it (docs/performance.md). So acnkit asks for:
 
 1. ``--threads N`` (or ``threads`` in a config), then ``ACNKIT_THREADS=N``;
 2. torch's own count when ``OMP_NUM_THREADS`` is set (the user chose it);
-3. one thread for nets of MLPs only;
-4. otherwise (conv nets, a PixelCNN) the cores no other process is using, by the load
-   average: all of them on a quiet machine, one beside as many busy processes as cores.
+3. otherwise the cores that no other process is running on now: all of them on a quiet
+   machine, one beside as many busy processes as cores. "Now" is the kernel's count of
+   runnable tasks (/proc/loadavg), the least of a few readings 10 ms apart, so that a
+   passing process does not count and a busy one does at once (the load averages lag by
+   a minute).
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 import torch
 
 from .errors import UsageError
 
 ENV = "ACNKIT_THREADS"
-#: encoders and decoders small enough that one thread is as fast as two
-SMALL_NETS = ("mlp",)
 
 
 def cores() -> int:
@@ -31,8 +32,8 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def choose(asked: int | None, encoder: str, decoder: str) -> tuple[int, str]:
-    """The thread count for a run of these nets, and why."""
+def choose(asked: int | None, encoder: str = "", decoder: str = "") -> tuple[int, str]:
+    """The thread count for a run (of these nets: kept for a rule by size), and why."""
     if asked is None and os.environ.get(ENV):
         raw = os.environ[ENV]
         if not raw.isdigit() or int(raw) < 1:
@@ -44,14 +45,24 @@ def choose(asked: int | None, encoder: str, decoder: str) -> tuple[int, str]:
         return asked, "--threads"
     if os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads(), "OMP_NUM_THREADS"
-    if encoder in SMALL_NETS and decoder in SMALL_NETS:
-        return 1, "small nets"
-    try:
-        busy = round(os.getloadavg()[0])
-    except OSError:  # pragma: no cover - no load average
-        busy = 0
-    free = max(1, cores() - busy)
+    free = max(1, cores() - busy_now())
     return free, f"{free} of {cores()} cores free"
+
+
+def busy_now(readings: int = 5) -> int:
+    """Other processes running now: runnable tasks less this one, the least of a few
+    readings (0 where the kernel does not say)."""
+    counts = []
+    for i in range(readings):
+        try:
+            with open("/proc/loadavg") as f:
+                running = int(f.read().split()[3].split("/")[0])
+        except (OSError, ValueError, IndexError):
+            return 0
+        counts.append(running - 1)
+        if i < readings - 1:
+            time.sleep(0.01)
+    return max(0, min(counts))
 
 
 def apply(asked: int | None, encoder: str, decoder: str) -> tuple[int, str]:

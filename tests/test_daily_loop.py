@@ -3,6 +3,9 @@ never taken for others, and a run ends with its result even under --quiet."""
 
 import re
 import shlex
+import subprocess
+import sys
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -70,11 +73,21 @@ def test_threads_are_chosen_from_the_work_unless_asked(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv(threads.ENV, raising=False)
     monkeypatch.setattr(threads, "cores", lambda: 4)
-    monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.2, 1.0, 1.0))
-    assert threads.choose(None, "mlp", "mlp") == (1, "small nets")
-    assert threads.choose(None, "conv", "pixelcnn") == (3, "3 of 4 cores free")
-    monkeypatch.setattr(threads.os, "getloadavg", lambda: (6.0, 6.0, 6.0))
+    monkeypatch.setattr(threads, "busy_now", lambda: 1)
+    assert threads.choose(None, "mlp", "mlp") == (3, "3 of 4 cores free")
+    monkeypatch.setattr(threads, "busy_now", lambda: 6)
     assert threads.choose(None, "conv", "pixelcnn")[0] == 1  # a busy machine: one
+    monkeypatch.undo()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv(threads.ENV, raising=False)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:  # a process spinning now counts at once (load averages would lag by a minute)
+        time.sleep(0.3)
+        assert threads.busy_now() >= 1
+    finally:
+        hog.kill()
+        hog.wait()
+    monkeypatch.setattr(threads, "busy_now", lambda: 0)
     assert threads.choose(2, "mlp", "mlp") == (2, "--threads")
     monkeypatch.setenv(threads.ENV, "3")
     assert threads.choose(None, "mlp", "mlp") == (3, threads.ENV)
