@@ -56,7 +56,7 @@ class Trainer:
         self.dist = dist or DistContext()
         self.device = resolve_device(c.device, self.dist)
         check_names(c, self.registry)
-        self.threads, self.threads_why = threads.apply(c.threads, c.encoder, c.decoder)
+        self.threads, self.threads_why = threads.apply(c.threads)
         if self.dist.enabled and c.unique:
             raise UsageError("--unique is not supported with several processes yet; "
                              "drop it or train in one process")

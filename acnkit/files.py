@@ -240,16 +240,21 @@ def _inside(folder: Path, name: str, overwrite: bool) -> Path:
     return path
 
 
+def image_names(names: list[str], count: int) -> list[str]:
+    """The names images are written under: the kept ones, else image-00000.png ..."""
+    return names or [f"image-{i:05d}.png" for i in range(count)]
+
+
 def check_image_targets(folder: Path, names: list[str], count: int, overwrite: bool) -> None:
     """Refuse, before decoding, a folder that cannot take ``count`` images named ``names``
-    (or image-00000.png ...): see :func:`write_images`."""
+    (:func:`image_names`): see :func:`write_images`."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"-o {folder} exists and is not a folder")
     if not folder.absolute().parent.is_dir():
         raise UsageError(f"-o {folder}: folder {folder.absolute().parent} does not exist")
     if folder.exists():
-        for name in names or [f"image-{i:05d}.png" for i in range(count)]:
+        for name in image_names(names, count):
             _inside(folder, name, overwrite)
 
 
@@ -266,20 +271,16 @@ def write_images(folder: Path, images: np.ndarray, names: list[str],
 
     from .codec.fileformat import name_clash, safe_name
 
-    names = names or [f"image-{i:05d}.png" for i in range(len(images))]
+    names = image_names(names, len(images))
     bad = next((n for n in names if not safe_name(n)), None)
-    if bad is not None or name_clash(names):
-        raise UsageError(f"cannot write images named {bad!r}" if bad else name_clash(names))
+    clash = name_clash(names)
+    if bad is not None or clash:
+        raise UsageError(f"cannot write images named {bad!r}" if bad else clash)
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"-o {folder} exists and is not a folder")
-    parent = folder.absolute().parent
-    if not parent.is_dir():
-        raise UsageError(f"-o {folder}: folder {parent} does not exist")
-    targets = [_inside(folder, name, overwrite) for name in names] if folder.exists() else \
-        [folder / name for name in names]
+    check_image_targets(folder, names, len(images), overwrite)
+    targets = [folder.joinpath(*name.split("/")) for name in names]
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.absolute().name}.", suffix=".tmp",
-                                    dir=parent))
+                                    dir=folder.absolute().parent))
     try:
         for name, image in zip(names, images, strict=True):
             picture = Image.fromarray(image.reshape(image.shape[-2:]).astype(bool))

@@ -32,8 +32,8 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def choose(asked: int | None, encoder: str = "", decoder: str = "") -> tuple[int, str]:
-    """The thread count for a run (of these nets: kept for a rule by size), and why."""
+def choose(asked: int | None) -> tuple[int, str]:
+    """The thread count for a command, and why."""
     if asked is None and os.environ.get(ENV):
         raw = os.environ[ENV]
         if not raw.isdigit() or int(raw) < 1:
@@ -65,9 +65,9 @@ def busy_now(readings: int = 5) -> int:
     return max(0, min(counts))
 
 
-def apply(asked: int | None, encoder: str, decoder: str) -> tuple[int, str]:
+def apply(asked: int | None) -> tuple[int, str]:
     """Set torch's thread count as :func:`choose` says; returns the count and why."""
-    count, why = choose(asked, encoder, decoder)
+    count, why = choose(asked)
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
     return count, why

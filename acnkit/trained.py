@@ -94,7 +94,7 @@ def load_run(run_dir: str | Path, device: str | None = None,
     if data_dir is not None:
         config.data_dir = str(Path(data_dir).expanduser().resolve())
     config.validate()
-    threads.apply(None, config.encoder, config.decoder)  # ACNKIT_THREADS, or the work's
+    threads.apply(None)  # ACNKIT_THREADS, or the cores free now
     torch_device = resolve_device(config.device)
     data = load_data(config, get_registry(), torch_device)
     model = build_model(config, data.image_shape, torch_device, levels=data.levels)

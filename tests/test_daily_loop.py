@@ -74,9 +74,9 @@ def test_threads_are_chosen_from_the_work_unless_asked(monkeypatch):
     monkeypatch.delenv(threads.ENV, raising=False)
     monkeypatch.setattr(threads, "cores", lambda: 4)
     monkeypatch.setattr(threads, "busy_now", lambda: 1)
-    assert threads.choose(None, "mlp", "mlp") == (3, "3 of 4 cores free")
+    assert threads.choose(None) == (3, "3 of 4 cores free")
     monkeypatch.setattr(threads, "busy_now", lambda: 6)
-    assert threads.choose(None, "conv", "pixelcnn")[0] == 1  # a busy machine: one
+    assert threads.choose(None)[0] == 1  # a busy machine: one
     monkeypatch.undo()
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv(threads.ENV, raising=False)
@@ -88,12 +88,12 @@ def test_threads_are_chosen_from_the_work_unless_asked(monkeypatch):
         hog.kill()
         hog.wait()
     monkeypatch.setattr(threads, "busy_now", lambda: 0)
-    assert threads.choose(2, "mlp", "mlp") == (2, "--threads")
+    assert threads.choose(2) == (2, "--threads")
     monkeypatch.setenv(threads.ENV, "3")
-    assert threads.choose(None, "mlp", "mlp") == (3, threads.ENV)
+    assert threads.choose(None) == (3, threads.ENV)
     monkeypatch.setenv(threads.ENV, "many")
     with pytest.raises(UsageError, match="ACNKIT_THREADS='many' must be a whole number"):
-        threads.choose(None, "mlp", "mlp")
+        threads.choose(None)
 
 
 def test_a_run_records_its_threads(tmp_path):

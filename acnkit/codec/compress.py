@@ -38,7 +38,14 @@ from .fileformat import (
 )
 from .image import ImageCoder, NetCalls, gaussian_rows
 from .lanes import Layout, choose_lanes, pop_lanes, push_lanes
-from .order import MODES, arrangement_codec, digest, keys, log_distinct_orderings
+from .order import (
+    MODES,
+    digest,
+    keys,
+    log_distinct_orderings,
+    pop_arrangement,
+    push_arrangement,
+)
 
 #: seed of the initial ANS words (any fixed words work; these decode to typical latents)
 SEED_WORDS_SEED = 20190319
@@ -185,8 +192,9 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
     if names is not None and (len(names) != len(images) or not all(map(safe_name, names))):
         raise UsageError("give one plain relative name an image (no '..', no empty parts, "
                          "at most 32 folders deep)")
-    if names and mode == "ordered" and name_clash(names):
-        raise UsageError(f"{name_clash(names)}; give each image its own name")
+    clash = name_clash(names) if names and mode == "ordered" else None
+    if clash:
+        raise UsageError(f"{clash}; give each image its own name")
     n, nets = len(images), NetCalls(model)
     with one_thread():
         q = model.encode(torch.from_numpy(images).to(model.device))
@@ -201,7 +209,7 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
         if mode == "ordered" and model.conditional and n > 1:
             # the arrangement in input order of the images the chain decodes: pushed first,
             # popped last (once the receiver knows the images)
-            arrangement_codec(codecs)[0](stacks[0], keys(images))
+            push_arrangement(codecs, stacks[0], keys(images))
         order = push_lanes(ImageCoder(nets, codecs), stacks, images, layout, order)
         lane_words = [ans.get_compressed().astype("<u4") for ans in stacks]
     header = {
@@ -216,8 +224,10 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
     }
     header["digest"] = digest(images, mode, covered(header))[:32]
     coded = Compressed(pack(header, b"".join(w.tobytes() for w in lane_words)), header, figure)
+    if not plain_if_smaller:
+        return coded
     plain = stored(images, header, figure)
-    return plain if plain_if_smaller and len(plain.data) < len(coded.data) else coded
+    return plain if len(plain.data) < len(coded.data) else coded
 
 
 def stored(images: np.ndarray, header: dict[str, Any], figure: float) -> Compressed:
@@ -291,14 +301,10 @@ def decompress(model: Model, data: bytes, name: str = "the file",
                  f"{torch.__version__}; decoding needs bit-identical arithmetic and may fail")
         try:
             images = _decode(model, header, words, name, stats)
-        except CodecError:
+        except (CodecError, KeyboardInterrupt, SystemExit, GeneratorExit):
             raise
-        except Exception as exc:  # noqa: BLE001 - a crafted payload breaks the coder itself
-            raise CodecError(f"{name} is corrupt: its payload does not decode "
-                             f"({type(exc).__name__})") from None
-        except BaseException as exc:  # constriction's Rust panics derive from BaseException
-            if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
-                raise
+        except BaseException as exc:  # a crafted payload breaks the coder itself (KeyError,
+            # or a Rust panic, which derives from BaseException)
             raise CodecError(f"{name} is corrupt: its payload does not decode "
                              f"({type(exc).__name__})") from None
     if digest(images, header["mode"], covered(header))[:32] != header["digest"]:
@@ -322,7 +328,7 @@ def _decode(model: Model, header: dict[str, Any], words: np.ndarray, name: str,
     with one_thread():
         images = pop_lanes(coder, stacks, Layout.of(n, len(stacks)), shape, as_set)
         if mode == "ordered" and model.conditional and n > 1:
-            images = images[arrangement_codec(codecs)[1](stacks[0], keys(images))]
+            images = images[pop_arrangement(codecs, stacks[0], keys(images))]
     if stats is not None:
         stats.update(pixel_steps=coder.pixel_steps, pixel_loop_seconds=coder.pixel_seconds,
                      lanes=len(stacks))

@@ -55,43 +55,40 @@ def log_distinct_orderings(images: np.ndarray) -> float:
     return math.lgamma(len(images) + 1) - sum(math.lgamma(m + 1) for m in counts)
 
 
-def arrangement_codec(codecs: Codecs) -> tuple[Any, Any]:
+def push_arrangement(codecs: Codecs, ans: Any, input_keys: list[bytes]) -> None:
     """The input order of images decoded in another order (ACN's chain), for
-    log(N! / prod_k m_k!) nats: equal images need not be told apart. For input position i,
-    the receiver pops a number r uniform below the images not yet placed (sorted by their
-    bytes), takes an image of r's key, and pushes back which of the equal ones r was.
+    log(N! / prod_k m_k!) nats: equal images need not be told apart. The sender's side,
+    given each input image's key in input order; pushed before the images, so that it is
+    popped after them, when the receiver knows them (:func:`pop_arrangement`). For input
+    position i the receiver pops a number r uniform below the images not yet placed
+    (sorted by their bytes), takes an image of r's key, and pushes back which of the equal
+    ones r was; the sender does the reverse, last position first."""
+    left = sorted(input_keys)
+    steps = []
+    for key in input_keys:  # the receiver's states, forward
+        first = bisect.bisect_left(left, key)
+        same = bisect.bisect_right(left, key) - first
+        steps.append((len(left), first, same))
+        left.pop(first)
+    for size, first, same in reversed(steps):
+        j = int(codecs.uniform(same).pop(ans)[0])  # bits back: which of equal images
+        codecs.uniform(size).push(ans, np.array(first + j))
 
-    Returns ``push(ans, input_keys)`` (the sender: each input image's key, in input
-    order) and ``pop(ans, decoded_keys) -> slots`` (the receiver: the keys of the images
-    in decoded order; which decoded slot goes to each input position). Pushed before the
-    images (so that it is popped after them, when the receiver knows them)."""
 
-    def push(ans: Any, input_keys: list[bytes]) -> None:
-        left = sorted(input_keys)
-        steps = []
-        for key in input_keys:  # the receiver's states, forward
-            first = bisect.bisect_left(left, key)
-            same = bisect.bisect_right(left, key) - first
-            steps.append((len(left), first, same))
-            left.pop(first)
-        for size, first, same in reversed(steps):
-            j = int(codecs.uniform(same).pop(ans)[0])  # bits back: which of equal images
-            codecs.uniform(size).push(ans, np.array(first + j))
-
-    def pop(ans: Any, decoded_keys: list[bytes]) -> np.ndarray:
-        slots = sorted(range(len(decoded_keys)), key=lambda i: decoded_keys[i])
-        left = [decoded_keys[i] for i in slots]
-        placed = np.empty(len(decoded_keys), dtype=np.int64)
-        for i in range(len(decoded_keys)):
-            r = int(codecs.uniform(len(left)).pop(ans)[0])
-            first = bisect.bisect_left(left, left[r])
-            same = bisect.bisect_right(left, left[r]) - first
-            codecs.uniform(same).push(ans, np.array(r - first))
-            placed[i] = slots.pop(first)
-            left.pop(first)
-        return placed
-
-    return push, pop
+def pop_arrangement(codecs: Codecs, ans: Any, decoded_keys: list[bytes]) -> np.ndarray:
+    """The receiver's side of :func:`push_arrangement`: given the keys of the images in
+    decoded order, which decoded slot goes to each input position."""
+    slots = sorted(range(len(decoded_keys)), key=lambda i: decoded_keys[i])
+    left = [decoded_keys[i] for i in slots]
+    placed = np.empty(len(decoded_keys), dtype=np.int64)
+    for i in range(len(decoded_keys)):
+        r = int(codecs.uniform(len(left)).pop(ans)[0])
+        first = bisect.bisect_left(left, left[r])
+        same = bisect.bisect_right(left, left[r]) - first
+        codecs.uniform(same).push(ans, np.array(r - first))
+        placed[i] = slots.pop(first)
+        left.pop(first)
+    return placed
 
 
 def lane_sizes(n: int, lanes: int) -> list[int]:
