@@ -261,11 +261,12 @@ def _compress_input(run: Any, inputs: tuple[str, ...], data_name: str | None, sp
 
     shape = run.model.image_shape
     if inputs:
-        images, names = read_images(list(inputs), shape, threshold)
+        images, names = read_images(list(inputs), shape, run.model.levels, threshold)
         return images, "uint8", images.shape, names
     if input_path is not None:
         raw = load_images(input_path)
-        return as_images(raw, shape, f"--input {input_path}"), str(raw.dtype), raw.shape, None
+        return (as_images(raw, shape, run.model.levels, f"--input {input_path}"),
+                str(raw.dtype), raw.shape, None)
     assert data_name is not None  # exactly one input, checked by the command
     images = dataset_images(run, data_name, split)
     return images, "uint8", images.shape, None
@@ -284,7 +285,7 @@ def decompress_cmd(file: str, run_dir: str, output: str, overwrite: bool) -> Non
     folder of image files (in set mode: the same images in some order). Nothing is written
     unless it decodes exactly."""
     from .atomic import atomic_write_bytes, check_target
-    from .codec import decompress, read_header
+    from .codec import as_images, decompress, read_header
     from .files import check_image_targets, npy_bytes, read_file, write_images
     from .trained import load_run
 
@@ -297,8 +298,9 @@ def decompress_cmd(file: str, run_dir: str, output: str, overwrite: bool) -> Non
     model = load_run(run_dir, "cpu").model
     images = decompress(model, data, file, warn=lambda m: click.echo(m, err=True))
     if to_folder:
-        written = write_images(target, images.reshape(len(images), *model.image_shape),
-                               header["names"], overwrite)
+        written = write_images(target, as_images(images, model.image_shape, model.levels,
+                                                 file), header["names"], overwrite,
+                               model.levels)
         kept = "under their names" if header["names"] else "named by position (no names kept)"
         click.echo(f"wrote {len(written)} images to {target} {kept}")
         return

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .codec import as_images
+from .data import read_dataset
 from .errors import UsageError
 from .interfaces import Dataset
 from .registry import get_registry
@@ -92,19 +93,22 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 
 def run_dataset(run: Run, name: str) -> Dataset:
-    """Data set ``name`` binarised with the run's own data seed (and read from the run's
-    --data-dir when it is the run's data set)."""
+    """Data set ``name`` as the run reads its own: at its --pixels (binarised with its data
+    seed), and, when it is the run's data set, from its --data-dir with its --crop."""
     c = run.config
-    return get_registry().create("dataset", name, seed=c.data_seed,
-                                 data_dir=c.data_dir if name == c.data else None)
+    if name == c.data:
+        return read_dataset(c, get_registry())
+    return get_registry().create("dataset", name, seed=c.data_seed, pixels=c.pixels,
+                                 given=c.given(pixels="pixels"))
 
 
 def dataset_images(run: Run, name: str, split: str, data: Dataset | None = None) -> np.ndarray:
-    """The binary images of data set ``name`` (``split`` test or train), as
-    :func:`run_dataset` makes them."""
+    """The images of data set ``name`` (``split`` test or train), as :func:`run_dataset`
+    makes them."""
     data = data or run_dataset(run, name)
     x = data.test_x if split == "test" else data.train_x
-    return as_images(x.numpy(), run.model.image_shape, f"--data {name} --split {split}")
+    return as_images(x.numpy(), run.model.image_shape, run.model.levels,
+                     f"--data {name} --split {split}")
 
 
 #: image files acnkit reads and writes (Pillow), by suffix
@@ -163,19 +167,25 @@ def grey_levels(img: Any, path: Path) -> np.ndarray:
     return np.asarray(img.convert("L"))
 
 
-def read_image(path: Path, size: tuple[int, int], threshold: float | None) -> np.ndarray:
-    """One binary image (H, W) of 0/1 uint8 from a 1-bit image, a grey one holding only 0
-    and 255, or any grey or colour one with ``threshold`` (grey level >= T is 1, 16-bit
-    images scaled to 8 bits first). Its size is read from its header and checked before
-    its pixels are decoded, so a huge image costs no memory."""
+def read_image(path: Path, shape: tuple[int, ...], levels: int,
+               threshold: float | None) -> np.ndarray:
+    """One image (C, H, W) of uint8 levels for a model of images ``shape`` and ``levels``
+    levels. Binary models: a 1-bit image, a grey one holding only 0 and 255, or any grey or
+    colour one with ``threshold`` (grey level >= T is 1, 16-bit images scaled to 8 bits
+    first). Others: 8-bit grey (one channel) or RGB (three) levels as the file holds them.
+    Its size is read from its header and checked before its pixels are decoded, so a huge
+    image costs no memory."""
     from PIL import Image, UnidentifiedImageError
 
+    size = (shape[1], shape[2])
     try:
         with Image.open(path) as img:
             if (img.height, img.width) != size:
                 raise UsageError(f"{path} is {img.width}x{img.height} pixels; the model codes "
                                  f"{size[1]}x{size[0]} images")
             img.load()
+            if levels > 2:
+                return _native(img, path, shape, levels)
             if img.mode == "1":
                 array = np.asarray(img, dtype=bool).astype(np.uint8)
             elif threshold is not None:
@@ -191,7 +201,29 @@ def read_image(path: Path, size: tuple[int, int], threshold: float | None) -> np
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UsageError(f"{path} is not an image Pillow can read ({exc.__class__.__name__})") \
             from None
-    return array
+    return array[None]
+
+
+def _native(img: Any, path: Path, shape: tuple[int, ...], levels: int) -> np.ndarray:
+    """An image file's own 8-bit levels (C, H, W), for a model of 256 levels whose
+    channels (grey or RGB) it has."""
+    from .data.images import SIXTEEN_BIT, image_levels
+
+    if levels != 256:
+        raise UsageError(f"{path}: image files hold 256 levels and this run models {levels} "
+                         f"levels; give a .npy array of levels 0..{levels - 1} with --input")
+    if img.mode in SIXTEEN_BIT or img.mode == "F":
+        raise UsageError(f"{path} has {img.mode} pixels; acnkit compress codes 8-bit images "
+                         f"exactly, and 8 bits would not restore it: convert it to 8 bits "
+                         f"first")
+    array = image_levels(img, path)
+    colour = array.ndim == 3
+    if colour != (shape[0] == 3):
+        kind = "a colour" if colour else "a grey"
+        wants = "colour (RGB)" if shape[0] == 3 else "grey"
+        raise UsageError(f"{path} is {kind} image; this run codes {wants} images: convert "
+                         f"it (Pillow: Image.convert('{'RGB' if shape[0] == 3 else 'L'}'))")
+    return array.transpose(2, 0, 1) if colour else array[None]
 
 
 def check_threshold(threshold: float | None) -> None:
@@ -200,16 +232,20 @@ def check_threshold(threshold: float | None) -> None:
         raise UsageError(f"--threshold must be a grey level from 0 to 255, got {threshold}")
 
 
-def read_images(inputs: list[str], image_shape: tuple[int, ...],
+def read_images(inputs: list[str], image_shape: tuple[int, ...], levels: int,
                 threshold: float | None) -> tuple[np.ndarray, list[str]]:
-    """The images of ``inputs`` as (N, *image_shape) 0/1 uint8, and their names."""
+    """The images of ``inputs`` as (N, *image_shape) uint8 levels (:func:`read_image`), and
+    their names."""
     check_threshold(threshold)
-    if len(image_shape) != 3 or image_shape[0] != 1:
-        raise UsageError(f"image files hold one-channel images; this model codes shape "
+    if len(image_shape) != 3 or image_shape[0] not in ((1,) if levels == 2 else (1, 3)):
+        kinds = "one-channel" if levels == 2 else "grey or RGB"
+        raise UsageError(f"image files hold {kinds} images; this model codes shape "
                          f"{image_shape}: give a .npy array with --input")
+    if threshold is not None and levels > 2:
+        raise UsageError(f"--threshold binarises images for a binary run; this run models "
+                         f"{levels} levels and codes the files' own levels: drop it")
     files = image_files(inputs)
-    size = (image_shape[1], image_shape[2])
-    images = np.stack([read_image(path, size, threshold) for path, _ in files])[:, None]
+    images = np.stack([read_image(path, image_shape, levels, threshold) for path, _ in files])
     return images, [name for _, name in files]
 
 
@@ -258,19 +294,32 @@ def check_image_targets(folder: Path, names: list[str], count: int, overwrite: b
             _inside(folder, name, overwrite)
 
 
-def write_images(folder: Path, images: np.ndarray, names: list[str],
-                 overwrite: bool) -> list[Path]:
-    """Each image (N, 1, H, W) as a 1-bit image file under ``folder``: named as it was
-    (its suffix gives the format), or image-00000.png ... when no names were kept.
+def _picture(image: np.ndarray, levels: int) -> Any:
+    """An image (C, H, W) of levels as Pillow's: 1-bit for 0/1, else grey (L) or RGB."""
+    from PIL import Image
+
+    if levels == 2:
+        return Image.fromarray(image.reshape(image.shape[-2:]).astype(bool))
+    if image.shape[0] == 3:
+        return Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0)), "RGB")
+    return Image.fromarray(np.ascontiguousarray(image[0]), "L")
+
+
+def write_images(folder: Path, images: np.ndarray, names: list[str], overwrite: bool,
+                 levels: int = 2) -> list[Path]:
+    """Each image (N, C, H, W) as an image file under ``folder`` (1-bit for 0/1 images, else
+    8-bit grey or RGB): named as it was (its suffix gives the format), or
+    image-00000.png ... when no names were kept.
 
     Every target is checked first (nothing is written if any exists without
     ``overwrite``, is not a regular file, or lies behind a link inside ``folder``); the
     images are written into a temporary folder beside ``folder`` and moved into place
     only when all are written, so an interrupted run leaves ``folder`` as it was."""
-    from PIL import Image
-
     from .codec.fileformat import name_clash, safe_name
 
+    if images.shape[1] not in ((1,) if levels == 2 else (1, 3)):
+        raise UsageError(f"images of {images.shape[1]} channels cannot be written as image "
+                         f"files; write a .npy array (-o FILE.npy)")
     names = image_names(names, len(images))
     bad = next((n for n in names if not safe_name(n)), None)
     clash = name_clash(names)
@@ -283,7 +332,7 @@ def write_images(folder: Path, images: np.ndarray, names: list[str],
                                     dir=folder.absolute().parent))
     try:
         for name, image in zip(names, images, strict=True):
-            picture = Image.fromarray(image.reshape(image.shape[-2:]).astype(bool))
+            picture = _picture(image, levels)
             fmt = {".pbm": "PPM", ".tif": "TIFF", ".tiff": "TIFF"}.get(
                 Path(name).suffix.lower(), "PNG")
             path = staging.joinpath(*name.split("/"))

@@ -93,33 +93,37 @@ def test_a_batch_dependent_decoder_still_decodes_exactly_with_lanes(monkeypatch)
     """Both sides call the networks on the same step's lanes: even a decoder whose rows
     depend on the rest of the batch (which the kits refuse) round-trips exactly."""
     t = trained(prior="vae")
-    from acnkit.codec.image import NetCalls
+    loss = t.model.loss
+    original = type(loss).probabilities
 
-    original = NetCalls.pixel_probabilities
+    def batch_mixing(params, x):
+        p = original(loss, params, x)[..., 1].clamp(0, 1)
+        p = (p + 1e-3 * len(params)).clamp(0, 1)  # depends on the batch's size
+        return torch.stack([1 - p, p], -1)
 
-    def batch_mixing(self, z, images=None):
-        p = original(self, z, images)
-        return np.clip(p + 1e-3 * len(z), 0, 1)  # depends on the batch's size
-
-    monkeypatch.setattr(NetCalls, "pixel_probabilities", batch_mixing)
+    monkeypatch.setattr(loss, "probabilities", batch_mixing)
     images = t.data.test_x.numpy()[:30]
     assert np.array_equal(decompress(t.model, compress(t.model, images, "ordered",
                                                        lanes=4).data), images)
 
 
-def test_pixels_popped_a_position_at_a_time_across_lanes_are_those_pushed():
-    """The receiver's pixel loop (Codecs.pop_bits: position i of every lane) undoes the
-    sender's pushes (each lane's image in one call), leaving each stack as it began."""
+@pytest.mark.parametrize("levels", [2, 3, 256])
+def test_subpixels_popped_a_position_at_a_time_across_lanes_are_those_pushed(levels):
+    """The receiver's pixel loop (Codecs.pop_levels: position i of every lane) undoes the
+    sender's pushes (each lane's image in one call), leaving each stack as it began; a
+    level of probability 0 still codes (the quantiser leaves every level some frequency)."""
     codecs, rng = Codecs(Grid(bits=8, lo=-1024, hi=1024)), np.random.default_rng(0)
     lanes, pixels = 5, 60
-    probs = rng.uniform(0.01, 0.99, size=(lanes, pixels))
-    bits = (rng.random((lanes, pixels)) < probs).astype(np.int32)
+    probs = rng.dirichlet(np.ones(levels), size=(lanes, pixels))
+    values = np.stack([[rng.choice(levels, p=p) for p in lane] for lane in probs])
+    probs[0, 0] = 0.0
+    probs[0, 0, (values[0, 0] + 1) % levels] = 1.0  # the coded level has probability 0
     seed = rng.integers(1, 2**32, size=8, dtype=np.uint64).astype(np.uint32)
     stacks = [new_stack(seed) for _ in range(lanes)]
-    for ans, p, x in zip(stacks, probs, bits, strict=True):
-        codecs.bernoulli(p).push(ans, x)
-    popped = np.stack([codecs.pop_bits(stacks, probs[:, i]) for i in range(pixels)], 1)
-    assert np.array_equal(popped, bits)
+    for ans, p, x in zip(stacks, probs, values, strict=True):
+        codecs.levels(p).push(ans, x)
+    popped = np.stack([codecs.pop_levels(stacks, probs[:, i]) for i in range(pixels)], 1)
+    assert np.array_equal(popped, values)
     assert all(np.array_equal(ans.get_compressed(), seed) for ans in stacks)
 
 
@@ -129,7 +133,7 @@ def test_round_trip_of_a_flat_bool_array_with_duplicates():
     images[7] = images[3]  # equal images: the set coder must still tell them apart
     images[50] = images[3]
     for mode in ("ordered", "set"):
-        coded = compress(t.model, as_images(images, (1, 8, 8), "x"), mode, "bool", images.shape)
+        coded = compress(t.model, as_images(images, (1, 8, 8), 2, "x"), mode, "bool", images.shape)
         out = decompress(t.model, coded.data)
         assert out.dtype == bool and out.shape == images.shape
         if mode == "ordered":
@@ -176,7 +180,7 @@ def test_corrupt_truncated_or_foreign_files_are_refused():
     with pytest.raises(CodecError, match="not an acnkit compressed file"):
         decompress(t.model, b"PK\x03\x04" + data[4:])
     newer = bytearray(data)
-    newer[4] = 4  # the CRC catches the edit (test_codec_hostile: one with its CRC made good)
+    newer[4] = 5  # the CRC catches the edit (test_codec_hostile: one with its CRC made good)
     with pytest.raises(CodecError, match="corrupt or truncated"):
         decompress(t.model, bytes(newer))
     other = trained(prior="acn", seed=1)
@@ -195,14 +199,14 @@ def test_arithmetic_that_differs_is_caught_not_written(monkeypatch):
     """A receiver whose floats differ in the last bits must fail loudly, never silently."""
     t = trained(prior="acn")
     data = compress(t.model, t.data.test_x.numpy(), "ordered").data
-    from acnkit.codec.image import NetCalls
+    loss = t.model.loss
+    original = type(loss).probabilities
 
-    original = NetCalls.pixel_probabilities
+    def drifted(params, x):
+        p = (original(loss, params, x)[..., 1] * (1 + 1e-3)).clamp(0, 1)
+        return torch.stack([1 - p, p], -1)
 
-    def drifted(self, z, image=None):
-        return np.clip(original(self, z, image) * (1 + 1e-3), 0, 1)
-
-    monkeypatch.setattr(NetCalls, "pixel_probabilities", drifted)
+    monkeypatch.setattr(loss, "probabilities", drifted)
     with pytest.raises(CodecError, match="did not decode"):
         decompress(t.model, data)
 

@@ -99,7 +99,9 @@ def test_a_version_field_says_the_file_may_be_corrupt():
     with pytest.raises(CodecError, match="corrupt or truncated"):
         decompress(t.model, bytes(data))
     with pytest.raises(CodecError, match="corrupt or from a newer acnkit"):
-        decompress(t.model, _repack_version(bytes(data), 4))
+        decompress(t.model, _repack_version(bytes(data), 5))
+    with pytest.raises(CodecError, match="version 3, from an acnkit before 8-bit images"):
+        decompress(t.model, _repack_version(bytes(data), 3))
     with pytest.raises(CodecError, match="version 1, from an acnkit before dithered"):
         decompress(t.model, _repack_version(bytes(data), 1))
     with pytest.raises(CodecError, match="version 2, from an acnkit before lanes"):
@@ -133,10 +135,10 @@ def test_set_mode_figure_counts_only_the_orders_that_can_be_told_apart():
 def test_only_image_shaped_arrays_are_taken():
     x = np.zeros((5, 64), dtype=np.uint8)
     for shape in ((5, 64), (5, 8, 8), (5, 1, 8, 8)):
-        assert as_images(x.reshape(shape), (1, 8, 8), "x").shape == (5, 1, 8, 8)
+        assert as_images(x.reshape(shape), (1, 8, 8), 2, "x").shape == (5, 1, 8, 8)
     for shape in ((5, 2, 32), (5, 4, 16), (5, 1, 64)):
         with pytest.raises(UsageError, match=r"\(N, 1, 8, 8\) or \(N, 8, 8\) or \(N, 64\)"):
-            as_images(x.reshape(shape), (1, 8, 8), "x")
+            as_images(x.reshape(shape), (1, 8, 8), 2, "x")
 
 
 def test_a_text_file_as_input_is_named_for_what_it_is(tmp_path):

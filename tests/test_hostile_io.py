@@ -286,7 +286,7 @@ def test_an_image_of_huge_dimensions_is_refused_from_its_header(tmp_path):
             "from pathlib import Path\n"
             "from acnkit.files import read_image\n"
             "from acnkit.errors import UsageError\n"
-            f"try:\n    read_image(Path({str(path)!r}), (8, 8), 128)\n"
+            f"try:\n    read_image(Path({str(path)!r}), (1, 8, 8), 2, 128)\n"
             "except UsageError as e:\n    print('refused:', e)\n"
             "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
             "print(hwm[0].split()[1])\n")
@@ -302,7 +302,7 @@ def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
     levels = np.full((8, 8), 200, dtype=np.uint16)
     levels[0, 0] = 65535
     Image.fromarray(levels).save(path)
-    got = read_image(path, (8, 8), 2)  # 200/65535 is grey level 1 of 255 (clipped: 255)
+    got = read_image(path, (1, 8, 8), 2, 2)[0]  # 200/65535 is grey level 1 of 255 (clipped: 255)
     assert got[0, 0] == 1 and got[1, 1] == 0
 
 

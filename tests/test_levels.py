@@ -208,12 +208,3 @@ def test_a_run_saved_before_levels_loads_and_keeps_its_fingerprint(tmp_path):
     assert run.model.fingerprint() == before and run.model.levels == 2
     r = invoke("eval", out, "--json")
     assert r.exit_code == 0 and "test_bits_per_dim_set" in json.loads(r.stdout), r.output
-
-
-def test_compress_refuses_an_eight_bit_run_before_reading_its_input(tmp_path):
-    out = tmp_path / "n"
-    assert invoke("run", "--pixels", "native", "--epochs", 1, "--latent-dim", 4,
-                  "--test-limit", 30, "--out", out, "--quiet").exit_code == 0
-    r = invoke("compress", out, "--data", "digits", "-o", tmp_path / "f")
-    assert r.exit_code == 1 and "models 17 levels" in r.stderr and "binarise" not in r.stderr
-    assert not (tmp_path / "f").exists()

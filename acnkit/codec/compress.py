@@ -1,4 +1,5 @@
-"""``compress`` and ``decompress``: arrays of binary images in, bytes out, and back.
+"""``compress`` and ``decompress``: arrays of images (0/1 or grey or colour levels) in,
+bytes out, and back.
 
 ACN images are coded along the greedy chain of :mod:`acnkit.memory`: the sender pushes them
 in reverse chain order, so the receiver decodes the chain forward and re-encodes each
@@ -29,8 +30,10 @@ from .fileformat import (
     DTYPES,
     FORMAT_VERSION,
     MAX_IMAGES,
-    STORED_BITS,
+    MAX_LEVELS,
     covered,
+    level_bits,
+    max_lanes,
     name_clash,
     pack,
     read_header,
@@ -52,13 +55,25 @@ SEED_WORDS_SEED = 20190319
 
 
 def check_codable(model: Model) -> None:
-    """The model can be coded: a binary likelihood, and a prior whose distribution is a
-    diagonal Gaussian or a per-dimension Gaussian mixture."""
+    """The model can be coded: a likelihood that gives probabilities over at most
+    :data:`MAX_LEVELS` levels, and a prior whose distribution is a diagonal Gaussian or a
+    per-dimension Gaussian mixture."""
     c = model.config
-    if not getattr(model.loss, "binary", False):
+    if not 2 <= model.levels <= MAX_LEVELS:
         raise CodecError(f"loss {c.loss!r} models {model.levels} levels; acnkit compress "
-                         f"codes binary (Bernoulli) likelihoods only so far: compress a "
-                         f"--pixels binary run")
+                         f"codes 2 to {MAX_LEVELS} levels a subpixel")
+    shape = (1, *model.image_shape)
+    params = torch.zeros((1, model.loss.param_channels(shape[1]), *shape[2:]),
+                         device=model.device)
+    try:
+        probs = model.loss.probabilities(params, torch.zeros(shape, device=model.device))
+    except NotImplementedError:
+        raise CodecError(f"{model.plugin('loss')} gives no probabilities over its levels "
+                         f"(Loss.probabilities), which acnkit compress codes with") from None
+    if tuple(probs.shape) != (*shape, model.levels):
+        raise CodecError(f"{model.plugin('loss')} gives probabilities of shape "
+                         f"{tuple(probs.shape)}; acnkit compress needs (B, C, H, W, levels) = "
+                         f"{(*shape, model.levels)}")
     context = torch.zeros(1, c.latent_dim, device=model.device) if model.conditional else None
     dist = model.prior_distribution(context, 1)
     if not isinstance(dist, DiagGaussian | MixtureDiagGaussian):
@@ -89,28 +104,50 @@ def check_causal_decoder(model: Model, images: np.ndarray) -> None:
 
 def accepted_shapes(image_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     """The shapes of one image an input array may have: the model's (C, H, W), (H, W) for
-    one channel, or flat (C*H*W,)."""
-    shapes = [tuple(image_shape), (math.prod(image_shape),)]
+    one channel, (H, W, C) (channels last, as image files hold them) or flat (C*H*W,)."""
+    shapes = [tuple(image_shape)]
     if len(image_shape) == 3 and image_shape[0] == 1:
-        shapes.insert(1, tuple(image_shape[1:]))
-    return shapes
+        shapes.append(tuple(image_shape[1:]))
+    if len(image_shape) == 3 and image_shape[0] > 1:
+        shapes.append((*image_shape[1:], image_shape[0]))
+    return list(dict.fromkeys([*shapes, (math.prod(image_shape),)]))
 
 
-def as_images(array: np.ndarray, image_shape: tuple[int, ...], what: str) -> np.ndarray:
-    """Binary images (N, *image_shape) as uint8, from an array of bools or 0/1 integers of
-    shape (N, C, H, W), (N, H, W) (one channel) or (N, C*H*W)."""
+def channels_last(input_shape: tuple[int, ...], image_shape: tuple[int, ...]) -> bool:
+    """Whether an array of ``input_shape`` holds images (H, W, C) rather than the model's
+    (C, H, W) (the model's own layout wins where the two coincide)."""
+    inner = tuple(input_shape[1:])
+    return (len(image_shape) == 3 and image_shape[0] > 1 and inner != tuple(image_shape)
+            and inner == (*image_shape[1:], image_shape[0]))
+
+
+def as_images(array: np.ndarray, image_shape: tuple[int, ...], levels: int,
+              what: str) -> np.ndarray:
+    """Images (N, *image_shape) of uint8 levels from an array of integer levels below
+    ``levels`` (bools too for two levels), shaped (N, C, H, W), (N, H, W) (one channel),
+    (N, H, W, C) (channels last) or (N, C*H*W)."""
+    kind = "0/1 images" if levels == 2 else f"images of levels 0..{levels - 1}"
     if not isinstance(array, np.ndarray) or array.dtype == object:
-        raise UsageError(f"{what} is not a numeric array; give 0/1 images as a .npy array")
-    if array.dtype != bool and not np.issubdtype(array.dtype, np.integer):
-        raise UsageError(f"{what} has {array.dtype} values; give 0/1 images as bool or "
-                         f"integers (binarise them first)")
+        raise UsageError(f"{what} is not a numeric array; give {kind} as a .npy array")
+    if not (array.dtype == bool and levels == 2) and not np.issubdtype(array.dtype, np.integer):
+        how = "binarise them first" if levels == 2 else "round them to levels first"
+        raise UsageError(f"{what} has {array.dtype} values; give {kind} as integers ({how})")
     shapes = accepted_shapes(image_shape)
     if array.ndim < 2 or len(array) == 0 or tuple(array.shape[1:]) not in shapes:
         given = " or ".join("(N, " + ", ".join(map(str, s)) + ")" for s in shapes)
         raise UsageError(f"{what} has shape {array.shape}; the model codes images given as "
                          f"{given}")
-    if array.dtype != bool and ((array != 0) & (array != 1)).any():
-        raise UsageError(f"{what} holds values other than 0 and 1; binarise the images first")
+    if array.dtype != bool:
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high >= levels:
+            bad = low if low < 0 else high
+            where = np.unravel_index(int(np.argmax(array == bad)), array.shape)
+            fix = ("binarise the images first" if levels == 2 else
+                   f"this run models {levels} levels (--pixels native on its data)")
+            raise UsageError(f"{what} holds the value {bad} at index {tuple(map(int, where))}, "
+                             f"outside 0..{levels - 1}; {fix}")
+    if channels_last(array.shape, image_shape):
+        array = array.transpose(0, 3, 1, 2)
     return np.ascontiguousarray(array.reshape(len(array), *image_shape).astype(np.uint8))
 
 
@@ -172,15 +209,17 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
              input_dtype: str = "uint8", input_shape: tuple[int, ...] | None = None,
              names: list[str] | None = None, lanes: int | None = None,
              plain_if_smaller: bool = True) -> Compressed:
-    """Code ``images`` (N, *image_shape) of 0/1 uint8 into the bytes of an acnkit file;
+    """Code ``images`` (N, *image_shape) of uint8 levels (below the model's level count;
+    :func:`as_images` makes them from an array) into the bytes of an acnkit file;
     ``names`` (one an image, e.g. their files' relative paths) are kept in ordered mode;
     ``lanes``: how many chains to code in lockstep (default: as many as keep their initial
-    words under 0.5 % of the file); ``plain_if_smaller``: write the images packed plainly
+    words under 0.5 % of the file; never more than a step's probabilities allow,
+    :func:`~acnkit.codec.fileformat.max_lanes`); ``plain_if_smaller``: write the images packed plainly
     (:func:`stored`) when that is smaller than the bits-back file."""
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if input_dtype not in DTYPES:
-        raise UsageError(f"input dtype {input_dtype} cannot be restored; give 0/1 images as "
+        raise UsageError(f"input dtype {input_dtype} cannot be restored; give images as "
                          f"bool or native-order integers ({', '.join(DTYPES)})")
     if lanes is not None and lanes < 1:
         raise UsageError(f"--lanes must be >= 1, got {lanes}")
@@ -188,6 +227,11 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
         raise UsageError(f"{len(images)} images are more than one file holds ({MAX_IMAGES}); "
                          f"compress them in parts")
     check_codable(model)
+    if images.dtype != np.uint8 or tuple(images.shape[1:]) != model.image_shape \
+            or (len(images) and int(images.max()) >= model.levels):
+        raise UsageError(f"compress takes images (N, {', '.join(map(str, model.image_shape))}) "
+                         f"of uint8 levels below {model.levels} (acnkit.codec.as_images makes "
+                         f"them)")
     check_causal_decoder(model, images)
     if names is not None and (len(names) != len(images) or not all(map(safe_name, names))):
         raise UsageError("give one plain relative name an image (no '..', no empty parts, "
@@ -202,8 +246,9 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
         figure = model_nats(model, images, np.arange(n) if order is None else order, mode, q)
         words = math.ceil((model.latent_dim * math.log2(grid.hi - grid.lo + 1)
                            + 2 * math.log2(n + 1)) / 32) + 2
-        layout = Layout.of(n, lanes or choose_lanes(n, n * figure / math.log(2), words,
-                                                    first_extra))
+        most = max_lanes(math.prod(model.image_shape), model.levels)
+        layout = Layout.of(n, min(most, lanes or choose_lanes(n, n * figure / math.log(2),
+                                                             words, first_extra)))
         stacks = [new_stack(seed_words(words)) for _ in layout.sizes]
         codecs = Codecs(grid)
         if mode == "ordered" and model.conditional and n > 1:
@@ -214,7 +259,7 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
         lane_words = [ans.get_compressed().astype("<u4") for ans in stacks]
     header = {
         "format": FORMAT_VERSION, "mode": mode, "conditional": model.conditional, "count": n,
-        "image_shape": list(images.shape[1:]),
+        "image_shape": list(images.shape[1:]), "levels": model.levels,
         "input_shape": list(input_shape or images.shape), "input_dtype": input_dtype,
         "grid": {"bits": grid.bits, "lo": grid.lo, "hi": grid.hi}, "seed_words": words,
         "lane_words": [len(w) for w in lane_words],
@@ -231,22 +276,33 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
 
 
 def stored(images: np.ndarray, header: dict[str, Any], figure: float) -> Compressed:
-    """The images packed plainly (:data:`STORED_BITS` a pixel, in input order) under the
-    header of a bits-back file: what ``compress`` writes when the model's file would be
-    larger, so that no file exceeds the plain packing by more than its header."""
+    """The images packed plainly (:func:`~acnkit.codec.fileformat.level_bits` a subpixel:
+    one for 0/1, eight for 256 levels; in input order) under the header of a bits-back
+    file: what ``compress`` writes when the model's file would be larger, so that no file
+    exceeds the plain packing by more than its header."""
     header = {**header, "stored": True, "grid": {"bits": 0, "lo": 0, "hi": 0},
               "seed_words": 0, "lane_words": []}
-    packed = np.packbits(images.reshape(-1).astype(np.uint8), bitorder="little")
+    bits = level_bits(header["levels"])
+    planes = np.unpackbits(images.reshape(-1, 1).astype(np.uint8), axis=1, count=bits,
+                           bitorder="little")
+    packed = np.packbits(planes.reshape(-1), bitorder="little")
     payload = packed.tobytes() + b"\0" * (-len(packed) % 4)
     header["digest"] = digest(images, header["mode"], covered(header))[:32]
     return Compressed(pack(header, payload), header, figure)
 
 
 def unstored(header: dict[str, Any], words: np.ndarray) -> np.ndarray:
-    """The images of a stored file (N, *image_shape) of 0/1 uint8."""
-    count, shape = header["count"], tuple(header["image_shape"])
-    bits = np.unpackbits(words.astype("<u4").view(np.uint8), bitorder="little")
-    return bits[: count * math.prod(shape) * STORED_BITS].reshape(count, *shape)
+    """The images of a stored file (N, *image_shape) of uint8 levels; a level at or above
+    the header's count (a tampered payload) is refused."""
+    count, shape, levels = header["count"], tuple(header["image_shape"]), header["levels"]
+    bits = level_bits(levels)
+    planes = np.unpackbits(words.astype("<u4").view(np.uint8), bitorder="little")
+    images = np.packbits(planes[: count * math.prod(shape) * bits].reshape(-1, bits), axis=1,
+                         bitorder="little")[:, 0]
+    if int(images.max()) >= levels:
+        raise CodecError(f"a stored image holds level {int(images.max())}, outside the "
+                         f"file's 0..{levels - 1}")
+    return images.reshape(count, *shape)
 
 
 def model_nats(model: Model, images: np.ndarray, order: np.ndarray, mode: str,
@@ -286,12 +342,13 @@ def decompress(model: Model, data: bytes, name: str = "the file",
                          f"{header['model']}, this run's {own[:32]}); "
                          f"give --run the run folder it was compressed with")
     if tuple(header["image_shape"]) != model.image_shape \
-            or header["conditional"] != model.conditional:
+            or header["conditional"] != model.conditional or header["levels"] != model.levels:
         raise CodecError(f"{name} is corrupt: it describes images of shape "
-                         f"{header['image_shape']} coded with a "
+                         f"{header['image_shape']} at {header['levels']} levels coded with a "
                          f"{'conditional' if header['conditional'] else 'plain'} prior, and "
-                         f"its model codes {list(model.image_shape)} with a "
-                         f"{'conditional' if model.conditional else 'plain'} one")
+                         f"its model codes {list(model.image_shape)} at {model.levels} "
+                         f"levels with a {'conditional' if model.conditional else 'plain'} "
+                         f"one")
     if header["stored"]:
         images = unstored(header, words)
     else:
@@ -311,7 +368,16 @@ def decompress(model: Model, data: bytes, name: str = "the file",
         raise CodecError(f"{name} did not decode to the images it was made from (different "
                          f"arithmetic: compress and decompress need the same acnkit, torch "
                          f"and CPU kind); nothing was written")
-    return images.reshape(header["input_shape"]).astype(header["input_dtype"])
+    return restored(images, header)
+
+
+def restored(images: np.ndarray, header: dict[str, Any]) -> np.ndarray:
+    """Decoded images (N, C, H, W) in the layout and dtype of the array they were made
+    from (channels last if it held them so)."""
+    inp = tuple(header["input_shape"])
+    if channels_last(inp, tuple(header["image_shape"])):
+        images = images.transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images.reshape(inp).astype(header["input_dtype"]))
 
 
 def _decode(model: Model, header: dict[str, Any], words: np.ndarray, name: str,

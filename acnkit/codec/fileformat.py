@@ -20,10 +20,11 @@ from .order import MODES
 
 MAGIC = b"ACNZ"
 #: 2: posteriors popped dithered and windowed; the digest covers the header too.
-#: 3: lanes (several ANS stacks coded in lockstep; their word counts in the header)
-FORMAT_VERSION = 3
+#: 3: lanes (several ANS stacks coded in lockstep; their word counts in the header).
+#: 4: images of any level count up to 256 (the levels in the header)
+FORMAT_VERSION = 4
 #: the formats this acnkit refuses, and what came after them
-OLD_FORMATS = {1: "dithered posteriors", 2: "lanes"}
+OLD_FORMATS = {1: "dithered posteriors", 2: "lanes", 3: "8-bit images"}
 #: a file may claim at most this many images per 32-bit word of payload (an image costs
 #: far more than an eighth of a bit): a tampered count is refused before any work
 IMAGES_PER_WORD = 256
@@ -35,8 +36,12 @@ MAX_IMAGES = (1 << 24) - 1
 #: the flag bits a file may set: set mode, conditional prior, stored (no model coding)
 FLAG_SET, FLAG_CONDITIONAL, FLAG_STORED = 1, 2, 4
 KNOWN_FLAGS = FLAG_SET | FLAG_CONDITIONAL | FLAG_STORED
-#: a stored file's bits a pixel (the codec codes 0/1 pixels)
-STORED_BITS = 1
+#: the levels a subpixel may have (8-bit images at most)
+MAX_LEVELS = 256
+#: at most this many bytes of pixel probabilities in one step of the lanes (every lane's
+#: image, every subpixel, every level, float64): compress takes fewer lanes to stay within
+#: it, and a file claiming more lanes is refused before any decoding
+MAX_STEP_BYTES = 1 << 30
 #: an image's name: at most this many folders deep, bytes a part and bytes in all
 MAX_NAME_DEPTH, MAX_NAME_PART, MAX_NAME_BYTES = 32, 255, 1024
 DTYPES = ("uint8", "bool", "int8", "int16", "int32", "int64", "uint16", "uint32", "uint64")
@@ -48,7 +53,7 @@ DTYPES = ("uint8", "bool", "int8", "int16", "int32", "int64", "uint16", "uint32"
 #: each lane, whose stacks follow one another in the payload).
 LAYOUT: tuple[tuple[str, str], ...] = (
     ("format", "H"), ("flags", "B"), ("count", "I"),
-    ("image_shape", "shape"), ("input_shape", "shape"),
+    ("image_shape", "shape"), ("levels", "H"), ("input_shape", "shape"),
     ("input_dtype", "B"), ("grid_bits", "B"), ("grid_lo", "i"), ("grid_hi", "i"),
     ("seed_words", "H"), ("lane_words", "u32s"), ("model", "hex16"), ("digest", "hex16"),
     ("acnkit", "text"), ("torch", "text"), ("names", "lines"),
@@ -74,7 +79,8 @@ def _header(fields: dict[str, Any]) -> dict[str, Any]:
         "conditional": bool(fields["flags"] & FLAG_CONDITIONAL),
         "stored": bool(fields["flags"] & FLAG_STORED), "flags": fields["flags"],
         "count": fields["count"],
-        "image_shape": fields["image_shape"], "input_shape": fields["input_shape"],
+        "image_shape": fields["image_shape"], "levels": fields["levels"],
+        "input_shape": fields["input_shape"],
         "input_dtype": DTYPES[dtype] if dtype < len(DTYPES) else "?",
         "grid": {"bits": fields["grid_bits"], "lo": fields["grid_lo"], "hi": fields["grid_hi"]},
         "seed_words": fields["seed_words"], "lane_words": fields["lane_words"],
@@ -206,8 +212,8 @@ def read_header(data: bytes, name: str = "the file") -> tuple[dict[str, Any], np
 def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
     """Every field within what the payload and the format allow (a header edited with its
     CRC recomputed must fail here, not hang, allocate or trace back)."""
-    count, shape, inp, g = (header["count"], header["image_shape"], header["input_shape"],
-                            header["grid"])
+    count, shape, inp, g, levels = (header["count"], header["image_shape"],
+                                    header["input_shape"], header["grid"], header["levels"])
     lanes = header["lane_words"]
     pixels = math.prod(shape) if shape else 0  # Python integers: no wrap-around
     stored = header["stored"]
@@ -220,6 +226,8 @@ def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
          f"it claims {count} images, more than its {4 * len(words)} bytes of payload hold"),
         (not shape or min(shape) < 1 or len(shape) > 4, f"its image shape {shape} is not one "
                                                        f"acnkit writes"),
+        (not 2 <= levels <= MAX_LEVELS, f"its {levels} levels a subpixel are not 2 to "
+                                        f"{MAX_LEVELS}"),
         (count * pixels > MAX_DECODED_BYTES, f"{count} images of shape {shape} are too many"),
         (not inp or len(inp) > 5 or math.prod(inp) != count * pixels,
          f"its array shape {inp} does not hold {count} images of {pixels} pixels"),
@@ -231,7 +239,7 @@ def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
     if stored:
         problems += [
             (bool(lanes) or header["seed_words"] != 0, "a stored file has no lanes"),
-            (len(words) != stored_words(count, pixels, STORED_BITS),
+            (len(words) != stored_words(count, pixels, level_bits(levels)),
              f"its {len(words)} words are not {count} stored images of {pixels} pixels"),
         ]
     else:
@@ -242,6 +250,9 @@ def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
             (not lanes or sum(lanes) != len(words) or min(lanes) < 1 or len(lanes) > count,
              f"its {len(lanes)} lanes of {sum(lanes)} words do not fit its {len(words)} "
              f"words and {count} images"),
+            (len(lanes) > max_lanes(pixels, levels),
+             f"its {len(lanes)} lanes would need more than {MAX_STEP_BYTES >> 20} MB of "
+             f"probabilities a step"),
             (not 1 <= header["seed_words"] <= min(lanes, default=0),
              "its initial words do not fit"),
             (any(int(words[end - 1]) == 0 for end in np.cumsum(lanes) if 0 < end <= len(words)),
@@ -253,6 +264,16 @@ def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
     clash = name_clash(header["names"])
     if clash:
         raise CodecError(f"{name} is corrupt: {clash}")
+
+
+def level_bits(levels: int) -> int:
+    """Bits a subpixel of ``levels`` levels takes stored plainly."""
+    return max(1, (levels - 1).bit_length())
+
+
+def max_lanes(subpixels: int, levels: int) -> int:
+    """The most lanes whose step's probabilities fit :data:`MAX_STEP_BYTES`."""
+    return max(1, MAX_STEP_BYTES // max(1, subpixels * levels * 8))
 
 
 def stored_words(count: int, pixels: int, bits: int) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from torch import Tensor
 
 from ..distributions import DiagGaussian, MixtureDiagGaussian
 from ..errors import CodecError
+from ..interfaces import Decoder
 from ..model import Model
 from .coder import Codec, Codecs
 
@@ -32,36 +34,26 @@ MIN_VALID_BITS = 32
 
 class NetCalls:
     """The networks of a model as the coder calls them: a batch of a step's lanes at a
-    time, float64 out."""
+    time, float64 out. Images are (B, C, H, W) arrays of integer levels."""
 
     def __init__(self, model: Model) -> None:
         self.model = model.eval()
+
+    def _inputs(self, images: np.ndarray) -> Tensor:
+        m = self.model
+        x = torch.from_numpy(np.ascontiguousarray(images)).reshape(len(images), *m.image_shape)
+        return m.inputs(x).to(m.device)
 
     @torch.no_grad()
     def posterior(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, Tensor]:
         """q(z|x) of a batch of images: means and stds (B, d, float64), and the codes as
         the model gave them."""
-        m = self.model
-        x = torch.from_numpy(images).float().reshape(len(images), *m.image_shape)
-        q = m.encoder(x.to(m.device))
+        q = self.model.encoder(self._inputs(images))
         return q.mean.double().cpu().numpy(), q.log_std.exp().double().cpu().numpy(), q.mean
 
     @property
     def autoregressive(self) -> bool:
         return self.model.decoder.autoregressive
-
-    @torch.no_grad()
-    def pixel_probabilities(self, z: np.ndarray, images: np.ndarray | None = None) -> np.ndarray:
-        """P(pixel = 1) of every pixel given z (B, d): (B, pixels). An autoregressive
-        decoder reads the pixels of ``images`` (B, pixels) before each position (the ones
-        after it may hold anything)."""
-        m = self.model
-        zt = torch.from_numpy(z).float().to(m.device)
-        x = None
-        if self.autoregressive:
-            x = torch.from_numpy(images).float().reshape(len(z), *m.image_shape).to(m.device)
-        p = m.loss.mean(m.decoder.params(zt, x))
-        return p.reshape(len(z), -1).double().cpu().numpy()
 
     @property
     def stepping(self) -> bool:
@@ -69,25 +61,75 @@ class NetCalls:
         return self.autoregressive and bool(getattr(self.model.decoder, "stepping", False))
 
     @torch.no_grad()
-    def stepped_probabilities(self, z: np.ndarray, next_pixels: Any) -> np.ndarray:
-        """P(pixel = 1) position by position through the decoder's stepping calls, on
-        either side: ``next_pixels(i, p)`` gets the probabilities (B,) of position i and
-        gives its pixels (the sender: the image's; the receiver: those it pops)."""
+    def channel_probabilities(self, z: np.ndarray, levels_of: Callable[..., np.ndarray]) -> None:
+        """Pixels independent given z, coded a channel at a time: ``levels_of(c, probs)``
+        gets channel c's probabilities (B, H*W, L), given the channels before it, and
+        gives its levels (B, H*W) (the sender: the image's; the receiver: those it pops).
+        Both sides make the very same calls: one decoder pass, then the loss on images
+        whose channels from c on are zeros."""
+        m = self.model
+        params = m.decoder.params(torch.from_numpy(z).float().to(m.device))
+        x = torch.zeros((len(z), *m.image_shape), device=m.device)
+        for c in range(m.image_shape[0]):
+            probs = m.loss.probabilities(params, x)[:, c]
+            levels = levels_of(c, probs.reshape(len(z), -1, probs.shape[-1]).cpu().numpy())
+            x[:, c] = m.inputs(torch.from_numpy(levels)).reshape(x[:, c].shape).to(m.device)
+
+    @torch.no_grad()
+    def position_probabilities(self, z: np.ndarray, images: np.ndarray | None,
+                               level_of: Callable[..., np.ndarray]) -> None:
+        """An autoregressive decoder, position by position in raster order and a pixel's
+        channels in order: ``level_of(i, c, probs)`` gets subpixel (i, c)'s probabilities
+        (B, L) and gives its levels (B,). The loss sees the pixel as a 1x1 image whose
+        channels from c on are zeros, on both sides. The receiver (``images`` None), and a
+        decoder with its own stepping, take each position's parameters from start/step/
+        feed; the sender of a decoder without stepping from one teacher-forced pass over
+        ``images``, which gives the same floats since a position's output never reads the
+        pixels at or after it (checked before coding)."""
         m = self.model
         dec = m.decoder
-        state = dec.start(torch.from_numpy(z).float().to(m.device))
-        size = math.prod(m.image_shape)
-        probs = np.empty((len(z), size))
-        for i in range(size):
-            probs[:, i] = m.loss.mean(dec.step(state, i)).reshape(len(z)).double().cpu().numpy()
-            pixels = next_pixels(i, probs[:, i])
-            dec.feed(state, i, torch.from_numpy(pixels).float().to(m.device))
-        return probs
+        zt = torch.from_numpy(z).float().to(m.device)
+        channels = m.image_shape[0]
+        steps: Any = dec if self.stepping else WholePasses(dec)
+        state: Any = None
+        if images is not None and not self.stepping:
+            out = dec.params(zt, self._inputs(images))
+            forced = out.reshape(len(z), out.shape[1], -1)
+        else:
+            state = steps.start(zt)
+        pixel = torch.zeros((len(z), channels, 1, 1), device=m.device)
+        for i in range(math.prod(m.image_shape[1:])):
+            params = forced[:, :, i] if state is None else steps.step(state, i)
+            params = params.reshape(len(z), -1, 1, 1)
+            pixel.zero_()
+            for c in range(channels):
+                probs = m.loss.probabilities(params, pixel)[:, c, 0, 0].cpu().numpy()
+                pixel[:, c, 0, 0] = m.inputs(torch.from_numpy(level_of(i, c, probs))).to(m.device)
+            if state is not None:
+                steps.feed(state, i, pixel[:, :, 0, 0])
 
     @torch.no_grad()
     def prior(self, contexts: Tensor | None, batch: int) -> Any:
         """The prior of each of ``batch`` lanes (``contexts``: their neighbours' codes)."""
         return self.model.prior_distribution(contexts, batch)
+
+
+class WholePasses:
+    """A decoder without its own stepping, stepped by the base class's start/step/feed: a
+    whole forward pass a pixel (its class may define methods of those names without
+    declaring ``stepping``)."""
+
+    def __init__(self, decoder: Decoder) -> None:
+        self.decoder = decoder
+
+    def start(self, z: Tensor) -> Any:
+        return Decoder.start(self.decoder, z)
+
+    def step(self, state: Any, position: int) -> Tensor:
+        return Decoder.step(self.decoder, state, position)
+
+    def feed(self, state: Any, position: int, values: Tensor) -> None:
+        Decoder.feed(self.decoder, state, position, values)
 
 
 def gaussian_rows(dist: DiagGaussian) -> tuple[np.ndarray, np.ndarray]:
@@ -108,27 +150,49 @@ def prior_codecs(codecs: Codecs, prior: LatentPrior) -> list[Codec]:
 
 
 class ImageCoder:
-    """Pushes and pops one step of images: row b of every batch on lane b's stack."""
+    """Pushes and pops one step of images: row b of every batch on lane b's stack.
+
+    A pixel's subpixels are coded with the loss's probabilities over the levels
+    (:meth:`acnkit.interfaces.Loss.probabilities`) in the order the receiver can compute
+    them: a channel of every pixel at a time when pixels are independent given z, pixel by
+    pixel (a pixel's channels in order) for an autoregressive decoder."""
 
     def __init__(self, nets: NetCalls, codecs: Codecs) -> None:
         self.nets, self.codecs = nets, codecs
         self.pixel_steps, self.pixel_seconds = 0, 0.0  # the autoregressive decoding loop
 
-    def push(self, stacks: list[Any], pixels: np.ndarray, means: np.ndarray,
+    def push(self, stacks: list[Any], images: np.ndarray, means: np.ndarray,
              stds: np.ndarray, prior: LatentPrior, keys: list[int]) -> None:
-        """The sender's step: image b (flat 0/1 pixels) with posterior (means[b], stds[b])
+        """The sender's step: image b (C, H, W levels) with posterior (means[b], stds[b])
         onto stack b; ``keys[b]``: its place in the decoding order (the dither's key)."""
         symbols = [self.codecs.posterior(means[b], stds[b], keys[b]).pop(ans)
                    for b, ans in enumerate(stacks)]
         z = self.codecs.grid.values(np.stack(symbols))
-        if self.nets.stepping:  # the very calls the receiver will make
-            probs = self.nets.stepped_probabilities(z, lambda i, p: pixels[:, i])
-        else:
-            probs = self.nets.pixel_probabilities(z, pixels)
-        for b, (ans, row) in enumerate(zip(stacks, prior_codecs(self.codecs, prior),
-                                           strict=True)):
-            self.codecs.bernoulli(probs[b]).push(ans, pixels[b])
-            row.push(ans, symbols[b])
+        b, c = len(stacks), images.shape[1]
+        probs: list[np.ndarray] = []  # in the receiver's order, as it will compute them
+        if self.nets.autoregressive:  # pixel-major: (B, H*W, C) subpixels
+            coded = images.reshape(b, c, -1).transpose(0, 2, 1)
+
+            def subpixel(i: int, ch: int, p: np.ndarray) -> np.ndarray:
+                probs.append(p)
+                return coded[:, i, ch]
+
+            self.nets.position_probabilities(z, images, subpixel)
+            stacked = np.stack(probs, 1)  # (B, H*W*C, L)
+        else:  # channel-major: (B, C, H*W)
+            coded = images.reshape(b, c, -1)
+
+            def channel(ch: int, p: np.ndarray) -> np.ndarray:
+                probs.append(p)
+                return coded[:, ch]
+
+            self.nets.channel_probabilities(z, channel)
+            stacked = np.concatenate(probs, 1)  # (B, C*H*W, L)
+        coded = np.ascontiguousarray(coded).reshape(b, -1)
+        for lane, (ans, row) in enumerate(zip(stacks, prior_codecs(self.codecs, prior),
+                                              strict=True)):
+            self.codecs.levels(stacked[lane]).push(ans, coded[lane])
+            row.push(ans, symbols[lane])
 
     def pop(self, stacks: list[Any], prior: LatentPrior, shape: tuple[int, ...],
             keys: list[int]) -> tuple[np.ndarray, Tensor]:
@@ -137,7 +201,7 @@ class ImageCoder:
         symbols = [row.pop(ans) for ans, row in zip(stacks, prior_codecs(self.codecs, prior),
                                                      strict=True)]
         z = self.codecs.grid.values(np.stack(symbols))
-        pixels = self._pop_pixels(stacks, z, math.prod(shape))
+        images = self._pop_pixels(stacks, z, shape)
         for b, ans in enumerate(stacks):
             # the sender's stack at this point held its initial words less what the
             # posterior popped: never fewer than MIN_VALID_BITS (an empty stack would go on
@@ -145,7 +209,6 @@ class ImageCoder:
             if ans.num_valid_bits() < MIN_VALID_BITS:
                 raise CodecError(f"the file ran out of bits at image {keys[b] + 1}: it is "
                                  f"corrupt or claims more images than it holds")
-        images = pixels.astype(np.uint8).reshape(len(stacks), *shape)
         means, stds, codes = self.nets.posterior(images)
         for b, ans in enumerate(stacks):
             self.codecs.posterior(means[b], stds[b], keys[b]).push(ans, symbols[b])
@@ -154,30 +217,25 @@ class ImageCoder:
                                  f"corrupt or claims more images than it holds")
         return images, codes
 
-    def _pop_pixels(self, stacks: list[Any], z: np.ndarray, size: int) -> np.ndarray:
+    def _pop_pixels(self, stacks: list[Any], z: np.ndarray,
+                    shape: tuple[int, ...]) -> np.ndarray:
+        b, c = len(stacks), shape[0]
+        images = np.zeros((b, c, math.prod(shape[1:])), dtype=np.uint8)
         if not self.nets.autoregressive:
-            probs = self.nets.pixel_probabilities(z)
-            return np.stack([self.codecs.bernoulli(probs[b]).pop(ans)
-                             for b, ans in enumerate(stacks)])
+            def pop_channel(ch: int, probs: np.ndarray) -> np.ndarray:
+                for lane, ans in enumerate(stacks):
+                    images[lane, ch] = self.codecs.levels(probs[lane]).pop(ans)
+                return images[:, ch]
+
+            self.nets.channel_probabilities(z, pop_channel)
+            return images.reshape(b, *shape)
         t0 = time.perf_counter()
-        if self.nets.stepping:
-            pixels = np.zeros((len(stacks), size), dtype=np.int32)
 
-            def pop_position(i: int, p: np.ndarray) -> np.ndarray:
-                pixels[:, i] = self.codecs.pop_bits(stacks, p)
-                return pixels[:, i]
+        def pop_subpixel(i: int, ch: int, probs: np.ndarray) -> np.ndarray:
+            images[:, ch, i] = self.codecs.pop_levels(stacks, probs)
+            return images[:, ch, i]
 
-            self.nets.stepped_probabilities(z, pop_position)
-            self.pixel_steps += size * len(stacks)
-            self.pixel_seconds += time.perf_counter() - t0
-            return pixels
-        # One position at a time in raster order, each with the pixels decoded so far: the
-        # sender's teacher-forced probabilities are these, bit for bit, since a position's
-        # output is computed without the pixels after it (zeros here; check_decoder tests
-        # it) and the batch is the same step's lanes.
-        pixels = np.zeros((len(stacks), size), dtype=np.int32)
-        for i in range(size):
-            pixels[:, i] = self.codecs.pop_bits(stacks, self.nets.pixel_probabilities(z, pixels)[:, i])
-        self.pixel_steps += size * len(stacks)
+        self.nets.position_probabilities(z, None, pop_subpixel)
+        self.pixel_steps += images.shape[2] * b
         self.pixel_seconds += time.perf_counter() - t0
-        return pixels
+        return images.reshape(b, *shape)

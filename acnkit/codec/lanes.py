@@ -88,7 +88,6 @@ def push_lanes(coder: ImageCoder, stacks: list[Any], images: np.ndarray, layout:
     """The sender: every image onto its lane's stack, last step first. ``order`` (coded
     position -> image) is the coded order; None in set mode, where the sender pops it off
     the stacks. Returns the coded order."""
-    flat = images.reshape(len(images), -1)
     nets = coder.nets
     with progress.task("compress", len(images), "images") as shown:
         if order is None:  # set mode: the slots' images are chosen as the stacks grow
@@ -99,7 +98,7 @@ def push_lanes(coder: ImageCoder, stacks: list[Any], images: np.ndarray, layout:
                 idx = [chooser.choose(stacks[lane], coder.codecs) for lane in range(b)]
                 means, stds, _ = nets.posterior(images[idx])
                 slots = layout.slots(j)
-                coder.push(stacks[:b], flat[idx], means, stds, nets.prior(None, b), slots)
+                coder.push(stacks[:b], images[idx], means, stds, nets.prior(None, b), slots)
                 order[slots] = idx
                 shown(b)
             return order
@@ -113,7 +112,7 @@ def push_lanes(coder: ImageCoder, stacks: list[Any], images: np.ndarray, layout:
             previous = codes
         for j in reversed(range(layout.steps)):
             rows, means, stds, prior = steps[j]
-            coder.push(stacks[: len(rows)], flat[rows], means, stds, prior, layout.slots(j))
+            coder.push(stacks[: len(rows)], images[rows], means, stds, prior, layout.slots(j))
             shown(len(rows))
     return order
 

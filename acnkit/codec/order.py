@@ -24,8 +24,10 @@ MODES = ("ordered", "set")
 
 
 def keys(images: np.ndarray) -> list[bytes]:
-    """Each image's pixels packed 8 to a byte: equal images have equal keys, and keys sort."""
-    return [r.tobytes() for r in np.packbits(images.reshape(len(images), -1), axis=1)]
+    """Each image's levels as bytes (uint8 images of any level count): equal images have
+    equal keys, and keys sort the same way on both sides."""
+    return [r.tobytes() for r in np.ascontiguousarray(images, dtype=np.uint8).reshape(
+        len(images), -1)]
 
 
 def same_images(a: np.ndarray, b: np.ndarray, mode: str) -> bool:

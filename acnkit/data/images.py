@@ -35,7 +35,7 @@ def sixteen_bit_grey(img: Any, path: Path) -> np.ndarray | None:
     return ((wide * 255 + 32767) // 65535).astype(np.uint8)
 
 
-def _levels(img: Any, path: Path) -> np.ndarray:
+def image_levels(img: Any, path: Path) -> np.ndarray:
     """(H, W) grey or (H, W, 3) colour 8-bit levels of an opened image."""
     grey = sixteen_bit_grey(img, path)
     if grey is not None:
@@ -64,7 +64,7 @@ def read_levels(path: Path, crop: tuple[int, int] | None) -> np.ndarray:
                                     f"--crop {h}x{w}")
                 top, left = (img.height - h) // 2, (img.width - w) // 2
                 img = img.crop((left, top, left + w, top + h))
-            return _levels(img, path)
+            return image_levels(img, path)
     except Image.DecompressionBombError:
         raise DataError(f"{path} claims more pixels than an image can safely hold") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
