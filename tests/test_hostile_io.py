@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 from test_codec import trained
+from test_codec_levels import model as levels_model
 
 from acnkit.cli import main
 from acnkit.codec import compress, decompress, read_header
@@ -143,12 +144,19 @@ def _with_good_crc_and_digest(body: bytes, images: np.ndarray) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-@pytest.mark.parametrize("prior", ["vae", "acn"])
+def _model(kind: str):
+    """A small trained model: "vae"/"acn" on 0/1 digits, "vae-17"/"acn-17" at digits' 17
+    levels (a logistic mixture)."""
+    prior, _, levels = kind.partition("-")
+    return levels_model(prior, "mlp", "logistic") if levels else trained(prior=prior)
+
+
+@pytest.mark.parametrize("prior", ["vae", "acn", "vae-17", "acn-17"])
 def test_every_header_bit_flipped_is_refused_or_decodes_the_same_images(prior):
     """Every bit of a small file's header, flipped with the CRC and the digest made good:
     one CodecError line, or (an edit the header can take, such as a name) the same
     pixels; never a traceback, a hang or other images."""
-    t = trained(prior=prior)
+    t = _model(prior)
     images = t.data.test_x.numpy()[:3]
     data = compress(t.model, images, "ordered", names=["a.png", "b.png", "c.png"],
                     plain_if_smaller=False).data
@@ -171,10 +179,11 @@ def test_every_header_bit_flipped_is_refused_or_decodes_the_same_images(prior):
     assert outcomes["refused"] > 100
 
 
-def test_a_fuzzed_payload_is_refused_with_one_line():
+@pytest.mark.parametrize("kind", ["acn", "acn-17"])
+def test_a_fuzzed_payload_is_refused_with_one_line(kind):
     """Random bit flips and cuts in the payload (CRC made good; fixed seed): CodecError,
     never a KeyError, a panic or other images."""
-    t = trained(prior="acn")
+    t = _model(kind)
     images = t.data.test_x.numpy()[:20]
     data = compress(t.model, images, "ordered", plain_if_smaller=False).data
     start = _field_offsets(data)["names"][1]

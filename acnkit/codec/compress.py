@@ -368,16 +368,20 @@ def decompress(model: Model, data: bytes, name: str = "the file",
         raise CodecError(f"{name} did not decode to the images it was made from (different "
                          f"arithmetic: compress and decompress need the same acnkit, torch "
                          f"and CPU kind); nothing was written")
-    return restored(images, header)
+    return restored(images, header, name)
 
 
-def restored(images: np.ndarray, header: dict[str, Any]) -> np.ndarray:
+def restored(images: np.ndarray, header: dict[str, Any], name: str = "the file") -> np.ndarray:
     """Decoded images (N, C, H, W) in the layout and dtype of the array they were made
     from (channels last if it held them so)."""
     inp = tuple(header["input_shape"])
     if channels_last(inp, tuple(header["image_shape"])):
         images = images.transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(images.reshape(inp).astype(header["input_dtype"]))
+    out = np.ascontiguousarray(images.reshape(inp).astype(header["input_dtype"]))
+    if not np.array_equal(out.astype(np.int64), images.reshape(inp)):
+        raise CodecError(f"{name} is corrupt: its images' levels do not fit its array type "
+                         f"{header['input_dtype']}")
+    return out
 
 
 def _decode(model: Model, header: dict[str, Any], words: np.ndarray, name: str,

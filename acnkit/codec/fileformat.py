@@ -228,6 +228,8 @@ def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
                                                        f"acnkit writes"),
         (not 2 <= levels <= MAX_LEVELS, f"its {levels} levels a subpixel are not 2 to "
                                         f"{MAX_LEVELS}"),
+        (header["input_dtype"] == "bool" and levels > 2,
+         f"its images of {levels} levels cannot be bools"),
         (count * pixels > MAX_DECODED_BYTES, f"{count} images of shape {shape} are too many"),
         (not inp or len(inp) > 5 or math.prod(inp) != count * pixels,
          f"its array shape {inp} does not hold {count} images of {pixels} pixels"),
