@@ -131,7 +131,7 @@ def test_external_codecs_are_skipped_when_missing_and_take_their_best_layout(mon
 
     import numpy as np
 
-    from acnkit import bench_codec
+    from acnkit.bench import codec as bench_codec
 
     images = (np.random.default_rng(0).random((50, 1, 8, 8)) < 0.3).astype(np.uint8)
     monkeypatch.setattr(shutil, "which", lambda program: None)
@@ -149,7 +149,7 @@ def test_external_codecs_are_skipped_when_missing_and_take_their_best_layout(mon
 def test_the_floor_is_the_pixels_binary_entropy():
     import numpy as np
 
-    from acnkit.bench_codec import floor_bits
+    from acnkit.bench.codec import floor_bits
 
     p = np.array([[0.5, 0.0, 1.0, 0.25]])  # 1 + 0 + 0 + H(1/4) bits
     h = -(0.25 * np.log2(0.25) + 0.75 * np.log2(0.75))
@@ -159,7 +159,7 @@ def test_the_floor_is_the_pixels_binary_entropy():
 def test_the_mosaic_layout_holds_every_image_once():
     import numpy as np
 
-    from acnkit.bench_codec import _layouts
+    from acnkit.bench.codec import _layouts
 
     images = np.arange(7 * 2 * 3).reshape(7, 1, 2, 3) % 2
     layouts = _layouts(images)
@@ -181,7 +181,7 @@ def test_timed_step_gives_the_gradients_of_the_real_step(prior, mixtures):
     """bench epoch times a step cut at every network boundary: the cuts must not change
     what the step computes."""
     from acnkit import RunConfig, Trainer
-    from acnkit.bench_epoch import PhaseClock, timed_step
+    from acnkit.bench.epoch import PhaseClock, timed_step
 
     cfg = RunConfig(prior=prior, mixtures=mixtures, latent_dim=6, encoder_hidden="32",
                     decoder_hidden="32", prior_hidden=16, train_limit=300)
@@ -226,7 +226,7 @@ def test_bench_search_crossover():
 
 
 def test_crossover_picks_the_fastest_setting_that_reaches_the_recall():
-    from acnkit.bench import crossover
+    from acnkit.bench.search import crossover
 
     def row(name, n, ms, recall, setting):
         return {"searcher": name, "n": n, "query_ms_per_batch": ms, "recall_at_k": recall,

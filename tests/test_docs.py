@@ -2,14 +2,14 @@ from pathlib import Path
 
 import pytest
 
-from acnkit.cli_reference import render
+from acnkit.cli.reference import render
 
 DOCS = Path(__file__).parent.parent / "docs"
 
 
 def test_cli_reference_matches_help():
     assert (DOCS / "cli.md").read_text() == render(), (
-        "docs/cli.md is out of date: python -m acnkit.cli_reference > docs/cli.md")
+        "docs/cli.md is out of date: python -m acnkit.cli.reference > docs/cli.md")
 
 
 def test_every_hook_is_documented_in_architecture():

@@ -1,7 +1,7 @@
 """The ``acnkit`` command line: its commands, their options, and errors as one line.
 
 The commands only read options and files and call the library; what they print is drawn by
-:mod:`acnkit.display`, and the ``bench`` commands live in :mod:`acnkit.cli_bench`."""
+:mod:`acnkit.display`, and the ``bench`` commands live in :mod:`acnkit.cli.bench`."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from .cli_bench import bench
-from .cli_group import AcnkitGroup
-from .cli_options import build_config, json_option, quiet_option, run_options, without_nproc
-from .errors import Interrupted
-from .registry import KINDS, get_registry
-from .version import __version__
+from ..errors import Interrupted
+from ..registry import KINDS, get_registry
+from ..version import __version__
+from .bench import bench
+from .group import AcnkitGroup
+from .options import build_config, json_option, quiet_option, run_options, without_nproc
 
 
 @click.group(cls=AcnkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,8 +53,8 @@ def run(ctx: click.Context, out: str, resume_dir: str | None, overwrite: bool, a
 
     Under torchrun (torchrun --nproc_per_node N -m acnkit run ...) or with --nproc N it
     trains with one process per share of each batch; only rank 0 writes files."""
-    from . import runs
-    from .distributed import shutdown
+    from .. import runs
+    from ..distributed import shutdown
 
     if nproc < 1:
         raise click.UsageError("--nproc must be >= 1")
@@ -68,8 +68,8 @@ def run(ctx: click.Context, out: str, resume_dir: str | None, overwrite: bool, a
     config, overrides = build_config(ctx, params)
     events = None
     if tensorboard:
-        from .rundir import TENSORBOARD
-        from .tensorboard_log import require_tensorboard
+        from ..rundir import TENSORBOARD
+        from ..tensorboard_log import require_tensorboard
 
         require_tensorboard()
         events = Path(resume_dir or out) / TENSORBOARD
@@ -80,7 +80,7 @@ def run(ctx: click.Context, out: str, resume_dir: str | None, overwrite: bool, a
                                    "drop it or train in one process")
         if not resume_dir:
             runs.check_new(config, out, overwrite)
-        from .launch import launch
+        from ..launch import launch
 
         ctx.exit(launch(nproc, without_nproc(sys.argv[1:])))
 
@@ -103,7 +103,7 @@ def run(ctx: click.Context, out: str, resume_dir: str | None, overwrite: bool, a
         if as_json:
             click.echo(json.dumps(trainer.history[-1]))
         else:  # one line, --quiet or not: the result and where it is
-            from .display import run_summary
+            from ..display import run_summary
 
             click.echo(run_summary(resume_dir or out, trainer.history[-1]))
 
@@ -112,7 +112,7 @@ def run(ctx: click.Context, out: str, resume_dir: str | None, overwrite: bool, a
 @json_option(help="Print the plugins as JSON.")
 def plugins(as_json: bool) -> None:
     """List installed plugins and the components each registers."""
-    from .display import print_plugins
+    from ..display import print_plugins
 
     reg = get_registry()  # the group added the plugins' commands when it resolved this one
     rows = []
@@ -148,8 +148,8 @@ def plugins(as_json: bool) -> None:
 def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, resume: bool,
             as_json: bool, tensorboard: bool, **params: Any) -> None:
     """Train VAE and ACN side by side and report nats per epoch for both."""
-    from .compare import read_plan, run_compare
-    from .display import print_compare
+    from ..compare import read_plan, run_compare
+    from ..display import print_compare
 
     if ctx.get_parameter_source("prior") == ParameterSource.COMMANDLINE:
         raise click.UsageError(f"compare trains the priors of --priors (a comma list), not "
@@ -210,10 +210,10 @@ def compress_cmd(run_dir: str, inputs: tuple[str, ...], data_name: str | None, s
     """Bits-back ANS coding of binary images with a trained VAE or ACN run (ACN along its
     greedy chain): image files or folders of them (PNG, PBM, TIFF), a .npy array (--input)
     or a data set (--data). The file decodes bit-exactly with `acnkit decompress`."""
-    from .atomic import atomic_write_bytes, check_target
-    from .codec import check_codable, compress
-    from .files import check_threshold
-    from .trained import load_run
+    from ..atomic import atomic_write_bytes, check_target
+    from ..codec import check_codable, compress
+    from ..files import check_threshold
+    from ..trained import load_run
 
     if sum((data_name is not None, input_path is not None, bool(inputs))) != 1:
         raise click.UsageError("give exactly one of image files or folders, --data NAME and "
@@ -256,8 +256,8 @@ def compress_cmd(run_dir: str, inputs: tuple[str, ...], data_name: str | None, s
 def _compress_input(run: Any, inputs: tuple[str, ...], data_name: str | None, split: str,
                     input_path: str | None, threshold: float | None) -> tuple[Any, ...]:
     """The images to compress, the dtype and shape to restore, and their names (files)."""
-    from .codec import as_images
-    from .files import dataset_images, load_images, read_images
+    from ..codec import as_images
+    from ..files import dataset_images, load_images, read_images
 
     shape = run.model.image_shape
     if inputs:
@@ -284,10 +284,10 @@ def decompress_cmd(file: str, run_dir: str, output: str, overwrite: bool) -> Non
     """Decode a file of `acnkit compress` into the .npy array it was made from, or into a
     folder of image files (in set mode: the same images in some order). Nothing is written
     unless it decodes exactly."""
-    from .atomic import atomic_write_bytes, check_target
-    from .codec import as_images, decompress, read_header
-    from .files import check_image_targets, npy_bytes, read_file, write_images
-    from .trained import load_run
+    from ..atomic import atomic_write_bytes, check_target
+    from ..codec import as_images, decompress, read_header
+    from ..files import check_image_targets, npy_bytes, read_file, write_images
+    from ..trained import load_run
 
     to_folder = output.endswith("/") or Path(output).is_dir()
     target = Path(output) if to_folder else check_target(output, overwrite, "--output")
@@ -329,7 +329,7 @@ def eval_cmd(run_dir: str, samples: int, knn: int, with_train: bool, mixture: bo
     """Held-out code lengths in ordered and set mode (ACN: along the greedy chain; the
     optimistic nearest-training figure under its own name), bits/dim, k-NN accuracy of
     codes, importance-sampled NLL."""
-    from .evaluate import evaluate_run
+    from ..evaluate import evaluate_run
 
     if samples < 0 or knn < 1:
         raise click.UsageError("--samples must be >= 0 and --knn >= 1")
@@ -354,10 +354,10 @@ def eval_cmd(run_dir: str, samples: int, knn: int, with_train: bool, mixture: bo
 def daydream(run_dir: str, seeds: int, steps: int, seed: int, out: str, overwrite: bool,
              device: str | None) -> None:
     """Encode, sample the prior given the code, decode, repeat: a PNG grid, a row per chain."""
-    from .atomic import check_target
-    from .daydream import write_daydream
-    from .sampling import MAX_SEEDS, MAX_STEPS
-    from .trained import load_run
+    from ..atomic import check_target
+    from ..daydream import write_daydream
+    from ..sampling import MAX_SEEDS, MAX_STEPS
+    from ..trained import load_run
 
     if not 1 <= seeds <= MAX_SEEDS or not 1 <= steps <= MAX_STEPS:
         raise click.UsageError(f"--seeds must be 1-{MAX_SEEDS} and --steps 1-{MAX_STEPS} "
@@ -380,9 +380,9 @@ def sample(run_dir: str, n: int, seed: int, out: str, overwrite: bool,
            device: str | None) -> None:
     """Draw z from an unconditional prior (a VAE's) and decode it: a PNG grid of samples
     (an autoregressive decoder draws them pixel by pixel). ACN's samples: daydream."""
-    from .atomic import check_target
-    from .sampling import MAX_SEEDS, write_samples
-    from .trained import load_run
+    from ..atomic import check_target
+    from ..sampling import MAX_SEEDS, write_samples
+    from ..trained import load_run
 
     if not 1 <= n <= 4 * MAX_SEEDS:
         raise click.UsageError(f"--n must be 1-{4 * MAX_SEEDS}")

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import progress
-from .errors import UsageError
-from .neighbours import exact_knn
-from .registry import get_registry
-from .testing import clustered_codes
+from .. import progress
+from ..errors import UsageError
+from ..neighbours import exact_knn
+from ..registry import get_registry
+from ..testing import clustered_codes
 
 #: settings tried for each searcher in ``bench search`` (the first is its default)
 SEARCH_SETTINGS: dict[str, list[dict[str, Any]]] = {
@@ -61,7 +61,7 @@ def load_codes(path: str) -> torch.Tensor:
         raise UsageError(f"--codes {p} does not exist; give a run folder, a .pt tensor or a "
                          f".npy array")
     if p.is_dir():
-        from .rundir import load_checkpoint
+        from ..rundir import load_checkpoint
 
         state = load_checkpoint(p)
         if "store" not in state:
@@ -253,7 +253,7 @@ def bench_search_sizes(searchers: list[str], sizes: list[int], dim: int, batch: 
 def bench_chain(n: int, dim: int, codes: torch.Tensor | None = None) -> dict[str, Any]:
     """Seconds to build the greedy chain over ``codes`` (default: ``n`` clustered codes),
     beside one batched exact 1-NN search of the same codes for scale."""
-    from .memory import greedy_chain, nearest_codes
+    from ..memory import greedy_chain, nearest_codes
 
     if codes is None:
         codes = clustered_codes(n, dim, clusters=max(10, n // 600), seed=0)

@@ -8,10 +8,10 @@ import sys
 
 import click
 
-from .cli_options import json_option, quiet_option
-from .config import RunConfig
-from .display import print_codec, print_crossover, print_epoch, print_search
-from .registry import get_registry
+from ..config import RunConfig
+from ..display import print_codec, print_crossover, print_epoch, print_search
+from ..registry import get_registry
+from .options import json_option, quiet_option
 
 
 @click.group()
@@ -42,8 +42,8 @@ def bench_search_cmd(names, n, dim, batch, k, queries, codes_path, trees, search
     """Build time, query time, recall@k of each searcher against exact search, and the
     brute-force bound from this machine's measured matmul rate; with --sizes, each
     searcher's crossover with exact search."""
-    from .bench import bench_search, load_codes
-    from .distributed import resolve_device
+    from ..bench.search import bench_search, load_codes
+    from ..distributed import resolve_device
 
     resolve_device(device)
     for name, value in (("--n", n), ("--dim", dim), ("--batch", batch), ("--k", k),
@@ -55,7 +55,7 @@ def bench_search_cmd(names, n, dim, batch, k, queries, codes_path, trees, search
     names = list(names) or reg.nearest_searchers()
     for name in names:
         reg.get("searcher", name)
-    from .bench import SEARCH_SETTINGS
+    from ..bench.search import SEARCH_SETTINGS
 
     settings = dict(SEARCH_SETTINGS)
     if trees or search_ks:
@@ -69,7 +69,7 @@ def bench_search_cmd(names, n, dim, batch, k, queries, codes_path, trees, search
                                    f"got {sizes!r}") from None
         if not size_list or size_list[0] <= max(k, batch):
             raise click.UsageError(f"--sizes must be larger than --batch and --k, got {sizes!r}")
-        from .bench import bench_search_sizes
+        from ..bench.search import bench_search_sizes
 
         result = bench_search_sizes(names, size_list, dim, batch, k, codes=codes,
                                     queries=queries, device=device, settings=settings)
@@ -96,7 +96,7 @@ def bench_search_cmd(names, n, dim, batch, k, queries, codes_path, trees, search
 def bench_memory_cmd(name, n, dim, batch, k):
     """Peak memory one search adds beside the code store (run alone: it reads the process's
     high-water mark). Prints JSON."""
-    from .bench import search_memory
+    from ..bench.search import search_memory
 
     for flag, value in (("--n", n), ("--dim", dim), ("--batch", batch), ("--k", k)):
         if value < 1:
@@ -129,7 +129,7 @@ def bench_memory_cmd(name, n, dim, batch, k):
 def bench_chain_cmd(n, dim, codes_path, as_json):
     """Seconds to order a set of codes into ACN's greedy chain (the evaluation and the
     codec build one per coded set), beside one batched exact 1-NN search of the same codes."""
-    from .bench import bench_chain, load_codes
+    from ..bench.search import bench_chain, load_codes
 
     if n < 1 or dim < 1:
         raise click.UsageError("--n and --dim must be >= 1")
@@ -157,7 +157,7 @@ def bench_codec_cmd(run_dirs, data, split, limit, lanes, as_json):
     seconds each way) beside gzip -9, bzip2 -9, xz -9e, a 1-bit PNG and, when on PATH,
     JBIG (pbmtojbg), zpaq -m5 and lossless JPEG XL (cjxl) of the same images; for data
     binarised from grey levels, the floor no codec beats on average."""
-    from .bench_codec import bench_codec
+    from ..bench.codec import bench_codec
 
     if limit is not None and limit < 1:
         raise click.UsageError("--limit must be >= 1")
@@ -186,7 +186,7 @@ def bench_epoch_cmd(data, data_dir, names, repeat, train_limit, device, config_f
     """One training epoch of the VAE and of ACN with each searcher, blog configuration
     (MLP 784-512-20, single-Gaussian prior with one hidden layer of 512, batch 128) or
     the nets of --config."""
-    from .bench_epoch import bench_epoch
+    from ..bench.epoch import bench_epoch
 
     if data is None:
         from pathlib import Path

@@ -9,8 +9,8 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from . import progress
-from .config import RunConfig, tomllib
+from .. import progress
+from ..config import RunConfig, tomllib
 
 _D = RunConfig()
 

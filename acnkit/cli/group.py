@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from .errors import AcnkitError
-from .registry import get_registry, may_add_commands
+from ..errors import AcnkitError
+from ..registry import get_registry, may_add_commands
 
 
 class AcnkitGroup(click.Group):

@@ -9,11 +9,11 @@ from typing import Any
 
 import torch
 
-from . import progress
-from .config import RunConfig
-from .distributions import DiagGaussian
-from .engine import Trainer
-from .evaluate import held_out_figures
+from .. import progress
+from ..config import RunConfig
+from ..distributions import DiagGaussian
+from ..engine import Trainer
+from ..evaluate import held_out_figures
 
 
 def blog_config(data: str, **overrides: Any) -> RunConfig:

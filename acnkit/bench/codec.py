@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from .codec import compress, decompress, same_images
-from .errors import UsageError
-from .files import dataset_images, run_dataset
-from .trained import load_run
+from ..codec import compress, decompress, same_images
+from ..errors import UsageError
+from ..files import dataset_images, run_dataset
+from ..trained import load_run
 
 #: codecs for bilevel images run as programs when they are on PATH: name -> (program,
 #: packages that ship it)
