@@ -95,31 +95,44 @@ def print_crossover(result: dict[str, Any], k: int) -> None:
 
 
 def print_codec(result: dict[str, Any], data: str, split: str) -> None:
-    """``acnkit bench codec``: acnkit's files beside the classic codecs."""
-    table = Table(title=f"{result['images']} {data} {split} images of {result['pixels']} "
-                        f"binary pixels")
-    for col in ("codec", "mode", "lanes", "bytes", "bits/img", "model", "over", "comp s",
-                "dec s", "pixel ms", "check"):
+    """``acnkit bench codec``: acnkit's files beside the codecs people use, seconds each
+    way for every row."""
+    levels = result.get("levels", 2)
+    what = (f"{result['pixels']} binary pixels" if levels == 2 else
+            f"shape {tuple(result['image_shape'])} at {levels} levels")
+    table = Table(title=f"{result['images']} {data} {split} images of {what}")
+    per_dim = levels > 2
+    columns = ["codec", "mode", "lanes", "bytes", "bits/img", *(["bits/dim"] if per_dim else []),
+               "model", "over", "comp s", "dec s", "pixel ms", "check"]
+    for col in columns:
         table.add_column(col, justify="left" if col in ("codec", "mode") else "right")
+
+    def dim(r: dict[str, Any]) -> list[str]:
+        return [f"{r['bits_per_dim']:.3f}"] if per_dim else []
+
     for r in result["acnkit"]:
         table.add_row(r["codec"], r["mode"], str(r.get("lanes", "")), str(r["bytes"]),
-                      f"{r['bits_per_image']:.1f}",
+                      f"{r['bits_per_image']:.1f}", *dim(r),
                       f"{r['model_bits_per_image']:.1f}", f"{r['overhead_percent']:+.2f} %",
                       f"{r['compress_seconds']:.1f}", f"{r['decompress_seconds']:.1f}",
                       f"{r['pixel_step_ms']:.2f}" if r["pixel_steps"] else "-",
                       "exact" if r["round_trip"] else "FAILED")
     for r in result["classic"]:
         if "skipped" in r:
-            table.add_row(r["codec"], "", "", "", "skipped", "", "", "", "", "", r["skipped"])
+            table.add_row(r["codec"], "", "", "", "skipped", *([""] if per_dim else []), "",
+                          "", "", "", "", r["skipped"])
             continue
         table.add_row(r["codec"], r.get("layout", "ordered"), "", str(r["bytes"]),
-                      f"{r['bits_per_image']:.1f}", "", "", "", "", "", "")
+                      f"{r['bits_per_image']:.1f}", *dim(r), "", "",
+                      f"{r['compress_seconds']:.1f}", f"{r['decompress_seconds']:.1f}", "",
+                      "exact" if r["round_trip"] else "FAILED")
     if result.get("floor_bits_per_image") is not None:
         table.add_row("floor (pixels' entropy given grey levels)", "", "", "",
-                      f"{result['floor_bits_per_image']:.1f}", "", "", "", "", "", "")
+                      f"{result['floor_bits_per_image']:.1f}", *([""] if per_dim else []),
+                      "", "", "", "", "", "")
     _print(table)
-    _print("mode of a classic codec: the layout it was given (ordered: as in the array; "
-           "tall: one image under the other; mosaic: a near-square grid), the smaller kept")
+    _print("mode of another codec: the input it was given, the smallest kept (raw: the "
+           "array's bytes; tall: one image under the other; mosaic: a near-square grid)")
     if any(r["pixel_steps"] for r in result["acnkit"]):
         _print("pixel ms: milliseconds per pixel of an autoregressive decoder's "
                "decoding loop (one decoder call each)")

@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,105 +19,201 @@ from ..errors import UsageError
 from ..files import dataset_images, run_dataset
 from ..trained import load_run
 
-#: codecs for bilevel images run as programs when they are on PATH: name -> (program,
-#: packages that ship it)
-EXTERNAL = {"jbig (pbmtojbg -q)": ("pbmtojbg", "jbigkit-bin"), "zpaq -m5": ("zpaq", "zpaq"),
-            "jpeg xl (cjxl -d 0 -e 9)": ("cjxl", "libjxl-tools")}
+#: the widest side WebP takes
+WEBP_MAX_SIDE = 16383
 
 
-def classic_codecs(images: np.ndarray) -> list[dict[str, Any]]:
-    """Bytes of general-purpose codecs on the same binary images: gzip -9, bzip2 -9 and
-    xz -9e of the packed bits (8 pixels a byte), and one 1-bit PNG holding every image."""
-    import bz2
-    import gzip
-    import io
-    import lzma
+@dataclass(frozen=True)
+class Classic:
+    """A codec people use, as the bench runs it: on each of ``layouts`` (the images as it
+    is given them; the smallest file kept), encoded and decoded through files, timed both
+    ways, the decoded pixels checked against the input. ``program``: the command it needs
+    on PATH (None: Python's own library), ``package`` the Debian package that ships it."""
 
+    name: str
+    layouts: tuple[str, ...]
+    encode: Callable[[Path, Path], None]
+    decode: Callable[[Path, Path], None]
+    program: str | None = None
+    package: str | None = None
+
+
+def _call(*command: str | Path, cwd: Path | None = None) -> None:
+    try:
+        subprocess.run([str(c) for c in command], check=True, capture_output=True,
+                       timeout=3600, cwd=cwd)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        raise UsageError(f"{command[0]} failed: {exc}") from None
+
+
+def _in_process(module: str, **options: Any) -> tuple[Callable[[Path, Path], None],
+                                                      Callable[[Path, Path], None]]:
+    """A compressor of Python's standard library, on a file's bytes."""
+    import importlib
+
+    lib: Any = importlib.import_module(module)
+
+    def encode(src: Path, out: Path) -> None:
+        out.write_bytes(lib.compress(src.read_bytes(), **options))
+
+    def decode(out: Path, back: Path) -> None:
+        back.write_bytes(lib.decompress(out.read_bytes()))
+
+    return encode, decode
+
+
+def _png_save(src: Path, out: Path) -> None:
     from PIL import Image
 
-    n = len(images)
-    flat = images.reshape(n, -1)
-    packed = np.packbits(flat, axis=1).tobytes()
-    width = images.shape[-1]
-    sheet = Image.fromarray(flat.reshape(-1, width).astype(bool))  # images stacked
-    png = io.BytesIO()
-    sheet.save(png, format="PNG", optimize=True)
-    sizes = {
-        "gzip -9": len(gzip.compress(packed, compresslevel=9, mtime=0)),
-        "bzip2 -9": len(bz2.compress(packed, compresslevel=9)),
-        "xz -9e": len(lzma.compress(packed, preset=9 | lzma.PRESET_EXTREME)),
-        "png (1-bit)": len(png.getvalue()),
-    }
-    rows = [{"codec": k, "bytes": v, "bits_per_image": 8 * v / n} for k, v in sizes.items()]
-    return rows + external_codecs(images)
+    with Image.open(src) as img:
+        img.save(out, format="PNG", optimize=True)
+
+
+def _png_load(out: Path, back: Path) -> None:
+    from PIL import Image
+
+    with Image.open(out) as img:
+        img.load()
+        img.save(back, format="PNG", compress_level=0)
+
+
+def _zpaq(src: Path, out: Path) -> None:
+    _call("zpaq", "a", out.name, src.name, "-m5", cwd=src.parent)
+
+
+def _unzpaq(out: Path, back: Path) -> None:
+    folder = back.parent / f"{back.name}.d"
+    _call("zpaq", "x", out.name, "-to", folder, cwd=out.parent)
+    next(p for p in folder.rglob("*") if p.is_file()).rename(back)
+
+
+def classics(levels: int) -> list[Classic]:
+    """The codecs the bench sets beside acnkit's files: for 0/1 images those of bilevel
+    images (on the packed bits, 8 pixels a byte, or 1-bit pictures), for grey and colour
+    those of 8-bit images (on the raw bytes, pixel by pixel, or 8-bit pictures)."""
+    import lzma
+
+    rows = [Classic("gzip -9", ("raw",), *_in_process("gzip", compresslevel=9, mtime=0)),
+            Classic("bzip2 -9", ("raw",), *_in_process("bz2", compresslevel=9)),
+            Classic("xz -9e", ("raw",), *_in_process("lzma",
+                                                      preset=9 | lzma.PRESET_EXTREME))]
+    jxl = Classic("jpeg xl (cjxl -d 0 -e 9)", ("tall png", "mosaic png"),
+                  lambda src, out: _call("cjxl", "-d", "0", "-e", "9", "--quiet", src, out),
+                  lambda out, back: _call("djxl", out, back, "--quiet"), "cjxl",
+                  "libjxl-tools")
+    zpaq = Classic("zpaq -m5", ("raw", "tall pbm") if levels == 2 else ("raw",), _zpaq,
+                   _unzpaq, "zpaq", "zpaq")
+    if levels == 2:
+        return [*rows, Classic("png (1-bit)", ("tall png",), _png_save, _png_load),
+                Classic("jbig (pbmtojbg -q)", ("tall pbm", "mosaic pbm"),
+                        lambda src, out: _call("pbmtojbg", "-q", src, out),
+                        lambda out, back: _call("jbgtopbm", out, back), "pbmtojbg",
+                        "jbigkit-bin"), zpaq, jxl]
+    webp = Classic("webp lossless (cwebp -lossless -z 9)", ("tall png", "mosaic png"),
+                   lambda src, out: _call("cwebp", "-quiet", "-lossless", "-z", "9", src,
+                                          "-o", out),
+                   lambda out, back: _call("dwebp", "-quiet", out, "-o", back), "cwebp",
+                   "webp")
+    return [*rows, Classic("png (Pillow, optimize)", ("tall png", "mosaic png"), _png_save,
+                           _png_load), webp, jxl, zpaq]
 
 
 def _layouts(images: np.ndarray) -> dict[str, np.ndarray]:
-    """The images as one tall picture and as a near-square mosaic (empty tiles are 0)."""
-    n, h, w = len(images), images.shape[-2], images.shape[-1]
-    flat = images.reshape(n, h, w).astype(bool)
+    """The images as one tall picture and as a near-square mosaic (empty tiles are 0):
+    (H, W) for one channel, (H, W, C) for several."""
+    n, c, h, w = len(images), images.shape[1], images.shape[-2], images.shape[-1]
+    pixels = images.reshape(n, c, h, w).transpose(0, 2, 3, 1)  # channels last
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    tiles = np.zeros((rows * cols, h, w), dtype=bool)
-    tiles[:n] = flat
-    mosaic = tiles.reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
-    return {"tall": flat.reshape(n * h, w), "mosaic": mosaic}
+    tiles = np.zeros((rows * cols, h, w, c), dtype=images.dtype)
+    tiles[:n] = pixels
+    mosaic = tiles.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(
+        rows * h, cols * w, c)
+    tall = pixels.reshape(n * h, w, c)
+    if c == 1:
+        tall, mosaic = tall[..., 0], mosaic[..., 0]
+    return {"tall": tall, "mosaic": mosaic}
 
 
 def _pbm(picture: np.ndarray) -> bytes:
     """A raw PBM (P4): 1 is black, rows padded to whole bytes."""
     h, w = picture.shape
-    return f"P4\n{w} {h}\n".encode() + np.packbits(picture, axis=1).tobytes()
+    return f"P4\n{w} {h}\n".encode() + np.packbits(picture.astype(bool), axis=1).tobytes()
 
 
-def external_codecs(images: np.ndarray) -> list[dict[str, Any]]:
-    """JBIG, zpaq -m5 and lossless JPEG XL on the same images, each in the layout it codes
-    smallest (tall or mosaic; zpaq: the packed bits or the tall PBM); a program not on PATH
-    is reported as skipped, naming its package."""
+def _inputs(images: np.ndarray, levels: int, folder: Path) -> dict[str, tuple[Path, Any]]:
+    """Each layout's file, and what decoding it must give back (bytes, or pixels)."""
     from PIL import Image
 
+    n = len(images)
+    inputs: dict[str, tuple[Path, Any]] = {}
+    if levels == 2:
+        raw = np.packbits(images.reshape(n, -1), axis=1).tobytes()
+    else:  # pixel by pixel, channels interleaved, as an image's bytes are held
+        raw = np.ascontiguousarray(images.transpose(0, 2, 3, 1)).tobytes()
+    (folder / "raw.bin").write_bytes(raw)
+    inputs["raw"] = (folder / "raw.bin", raw)
+    for layout, picture in _layouts(images).items():
+        if levels == 2:
+            (folder / f"{layout}.pbm").write_bytes(_pbm(picture))
+            # Pillow reads a 1-bit picture as True for white: the paper, 0 here
+            inputs[f"{layout} pbm"] = (folder / f"{layout}.pbm", ~picture.astype(bool))
+            img = Image.fromarray(~picture.astype(bool))
+        else:
+            img = Image.fromarray(picture, "RGB" if picture.ndim == 3 else "L")
+        img.save(folder / f"{layout}.png", compress_level=1)
+        inputs[f"{layout} png"] = (folder / f"{layout}.png", np.asarray(img))
+    return inputs
+
+
+def _same(back: Path, expected: Any) -> bool:
+    from PIL import Image
+
+    if isinstance(expected, bytes):
+        return back.read_bytes() == expected
+    with Image.open(back) as img:
+        got = np.asarray(img)
+    if expected.dtype == bool:  # a decoder may write 1-bit pictures as 0/1 or 0/255 grey
+        got = got > 0
+    if got.ndim == 3 and expected.ndim == 2 and (got[..., :3] == got[..., :1]).all():
+        got = got[..., 0]  # grey decoded as R = G = B (WebP has no grey pictures)
+    return got.shape == expected.shape and bool(np.array_equal(got, expected))
+
+
+def external_codecs(images: np.ndarray, levels: int = 2) -> list[dict[str, Any]]:
+    """Every codec of :func:`classics` on the same images, each in the layout it codes
+    smallest, with its seconds each way and whether it decoded to the input; a program
+    not on PATH is reported as skipped, naming its package."""
     n = len(images)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        inputs: dict[str, Path] = {}
-        for layout, picture in _layouts(images).items():
-            inputs[f"{layout} pbm"] = folder / f"{layout}.pbm"
-            inputs[f"{layout} pbm"].write_bytes(_pbm(picture))
-            inputs[f"{layout} png"] = folder / f"{layout}.png"
-            Image.fromarray(~picture).save(inputs[f"{layout} png"], optimize=True)
-        inputs["packed bits"] = folder / "packed.bin"
-        inputs["packed bits"].write_bytes(np.packbits(images.reshape(n, -1), axis=1).tobytes())
-        for codec, (program, package) in EXTERNAL.items():
-            if shutil.which(program) is None:
-                rows.append({"codec": codec, "skipped": f"{program} not on PATH "
-                             f"(Debian package {package})"})
+        inputs = _inputs(images, levels, folder)
+        for codec in classics(levels):
+            if codec.program is not None and shutil.which(codec.program) is None:
+                rows.append({"codec": codec.name, "skipped": f"{codec.program} not on PATH "
+                             f"(Debian package {codec.package})"})
                 continue
-            sizes = {}
-            for layout in _candidates(program):
-                out = folder / f"{program}-{layout.replace(' ', '-')}.out"
-                _run(program, inputs[layout], out)
-                sizes[layout] = out.stat().st_size
-            best = min(sizes, key=lambda k: sizes[k])
-            rows.append({"codec": codec, "layout": best, "bytes": sizes[best],
-                         "bits_per_image": 8 * sizes[best] / n, "tried": sizes})
+            tried: dict[str, dict[str, Any]] = {}
+            for layout in codec.layouts:
+                src, expected = inputs[layout]
+                if codec.program == "cwebp" and max(expected.shape[:2]) > WEBP_MAX_SIDE:
+                    continue  # WebP caps a side at 16,383 pixels
+                tag = f"{codec.name.split()[0]}-{layout.replace(' ', '-')}"
+                out, back = folder / f"{tag}.out", folder / f"{tag}.back{src.suffix}"
+                t0 = time.perf_counter()
+                codec.encode(src, out)
+                t1 = time.perf_counter()
+                codec.decode(out, back)
+                t2 = time.perf_counter()
+                tried[layout] = {"bytes": out.stat().st_size, "compress_seconds": t1 - t0,
+                                 "decompress_seconds": t2 - t1,
+                                 "round_trip": _same(back, expected)}
+            best = min(tried, key=lambda k: tried[k]["bytes"])
+            rows.append({"codec": codec.name, "layout": best, **tried[best],
+                         "bits_per_image": 8 * tried[best]["bytes"] / n,
+                         "tried": {k: v["bytes"] for k, v in tried.items()}})
     return rows
-
-
-def _candidates(program: str) -> list[str]:
-    return {"pbmtojbg": ["tall pbm", "mosaic pbm"], "cjxl": ["tall png", "mosaic png"],
-            "zpaq": ["packed bits", "tall pbm"]}[program]
-
-
-def _run(program: str, source: Path, out: Path) -> None:
-    commands = {"pbmtojbg": ["pbmtojbg", "-q", str(source), str(out)],
-                "cjxl": ["cjxl", "-d", "0", "-e", "9", "--quiet", str(source), str(out)],
-                "zpaq": ["zpaq", "a", str(out), source.name, "-m5"]}
-    try:
-        subprocess.run(commands[program], check=True, capture_output=True, timeout=3600,
-                       cwd=source.parent)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        raise UsageError(f"{program} failed on {source.name}: {exc}") from None
 
 
 def floor_bits(intensity: np.ndarray) -> float:
@@ -130,19 +228,21 @@ def floor_bits(intensity: np.ndarray) -> float:
 def bench_codec(runs: list[str], data: str, split: str = "test",
                 limit: int | None = None, lanes: int | None = None) -> dict[str, Any]:
     """Compress and decompress the same images with each run in both modes, check the round
-    trip, and set the bytes beside the model's nats and the classic codecs."""
+    trip, and set the bytes and seconds beside the model's figure and the codecs people
+    use for such images (bilevel ones for 0/1 images, 8-bit ones for grey and colour)."""
     rows: list[dict[str, Any]] = []
-    images, floor = None, None
+    images, floor, levels = None, None, 2
     for run in runs:
         loaded = load_run(run, "cpu")
         c = loaded.config
         dataset = run_dataset(loaded, data)
         x = dataset_images(loaded, data, split, dataset)[:limit]
-        if dataset.intensity is not None:
+        levels = loaded.model.levels
+        if dataset.intensity is not None and levels == 2:
             floor = floor_bits(dataset.intensity(split)[:limit])
-        if images is not None and not np.array_equal(images, x):
-            raise UsageError(f"run {run} binarises {data} differently (another --data-seed); "
-                             f"compare runs on the same images")
+        if images is not None and (images.shape != x.shape or not np.array_equal(images, x)):
+            raise UsageError(f"run {run} reads {data} differently (another --data-seed, "
+                             f"--pixels or --crop); compare runs on the same images")
         images = x
         for mode in ("ordered", "set"):
             t0 = time.perf_counter()
@@ -162,6 +262,11 @@ def bench_codec(runs: list[str], data: str, split: str = "test",
                 "round_trip": same_images(x, out, mode),
             })
     assert images is not None
-    return {"data": data, "split": split, "images": len(images),
-            "pixels": int(images[0].size), "acnkit": rows, "classic": classic_codecs(images),
-            "floor_bits_per_image": floor}
+    dims = int(images[0].size)
+    classic = external_codecs(images, levels)
+    for row in [*rows, *classic]:
+        if "bits_per_image" in row:
+            row["bits_per_dim"] = row["bits_per_image"] / dims
+    return {"data": data, "split": split, "images": len(images), "pixels": dims,
+            "levels": levels, "image_shape": list(images.shape[1:]), "acnkit": rows,
+            "classic": classic, "floor_bits_per_image": floor}
