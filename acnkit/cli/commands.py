@@ -6,6 +6,7 @@ The commands only read options and files and call the library; what they print i
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -185,15 +186,18 @@ def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, resume: 
 @click.argument("run_dir", type=click.Path())
 @click.argument("inputs", nargs=-1, type=click.Path())
 @click.option("--data", "data_name", default=None,
-              help="Compress this data set, binarised with the run's --data-seed.")
+              help="Compress this data set as the run reads it (its --pixels; binarised "
+                   "with its --data-seed).")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True,
               help="Which split of --data.")
 @click.option("--input", "input_path", default=None,
-              help="A .npy array of 0/1 images (bool or integers): N x C x H x W, N x H x W "
+              help="A .npy array of images of the run's levels (0/1 or bools for a binary "
+                   "run, 0..255 for an 8-bit one): N x C x H x W, N x H x W, N x H x W x C "
                    "or N x D; - reads standard input.")
 @click.option("--threshold", type=float, default=None,
-              help="Image files with grey levels or colour: a pixel is 1 where its grey level "
-                   "is >= T (without it only 1-bit or 0/255 images are taken).")
+              help="A binary run's image files with grey levels or colour: a pixel is 1 where "
+                   "its grey level is >= T (without it only 1-bit or 0/255 images are "
+                   "taken). An 8-bit run codes the files' own levels.")
 @click.option("-o", "--output", required=True, help="The compressed file to write.")
 @click.option("--set", "as_set", is_flag=True,
               help="Keep the images, not their order (saves up to log(N!)/N nats per image; "
@@ -207,11 +211,13 @@ def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, resume: 
 def compress_cmd(run_dir: str, inputs: tuple[str, ...], data_name: str | None, split: str,
                  input_path: str | None, threshold: float | None, output: str, as_set: bool,
                  overwrite: bool, lanes: int | None, as_json: bool) -> None:
-    """Bits-back ANS coding of binary images with a trained VAE or ACN run (ACN along its
-    greedy chain): image files or folders of them (PNG, PBM, TIFF), a .npy array (--input)
-    or a data set (--data). The file decodes bit-exactly with `acnkit decompress`."""
+    """Bits-back ANS coding of images with a trained VAE or ACN run (ACN along its greedy
+    chain), at the run's levels (black and white, or 8-bit grey or colour): image files or
+    folders of them (PNG, PBM, TIFF), a .npy array (--input) or a data set (--data). The
+    file decodes bit-exactly with `acnkit decompress`."""
     from ..atomic import atomic_write_bytes, check_target
     from ..codec import check_codable, compress
+    from ..codec.fileformat import level_bits
     from ..files import check_threshold
     from ..trained import load_run
 
@@ -234,18 +240,22 @@ def compress_cmd(run_dir: str, inputs: tuple[str, ...], data_name: str | None, s
                "overhead_percent": result.overhead_percent, "mode": mode,
                "names_kept": bool(result.header["names"]),
                "lanes": len(result.header["lane_words"]),
-               "stored": bool(result.header.get("stored"))}
+               "stored": bool(result.header.get("stored")),
+               "bits_per_dim": result.bits_per_image / math.prod(run.model.image_shape)}
     if as_json:
         click.echo(json.dumps(summary))
         return
+    per_dim = (f" ({summary['bits_per_dim']:.3f} bits/dim)" if run.model.levels > 2 else "")
     if summary["stored"]:
+        bits = level_bits(run.model.levels)
         click.echo(f"wrote {target}: {summary['images']} images in {summary['bytes']} bytes, "
-                   f"{summary['bits_per_image']:.1f} bits per image, stored plainly (one bit "
-                   f"a pixel): the model's file would have been larger (its figure "
-                   f"{result.model_bits_per_image:.1f} bits an image, plus its fixed bytes)")
+                   f"{summary['bits_per_image']:.1f} bits per image{per_dim}, stored plainly "
+                   f"({bits} bit{'s' * (bits > 1)} a subpixel): the model's file would have "
+                   f"been larger (its figure {result.model_bits_per_image:.1f} bits an image, "
+                   f"plus its fixed bytes)")
     else:
         click.echo(f"wrote {target}: {summary['images']} images in {summary['bytes']} bytes, "
-                   f"{summary['bits_per_image']:.1f} bits per image ({mode} mode; the "
+                   f"{summary['bits_per_image']:.1f} bits per image{per_dim} ({mode} mode; the "
                    f"model's figure {result.model_bits_per_image:.1f} bits, overhead "
                    f"{summary['overhead_percent']:+.2f} %; {summary['lanes']} lanes)")
     if names and as_set:
