@@ -104,3 +104,21 @@ def test_a_run_records_its_threads(tmp_path):
     assert first["threads"] == 1
     r = invoke("run", *SMALL, "--threads", 0, "--out", tmp_path / "s")
     assert r.exit_code == 2 and "--threads must be >= 1" in r.stderr
+
+
+def test_eval_daydream_and_sample_take_threads(tmp_path):
+    import torch
+
+    for prior in ("vae", "acn"):
+        assert invoke("run", *SMALL, "--prior", prior, "--out", tmp_path / prior).exit_code == 0
+    before = torch.get_num_threads()
+    try:
+        for args in (("eval", tmp_path / "acn", "--json"),
+                     ("daydream", tmp_path / "acn", "--out", tmp_path / "d.png"),
+                     ("sample", tmp_path / "vae", "--out", tmp_path / "s.png")):
+            r = invoke(*args, "--threads", 1)
+            assert r.exit_code == 0 and torch.get_num_threads() == 1, r.output
+            r = invoke(*args, "--threads", 0)
+            assert r.exit_code == 2 and "--threads must be >= 1" in r.stderr, r.output
+    finally:
+        torch.set_num_threads(before)

@@ -20,7 +20,14 @@ from ..registry import KINDS, get_registry
 from ..version import __version__
 from .bench import bench
 from .group import AcnkitGroup
-from .options import build_config, json_option, quiet_option, run_options, without_nproc
+from .options import (
+    build_config,
+    json_option,
+    quiet_option,
+    run_options,
+    threads_option,
+    without_nproc,
+)
 
 
 @click.group(cls=AcnkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -214,7 +221,8 @@ def compress_cmd(run_dir: str, inputs: tuple[str, ...], data_name: str | None, s
     """Bits-back ANS coding of images with a trained VAE or ACN run (ACN along its greedy
     chain), at the run's levels (black and white, or 8-bit grey or colour): image files or
     folders of them (PNG, PBM, TIFF), a .npy array (--input) or a data set (--data). The
-    file decodes bit-exactly with `acnkit decompress`."""
+    file decodes bit-exactly with `acnkit decompress`. The networks run in one thread
+    here (sender and receiver must round alike), whatever --threads elsewhere."""
     from ..atomic import atomic_write_bytes, check_target
     from ..codec import check_codable, compress
     from ..codec.fileformat import level_bits
@@ -333,6 +341,7 @@ def decompress_cmd(file: str, run_dir: str, output: str, overwrite: bool) -> Non
 @click.option("--data-dir", default=None,
               help="Folder of the run's IDX files, if they moved since it was trained.")
 @json_option(help="Print JSON.")
+@threads_option
 @quiet_option
 def eval_cmd(run_dir: str, samples: int, knn: int, with_train: bool, mixture: bool,
              device: str | None, data_dir: str | None, as_json: bool) -> None:
@@ -360,6 +369,7 @@ def eval_cmd(run_dir: str, samples: int, knn: int, with_train: bool, mixture: bo
 @click.option("--out", default="daydream.png", show_default=True, help="PNG file to write.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--device", default=None, help="Run on this device (default: the run's).")
+@threads_option
 @quiet_option
 def daydream(run_dir: str, seeds: int, steps: int, seed: int, out: str, overwrite: bool,
              device: str | None) -> None:
@@ -385,6 +395,7 @@ def daydream(run_dir: str, seeds: int, steps: int, seed: int, out: str, overwrit
 @click.option("--out", default="samples.png", show_default=True, help="PNG file to write.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--device", default=None, help="Run on this device (default: the run's).")
+@threads_option
 @quiet_option
 def sample(run_dir: str, n: int, seed: int, out: str, overwrite: bool,
            device: str | None) -> None:

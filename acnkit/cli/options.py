@@ -43,8 +43,8 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
                      "help": "Seed of the pixel binarization (fixes the test images)."}),
     ("--device", {"default": _D.device, "help": "cpu or cuda[:N]."}),
     ("--threads", {"default": None, "type": int,
-                   "help": "torch's threads (default: 1 for MLP nets, else the cores no other "
-                           "process uses; ACNKIT_THREADS=N sets it for every command)."}),
+                   "help": "torch's threads (default: the cores no other process is running "
+                           "on now; ACNKIT_THREADS=N sets it for every command)."}),
     ("--posterior", {"default": _D.posterior, "type": click.Choice(["unit", "learned"]),
                      "help": "Posterior variance: unit (paper) or learned (blog)."}),
     ("--encoder-hidden", {"default": None,
@@ -150,6 +150,21 @@ def _silence(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
 def json_option(help: str) -> Callable:
     """``--json``: the command prints JSON on stdout and no progress on stderr."""
     return click.option("--json", "as_json", is_flag=True, callback=_silence, help=help)
+
+
+def threads_option(fn: Callable) -> Callable:
+    """``--threads N`` of a command that computes outside training (eval, daydream,
+    sample): applied with :func:`acnkit.threads.apply`, as a run applies its own."""
+    def apply(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+        from ..threads import apply as apply_threads
+
+        apply_threads(value)
+        return value
+
+    return click.option("--threads", type=int, default=None, callback=apply,
+                        expose_value=False, is_eager=False,
+                        help="torch's threads (default: the cores no other process is "
+                             "running on now; ACNKIT_THREADS=N sets it).")(fn)
 
 
 def quiet_option(fn: Callable) -> Callable:
