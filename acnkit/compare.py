@@ -16,7 +16,7 @@ from .engine import Trainer
 from .errors import UsageError
 from .plots import plot_compare
 from .registry import get_registry
-from .tensorboard_log import require_tensorboard
+from .tensorboard_log import Events, require_tensorboard
 
 #: test_nats is each model's own code length (VAE image by image, ACN along its chain);
 #: compare priors on test_nats_ordered or test_nats_set, which put both in the same mode.
@@ -43,14 +43,15 @@ PLAN = "compare.json"
 def run_compare(config: RunConfig, priors: list[str], out: str | Path,
                 overwrite: bool = False, resume: bool = False,
                 epochs: int | None = None,
-                tensorboard: bool = False) -> dict[str, list[dict[str, Any]]]:
+                tensorboard: Events | None = None) -> dict[str, list[dict[str, Any]]]:
     """Train ``config`` under each prior into ``out/<prior>``, then write compare.csv and
     compare.png. Every prior's run is built (options, data, nets checked) before the first
     one trains. ``resume`` continues the comparison that ``out/compare.json`` describes,
-    up to ``epochs`` in all (default: its own). ``tensorboard``: event files in
-    ``out/tensorboard/<prior>``, so that TensorBoard overlays the priors."""
+    up to ``epochs`` in all (default: its own). ``tensorboard``: event files in a
+    folder a prior under it (``out/tensorboard/<prior>``), so that TensorBoard overlays
+    the priors."""
     path = Path(out)
-    if tensorboard:
+    if tensorboard is not None:
         require_tensorboard()
     if resume:
         config, priors = read_plan(path)
@@ -80,7 +81,7 @@ def run_compare(config: RunConfig, priors: list[str], out: str | Path,
         histories = {}
         for prior in priors:
             sub, label = path / prior, f"{prior:>4} "
-            events = path / rundir.TENSORBOARD / prior if tensorboard else None
+            events = tensorboard.under(prior) if tensorboard is not None else None
             if resume and (sub / rundir.CONFIG).exists():
                 trainer = runs.resume(sub, epochs=config.epochs, label=label, command=command,
                                       tensorboard=events)

@@ -15,7 +15,7 @@ from .display import epoch_line
 from .distributed import env_rank, from_environment
 from .engine import Trainer
 from .errors import CheckpointError, Interrupted, NumericalError, UsageError
-from .tensorboard_log import TensorBoardLog
+from .tensorboard_log import Events, TensorBoardLog
 from .trained import config_of, fit_state
 
 
@@ -47,7 +47,8 @@ def _checkpoint(out: Path, board: TensorBoardLog | None, epochs: int) -> Any:
         if trainer.dist.is_main:  # one writer; the other ranks hold the same state
             rundir.save_run(out, trainer.state_dict())
             if board:  # after the checkpoint: an event never runs ahead of the run
-                board.epoch(trainer.model, trainer.data.test_x, trainer.history[-1],
+                data = trainer.data
+                board.epoch(trainer.model, data.test_x, data.test_y, trainer.history[-1],
                             last=trainer.epoch >= epochs)
         trainer.dist.barrier()
     return after_epoch
@@ -67,12 +68,13 @@ def diverged(exc: NumericalError, out: Path, trainer: Trainer) -> NumericalError
 
 
 def _fit(trainer: Trainer, out: Path, epochs: int, label: str, quiet: bool,
-         command: str | None = None, tensorboard: str | Path | None = None) -> list[dict]:
+         command: str | None = None, tensorboard: Events | None = None) -> list[dict]:
     quiet = quiet or not trainer.dist.is_main
     callbacks = progress.Callbacks(on_epoch=lambda m: progress.echo(epoch_line(label, m, epochs)))
     board = None
     if tensorboard is not None and trainer.dist.is_main:
-        board = TensorBoardLog(tensorboard, trainer.history)
+        board = TensorBoardLog(tensorboard.folder, trainer.history,
+                               trainer.config.to_dict(), tensorboard.codes_every)
     with stop_on_signals(trainer), progress.quiet(quiet), progress.prefix(label):
         try:
             try:
@@ -80,9 +82,6 @@ def _fit(trainer: Trainer, out: Path, epochs: int, label: str, quiet: bool,
                                       after_epoch=_checkpoint(out, board, epochs))
             except NumericalError as exc:
                 raise diverged(exc, out, trainer) from None
-            if board and not trainer.stop_requested:
-                data = trainer.data
-                board.projector(trainer.model, data.test_x, data.test_y, trainer.epoch)
         finally:
             if board:
                 board.close()
@@ -112,11 +111,11 @@ def check_new(config: RunConfig, out: str | Path, overwrite: bool = False) -> No
 
 def start(config: RunConfig, out: str | Path, overwrite: bool = False, label: str = "",
           quiet: bool = False, command: str | None = None,
-          trainer: Trainer | None = None, tensorboard: str | Path | None = None) -> Trainer:
+          trainer: Trainer | None = None, tensorboard: Events | None = None) -> Trainer:
     """Train a new run into folder ``out``; returns the trainer (its ``history`` holds the
     per-epoch metrics, also in ``out/metrics.jsonl``). ``trainer``: one already built
-    from ``config`` (compare builds every run's before training any); ``tensorboard``: a
-    folder for TensorBoard's event files."""
+    from ``config`` (compare builds every run's before training any); ``tensorboard``: where
+    TensorBoard's event files go."""
     absolute_data_dir(config.validate())
     dist = from_environment(config.device)
     path = Path(out)
@@ -156,7 +155,7 @@ def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
 
 def resume(out: str | Path, epochs: int | None = None, overrides: dict[str, Any] | None = None,
            label: str = "", quiet: bool = False, notify: Callable[[str], None] | None = None,
-           command: str | None = None, tensorboard: str | Path | None = None) -> Trainer:
+           command: str | None = None, tensorboard: Events | None = None) -> Trainer:
     """Continue the run in ``out`` up to ``epochs`` epochs in all (default: its config's).
 
     Options that change the model or the data are refused; any other change (lr, search,

@@ -143,6 +143,29 @@ def test_tensorboard_events_match_metrics(tmp_path, prior):
     assert "metadata_path" in projector and "sprite" in projector
     meta = next((out / "tensorboard").rglob("metadata.tsv")).read_text().split()
     assert len(meta) == 100 and set(meta) <= {str(d) for d in range(10)}
+    assert not [p for p in (out / "tensorboard").rglob("*") if " " in p.name]
+    # the config as HParams (written once, when the folder was new)
+    raw = b"".join(p.read_bytes() for p in (out / "tensorboard").glob("events.out.*"))
+    assert raw.count(b"_hparams_/session_start_info") == 1 and b"latent_dim" in raw
+    # eval's importance-sampled bound joins the curves at the run's epoch
+    r = invoke("eval", out, "--samples", 3, "--json")
+    assert r.exit_code == 0, r.output
+    scalars, _ = _scalars(out / "tensorboard")
+    bound = json.loads(r.stdout)["test_is_nats"]
+    assert scalars["test/is_nats"] == {2: pytest.approx(bound, rel=1e-6)}
+
+
+def test_tensorboard_codes_every_n_epochs(tmp_path):
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "r"
+    r = invoke("run", *SMALL, "--epochs", 3, "--out", out, "--tensorboard",
+               "--tensorboard-codes-every", 2, "--quiet")
+    assert r.exit_code == 0, r.output
+    projector = (out / "tensorboard" / "projector_config.pbtxt").read_text()
+    steps = sorted(p.parent.parent.name for p in (out / "tensorboard").rglob("metadata.tsv"))
+    assert steps == ["00002", "00003"] and projector.count("embeddings") == 2, steps
+    r = invoke("run", *SMALL, "--out", tmp_path / "s", "--tensorboard-codes-every", -1)
+    assert r.exit_code == 2 and "must be >= 0" in r.output
 
 
 def test_compare_overlays_priors_and_missing_package_is_one_line(tmp_path, monkeypatch):

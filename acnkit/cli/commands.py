@@ -22,6 +22,7 @@ from .bench import bench
 from .group import AcnkitGroup
 from .options import (
     build_config,
+    codes_every_option,
     json_option,
     quiet_option,
     run_options,
@@ -49,14 +50,15 @@ def main(ctx: click.Context, debug: bool) -> None:
 @json_option(help="Print the last epoch's metrics as JSON.")
 @click.option("--tensorboard", is_flag=True,
               help="Write TensorBoard event files into OUT/tensorboard/: every figure per "
-                   "epoch, pictures, the test codes in the projector (pip install "
-                   "'acnkit[tensorboard]').")
+                   "epoch, pictures, the config as HParams, the test codes in the projector "
+                   "(pip install 'acnkit[tensorboard]').")
+@codes_every_option
 @click.option("--nproc", default=1, show_default=True,
               help="Processes to train with (torch.distributed; gloo on CPU, nccl on CUDA).")
 @click.pass_context
 @quiet_option
 def run(ctx: click.Context, out: str, resume_dir: str | None, overwrite: bool, as_json: bool,
-        tensorboard: bool, nproc: int, **params: Any) -> None:
+        tensorboard: bool, codes_every: int, nproc: int, **params: Any) -> None:
     """Train one model (ACN by default) and test it after every epoch.
 
     Under torchrun (torchrun --nproc_per_node N -m acnkit run ...) or with --nproc N it
@@ -77,10 +79,10 @@ def run(ctx: click.Context, out: str, resume_dir: str | None, overwrite: bool, a
     events = None
     if tensorboard:
         from ..rundir import TENSORBOARD
-        from ..tensorboard_log import require_tensorboard
+        from ..tensorboard_log import Events, require_tensorboard
 
         require_tensorboard()
-        events = Path(resume_dir or out) / TENSORBOARD
+        events = Events(Path(resume_dir or out) / TENSORBOARD, codes_every)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         # Usage errors are found here, once, before any process starts.
         if config.unique:
@@ -148,13 +150,14 @@ def plugins(as_json: bool) -> None:
                    "--epochs) and write its table and plot.")
 @json_option(help="Print the final epoch of each prior.")
 @click.option("--tensorboard", is_flag=True,
-              help="Write TensorBoard event files into OUT/tensorboard/<prior>/ (overlaid): every figure per "
-                   "epoch, pictures, the test codes in the projector (pip install "
-                   "'acnkit[tensorboard]').")
+              help="Write TensorBoard event files into OUT/tensorboard/<prior>/ (overlaid): "
+                   "every figure per epoch, pictures, the config as HParams, the test codes "
+                   "in the projector (pip install 'acnkit[tensorboard]').")
+@codes_every_option
 @click.pass_context
 @quiet_option
 def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, resume: bool,
-            as_json: bool, tensorboard: bool, **params: Any) -> None:
+            as_json: bool, tensorboard: bool, codes_every: int, **params: Any) -> None:
     """Train VAE and ACN side by side and report nats per epoch for both."""
     from ..compare import read_plan, run_compare
     from ..display import print_compare
@@ -176,8 +179,14 @@ def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, resume: 
                                    f"{', '.join(given)}")
     names = [p.strip() for p in priors.split(",") if p.strip()]
     try:
+        events = None
+        if tensorboard:
+            from ..rundir import TENSORBOARD
+            from ..tensorboard_log import Events
+
+            events = Events(Path(out) / TENSORBOARD, codes_every)
         histories = run_compare(config, names, out, overwrite, resume=resume,
-                                epochs=explicit.get("epochs"), tensorboard=tensorboard)
+                                epochs=explicit.get("epochs"), tensorboard=events)
     except Interrupted as exc:
         click.echo(str(exc), err=True)
         ctx.exit(130)
@@ -354,6 +363,14 @@ def eval_cmd(run_dir: str, samples: int, knn: int, with_train: bool, mixture: bo
         raise click.UsageError("--samples must be >= 0 and --knn >= 1")
     result = evaluate_run(run_dir, samples=samples, knn=knn, device=device,
                           with_train=with_train, mixture=mixture, data_dir=data_dir)
+    if samples > 0:  # the bound beside the run's curves, when it has event files
+        from ..rundir import TENSORBOARD
+        from ..tensorboard_log import add_evaluation
+
+        folder = Path(run_dir)  # its own events, or a comparison's (OUT/tensorboard/<prior>)
+        for events in (folder / TENSORBOARD, folder.parent / TENSORBOARD / folder.name):
+            if add_evaluation(events, result["epoch"], result):
+                break
     if as_json:
         click.echo(json.dumps(result))
         return

@@ -152,6 +152,19 @@ def json_option(help: str) -> Callable:
     return click.option("--json", "as_json", is_flag=True, callback=_silence, help=help)
 
 
+def codes_every_option(fn: Callable) -> Callable:
+    """``--tensorboard-codes-every N``: the test codes in the projector every N epochs."""
+    def check(ctx: click.Context, param: click.Parameter, value: int) -> int:
+        if value < 0:
+            raise click.BadParameter("must be >= 0 (0: at the last epoch only)")
+        return value
+
+    return click.option("--tensorboard-codes-every", "codes_every", type=int, default=0,
+                        show_default=True, callback=check,
+                        help="With --tensorboard: the test codes in the projector every N "
+                             "epochs too (0: at the last epoch only).")(fn)
+
+
 def threads_option(fn: Callable) -> Callable:
     """``--threads N`` of a command that computes outside training (eval, daydream,
     sample): applied with :func:`acnkit.threads.apply`, as a run applies its own."""
