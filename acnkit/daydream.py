@@ -46,8 +46,19 @@ def daydream(model: Model, images: torch.Tensor, seeds: int, steps: int, seed: i
 
 
 def write_daydream(model: Model, images: torch.Tensor, out: str | Path, seeds: int,
-                   steps: int, seed: int = 0) -> Path:
+                   steps: int, seed: int = 0, labels: torch.Tensor | None = None,
+                   epoch: int | None = None) -> Path:
+    """The chains as a PNG grid: a row per chain, titled with the run, each row named by
+    the test image that seeds it (and its label), each column by its step."""
     frames = daydream(model, images, seeds, steps, seed)
     grid = frames.numpy()  # grey or colour, as the model sees them
-    image_grid(grid, out, col_labels=["data"] + [f"step {i}" for i in range(1, steps + 1)])
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:seeds]
+    rows = [f"test {int(i)}" + (f"\nlabel {int(labels[i])}" if labels is not None else "")
+            for i in pick]
+    c = model.config
+    when = f", epoch {epoch}" if epoch is not None else ""
+    image_grid(grid, out, row_labels=rows,
+               col_labels=["data"] + [f"step {i}" for i in range(1, steps + 1)],
+               title=f"daydream of {c.prior} on {c.data}{when}: each row encodes its "
+                     f"test image, samples the prior given the code, decodes, repeats")
     return Path(out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,7 @@ def _dims(histories: dict[str, list[dict[str, Any]]]) -> float | None:
 
 
 def image_grid(rows: np.ndarray, path: str | Path, row_labels: list[str] | None = None,
-               col_labels: list[str] | None = None) -> None:
+               col_labels: list[str] | None = None, title: str | None = None) -> None:
     """``rows``: (R, C, H, W) grey or (R, C, 3, H, W) colour images in [0, 1] (one channel
     as (R, C, 1, H, W) too), one row per chain; shown as they are, not thresholded."""
     if rows.ndim == 5:
@@ -135,4 +136,7 @@ def image_grid(rows: np.ndarray, path: str | Path, row_labels: list[str] | None 
                 ax.set_title(col_labels[j], fontsize=7)
             if j == 0 and row_labels:
                 ax.set_ylabel(row_labels[i], fontsize=7)
+    if title:
+        fig.suptitle(textwrap.fill(title, max(40, int(c * 0.9 * 12))), fontsize=8, y=1.0,
+                     va="bottom")
     _save(fig, path)

@@ -151,7 +151,6 @@ def test_eight_bit_codecs_decode_to_the_same_pixels_and_are_timed(channels):
     """Every codec of 8-bit images on grey and colour images: its file decodes to the
     input (checked, not assumed), with seconds each way; WebP is never given a picture
     taller than its 16,383-pixel cap."""
-    import shutil
 
     import numpy as np
 

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from acnkit.cli import main
@@ -122,3 +123,26 @@ def test_eval_daydream_and_sample_take_threads(tmp_path):
             assert r.exit_code == 2 and "--threads must be >= 1" in r.stderr, r.output
     finally:
         torch.set_num_threads(before)
+
+
+def test_daydream_grid_has_a_title_and_names_its_rows(tmp_path, monkeypatch):
+    """Each row is named by the test image that seeds it (its index and label), each
+    column by its step, and the grid says what it shows."""
+    import acnkit.daydream as daydream_module
+
+    assert invoke("run", *SMALL, "--prior", "acn", "--out", tmp_path / "r").exit_code == 0
+    seen = {}
+    monkeypatch.setattr(daydream_module, "image_grid",
+                        lambda rows, path, **kw: seen.update(kw, shape=rows.shape))
+    r = invoke("daydream", tmp_path / "r", "--seeds", 3, "--steps", 4, "--out",
+               tmp_path / "d.png")
+    assert r.exit_code == 0, r.output
+    from acnkit import load_run
+
+    run = load_run(tmp_path / "r")
+    assert seen["shape"][:2] == (3, 5) and seen["col_labels"][0] == "data"
+    first = int(seen["row_labels"][0].split()[1])
+    assert torch.equal(daydream_module.daydream(run.model, run.data.test_x, 3, 4)[0, 0],
+                       run.model.inputs(run.data.test_x[first]).cpu())
+    assert f"label {int(run.data.test_y[first])}" in seen["row_labels"][0]
+    assert "daydream of acn on digits, epoch" in seen["title"]

@@ -401,7 +401,8 @@ def daydream(run_dir: str, seeds: int, steps: int, seed: int, out: str, overwrit
                                f"(a grid larger than that is not readable)")
     check_target(out, overwrite, "--out")
     run = load_run(run_dir, device)
-    write_daydream(run.model, run.data.test_x, out, seeds, steps, seed)
+    write_daydream(run.model, run.data.test_x, out, seeds, steps, seed, run.data.test_y,
+                   run.epoch)
     click.echo(f"wrote {out}")
 
 
