@@ -211,9 +211,13 @@ class Registry:
         try:
             return self.entries[kind][name]
         except KeyError:
+            import difflib
+
             known = ", ".join(self.names(kind)) or "none"
+            close = difflib.get_close_matches(str(name), self.names(kind), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UsageError(
-                f"unknown {kind} {name!r}; registered {kind}s: {known}"
+                f"unknown {kind} {name!r}{hint}; registered {kind}s: {known}"
             ) from None
 
     def create(self, kind: str, name: str, *args: Any, given: Iterable[str] | None = None,

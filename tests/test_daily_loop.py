@@ -52,6 +52,16 @@ def test_compare_refuses_prior_for_priors(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+def test_misspelled_names_and_options_are_refused_with_the_closest(tmp_path):
+    r = invoke("run", "--prior", "acm", "--out", tmp_path / "r")
+    assert r.exit_code == 2 and "unknown prior 'acm' (did you mean 'acn'?)" in r.stderr
+    r = invoke("run", "--search", "anoy", "--out", tmp_path / "r")
+    assert "(did you mean 'annoy'?)" in r.stderr
+    r = invoke("run", "--epoch", 3, "--out", tmp_path / "r")
+    assert r.exit_code == 2 and "--epochs" in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_diverged_run_continues_from_its_last_good_checkpoint_as_advised(tmp_path,
                                                                           monkeypatch):
     import acnkit.engine as engine
