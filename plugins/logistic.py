@@ -2,10 +2,12 @@
 
 Levels 0 .. L-1 sit at -1 .. 1 (bin width 2 / (L - 1)); a level's mass is the logistic CDF
 at its upper bin edge minus at its lower one, the lowest level taking all the mass below it
-and the highest all above. The difference is taken in log space on the side of the mean
-where it does not cancel, so ``nll`` is the exact mass also where it underflows in floats
-(PixelCNN++ falls back to the density at the centre there); ``probabilities`` gives the
-same masses over every level. K components a pixel share one weight across the pixel's channels
+and the highest all above. The difference sigmoid(a) - sigmoid(b) is taken as the product
+sigmoid(a) sigmoid(-b) (1 - exp(b - a)) of positive factors, so ``nll`` (in log space) is
+the exact mass also far in a tail, where a difference would cancel (PixelCNN++ falls back
+to the density at the centre there); ``probabilities`` gives the same masses over every
+level, in linear space with one exponential a bin edge (what the codec computes a pixel
+at a time). K components a pixel share one weight across the pixel's channels
 (the mixture is over whole pixels); for colour the means of G and B are shifted by learned
 linear functions of the channels before them at the same pixel, so a pixel's channels are
 coded R, then G, then B.
@@ -68,19 +70,40 @@ class DiscretisedLogisticMixture(Loss):
 
     def _log_mass(self, centred: Tensor, means: Tensor, log_scales: Tensor,
                   level: Tensor) -> Tensor:
-        """log P(level) of each channel and component: centred values (B, 1, C, H, W)."""
+        """log P(level) of each channel and component: centred values (B, 1, C, H, W).
+        An interior level's mass sigmoid(plus) - sigmoid(minus) is taken as the product
+        sigmoid(plus) sigmoid(-minus) (1 - exp(minus - plus)) of positive factors, with
+        minus - plus = -2 half / scale: no difference of close numbers anywhere, so it is
+        exact in either tail and at any scale."""
         half = 1.0 / (self.levels - 1)
         inv = torch.exp(-log_scales)
         diff = centred - means
         plus, minus = inv * (diff + half), inv * (diff - half)
-        # log(sigmoid(plus) - sigmoid(minus)) without cancellation: on the mean's right
-        # the same difference as sigmoid(-minus) - sigmoid(-plus)
-        right = plus + minus > 0
-        hi = F.logsigmoid(torch.where(right, -minus, plus))
-        lo = F.logsigmoid(torch.where(right, -plus, minus))
-        inner = hi + _log1mexp(hi - lo)
-        return torch.where(level == 0, F.logsigmoid(plus),
-                           torch.where(level == self.levels - 1, F.logsigmoid(-minus), inner))
+        below, above = F.logsigmoid(plus), F.logsigmoid(-minus)
+        inner = below + above + _log1mexp(2.0 * half * inv)
+        return torch.where(level == 0, below, torch.where(level == self.levels - 1, above, inner))
+
+    def _level_masses(self, means: Tensor, log_scales: Tensor) -> Tensor:
+        """P(level) of every level (..., L) for one component's means and log scales
+        (...), in linear space with one exponential an edge: at each of the L - 1 bin
+        edges t, u = exp(-|t|) gives sigmoid(t) and sigmoid(-t) as 1/(1 + u) and
+        u/(1 + u) (which is which by the sign of t), both without cancellation, and an
+        interior level's mass is the product of :meth:`_log_mass`; so every mass is as
+        exact as the log-space one wherever a float64 holds it (both underflow to 0 only
+        below about 1e-308)."""
+        half = 1.0 / (self.levels - 1)
+        inv = torch.exp(-log_scales)[..., None]
+        # the upper edge of level j = 0 .. L - 2: its centre 2 j half - 1, plus half
+        edges = half * (2 * torch.arange(self.levels - 1, dtype=means.dtype,
+                                         device=means.device) + 1) - 1
+        t = inv * (edges - means[..., None])
+        u = torch.exp(-t.abs())
+        near = 1.0 / (1.0 + u)  # the larger of sigmoid(t), sigmoid(-t)
+        far = u * near
+        right = t >= 0
+        below, above = torch.where(right, near, far), torch.where(right, far, near)
+        inner = below[..., 1:] * above[..., :-1] * -torch.expm1(-2.0 * half * inv)
+        return torch.cat([below[..., :1], inner, above[..., -1:]], -1)
 
     def nll(self, params: Tensor, x: Tensor) -> Tensor:
         logits, means, log_scales, coeffs = self._split(params)
@@ -121,16 +144,12 @@ class DiscretisedLogisticMixture(Loss):
         # sum over channels j < c (an exclusive cumsum: c's own term never enters)
         before = torch.cumsum(F.pad(log_p[:, :, :-1], (0, 0, 0, 0, 1, 0)), 2)
         weights = torch.softmax(F.log_softmax(logits, 1)[:, :, None] + before, 1)
-        # every level's exact mass (in log space, as nll takes it): tails do not round to 0;
-        # a component at a time, so the memory is that of one (B, C, H, W, L) array
-        level_all = torch.arange(self.levels, device=params.device)
-        centre_all = 2.0 * level_all.double() / (self.levels - 1) - 1.0
+        # every level's exact mass, as nll takes it (without its logarithms), a component
+        # at a time so that the memory is that of one (B, C, H, W, L) array
         out = torch.zeros((*means.shape[:1], *means.shape[2:], self.levels),
                           dtype=torch.float64, device=params.device)
         for k in range(self.components):
-            mass = self._log_mass(centre_all, means[:, k, ..., None],
-                                  log_scales[:, k, ..., None], level_all).exp_()
-            out += weights[:, k, ..., None] * mass
+            out += weights[:, k, ..., None] * self._level_masses(means[:, k], log_scales[:, k])
         return out
 
 
