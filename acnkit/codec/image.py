@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,9 @@ from ..model import Model
 from .coder import Codec, Codecs
 
 LatentPrior = DiagGaussian | MixtureDiagGaussian
+#: at most this many bytes of probabilities a loss call of an image coder (lanes are
+#: split into blocks of rows to stay within it; the loss's temporaries are a few times it)
+BLOCK_BYTES = 1 << 26
 #: a stack of a real file never holds fewer valid bits than this while decoding (its
 #: initial words keep two spare words below every image)
 MIN_VALID_BITS = 32
@@ -61,19 +64,27 @@ class NetCalls:
         return self.autoregressive and bool(getattr(self.model.decoder, "stepping", False))
 
     @torch.no_grad()
-    def channel_probabilities(self, z: np.ndarray, levels_of: Callable[..., np.ndarray]) -> None:
-        """Pixels independent given z, coded a channel at a time: ``levels_of(c, probs)``
-        gets channel c's probabilities (B, H*W, L), given the channels before it, and
-        gives its levels (B, H*W) (the sender: the image's; the receiver: those it pops).
-        Both sides make the very same calls: one decoder pass, then the loss on images
-        whose channels from c on are zeros."""
+    def independent_params(self, z: np.ndarray) -> Tensor:
+        """The likelihood parameters of images whose pixels are independent given z."""
         m = self.model
-        params = m.decoder.params(torch.from_numpy(z).float().to(m.device))
-        x = torch.zeros((len(z), *m.image_shape), device=m.device)
-        for c in range(m.image_shape[0]):
-            probs = m.loss.probabilities(params, x)[:, c]
-            levels = levels_of(c, probs.reshape(len(z), -1, probs.shape[-1]).cpu().numpy())
-            x[:, c] = m.inputs(torch.from_numpy(levels)).reshape(x[:, c].shape).to(m.device)
+        return m.decoder.params(torch.from_numpy(z).float().to(m.device))
+
+    @torch.no_grad()
+    def channel_probabilities(self, params: Tensor, known: np.ndarray,
+                              channel: int) -> Iterator[tuple[range, np.ndarray]]:
+        """Channel ``channel``'s probabilities (b, H*W, L) given ``known`` (B, C, H, W
+        levels, its channels from ``channel`` on zeros, on both sides), a block of rows
+        (lanes) at a time so that the loss's work stays within :data:`BLOCK_BYTES`; the
+        blocks depend only on the batch and image sizes, so both sides call the loss on
+        the same shapes."""
+        m = self.model
+        x = self._inputs(known)
+        levels = m.levels
+        rows = max(1, BLOCK_BYTES // (math.prod(m.image_shape) * levels * 8))
+        for a in range(0, len(known), rows):
+            block = range(a, min(a + rows, len(known)))
+            probs = m.loss.probabilities(params[a: block.stop], x[a: block.stop])[:, channel]
+            yield block, probs.reshape(len(block), -1, levels).cpu().numpy()
 
     @torch.no_grad()
     def position_probabilities(self, z: np.ndarray, images: np.ndarray | None,
@@ -169,8 +180,8 @@ class ImageCoder:
                    for b, ans in enumerate(stacks)]
         z = self.codecs.grid.values(np.stack(symbols))
         b, c = len(stacks), images.shape[1]
-        probs: list[np.ndarray] = []  # in the receiver's order, as it will compute them
         if self.nets.autoregressive:  # pixel-major: (B, H*W, C) subpixels
+            probs: list[np.ndarray] = []  # in the receiver's order, as it will compute them
             coded = images.reshape(b, c, -1).transpose(0, 2, 1)
 
             def subpixel(i: int, ch: int, p: np.ndarray) -> np.ndarray:
@@ -179,19 +190,19 @@ class ImageCoder:
 
             self.nets.position_probabilities(z, images, subpixel)
             stacked = np.stack(probs, 1)  # (B, H*W*C, L)
-        else:  # channel-major: (B, C, H*W)
-            coded = images.reshape(b, c, -1)
-
-            def channel(ch: int, p: np.ndarray) -> np.ndarray:
-                probs.append(p)
-                return coded[:, ch]
-
-            self.nets.channel_probabilities(z, channel)
-            stacked = np.concatenate(probs, 1)  # (B, C*H*W, L)
-        coded = np.ascontiguousarray(coded).reshape(b, -1)
+            coded = np.ascontiguousarray(coded).reshape(b, -1)
+            for lane, ans in enumerate(stacks):
+                self.codecs.levels(stacked[lane]).push(ans, coded[lane])
+        else:  # a channel of every pixel at a time, the last first (popped last)
+            params = self.nets.independent_params(z)
+            for ch in reversed(range(c)):
+                known = images.copy()
+                known[:, ch:] = 0  # what the receiver knows when it pops channel ch
+                for block, p in self.nets.channel_probabilities(params, known, ch):
+                    for j, lane in enumerate(block):
+                        self.codecs.levels(p[j]).push(stacks[lane], images[lane, ch].reshape(-1))
         for lane, (ans, row) in enumerate(zip(stacks, prior_codecs(self.codecs, prior),
                                               strict=True)):
-            self.codecs.levels(stacked[lane]).push(ans, coded[lane])
             row.push(ans, symbols[lane])
 
     def pop(self, stacks: list[Any], prior: LatentPrior, shape: tuple[int, ...],
@@ -222,13 +233,13 @@ class ImageCoder:
         b, c = len(stacks), shape[0]
         images = np.zeros((b, c, math.prod(shape[1:])), dtype=np.uint8)
         if not self.nets.autoregressive:
-            def pop_channel(ch: int, probs: np.ndarray) -> np.ndarray:
-                for lane, ans in enumerate(stacks):
-                    images[lane, ch] = self.codecs.levels(probs[lane]).pop(ans)
-                return images[:, ch]
-
-            self.nets.channel_probabilities(z, pop_channel)
-            return images.reshape(b, *shape)
+            params = self.nets.independent_params(z)
+            known = images.reshape(b, *shape)  # a view: filled a channel at a time
+            for ch in range(c):
+                for block, p in self.nets.channel_probabilities(params, known, ch):
+                    for j, lane in enumerate(block):
+                        images[lane, ch] = self.codecs.levels(p[j]).pop(stacks[lane])
+            return known
         t0 = time.perf_counter()
 
         def pop_subpixel(i: int, ch: int, probs: np.ndarray) -> np.ndarray:
