@@ -226,7 +226,8 @@ def floor_bits(intensity: np.ndarray) -> float:
 
 
 def bench_codec(runs: list[str], data: str, split: str = "test",
-                limit: int | None = None, lanes: int | None = None) -> dict[str, Any]:
+                limit: int | None = None, lanes: int | None = None,
+                classic: bool = True) -> dict[str, Any]:
     """Compress and decompress the same images with each run in both modes, check the round
     trip, and set the bytes and seconds beside the model's figure and the codecs people
     use for such images (bilevel ones for 0/1 images, 8-bit ones for grey and colour)."""
@@ -263,10 +264,10 @@ def bench_codec(runs: list[str], data: str, split: str = "test",
             })
     assert images is not None
     dims = int(images[0].size)
-    classic = external_codecs(images, levels)
-    for row in [*rows, *classic]:
+    others = external_codecs(images, levels) if classic else []
+    for row in [*rows, *others]:
         if "bits_per_image" in row:
             row["bits_per_dim"] = row["bits_per_image"] / dims
     return {"data": data, "split": split, "images": len(images), "pixels": dims,
             "levels": levels, "image_shape": list(images.shape[1:]), "acnkit": rows,
-            "classic": classic, "floor_bits_per_image": floor}
+            "classic": others, "floor_bits_per_image": floor}

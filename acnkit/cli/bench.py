@@ -150,20 +150,26 @@ def bench_chain_cmd(n, dim, codes_path, as_json):
 @click.option("--limit", default=None, type=int, help="Use only the first N images.")
 @click.option("--lanes", default=None, type=int,
               help="Chains coded in lockstep (default: compress's own choice).")
+@click.option("--classic/--no-classic", default=True, show_default=True,
+              help="Also the codecs people use on the same images (the slowest part on "
+                   "thousands of 8-bit images: WebP and JPEG XL at their best effort).")
 @json_option(help="Print JSON.")
 @quiet_option
-def bench_codec_cmd(run_dirs, data, split, limit, lanes, as_json):
+def bench_codec_cmd(run_dirs, data, split, limit, lanes, classic, as_json):
     """Bytes of acnkit compress for each run in ordered and set mode (round trip checked,
-    seconds each way) beside gzip -9, bzip2 -9, xz -9e, a 1-bit PNG and, when on PATH,
-    JBIG (pbmtojbg), zpaq -m5 and lossless JPEG XL (cjxl) of the same images; for data
-    binarised from grey levels, the floor no codec beats on average."""
+    seconds each way) beside the codecs people use on the same images, each timed both
+    ways and its round trip checked: for 0/1 images gzip -9, bzip2 -9, xz -9e, a 1-bit
+    PNG and, when on PATH, JBIG (pbmtojbg), zpaq -m5 and lossless JPEG XL (cjxl); for grey
+    and colour the same general codecs on the raw bytes, PNG (Pillow), and WebP lossless
+    (cwebp), JPEG XL and zpaq when on PATH. For data binarised from grey levels, the floor
+    no codec beats on average."""
     from ..bench.codec import bench_codec
 
     if limit is not None and limit < 1:
         raise click.UsageError("--limit must be >= 1")
     if lanes is not None and lanes < 1:
         raise click.UsageError("--lanes must be >= 1")
-    result = bench_codec(list(run_dirs), data, split, limit, lanes)
+    result = bench_codec(list(run_dirs), data, split, limit, lanes, classic)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
