@@ -179,3 +179,23 @@ def test_searcher_returning_no_valid_candidate_is_refused():
     t.memory.searcher = Empty()
     with pytest.raises(PluginError, match=r"returned no valid candidate \(-1\) for a query"):
         t.train_epoch()
+
+
+def test_the_nearest_training_figure_reuses_the_chains_reconstructions():
+    """test_nats_nearest_train takes only the KL again (the same z): it equals the full
+    cost under the nearest-training context computed from scratch."""
+    import torch
+
+    from acnkit import RunConfig, Trainer
+    from acnkit.evaluate import costs, held_out_figures, prior_context
+
+    t = Trainer(RunConfig(prior="acn", epochs=1, train_limit=300, test_limit=50))
+    t.train_pass()
+    m, data = t.model, t.data
+    q, train_codes = m.encode(data.test_x), m.encode(data.train_x).mean
+    figures = held_out_figures(m, data, q, train_codes)
+    near = prior_context(m, q.mean, "nearest_train", train_codes)
+    recon, kl = costs(m, data.test_x, q, near)
+    assert torch.isclose(torch.tensor(figures["test_nats_nearest_train"]),
+                         (recon.sum() + kl.sum()) / len(recon), rtol=1e-6)
+    assert torch.isclose(torch.tensor(figures["test_kl_nearest_train"]), kl.mean(), rtol=1e-6)
