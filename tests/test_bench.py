@@ -284,3 +284,14 @@ def test_bench_codec_of_a_grey_run_sets_it_beside_the_8_bit_codecs(tmp_path):
     r = CliRunner().invoke(main, ["bench", "codec", str(out), "--data", "digits", "--limit",
                                   "30"])
     assert r.exit_code == 0 and "17 levels" in r.output, r.output
+
+
+def test_bench_codec_without_runs_sets_out_the_other_codecs_alone():
+    r = CliRunner().invoke(main, ["bench", "codec", "--data", "digits", "--pixels", "native",
+                                  "--limit", "40", "--json"])
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["acnkit"] == [] and result["levels"] == 17 and result["images"] == 40
+    assert all(row.get("round_trip", True) for row in result["classic"])
+    r = CliRunner().invoke(main, ["bench", "codec", "--data", "digits"])
+    assert r.exit_code == 2 and "give run folders, or --pixels" in r.stderr

@@ -17,6 +17,7 @@ import numpy as np
 from ..codec import compress, decompress, same_images
 from ..errors import UsageError
 from ..files import dataset_images, run_dataset
+from ..registry import get_registry
 from ..trained import load_run
 
 #: the widest side WebP takes
@@ -227,7 +228,7 @@ def floor_bits(intensity: np.ndarray) -> float:
 
 def bench_codec(runs: list[str], data: str, split: str = "test",
                 limit: int | None = None, lanes: int | None = None,
-                classic: bool = True) -> dict[str, Any]:
+                classic: bool = True, pixels: str | None = None) -> dict[str, Any]:
     """Compress and decompress the same images with each run in both modes, check the round
     trip, and set the bytes and seconds beside the model's figure and the codecs people
     use for such images (bilevel ones for 0/1 images, 8-bit ones for grey and colour)."""
@@ -262,6 +263,12 @@ def bench_codec(runs: list[str], data: str, split: str = "test",
                 "pixel_step_ms": 1000 * stats["pixel_loop_seconds"] / max(1, stats["pixel_steps"]),
                 "round_trip": same_images(x, out, mode),
             })
+    if not runs:  # the other codecs alone, on the data set's own pixels or binarised
+        dataset = get_registry().create("dataset", data, pixels=pixels or "binary",
+                                        given={"pixels"} if pixels == "native" else set())
+        x = dataset.test_x if split == "test" else dataset.train_x
+        images = x.numpy().astype(np.uint8)[:limit]
+        levels = int(getattr(dataset, "levels", 2))
     assert images is not None
     dims = int(images[0].size)
     others = external_codecs(images, levels) if classic else []

@@ -144,8 +144,11 @@ def bench_chain_cmd(n, dim, codes_path, as_json):
 
 
 @bench.command("codec")
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.argument("run_dirs", nargs=-1, type=click.Path())
 @click.option("--data", required=True, help="Data set whose images are coded.")
+@click.option("--pixels", type=click.Choice(["binary", "native"]), default=None,
+              help="Without runs: the data set's pixels (binarised with --data-seed 0, or "
+                   "at their own levels), for the other codecs alone.")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
 @click.option("--limit", default=None, type=int, help="Use only the first N images.")
 @click.option("--lanes", default=None, type=int,
@@ -155,21 +158,24 @@ def bench_chain_cmd(n, dim, codes_path, as_json):
                    "thousands of 8-bit images: WebP and JPEG XL at their best effort).")
 @json_option(help="Print JSON.")
 @quiet_option
-def bench_codec_cmd(run_dirs, data, split, limit, lanes, classic, as_json):
+def bench_codec_cmd(run_dirs, data, split, limit, lanes, pixels, classic, as_json):
     """Bytes of acnkit compress for each run in ordered and set mode (round trip checked,
     seconds each way) beside the codecs people use on the same images, each timed both
     ways and its round trip checked: for 0/1 images gzip -9, bzip2 -9, xz -9e, a 1-bit
     PNG and, when on PATH, JBIG (pbmtojbg), zpaq -m5 and lossless JPEG XL (cjxl); for grey
     and colour the same general codecs on the raw bytes, PNG (Pillow), and WebP lossless
     (cwebp), JPEG XL and zpaq when on PATH. For data binarised from grey levels, the floor
-    no codec beats on average."""
+    no codec beats on average. With --pixels and no runs: the other codecs alone."""
     from ..bench.codec import bench_codec
 
     if limit is not None and limit < 1:
         raise click.UsageError("--limit must be >= 1")
     if lanes is not None and lanes < 1:
         raise click.UsageError("--lanes must be >= 1")
-    result = bench_codec(list(run_dirs), data, split, limit, lanes, classic)
+    if bool(run_dirs) == (pixels is not None):
+        raise click.UsageError("give run folders, or --pixels binary|native for the other "
+                               "codecs alone (no run)")
+    result = bench_codec(list(run_dirs), data, split, limit, lanes, classic, pixels)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
