@@ -257,11 +257,11 @@ def _slice_distribution(dist: Any, start: int, stop: int) -> Any:
 
 def evaluate_run(run: str | Path, samples: int = 0, knn: int = 5, device: str | None = None,
                  with_train: bool = False, mixture: bool = False,
-                 data_dir: str | None = None) -> dict[str, Any]:
+                 data_dir: str | None = None, threads: int | None = None) -> dict[str, Any]:
     """Every held-out figure of a run folder; ``with_train`` adds the code length of the
     training and test images together (``train_test_*``; ACN: one chain over both),
     ``mixture`` (ACN) the cost under the uniform mixture of the prior over training codes."""
-    loaded = load_run(run, device, data_dir)
+    loaded = load_run(run, device, data_dir, threads)
     model, data = loaded.model, loaded.data
     x = data.test_x
     result: dict[str, Any] = {"run": str(run), "prior": model.config.prior,

@@ -82,9 +82,10 @@ def _restore(model: Model, n: int, state: dict[str, Any]) -> Tensor | None:
 
 
 def load_run(run_dir: str | Path, device: str | None = None,
-             data_dir: str | None = None) -> Run:
+             data_dir: str | None = None, thread_count: int | None = None) -> Run:
     """Load the run in folder ``run_dir`` (on ``device``, default the run's own; with its
-    IDX files from ``data_dir`` if they moved). Raises :class:`~acnkit.errors.CheckpointError`
+    IDX files from ``data_dir`` if they moved; torch's threads ``thread_count``, default
+    as :func:`acnkit.threads.choose` says). Raises :class:`~acnkit.errors.CheckpointError`
     for a missing, corrupt or foreign checkpoint."""
     path = Path(run_dir)
     state = rundir.load_checkpoint(path)
@@ -94,7 +95,7 @@ def load_run(run_dir: str | Path, device: str | None = None,
     if data_dir is not None:
         config.data_dir = str(Path(data_dir).expanduser().resolve())
     config.validate()
-    threads.apply(None)  # ACNKIT_THREADS, or the cores free now
+    threads.apply(thread_count)  # --threads, ACNKIT_THREADS, or the cores free now
     torch_device = resolve_device(config.device)
     data = load_data(config, get_registry(), torch_device)
     model = build_model(config, data.image_shape, torch_device, levels=data.levels)

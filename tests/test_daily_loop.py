@@ -117,9 +117,16 @@ def test_a_run_records_its_threads(tmp_path):
     assert r.exit_code == 2 and "--threads must be >= 1" in r.stderr
 
 
-def test_eval_daydream_and_sample_take_threads(tmp_path):
+def test_eval_daydream_and_sample_take_threads(tmp_path, monkeypatch):
     import torch
 
+    from acnkit import threads
+
+    # a quiet machine of 4 cores: without --threads a command would take all 4
+    monkeypatch.setattr(threads, "cores", lambda: 4)
+    monkeypatch.setattr(threads, "busy_now", lambda: 0)
+    monkeypatch.delenv(threads.ENV, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     for prior in ("vae", "acn"):
         assert invoke("run", *SMALL, "--prior", prior, "--out", tmp_path / prior).exit_code == 0
     before = torch.get_num_threads()

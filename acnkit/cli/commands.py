@@ -353,7 +353,8 @@ def decompress_cmd(file: str, run_dir: str, output: str, overwrite: bool) -> Non
 @threads_option
 @quiet_option
 def eval_cmd(run_dir: str, samples: int, knn: int, with_train: bool, mixture: bool,
-             device: str | None, data_dir: str | None, as_json: bool) -> None:
+             device: str | None, data_dir: str | None, threads: int | None,
+             as_json: bool) -> None:
     """Held-out code lengths in ordered and set mode (ACN: along the greedy chain; the
     optimistic nearest-training figure under its own name), bits/dim, k-NN accuracy of
     codes, importance-sampled NLL."""
@@ -362,7 +363,8 @@ def eval_cmd(run_dir: str, samples: int, knn: int, with_train: bool, mixture: bo
     if samples < 0 or knn < 1:
         raise click.UsageError("--samples must be >= 0 and --knn >= 1")
     result = evaluate_run(run_dir, samples=samples, knn=knn, device=device,
-                          with_train=with_train, mixture=mixture, data_dir=data_dir)
+                          with_train=with_train, mixture=mixture, data_dir=data_dir,
+                          threads=threads)
     if samples > 0:  # the bound beside the run's curves, when it has event files
         from ..rundir import TENSORBOARD
         from ..tensorboard_log import add_evaluation
@@ -389,7 +391,7 @@ def eval_cmd(run_dir: str, samples: int, knn: int, with_train: bool, mixture: bo
 @threads_option
 @quiet_option
 def daydream(run_dir: str, seeds: int, steps: int, seed: int, out: str, overwrite: bool,
-             device: str | None) -> None:
+             device: str | None, threads: int | None) -> None:
     """Encode, sample the prior given the code, decode, repeat: a PNG grid, a row per chain."""
     from ..atomic import check_target
     from ..daydream import write_daydream
@@ -400,7 +402,7 @@ def daydream(run_dir: str, seeds: int, steps: int, seed: int, out: str, overwrit
         raise click.UsageError(f"--seeds must be 1-{MAX_SEEDS} and --steps 1-{MAX_STEPS} "
                                f"(a grid larger than that is not readable)")
     check_target(out, overwrite, "--out")
-    run = load_run(run_dir, device)
+    run = load_run(run_dir, device, thread_count=threads)
     write_daydream(run.model, run.data.test_x, out, seeds, steps, seed, run.data.test_y,
                    run.epoch)
     click.echo(f"wrote {out}")
@@ -416,7 +418,7 @@ def daydream(run_dir: str, seeds: int, steps: int, seed: int, out: str, overwrit
 @threads_option
 @quiet_option
 def sample(run_dir: str, n: int, seed: int, out: str, overwrite: bool,
-           device: str | None) -> None:
+           device: str | None, threads: int | None) -> None:
     """Draw z from an unconditional prior (a VAE's) and decode it: a PNG grid of samples
     (an autoregressive decoder draws them pixel by pixel). ACN's samples: daydream."""
     from ..atomic import check_target
@@ -426,7 +428,7 @@ def sample(run_dir: str, n: int, seed: int, out: str, overwrite: bool,
     if not 1 <= n <= 4 * MAX_SEEDS:
         raise click.UsageError(f"--n must be 1-{4 * MAX_SEEDS}")
     check_target(out, overwrite, "--out")
-    write_samples(load_run(run_dir, device).model, out, n, seed)
+    write_samples(load_run(run_dir, device, thread_count=threads).model, out, n, seed)
     click.echo(f"wrote {out}")
 
 

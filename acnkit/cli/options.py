@@ -167,15 +167,16 @@ def codes_every_option(fn: Callable) -> Callable:
 
 def threads_option(fn: Callable) -> Callable:
     """``--threads N`` of a command that computes outside training (eval, daydream,
-    sample): applied with :func:`acnkit.threads.apply`, as a run applies its own."""
-    def apply(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-        from ..threads import apply as apply_threads
+    sample): the command passes it to :func:`acnkit.load_run`, which applies it as a run
+    applies its own (:func:`acnkit.threads.apply`)."""
+    def check(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            from ..errors import UsageError
 
-        apply_threads(value)
+            raise UsageError(f"--threads must be >= 1, got {value}")
         return value
 
-    return click.option("--threads", type=int, default=None, callback=apply,
-                        expose_value=False, is_eager=False,
+    return click.option("--threads", type=int, default=None, callback=check,
                         help="torch's threads (default: the cores no other process is "
                              "running on now; ACNKIT_THREADS=N sets it).")(fn)
 
