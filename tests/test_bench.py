@@ -146,18 +146,17 @@ def test_external_codecs_are_skipped_when_missing_and_take_their_best_layout(mon
             assert r["bytes"] == min(r["tried"].values()) and r["round_trip"], r
 
 
-@pytest.mark.parametrize("channels", [1, 3])
-def test_eight_bit_codecs_decode_to_the_same_pixels_and_are_timed(channels):
-    """Every codec of 8-bit images on grey and colour images: its file decodes to the
-    input (checked, not assumed), with seconds each way; WebP is never given a picture
-    taller than its 16,383-pixel cap."""
+def test_eight_bit_codecs_decode_to_the_same_pixels_and_are_timed():
+    """Every codec of 8-bit images on grey images: its file decodes to the input (checked,
+    not assumed; WebP gives grey back as R = G = B), with seconds each way; WebP is never
+    given a picture taller than its 16,383-pixel cap."""
 
     import numpy as np
 
     from acnkit.bench import codec as bench_codec
 
     rng = np.random.default_rng(1)
-    images = (rng.integers(0, 40, (2100, channels, 8, 8)) + 100).astype(np.uint8)
+    images = (rng.integers(0, 40, (2100, 1, 8, 8)) + 100).astype(np.uint8)
     rows = bench_codec.external_codecs(images, 256)
     names = [r["codec"] for r in rows]
     assert names == ["gzip -9", "bzip2 -9", "xz -9e", "png (Pillow, optimize)",
