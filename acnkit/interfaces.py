@@ -159,10 +159,10 @@ class Loss(ABC):
     images (C, H, W) (the built-in decoders read P from the loss; for one parameter a
     subpixel P = C and the output has the images' shape).
 
-    :meth:`probabilities` gives each subpixel's probabilities over the levels, which is
-    what the codec codes with and what :func:`acnkit.testing.check_loss` checks ``nll``,
-    ``mean`` and ``sample`` against. ``binary = True`` declares a Bernoulli on 0/1 pixels
-    whose ``mean`` is P(pixel = 1).
+    :meth:`probabilities` gives each subpixel's probabilities over the levels, what
+    :func:`acnkit.testing.check_loss` checks ``nll``, ``mean``, ``sample`` and :meth:`cdf`
+    against; the codec codes with :meth:`cdf` (by default the probabilities summed).
+    ``binary = True`` declares a Bernoulli on 0/1 pixels whose ``mean`` is P(pixel = 1).
     """
 
     binary: ClassVar[bool] = False
@@ -194,6 +194,26 @@ class Loss(ABC):
                                       f"probabilities()")
         p = self.mean(params).double().clamp(0, 1)
         return torch.stack([1 - p, p], -1)
+
+    def cdf(self, params: Tensor, x: Tensor) -> Callable[[Tensor], Tensor]:
+        """The CDF of every subpixel: a function that takes levels k (``edges``, integers
+        in 0 .. levels, (B, C, H, W, m)) and gives P(subpixel < k) (B, C, H, W, m),
+        float64, non-decreasing in k, 0 at k = 0 and 1 at k = levels; channel c's given
+        the channels before it of ``x``, as :meth:`probabilities`. The codec codes a
+        subpixel by a binary search over its levels and calls the function once a halving
+        (8 times for 256 levels), one edge a subpixel; what does not depend on the edges is
+        computed once, here. The default sums :meth:`probabilities`; a loss with a closed
+        form overrides it (the logistic mixture's takes a sigmoid a component and edge,
+        where the table takes one a level)."""
+        cumulative = torch.nn.functional.pad(torch.cumsum(self.probabilities(params, x), -1),
+                                             (1, 0)).clamp(0, 1)
+        cumulative[..., -1] = 1.0  # the rounding of the sum aside
+        top = self.levels
+
+        def at(edges: Tensor) -> Tensor:
+            return cumulative.gather(-1, edges.long().clamp(0, top))
+
+        return at
 
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Images drawn from the likelihood (B, *image_shape), scaled to [0, 1]. The

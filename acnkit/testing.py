@@ -467,6 +467,8 @@ def check_loss(factory: Callable[..., Any], image_shape: tuple[int, ...] = (1, 8
       minus the log-probability of the observed levels, summed;
     - channel c's probabilities depend on no channel at or after c of the images, nor on
       any other pixel (the codec decodes a pixel's channels in order);
+    - ``cdf`` (what the codec codes with), asked an edge at a time, is 0 at level 0 and 1
+      at L, never decreases, and is the probabilities summed;
     - a row's numbers do not depend on the rest of its batch;
     - ``mean`` has the images' shape, in [0, 1]; ``sample`` draws valid levels whose
       frequencies match ``probabilities``;
@@ -512,6 +514,7 @@ def check_loss(factory: Callable[..., Any], image_shape: tuple[int, ...] = (1, 8
         f"nll {nll.tolist()} is not minus the log-probability of the observed levels "
         f"{ref.tolist()}")
     _probabilities_causal(loss, params, x, probs)
+    _check_cdf(loss, params, x, probs)
     with torch.no_grad():
         _batch_independent(loss.nll, (params, x), "the loss's nll")
     if loss.binary:
@@ -548,6 +551,24 @@ def _probabilities_causal(loss: Any, params: Tensor, x: Tensor, probs: Tensor) -
         again = per_pixel(loss.probabilities(params, other.reshape(x.shape)))
         assert torch.equal(again[:, :, 0], base[:, :, 0]), (
             "the probabilities of a pixel change with another pixel's values")
+
+
+def _check_cdf(loss: Any, params: Tensor, x: Tensor, probs: Tensor) -> None:
+    """``cdf`` (what the codec codes with) at every edge 0 .. L: 0 at 0, 1 at L, never
+    decreasing, and the probabilities summed (within 1e-6), asked an edge at a time as the
+    codec asks it."""
+    levels = int(loss.levels)
+    at = loss.cdf(params, x)
+    edges = torch.zeros((*probs.shape[:-1], 1), dtype=torch.long, device=probs.device)
+    f = torch.cat([at(edges + k) for k in range(levels + 1)], -1)
+    assert tuple(f.shape) == (*probs.shape[:-1], levels + 1), (
+        f"cdf gave shape {tuple(f.shape[:-1])} + (1,) for edges {tuple(edges.shape)}")
+    assert (f[..., 0] == 0).all() and (f[..., -1] == 1).all(), (
+        "cdf is not 0 at level 0 and 1 at the number of levels")
+    assert (f.diff(dim=-1) >= 0).all(), "cdf decreases"
+    summed = torch.nn.functional.pad(torch.cumsum(probs.double(), -1), (1, 0))
+    worst = (f.double() - summed).abs().max().item()
+    assert worst < 1e-6, f"cdf differs from the probabilities summed by {worst:.3g}"
 
 
 def _check_sampling(loss: Any, params: Tensor, levels: int, draws: int = 4000) -> None:

@@ -19,6 +19,7 @@ coefficients (3K for grey, 10K for RGB), laid out in that order along the channe
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -129,28 +130,52 @@ class DiscretisedLogisticMixture(Loss):
         component_means = torch.stack(centred, 2).clamp(-1, 1)
         return ((weights * component_means).sum(1) + 1) / 2
 
-    def probabilities(self, params: Tensor, x: Tensor) -> Tensor:
-        """P(level) of each subpixel (B, C, H, W, L), float64: channel c's given the
-        channels before it of ``x`` (the components re-weighted by how well each explains
-        them); each level's mass exactly as :meth:`nll` takes it."""
+    def _conditioned(self, params: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """float64 weights (B, K, C, H, W), means and log scales (B, K, C, H, W) of each
+        channel's components given the channels before it of ``x``: the means shifted by
+        the coupling, each component's weight its prior weight times its likelihood of
+        the earlier channels."""
         params = params.double()
         logits, means, log_scales, coeffs = self._split(params)
+        if self.channels == 1:  # nothing before the one channel: the prior weights
+            return torch.softmax(logits, 1)[:, :, None], means, log_scales
         level = to_levels(x, self.levels)
         centred = 2.0 * level.double() / (self.levels - 1) - 1.0
         means = self._coupled_means(means, coeffs, centred)
-        # each component's weight for channel c: its prior weight times its likelihood of
-        # the channels before c
         log_p = self._log_mass(centred[:, None], means, log_scales, level[:, None])
         # sum over channels j < c (an exclusive cumsum: c's own term never enters)
         before = torch.cumsum(F.pad(log_p[:, :, :-1], (0, 0, 0, 0, 1, 0)), 2)
         weights = torch.softmax(F.log_softmax(logits, 1)[:, :, None] + before, 1)
-        # every level's exact mass, as nll takes it (without its logarithms), a component
-        # at a time so that the memory is that of one (B, C, H, W, L) array
+        return weights, means, log_scales
+
+    def probabilities(self, params: Tensor, x: Tensor) -> Tensor:
+        """P(level) of each subpixel (B, C, H, W, L), float64: channel c's given the
+        channels before it of ``x`` (the components re-weighted by how well each explains
+        them); each level's mass exactly as :meth:`nll` takes it."""
+        weights, means, log_scales = self._conditioned(params, x)
+        # a component at a time so that the memory is that of one (B, C, H, W, L) array
         out = torch.zeros((*means.shape[:1], *means.shape[2:], self.levels),
                           dtype=torch.float64, device=params.device)
         for k in range(self.components):
             out += weights[:, k, ..., None] * self._level_masses(means[:, k], log_scales[:, k])
         return out
+
+    def cdf(self, params: Tensor, x: Tensor) -> Callable[[Tensor], Tensor]:
+        """P(subpixel < k): the mixture of the components' logistic CDFs at the lower bin
+        edge of level k (0 below level 0, 1 above the last): a sigmoid a component and
+        edge, where :meth:`probabilities` takes one a level. The weights, means and
+        inverse scales are computed once, each call only the sigmoids."""
+        weights, means, log_scales = self._conditioned(params, x)
+        weights, means = weights[..., None], means[..., None]
+        inv = torch.exp(-log_scales)[..., None]
+        half, top = 1.0 / (self.levels - 1), self.levels
+
+        def at(edges: Tensor) -> Tensor:
+            t = (2 * half) * edges.double() - (1.0 + half)  # the lower edge of level k
+            f = (weights * torch.sigmoid(inv * (t[:, None] - means))).sum(1).clamp(0, 1)
+            return torch.where(edges <= 0, 0.0, torch.where(edges >= top, 1.0, f))
+
+        return at
 
 
 def _log1mexp(d: Tensor) -> Tensor:

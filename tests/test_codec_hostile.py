@@ -99,7 +99,9 @@ def test_a_version_field_says_the_file_may_be_corrupt():
     with pytest.raises(CodecError, match="corrupt or truncated"):
         decompress(t.model, bytes(data))
     with pytest.raises(CodecError, match="corrupt or from a newer acnkit"):
-        decompress(t.model, _repack_version(bytes(data), 5))
+        decompress(t.model, _repack_version(bytes(data), 6))
+    with pytest.raises(CodecError, match="version 4, from an acnkit before the search over"):
+        decompress(t.model, _repack_version(bytes(data), 4))
     with pytest.raises(CodecError, match="version 3, from an acnkit before 8-bit images"):
         decompress(t.model, _repack_version(bytes(data), 3))
     with pytest.raises(CodecError, match="version 1, from an acnkit before dithered"):

@@ -255,7 +255,7 @@ def test_stored_files_keep_every_level():
 def test_lanes_split_into_blocks_of_rows_round_trip(monkeypatch):
     """The loss is called on blocks of lanes (to bound its memory): one lane a block
     codes exactly too, both sides splitting alike."""
-    monkeypatch.setattr("acnkit.codec.image.BLOCK_BYTES", 1)
+    monkeypatch.setattr("acnkit.codec.image.BLOCK_SUBPIXELS", 1)
     t = model("acn", "mlp", "logistic")
     for mode in ("ordered", "set"):
         round_trip(t, t.data.test_x.numpy()[:12], mode, lanes=4)

@@ -111,7 +111,8 @@ class Codecs:
         self.grid = grid
         self._gauss = model.QuantizedGaussian(grid.lo, grid.hi)
         self._quantized = model.QuantizedGaussian
-        self._bernoulli = model.Bernoulli(perfect=False)
+        #: a level search's decisions (leaky: both branches always possible)
+        self.bernoulli = model.Bernoulli(perfect=False)
         self._categorical = model.Categorical(perfect=False)
         self._uniform = model.Uniform
         self._dither_blocks: dict[tuple[int, int], np.ndarray] = {}
@@ -198,32 +199,6 @@ class Codecs:
             return symbols
 
         return Codec(push, pop)
-
-    def levels(self, probs: np.ndarray) -> Codec:
-        """Subpixels of L levels, the i-th with P(level) = ``probs[i]`` ((n, L), float64);
-        pushed in one call, last first, so that they pop in order. constriction turns each
-        row into integer frequencies the same way on both sides, every level keeping a
-        non-zero one (a leaky quantiser), so a level the model finds impossible still codes,
-        at a cost. Two levels go through its Bernoulli with P(1) = ``probs[:, 1]``."""
-        model, params = self._level_model(probs)
-        return Codec(lambda ans, px: ans.encode_reverse(px.astype(np.int32), model, params),
-                     lambda ans: ans.decode(model, params))
-
-    def pop_levels(self, stacks: list[Any], probs: np.ndarray) -> np.ndarray:
-        """One subpixel from each of ``stacks``, the b-th with P(level) = ``probs[b]``
-        ((B, L)): the receiver's inner loop of an autoregressive decoder."""
-        model, params = self._level_model(probs)
-        return np.concatenate([ans.decode(model, row[None])
-                               for ans, row in zip(stacks, params, strict=True)])
-
-    def _level_model(self, probs: np.ndarray) -> tuple[Any, np.ndarray]:
-        if not np.isfinite(probs).all():
-            raise CodecError("the loss gave probabilities that are not finite numbers; the "
-                             "images cannot be coded with this model (test the loss with "
-                             "acnkit.testing.check_loss)")
-        if probs.shape[-1] == 2:
-            return self._bernoulli, np.ascontiguousarray(probs[..., 1], dtype=np.float64)
-        return self._categorical, np.ascontiguousarray(probs, dtype=np.float64)
 
     def uniform(self, n: int) -> Codec:
         """One whole number below ``n`` (nothing at all when n is 1)."""

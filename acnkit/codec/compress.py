@@ -55,7 +55,7 @@ SEED_WORDS_SEED = 20190319
 
 
 def check_codable(model: Model) -> None:
-    """The model can be coded: a likelihood that gives probabilities over at most
+    """The model can be coded: a likelihood that gives its CDF over at most
     :data:`MAX_LEVELS` levels, and a prior whose distribution is a diagonal Gaussian or a
     per-dimension Gaussian mixture."""
     c = model.config
@@ -65,15 +65,18 @@ def check_codable(model: Model) -> None:
     shape = (1, *model.image_shape)
     params = torch.zeros((1, model.loss.param_channels(shape[1]), *shape[2:]),
                          device=model.device)
+    x = torch.zeros(shape, device=model.device)
+    edges = torch.ones((*shape, 1), dtype=torch.long, device=model.device)
     try:
-        probs = model.loss.probabilities(params, torch.zeros(shape, device=model.device))
+        f = model.loss.cdf(params, x)(edges)
     except NotImplementedError:
         raise CodecError(f"{model.plugin('loss')} gives no probabilities over its levels "
-                         f"(Loss.probabilities), which acnkit compress codes with") from None
-    if tuple(probs.shape) != (*shape, model.levels):
-        raise CodecError(f"{model.plugin('loss')} gives probabilities of shape "
-                         f"{tuple(probs.shape)}; acnkit compress needs (B, C, H, W, levels) = "
-                         f"{(*shape, model.levels)}")
+                         f"(Loss.probabilities or Loss.cdf), which acnkit compress codes "
+                         f"with") from None
+    if tuple(f.shape) != (*shape, 1):
+        raise CodecError(f"{model.plugin('loss')} gives a CDF of shape {tuple(f.shape)} for "
+                         f"edges {tuple(edges.shape)}; acnkit compress needs one value an "
+                         f"edge (Loss.cdf)")
     context = torch.zeros(1, c.latent_dim, device=model.device) if model.conditional else None
     dist = model.prior_distribution(context, 1)
     if not isinstance(dist, DiagGaussian | MixtureDiagGaussian):
@@ -213,7 +216,7 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
     :func:`as_images` makes them from an array) into the bytes of an acnkit file;
     ``names`` (one an image, e.g. their files' relative paths) are kept in ordered mode;
     ``lanes``: how many chains to code in lockstep (default: as many as keep their initial
-    words under 0.5 % of the file; never more than a step's probabilities allow,
+    words under 0.5 % of the file; never more than a step's level decisions allow,
     :func:`~acnkit.codec.fileformat.max_lanes`); ``plain_if_smaller``: write the images packed plainly
     (:func:`stored`) when that is smaller than the bits-back file."""
     if mode not in MODES:

@@ -22,9 +22,11 @@ MAGIC = b"ACNZ"
 #: 2: posteriors popped dithered and windowed; the digest covers the header too.
 #: 3: lanes (several ANS stacks coded in lockstep; their word counts in the header).
 #: 4: images of any level count up to 256 (the levels in the header)
-FORMAT_VERSION = 4
+#: 5: subpixels coded by a binary search over their levels (the loss's CDF)
+FORMAT_VERSION = 5
 #: the formats this acnkit refuses, and what came after them
-OLD_FORMATS = {1: "dithered posteriors", 2: "lanes", 3: "8-bit images"}
+OLD_FORMATS = {1: "dithered posteriors", 2: "lanes", 3: "8-bit images",
+               4: "the search over levels"}
 #: a file may claim at most this many images per 32-bit word of payload (an image costs
 #: far more than an eighth of a bit): a tampered count is refused before any work
 IMAGES_PER_WORD = 256
@@ -38,9 +40,9 @@ FLAG_SET, FLAG_CONDITIONAL, FLAG_STORED = 1, 2, 4
 KNOWN_FLAGS = FLAG_SET | FLAG_CONDITIONAL | FLAG_STORED
 #: the levels a subpixel may have (8-bit images at most)
 MAX_LEVELS = 256
-#: at most this many bytes of pixel probabilities in one step of the lanes (every lane's
-#: image, every subpixel, every level, float64): compress takes fewer lanes to stay within
-#: it, and a file claiming more lanes is refused before any decoding
+#: at most this many bytes of a step's level decisions (every lane's image, every subpixel,
+#: every halving of its levels, :func:`max_lanes`): compress takes fewer lanes to stay
+#: within it, and a file claiming more lanes is refused before any decoding
 MAX_STEP_BYTES = 1 << 30
 #: an image's name: at most this many folders deep, bytes a part and bytes in all
 MAX_NAME_DEPTH, MAX_NAME_PART, MAX_NAME_BYTES = 32, 255, 1024
@@ -254,7 +256,7 @@ def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
              f"words and {count} images"),
             (len(lanes) > max_lanes(pixels, levels),
              f"its {len(lanes)} lanes would need more than {MAX_STEP_BYTES >> 20} MB of "
-             f"probabilities a step"),
+             f"level decisions a step"),
             (not 1 <= header["seed_words"] <= min(lanes, default=0),
              "its initial words do not fit"),
             (any(int(words[end - 1]) == 0 for end in np.cumsum(lanes) if 0 < end <= len(words)),
@@ -274,8 +276,9 @@ def level_bits(levels: int) -> int:
 
 
 def max_lanes(subpixels: int, levels: int) -> int:
-    """The most lanes whose step's probabilities fit :data:`MAX_STEP_BYTES`."""
-    return max(1, MAX_STEP_BYTES // max(1, subpixels * levels * 8))
+    """The most lanes whose step's level decisions fit :data:`MAX_STEP_BYTES` (a
+    decision's probability, midpoint, flags and the walk's intervals: 64 bytes)."""
+    return max(1, MAX_STEP_BYTES // max(1, subpixels * level_bits(levels) * 64))
 
 
 def stored_words(count: int, pixels: int, bits: int) -> int:

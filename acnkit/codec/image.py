@@ -25,14 +25,13 @@ from ..errors import CodecError
 from ..interfaces import Decoder
 from ..model import Model
 from .coder import Codec, Codecs
+from .levels import CDF, Decisions, popped, walk
 
 LatentPrior = DiagGaussian | MixtureDiagGaussian
-#: at most this many bytes of probabilities a loss call of an image coder (lanes are
-#: split into blocks of rows to stay within it, at least one image a block): the loss's
-#: temporaries then stay in the CPU's caches (for 28 x 28 images of 256 levels one image a
-#: call took a sixth of the time an image that calls of 48 images took, on this project's
-#: 2-core VM)
-BLOCK_BYTES = 1 << 21
+#: at most this many subpixels a CDF call of an image coder (lanes are split into blocks
+#: of rows to stay within it, at least one image a block): the loss's temporaries then stay
+#: in the CPU's caches
+BLOCK_SUBPIXELS = 1 << 14
 #: a stack of a real file never holds fewer valid bits than this while decoding (its
 #: initial words keep two spare words below every image)
 MIN_VALID_BITS = 32
@@ -73,33 +72,45 @@ class NetCalls:
         return m.decoder.params(torch.from_numpy(z).float().to(m.device))
 
     @torch.no_grad()
-    def channel_probabilities(self, params: Tensor, known: np.ndarray,
-                              channel: int) -> Iterator[tuple[range, np.ndarray]]:
-        """Channel ``channel``'s probabilities (b, H*W, L) given ``known`` (B, C, H, W
-        levels, its channels from ``channel`` on zeros, on both sides), a block of rows
-        (lanes) at a time so that the loss's work stays within :data:`BLOCK_BYTES`; the
-        blocks depend only on the batch and image sizes, so both sides call the loss on
-        the same shapes."""
+    def channel_cdfs(self, params: Tensor, known: np.ndarray,
+                     channel: int) -> Iterator[tuple[range, CDF]]:
+        """Channel ``channel``'s CDF given ``known`` (B, C, H, W levels, its channels from
+        ``channel`` on zeros, on both sides), a block of rows (lanes) at a time so that the
+        loss's work stays in the CPU's caches: each block's ``cdf(mid)`` takes midpoints
+        (b, H*W) and gives P(level < mid) (b, H*W). The blocks depend only on the batch
+        and image sizes, so both sides call the loss on the same shapes."""
         m = self.model
         x = self._inputs(known)
-        levels = m.levels
-        rows = max(1, BLOCK_BYTES // (math.prod(m.image_shape) * levels * 8))
+        shape = m.image_shape
+        rows = max(1, BLOCK_SUBPIXELS // math.prod(shape))
         for a in range(0, len(known), rows):
             block = range(a, min(a + rows, len(known)))
-            probs = m.loss.probabilities(params[a: block.stop], x[a: block.stop])[:, channel]
-            yield block, probs.reshape(len(block), -1, levels).cpu().numpy()
+            yield block, self._channel_cdf(params[a: block.stop], x[a: block.stop], channel)
+
+    def _channel_cdf(self, params: Tensor, x: Tensor, channel: int) -> CDF:
+        m = self.model
+        at = m.loss.cdf(params, x)
+        edges = torch.zeros((*x.shape, 1), dtype=torch.long, device=m.device)
+
+        def cdf(mid: np.ndarray) -> np.ndarray:
+            edges[:, channel, ..., 0] = torch.from_numpy(mid).reshape(x.shape[0], *x.shape[2:])
+            f = at(edges)[:, channel, ..., 0]
+            return f.reshape(len(mid), -1).double().cpu().numpy()
+
+        return cdf
 
     @torch.no_grad()
-    def position_probabilities(self, z: np.ndarray, images: np.ndarray | None,
-                               level_of: Callable[..., np.ndarray]) -> None:
+    def position_cdfs(self, z: np.ndarray, images: np.ndarray | None,
+                      level_of: Callable[[int, int, CDF], np.ndarray]) -> None:
         """An autoregressive decoder, position by position in raster order and a pixel's
-        channels in order: ``level_of(i, c, probs)`` gets subpixel (i, c)'s probabilities
-        (B, L) and gives its levels (B,). The loss sees the pixel as a 1x1 image whose
-        channels from c on are zeros, on both sides. The receiver (``images`` None), and a
-        decoder with its own stepping, take each position's parameters from start/step/
-        feed; the sender of a decoder without stepping from one teacher-forced pass over
-        ``images``, which gives the same floats since a position's output never reads the
-        pixels at or after it (checked before coding)."""
+        channels in order: ``level_of(i, c, cdf)`` gets subpixel (i, c)'s CDF (midpoints
+        (B,) in, P(level < mid) (B,) out) and gives its levels (B,). The loss sees the
+        pixel as a 1x1 image whose channels from c on are zeros, on both sides. The
+        receiver (``images`` None), and a decoder with its own stepping, take each
+        position's parameters from start/step/feed; the sender of a decoder without
+        stepping from one teacher-forced pass over ``images``, which gives the same floats
+        since a position's output never reads the pixels at or after it (checked before
+        coding)."""
         m = self.model
         dec = m.decoder
         zt = torch.from_numpy(z).float().to(m.device)
@@ -117,8 +128,8 @@ class NetCalls:
             params = params.reshape(len(z), -1, 1, 1)
             pixel.zero_()
             for c in range(channels):
-                probs = m.loss.probabilities(params, pixel)[:, c, 0, 0].cpu().numpy()
-                pixel[:, c, 0, 0] = m.inputs(torch.from_numpy(level_of(i, c, probs))).to(m.device)
+                levels = level_of(i, c, self._channel_cdf(params, pixel, c))
+                pixel[:, c, 0, 0] = m.inputs(torch.from_numpy(levels)).to(m.device)
             if state is not None:
                 steps.feed(state, i, pixel[:, :, 0, 0])
 
@@ -166,10 +177,10 @@ def prior_codecs(codecs: Codecs, prior: LatentPrior) -> list[Codec]:
 class ImageCoder:
     """Pushes and pops one step of images: row b of every batch on lane b's stack.
 
-    A pixel's subpixels are coded with the loss's probabilities over the levels
-    (:meth:`acnkit.interfaces.Loss.probabilities`) in the order the receiver can compute
-    them: a channel of every pixel at a time when pixels are independent given z, pixel by
-    pixel (a pixel's channels in order) for an autoregressive decoder."""
+    A pixel's subpixels are coded by a binary search over their levels with the loss's
+    CDF (:mod:`acnkit.codec.levels`) in the order the receiver can compute them: a
+    channel of every pixel at a time when pixels are independent given z, pixel by pixel
+    (a pixel's channels in order) for an autoregressive decoder."""
 
     def __init__(self, nets: NetCalls, codecs: Codecs) -> None:
         self.nets, self.codecs = nets, codecs
@@ -183,27 +194,27 @@ class ImageCoder:
                    for b, ans in enumerate(stacks)]
         z = self.codecs.grid.values(np.stack(symbols))
         b, c = len(stacks), images.shape[1]
+        levels, bernoulli = self.nets.model.levels, self.codecs.bernoulli
         if self.nets.autoregressive:  # pixel-major: (B, H*W, C) subpixels
-            probs: list[np.ndarray] = []  # in the receiver's order, as it will compute them
-            coded = images.reshape(b, c, -1).transpose(0, 2, 1)
+            decisions = Decisions()  # in the receiver's order, as it will make them
+            coded = images.reshape(b, c, -1)
 
-            def subpixel(i: int, ch: int, p: np.ndarray) -> np.ndarray:
-                probs.append(p)
-                return coded[:, i, ch]
+            def subpixel(i: int, ch: int, cdf: CDF) -> np.ndarray:
+                known = coded[:, ch, i: i + 1].astype(np.int64)
+                return walk(levels, known.shape, cdf, decisions.known(known))[:, 0]
 
-            self.nets.position_probabilities(z, images, subpixel)
-            stacked = np.stack(probs, 1)  # (B, H*W*C, L)
-            coded = np.ascontiguousarray(coded).reshape(b, -1)
-            for lane, ans in enumerate(stacks):
-                self.codecs.levels(stacked[lane]).push(ans, coded[lane])
+            self.nets.position_cdfs(z, images, subpixel)
+            decisions.push(stacks, bernoulli)
         else:  # a channel of every pixel at a time, the last first (popped last)
             params = self.nets.independent_params(z)
             for ch in reversed(range(c)):
                 known = images.copy()
                 known[:, ch:] = 0  # what the receiver knows when it pops channel ch
-                for block, p in self.nets.channel_probabilities(params, known, ch):
-                    for j, lane in enumerate(block):
-                        self.codecs.levels(p[j]).push(stacks[lane], images[lane, ch].reshape(-1))
+                for block, cdf in self.nets.channel_cdfs(params, known, ch):
+                    rows = images[block.start: block.stop, ch].reshape(len(block), -1)
+                    decisions = Decisions()
+                    walk(levels, rows.shape, cdf, decisions.known(rows.astype(np.int64)))
+                    decisions.push(stacks[block.start: block.stop], bernoulli)
         for lane, (ans, row) in enumerate(zip(stacks, prior_codecs(self.codecs, prior),
                                               strict=True)):
             row.push(ans, symbols[lane])
@@ -234,22 +245,25 @@ class ImageCoder:
     def _pop_pixels(self, stacks: list[Any], z: np.ndarray,
                     shape: tuple[int, ...]) -> np.ndarray:
         b, c = len(stacks), shape[0]
+        levels, bernoulli = self.nets.model.levels, self.codecs.bernoulli
         images = np.zeros((b, c, math.prod(shape[1:])), dtype=np.uint8)
         if not self.nets.autoregressive:
             params = self.nets.independent_params(z)
             known = images.reshape(b, *shape)  # a view: filled a channel at a time
             for ch in range(c):
-                for block, p in self.nets.channel_probabilities(params, known, ch):
-                    for j, lane in enumerate(block):
-                        images[lane, ch] = self.codecs.levels(p[j]).pop(stacks[lane])
+                for block, cdf in self.nets.channel_cdfs(params, known, ch):
+                    lanes = stacks[block.start: block.stop]
+                    found = walk(levels, (len(block), images.shape[2]), cdf,
+                                 popped(lanes, bernoulli))
+                    images[block.start: block.stop, ch] = found
             return known
         t0 = time.perf_counter()
 
-        def pop_subpixel(i: int, ch: int, probs: np.ndarray) -> np.ndarray:
-            images[:, ch, i] = self.codecs.pop_levels(stacks, probs)
+        def pop_subpixel(i: int, ch: int, cdf: CDF) -> np.ndarray:
+            images[:, ch, i] = walk(levels, (b, 1), cdf, popped(stacks, bernoulli))[:, 0]
             return images[:, ch, i]
 
-        self.nets.position_probabilities(z, None, pop_subpixel)
+        self.nets.position_cdfs(z, None, pop_subpixel)
         self.pixel_steps += images.shape[2] * b
         self.pixel_seconds += time.perf_counter() - t0
         return images.reshape(b, *shape)
