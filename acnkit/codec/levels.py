@@ -99,6 +99,10 @@ class Decisions:
         active = np.concatenate(self._active, 1)
         right = np.concatenate(self._right, 1).astype(np.int32)
         p = np.concatenate(self._p, 1)
+        if active.all():  # levels a power of two: every subpixel decides every step
+            for ans, bits, probs in zip(stacks, right, p, strict=True):
+                ans.encode_reverse(bits, bernoulli, probs)
+            return
         for lane, ans in enumerate(stacks):
             on = active[lane]
             ans.encode_reverse(np.ascontiguousarray(right[lane, on]), bernoulli,
