@@ -200,9 +200,9 @@ class Loss(ABC):
         in 0 .. levels, (B, C, H, W, m)) and gives P(subpixel < k) (B, C, H, W, m),
         float64, non-decreasing in k, 0 at k = 0 and 1 at k = levels; channel c's given
         the channels before it of ``x``, as :meth:`probabilities`. The codec codes a
-        subpixel by a binary search over its levels and calls the function once a halving
-        (8 times for 256 levels), one edge a subpixel; what does not depend on the edges is
-        computed once, here. The default sums :meth:`probabilities`; a loss with a closed
+        subpixel by a search over its levels and calls the function once a cut (8 times
+        for 256 levels in halves), at the parts' inner edges; what does not depend on the
+        edges is computed once, here. The default sums :meth:`probabilities`; a loss with a closed
         form overrides it (the logistic mixture's takes a sigmoid a component and edge,
         where the table takes one a level)."""
         cumulative = torch.nn.functional.pad(torch.cumsum(self.probabilities(params, x), -1),

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from acnkit import RunConfig, Trainer
 from acnkit.cli import main
 from acnkit.codec import as_images, check_codable, compress, decompress, read_header
-from acnkit.codec.coder import Codecs, Grid, new_stack
-from acnkit.codec.levels import Decisions, popped, walk
+from acnkit.codec.coder import new_stack
+from acnkit.codec.levels import Decisions, Search, popped
 from acnkit.distributions import DiagGaussian
 from acnkit.errors import CodecError
 
@@ -109,19 +109,24 @@ def test_a_batch_dependent_decoder_still_decodes_exactly_with_lanes(monkeypatch)
 
 
 def _table_cdf(probs: np.ndarray):
-    """The CDF of rows of a probability table (..., L) at midpoints (...): what a loss's
+    """The CDF of rows of a probability table (..., L) at edges (..., m): what a loss's
     default Loss.cdf gives."""
     cumulative = np.concatenate([np.zeros((*probs.shape[:-1], 1)), np.cumsum(probs, -1)], -1)
-    return lambda mid: np.take_along_axis(cumulative, mid[..., None], -1)[..., 0]
+    cumulative[..., -1] = 1.0
+    return lambda edges: np.take_along_axis(cumulative, edges, -1)
 
 
+@pytest.mark.parametrize("radix", [2, 3, 16])
 @pytest.mark.parametrize("levels", [2, 3, 17, 256])
-def test_level_search_pops_what_it_pushed_a_lane_at_a_time_or_a_position_at_a_time(levels):
-    """The binary search over levels (acnkit.codec.levels): each lane's decisions pushed in
-    one call pop back whether the receiver walks a lane's whole row at once or a position
-    of every lane at a time (the autoregressive loop), leaving each stack as it began; a
-    level of probability 0 still codes (the leaky Bernoulli keeps every branch)."""
-    codecs, rng = Codecs(Grid(bits=8, lo=-1024, hi=1024)), np.random.default_rng(0)
+def test_level_search_pops_what_it_pushed_a_lane_at_a_time_or_a_position_at_a_time(
+        levels, radix):
+    """The search over levels (acnkit.codec.levels), in halves or in more parts: each
+    lane's decisions pushed in one call pop back whether the receiver searches a lane's
+    whole row at once or a position of every lane at a time (the autoregressive loop),
+    leaving each stack as it began; a level of probability 0 still codes (the leaky
+    models keep every part possible)."""
+    rng = np.random.default_rng(0)
+    search = Search(levels, radix)
     lanes, pixels = 5, 60
     probs = rng.dirichlet(np.ones(levels), size=(lanes, pixels))
     values = np.stack([[rng.choice(levels, p=p) for p in lane] for lane in probs])
@@ -130,38 +135,45 @@ def test_level_search_pops_what_it_pushed_a_lane_at_a_time_or_a_position_at_a_ti
     seed = rng.integers(1, 2**32, size=8, dtype=np.uint64).astype(np.uint32)
     for by_position in (False, True):
         stacks = [new_stack(seed) for _ in range(lanes)]
-        decisions = Decisions()
+        decisions = Decisions(search)
         if by_position:  # the sender records position by position, pushes once a lane
             for i in range(pixels):
-                walk(levels, (lanes, 1), _table_cdf(probs[:, i: i + 1]),
-                     decisions.known(values[:, i: i + 1]))
+                search.run((lanes, 1), _table_cdf(probs[:, i: i + 1]),
+                           decisions.known(values[:, i: i + 1]))
         else:
-            walk(levels, values.shape, _table_cdf(probs), decisions.known(values))
-        decisions.push(stacks, codecs.bernoulli)
+            search.run(values.shape, _table_cdf(probs), decisions.known(values))
+        decisions.push(stacks)
         if by_position:
-            got = np.concatenate([walk(levels, (lanes, 1), _table_cdf(probs[:, i: i + 1]),
-                                       popped(stacks, codecs.bernoulli))
+            got = np.concatenate([search.run((lanes, 1), _table_cdf(probs[:, i: i + 1]),
+                                             popped(search, stacks))
                                   for i in range(pixels)], 1)
         else:
-            got = walk(levels, values.shape, _table_cdf(probs), popped(stacks, codecs.bernoulli))
+            got = search.run(values.shape, _table_cdf(probs), popped(search, stacks))
         assert np.array_equal(got, values)
         assert all(np.array_equal(ans.get_compressed(), seed) for ans in stacks)
 
 
+@pytest.mark.parametrize("radix", [2, 16])
 @pytest.mark.parametrize("levels", [3, 17, 256])
-def test_level_search_costs_the_levels_information(levels):
+def test_level_search_costs_the_levels_information(levels, radix):
     """The decisions' probabilities multiply to the level's: coding 20,000 levels drawn
     from their own distributions costs their summed -log2 p within 0.1 % (+ 64 bits)."""
-    codecs, rng = Codecs(Grid(bits=8, lo=-1024, hi=1024)), np.random.default_rng(1)
+    rng = np.random.default_rng(1)
+    search = Search(levels, radix)
     probs = rng.dirichlet(np.full(levels, 0.3), size=(1, 20_000))
     values = np.array([[rng.choice(levels, p=p) for p in probs[0]]])
     information = -np.log2(np.take_along_axis(probs, values[..., None], -1)).sum()
     ans = new_stack(np.array([1, 2], dtype=np.uint32))
-    decisions = Decisions()
-    walk(levels, values.shape, _table_cdf(probs), decisions.known(values))
+    decisions = Decisions(search)
+    search.run(values.shape, _table_cdf(probs), decisions.known(values))
     before = ans.num_bits()
-    decisions.push([ans], codecs.bernoulli)
+    decisions.push([ans])
     assert abs(ans.num_bits() - before - information) < 0.001 * information + 64
+
+
+def test_a_search_takes_at_least_two_parts():
+    with pytest.raises(ValueError, match="at least 2 parts"):
+        Search(256, 1)
 
 
 def test_round_trip_of_a_flat_bool_array_with_duplicates():

@@ -111,8 +111,6 @@ class Codecs:
         self.grid = grid
         self._gauss = model.QuantizedGaussian(grid.lo, grid.hi)
         self._quantized = model.QuantizedGaussian
-        #: a level search's decisions (leaky: both branches always possible)
-        self.bernoulli = model.Bernoulli(perfect=False)
         self._categorical = model.Categorical(perfect=False)
         self._uniform = model.Uniform
         self._dither_blocks: dict[tuple[int, int], np.ndarray] = {}

@@ -22,7 +22,7 @@ MAGIC = b"ACNZ"
 #: 2: posteriors popped dithered and windowed; the digest covers the header too.
 #: 3: lanes (several ANS stacks coded in lockstep; their word counts in the header).
 #: 4: images of any level count up to 256 (the levels in the header)
-#: 5: subpixels coded by a binary search over their levels (the loss's CDF)
+#: 5: subpixels coded by a search over their levels (the loss's CDF)
 FORMAT_VERSION = 5
 #: the formats this acnkit refuses, and what came after them
 OLD_FORMATS = {1: "dithered posteriors", 2: "lanes", 3: "8-bit images",
@@ -41,7 +41,7 @@ KNOWN_FLAGS = FLAG_SET | FLAG_CONDITIONAL | FLAG_STORED
 #: the levels a subpixel may have (8-bit images at most)
 MAX_LEVELS = 256
 #: at most this many bytes of a step's level decisions (every lane's image, every subpixel,
-#: every halving of its levels, :func:`max_lanes`): compress takes fewer lanes to stay
+#: every cut of its levels, :func:`max_lanes`): compress takes fewer lanes to stay
 #: within it, and a file claiming more lanes is refused before any decoding
 MAX_STEP_BYTES = 1 << 30
 #: an image's name: at most this many folders deep, bytes a part and bytes in all
@@ -276,8 +276,9 @@ def level_bits(levels: int) -> int:
 
 
 def max_lanes(subpixels: int, levels: int) -> int:
-    """The most lanes whose step's level decisions fit :data:`MAX_STEP_BYTES` (a
-    decision's probability, midpoint, flags and the walk's intervals: 64 bytes)."""
+    """The most lanes whose step's level decisions fit :data:`MAX_STEP_BYTES`: 64 bytes a
+    subpixel and bit of its levels, more than either search keeps (eight halvings of a
+    probability, a part and a flag, or two cuts of 16 probabilities, for 256 levels)."""
     return max(1, MAX_STEP_BYTES // max(1, subpixels * level_bits(levels) * 64))
 
 

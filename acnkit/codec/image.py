@@ -25,13 +25,17 @@ from ..errors import CodecError
 from ..interfaces import Decoder
 from ..model import Model
 from .coder import Codec, Codecs
-from .levels import CDF, Decisions, popped, walk
+from .levels import CDF, Decisions, Search, popped
 
 LatentPrior = DiagGaussian | MixtureDiagGaussian
 #: at most this many subpixels a CDF call of an image coder (lanes are split into blocks
 #: of rows to stay within it, at least one image a block): the loss's temporaries then stay
 #: in the CPU's caches
 BLOCK_SUBPIXELS = 1 << 14
+#: a search's parts a cut (acnkit.codec.levels): halving when a lane's whole image is
+#: decided in one coder call (fewest CDF values), sixteen parts when every subpixel is a
+#: call on each lane's stack (an autoregressive decoder: fewest calls)
+RADIX_INDEPENDENT, RADIX_AUTOREGRESSIVE = 2, 16
 #: a stack of a real file never holds fewer valid bits than this while decoding (its
 #: initial words keep two spare words below every image)
 MIN_VALID_BITS = 32
@@ -76,8 +80,8 @@ class NetCalls:
                      channel: int) -> Iterator[tuple[range, CDF]]:
         """Channel ``channel``'s CDF given ``known`` (B, C, H, W levels, its channels from
         ``channel`` on zeros, on both sides), a block of rows (lanes) at a time so that the
-        loss's work stays in the CPU's caches: each block's ``cdf(mid)`` takes midpoints
-        (b, H*W) and gives P(level < mid) (b, H*W). The blocks depend only on the batch
+        loss's work stays in the CPU's caches: each block's ``cdf(edges)`` takes levels
+        (b, H*W, m) and gives P(level < edge) (b, H*W, m). The blocks depend only on the batch
         and image sizes, so both sides call the loss on the same shapes."""
         m = self.model
         x = self._inputs(known)
@@ -88,14 +92,15 @@ class NetCalls:
             yield block, self._channel_cdf(params[a: block.stop], x[a: block.stop], channel)
 
     def _channel_cdf(self, params: Tensor, x: Tensor, channel: int) -> CDF:
+        """Channel ``channel``'s CDF at edges (b, pixels, m) of the images ``x``."""
         m = self.model
         at = m.loss.cdf(params, x)
-        edges = torch.zeros((*x.shape, 1), dtype=torch.long, device=m.device)
 
-        def cdf(mid: np.ndarray) -> np.ndarray:
-            edges[:, channel, ..., 0] = torch.from_numpy(mid).reshape(x.shape[0], *x.shape[2:])
-            f = at(edges)[:, channel, ..., 0]
-            return f.reshape(len(mid), -1).double().cpu().numpy()
+        def cdf(edges: np.ndarray) -> np.ndarray:
+            asked = torch.zeros((*x.shape, edges.shape[-1]), dtype=torch.long, device=m.device)
+            asked[:, channel] = torch.from_numpy(edges).reshape(x.shape[0], *x.shape[2:], -1)
+            f = at(asked)[:, channel]
+            return f.reshape(edges.shape).double().cpu().numpy()
 
         return cdf
 
@@ -103,8 +108,8 @@ class NetCalls:
     def position_cdfs(self, z: np.ndarray, images: np.ndarray | None,
                       level_of: Callable[[int, int, CDF], np.ndarray]) -> None:
         """An autoregressive decoder, position by position in raster order and a pixel's
-        channels in order: ``level_of(i, c, cdf)`` gets subpixel (i, c)'s CDF (midpoints
-        (B,) in, P(level < mid) (B,) out) and gives its levels (B,). The loss sees the
+        channels in order: ``level_of(i, c, cdf)`` gets subpixel (i, c)'s CDF (edges
+        (B, 1, m) in, P(level < edge) (B, 1, m) out) and gives its levels (B,). The loss sees the
         pixel as a 1x1 image whose channels from c on are zeros, on both sides. The
         receiver (``images`` None), and a decoder with its own stepping, take each
         position's parameters from start/step/feed; the sender of a decoder without
@@ -177,8 +182,8 @@ def prior_codecs(codecs: Codecs, prior: LatentPrior) -> list[Codec]:
 class ImageCoder:
     """Pushes and pops one step of images: row b of every batch on lane b's stack.
 
-    A pixel's subpixels are coded by a binary search over their levels with the loss's
-    CDF (:mod:`acnkit.codec.levels`) in the order the receiver can compute them: a
+    A pixel's subpixels are coded by a search over their levels with the loss's CDF
+    (:mod:`acnkit.codec.levels`) in the order the receiver can compute them: a
     channel of every pixel at a time when pixels are independent given z, pixel by pixel
     (a pixel's channels in order) for an autoregressive decoder."""
 
@@ -194,17 +199,17 @@ class ImageCoder:
                    for b, ans in enumerate(stacks)]
         z = self.codecs.grid.values(np.stack(symbols))
         b, c = len(stacks), images.shape[1]
-        levels, bernoulli = self.nets.model.levels, self.codecs.bernoulli
+        search = self._search()
         if self.nets.autoregressive:  # pixel-major: (B, H*W, C) subpixels
-            decisions = Decisions()  # in the receiver's order, as it will make them
+            decisions = Decisions(search)  # in the receiver's order, as it will make them
             coded = images.reshape(b, c, -1)
 
             def subpixel(i: int, ch: int, cdf: CDF) -> np.ndarray:
                 known = coded[:, ch, i: i + 1].astype(np.int64)
-                return walk(levels, known.shape, cdf, decisions.known(known))[:, 0]
+                return search.run(known.shape, cdf, decisions.known(known))[:, 0]
 
             self.nets.position_cdfs(z, images, subpixel)
-            decisions.push(stacks, bernoulli)
+            decisions.push(stacks)
         else:  # a channel of every pixel at a time, the last first (popped last)
             params = self.nets.independent_params(z)
             for ch in reversed(range(c)):
@@ -212,9 +217,9 @@ class ImageCoder:
                 known[:, ch:] = 0  # what the receiver knows when it pops channel ch
                 for block, cdf in self.nets.channel_cdfs(params, known, ch):
                     rows = images[block.start: block.stop, ch].reshape(len(block), -1)
-                    decisions = Decisions()
-                    walk(levels, rows.shape, cdf, decisions.known(rows.astype(np.int64)))
-                    decisions.push(stacks[block.start: block.stop], bernoulli)
+                    decisions = Decisions(search)
+                    search.run(rows.shape, cdf, decisions.known(rows.astype(np.int64)))
+                    decisions.push(stacks[block.start: block.stop])
         for lane, (ans, row) in enumerate(zip(stacks, prior_codecs(self.codecs, prior),
                                               strict=True)):
             row.push(ans, symbols[lane])
@@ -245,7 +250,7 @@ class ImageCoder:
     def _pop_pixels(self, stacks: list[Any], z: np.ndarray,
                     shape: tuple[int, ...]) -> np.ndarray:
         b, c = len(stacks), shape[0]
-        levels, bernoulli = self.nets.model.levels, self.codecs.bernoulli
+        search = self._search()
         images = np.zeros((b, c, math.prod(shape[1:])), dtype=np.uint8)
         if not self.nets.autoregressive:
             params = self.nets.independent_params(z)
@@ -253,17 +258,20 @@ class ImageCoder:
             for ch in range(c):
                 for block, cdf in self.nets.channel_cdfs(params, known, ch):
                     lanes = stacks[block.start: block.stop]
-                    found = walk(levels, (len(block), images.shape[2]), cdf,
-                                 popped(lanes, bernoulli))
+                    found = search.run((len(block), images.shape[2]), cdf, popped(search, lanes))
                     images[block.start: block.stop, ch] = found
             return known
         t0 = time.perf_counter()
 
         def pop_subpixel(i: int, ch: int, cdf: CDF) -> np.ndarray:
-            images[:, ch, i] = walk(levels, (b, 1), cdf, popped(stacks, bernoulli))[:, 0]
+            images[:, ch, i] = search.run((b, 1), cdf, popped(search, stacks))[:, 0]
             return images[:, ch, i]
 
         self.nets.position_cdfs(z, None, pop_subpixel)
         self.pixel_steps += images.shape[2] * b
         self.pixel_seconds += time.perf_counter() - t0
         return images.reshape(b, *shape)
+
+    def _search(self) -> Search:
+        radix = RADIX_AUTOREGRESSIVE if self.nets.autoregressive else RADIX_INDEPENDENT
+        return Search(self.nets.model.levels, radix)

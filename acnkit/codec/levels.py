@@ -1,19 +1,24 @@
-"""Subpixels of L levels coded by a binary search over their levels.
+"""Subpixels of L levels coded by a search over their levels.
 
-A subpixel's level is found by halving the interval [lo, hi) of levels it may still take,
-starting from [0, L): at each step the sender tells the receiver whether the level lies at
-or above the midpoint, a Bernoulli decision with P(right) = (F(hi) - F(mid)) / (F(hi) -
-F(lo)), F being the loss's CDF (:meth:`acnkit.interfaces.Loss.cdf`). The decisions'
-probabilities multiply to the level's probability, so the cost is the model's own up to
-the coder's 24-bit rounding; constriction's leaky Bernoulli keeps every branch possible, so
-a level the model finds impossible still codes (at about 24 bits a decision). A step asks
-F at one edge a subpixel, where a table over the levels costs L masses a subpixel: for 256
-levels, 8 CDF values (F(lo) and F(hi) are known from earlier steps).
+A subpixel's level is found by cutting the interval [lo, hi) of levels it may still take
+into R parts (R the search's radix) until one level is left: at each cut the sender tells
+the receiver which part holds the level, a decision over the R parts with P(part j) =
+(F(e_j+1) - F(e_j)) / (F(hi) - F(lo)) at the parts' edges e_0 = lo < e_1 < ... < e_R =
+hi, F being the loss's CDF (:meth:`acnkit.interfaces.Loss.cdf`). The decisions'
+probabilities multiply to the level's, so the cost is the model's own up to the coder's
+24-bit rounding; constriction's leaky models keep every part possible, so a level the
+model finds impossible still codes (at about 24 bits a decision).
 
-Both sides run the same walk: the sender knows the levels and records its decisions, the
-receiver pops them; the CDF is asked at the same edges in the same calls on both sides,
-so its floats agree in every bit. An interval of one level needs no decision (levels that
-are not a power of two end some walks a step early).
+The radix trades CDF values against coder calls. Halving (R = 2, Bernoulli decisions)
+asks F at one edge a cut, 8 edges a subpixel of 256 levels where a table over the levels
+takes 256 masses: the choice when a whole image's subpixels are decided in one call a
+lane. Sixteen parts (constriction's Categorical) take two decisions a subpixel of 256
+levels instead of eight, and 30 edges: the choice when every subpixel is its own call on
+each lane's stack (an autoregressive decoder, pixel by pixel).
+
+Both sides run the same search: the sender knows the levels and records its decisions,
+the receiver pops them; the CDF is asked at the same edges in the same calls on both
+sides, so its floats agree in every bit. An interval of one level needs no decision.
 """
 
 from __future__ import annotations
@@ -24,104 +29,137 @@ from typing import Any
 import numpy as np
 
 from ..errors import CodecError
+from .coder import constriction
 
-#: F at the given midpoints (an int64 array) of the subpixels a walk is over: float64
+#: F at edges (..., m) (an int64 array) of the subpixels a search is over: float64, alike
 CDF = Callable[[np.ndarray], np.ndarray]
-#: one step's decisions: (step, active, P(right), midpoints) -> right (bool; read where
-#: active only)
+#: one cut's decisions: (cut, active, P(part) (..., R), the parts' edges (..., R + 1)) ->
+#: the parts taken (int64; read where active only)
 Decide = Callable[[int, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
-def steps(levels: int) -> int:
-    """How many halvings find one of ``levels`` levels (at most)."""
-    return max(1, (levels - 1).bit_length())
+class Search:
+    """The search over ``levels`` levels in ``radix`` parts a cut, and its coder model."""
+
+    def __init__(self, levels: int, radix: int) -> None:
+        if radix < 2:
+            raise ValueError(f"a search cuts into at least 2 parts, not {radix}")
+        self.levels, self.radix = levels, radix
+        model = constriction().stream.model
+        self.model = model.Bernoulli(perfect=False) if radix == 2 else \
+            model.Categorical(perfect=False)
+        self.cuts, width = 0, levels
+        while width > 1:  # the widest part after a cut: ceil(width / radix)
+            width, self.cuts = -(-width // radix), self.cuts + 1
+
+    def params(self, probs: np.ndarray) -> np.ndarray:
+        """What the coder model takes for decisions of these part probabilities: P(part 1)
+        for a Bernoulli, the rows for a Categorical."""
+        return np.ascontiguousarray(probs[..., 1] if self.radix == 2 else probs)
+
+    def run(self, shape: tuple[int, ...], cdf: CDF, decide: Decide) -> np.ndarray:
+        """The search for subpixels of ``shape``, its decisions made by ``decide``: the
+        levels found (int64)."""
+        lo = np.zeros(shape, dtype=np.int64)
+        hi = np.full(shape, self.levels, dtype=np.int64)
+        f_lo, f_hi = np.zeros(shape), np.ones(shape)
+        parts = np.arange(1, self.radix)
+        for cut in range(self.cuts):
+            active = hi - lo > 1
+            inner = lo[..., None] + (parts * (hi - lo)[..., None]) // self.radix
+            f_inner = cdf(inner)
+            if not np.isfinite(f_inner).all():
+                raise CodecError("the loss gave a CDF that is not finite numbers; the images "
+                                 "cannot be coded with this model (test the loss with "
+                                 "acnkit.testing.check_loss)")
+            edges = np.concatenate([lo[..., None], inner, hi[..., None]], -1)
+            f_edges = np.concatenate([f_lo[..., None], f_inner, f_hi[..., None]], -1)
+            part = decide(cut, active, part_probabilities(f_edges), edges)[..., None]
+            np.copyto(lo, np.take_along_axis(edges, part, -1)[..., 0], where=active)
+            np.copyto(hi, np.take_along_axis(edges, part + 1, -1)[..., 0], where=active)
+            np.copyto(f_lo, np.take_along_axis(f_edges, part, -1)[..., 0], where=active)
+            np.copyto(f_hi, np.take_along_axis(f_edges, part + 1, -1)[..., 0], where=active)
+        return lo
 
 
-def right_probability(f_lo: np.ndarray, f_mid: np.ndarray, f_hi: np.ndarray) -> np.ndarray:
-    """P(level >= mid | lo <= level < hi); an interval the CDF gives no mass decides evenly
-    (both sides compute the same floats, so any fixed rule decodes)."""
-    mass = f_hi - f_lo
-    p = np.full(mass.shape, 0.5)
-    np.divide(f_hi - f_mid, mass, out=p, where=mass > 0)
-    return np.clip(p, 0.0, 1.0, out=p)
-
-
-def walk(levels: int, shape: tuple[int, ...], cdf: CDF, decide: Decide) -> np.ndarray:
-    """The binary search over ``levels`` levels of subpixels of ``shape``, its decisions
-    made by ``decide``: the levels found (int64)."""
-    lo = np.zeros(shape, dtype=np.int64)
-    hi = np.full(shape, levels, dtype=np.int64)
-    f_lo, f_hi = np.zeros(shape), np.ones(shape)
-    for step in range(steps(levels)):
-        active = hi - lo > 1
-        mid = (lo + hi) // 2
-        f_mid = cdf(mid)
-        if not np.isfinite(f_mid).all():
-            raise CodecError("the loss gave a CDF that is not finite numbers; the images "
-                             "cannot be coded with this model (test the loss with "
-                             "acnkit.testing.check_loss)")
-        right = decide(step, active, right_probability(f_lo, f_mid, f_hi), mid)
-        up = active & right
-        down = active & ~up
-        np.copyto(lo, mid, where=up)
-        np.copyto(f_lo, f_mid, where=up)
-        np.copyto(hi, mid, where=down)
-        np.copyto(f_hi, f_mid, where=down)
-    return lo
+def part_probabilities(f_edges: np.ndarray) -> np.ndarray:
+    """P(part j | lo <= level < hi) from F at the parts' edges (..., R + 1); an interval
+    the CDF gives no mass is decided evenly (both sides compute the same floats, so any
+    fixed rule decodes)."""
+    mass = np.maximum(np.diff(f_edges, axis=-1), 0.0)
+    total = mass.sum(-1, keepdims=True)
+    p = np.full(mass.shape, 1.0 / mass.shape[-1])
+    np.divide(mass, total, out=p, where=total > 0)
+    return p
 
 
 class Decisions:
-    """The sender's side of walks over known levels: each walk's decisions recorded, then
-    pushed a lane (the first axis) at a time, in the order the receiver pops them (walk by
-    walk, step by step, subpixel by subpixel)."""
+    """The sender's side of searches over known levels: each search's decisions recorded,
+    then pushed a lane (the first axis) at a time, in the order the receiver pops them
+    (search by search, cut by cut, subpixel by subpixel)."""
 
-    def __init__(self) -> None:
+    def __init__(self, search: Search) -> None:
+        self.search = search
         self._active: list[np.ndarray] = []
-        self._right: list[np.ndarray] = []
-        self._p: list[np.ndarray] = []
+        self._part: list[np.ndarray] = []
+        self._params: list[np.ndarray] = []
 
     def known(self, levels: np.ndarray) -> Decide:
-        """The decisions of a walk over ``levels`` (lanes first), recorded."""
-        def decide(step: int, active: np.ndarray, p: np.ndarray, mid: np.ndarray) -> np.ndarray:
-            right = levels >= mid
+        """The decisions of a search for ``levels`` (lanes first), recorded."""
+        search = self.search
+
+        def decide(cut: int, active: np.ndarray, probs: np.ndarray,
+                   edges: np.ndarray) -> np.ndarray:
             lanes = len(active)
+            # the part whose edges hold the level: as many as there are inner edges at or
+            # below it (an empty part's two equal edges both count, passing over it)
+            part = (edges[..., 1:-1] <= levels[..., None]).sum(-1)
+            params = search.params(probs)
             self._active.append(active.reshape(lanes, -1))
-            self._right.append(right.reshape(lanes, -1))
-            self._p.append(p.reshape(lanes, -1))
-            return right
+            self._part.append(part.reshape(lanes, -1))
+            self._params.append(params.reshape(lanes, -1, *params.shape[active.ndim:]))
+            return part
+
         return decide
 
-    def push(self, stacks: list[Any], bernoulli: Any) -> None:
+    def push(self, stacks: list[Any]) -> None:
         """Every lane's recorded decisions onto its stack (lane b: ``stacks[b]``), last
         first, so that they pop in order."""
         if not self._active:
             return
+        model = self.search.model
         active = np.concatenate(self._active, 1)
-        right = np.concatenate(self._right, 1).astype(np.int32)
-        p = np.concatenate(self._p, 1)
-        if active.all():  # levels a power of two: every subpixel decides every step
-            for ans, bits, probs in zip(stacks, right, p, strict=True):
-                ans.encode_reverse(bits, bernoulli, probs)
+        part = np.concatenate(self._part, 1).astype(np.int32)
+        params = np.concatenate(self._params, 1)
+        if active.all():  # a power of the radix: every subpixel decides at every cut
+            for ans, parts, rows in zip(stacks, part, params, strict=True):
+                ans.encode_reverse(parts, model, np.ascontiguousarray(rows))
             return
         for lane, ans in enumerate(stacks):
             on = active[lane]
-            ans.encode_reverse(np.ascontiguousarray(right[lane, on]), bernoulli,
-                               np.ascontiguousarray(p[lane, on]))
+            ans.encode_reverse(np.ascontiguousarray(part[lane, on]), model,
+                               np.ascontiguousarray(params[lane, on]))
 
 
-def popped(stacks: list[Any], bernoulli: Any) -> Decide:
+def popped(search: Search, stacks: list[Any]) -> Decide:
     """The receiver's decisions: lane b's from ``stacks[b]``."""
-    def decide(step: int, active: np.ndarray, p: np.ndarray, mid: np.ndarray) -> np.ndarray:
+    model = search.model
+
+    def decide(cut: int, active: np.ndarray, probs: np.ndarray,
+               edges: np.ndarray) -> np.ndarray:
         lanes = len(active)
-        flat_active, flat_p = active.reshape(lanes, -1), p.reshape(lanes, -1)
-        if flat_active.all():  # levels a power of two: every subpixel decides every step
-            return np.stack([ans.decode(bernoulli, row) for ans, row in zip(stacks, flat_p,
-                                                                           strict=True)]
-                            ).astype(bool).reshape(active.shape)
-        right = np.zeros(flat_active.shape, dtype=bool)
+        flat_active = active.reshape(lanes, -1)
+        params = search.params(probs)
+        flat_params = params.reshape(lanes, -1, *params.shape[active.ndim:])
+        if flat_active.all():  # a power of the radix: every subpixel decides at every cut
+            return np.stack([ans.decode(model, np.ascontiguousarray(rows))
+                             for ans, rows in zip(stacks, flat_params, strict=True)]
+                            ).astype(np.int64).reshape(active.shape)
+        part = np.zeros(flat_active.shape, dtype=np.int64)
         for lane, ans in enumerate(stacks):
             on = flat_active[lane]
             if on.any():
-                right[lane, on] = ans.decode(bernoulli, np.ascontiguousarray(flat_p[lane, on]))
-        return right.reshape(active.shape)
+                part[lane, on] = ans.decode(model, np.ascontiguousarray(flat_params[lane, on]))
+        return part.reshape(active.shape)
+
     return decide
