@@ -33,8 +33,8 @@ from .coder import constriction
 
 #: F at edges (..., m) (an int64 array) of the subpixels a search is over: float64, alike
 CDF = Callable[[np.ndarray], np.ndarray]
-#: one cut's decisions: (cut, active, P(part) (..., R), the parts' edges (..., R + 1)) ->
-#: the parts taken (int64; read where active only)
+#: one cut's decisions: (cut, active, the coder model's parameters (Search.params), the
+#: inner edges (..., R - 1)) -> the parts taken (int64; read where active only)
 Decide = Callable[[int, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -52,45 +52,56 @@ class Search:
         while width > 1:  # the widest part after a cut: ceil(width / radix)
             width, self.cuts = -(-width // radix), self.cuts + 1
 
-    def params(self, probs: np.ndarray) -> np.ndarray:
-        """What the coder model takes for decisions of these part probabilities: P(part 1)
-        for a Bernoulli, the rows for a Categorical."""
-        return np.ascontiguousarray(probs[..., 1] if self.radix == 2 else probs)
+    def params(self, f_lo: np.ndarray, f_inner: np.ndarray, f_hi: np.ndarray) -> np.ndarray:
+        """The coder model's parameters for the decisions of one cut, from F at the
+        interval's ends (...) and at its inner edges (..., R - 1): P(part 1) for halves (a
+        Bernoulli), the parts' probabilities (..., R) otherwise (a Categorical). An
+        interval the CDF gives no mass is decided evenly (both sides compute the same
+        floats, so any fixed rule decodes)."""
+        if self.radix == 2:
+            mass = f_hi - f_lo
+            p = np.full(mass.shape, 0.5)
+            np.divide(f_hi - f_inner[..., 0], mass, out=p, where=mass > 0)
+            return np.clip(p, 0.0, 1.0, out=p)
+        f_edges = np.concatenate([f_lo[..., None], f_inner, f_hi[..., None]], -1)
+        mass = np.maximum(np.diff(f_edges, axis=-1), 0.0)
+        total = mass.sum(-1, keepdims=True)
+        p = np.full(mass.shape, 1.0 / self.radix)
+        np.divide(mass, total, out=p, where=total > 0)
+        return p
 
     def run(self, shape: tuple[int, ...], cdf: CDF, decide: Decide) -> np.ndarray:
         """The search for subpixels of ``shape``, its decisions made by ``decide``: the
         levels found (int64)."""
+        r = self.radix
         lo = np.zeros(shape, dtype=np.int64)
         hi = np.full(shape, self.levels, dtype=np.int64)
         f_lo, f_hi = np.zeros(shape), np.ones(shape)
-        parts = np.arange(1, self.radix)
+        parts = np.arange(1, r)
         for cut in range(self.cuts):
-            active = hi - lo > 1
-            inner = lo[..., None] + (parts * (hi - lo)[..., None]) // self.radix
+            width = hi - lo
+            active = width > 1
+            inner = lo[..., None] + (parts * width[..., None]) // r
             f_inner = cdf(inner)
             if not np.isfinite(f_inner).all():
                 raise CodecError("the loss gave a CDF that is not finite numbers; the images "
                                  "cannot be coded with this model (test the loss with "
                                  "acnkit.testing.check_loss)")
-            edges = np.concatenate([lo[..., None], inner, hi[..., None]], -1)
-            f_edges = np.concatenate([f_lo[..., None], f_inner, f_hi[..., None]], -1)
-            part = decide(cut, active, part_probabilities(f_edges), edges)[..., None]
-            np.copyto(lo, np.take_along_axis(edges, part, -1)[..., 0], where=active)
-            np.copyto(hi, np.take_along_axis(edges, part + 1, -1)[..., 0], where=active)
-            np.copyto(f_lo, np.take_along_axis(f_edges, part, -1)[..., 0], where=active)
-            np.copyto(f_hi, np.take_along_axis(f_edges, part + 1, -1)[..., 0], where=active)
+            part = decide(cut, active, self.params(f_lo, f_inner, f_hi), inner)
+            # the part's ends, and F there: each the interval's own or an inner edge
+            if r == 2:  # one inner edge: both
+                below = above = f_inner[..., 0]
+            else:
+                below = np.take_along_axis(f_inner, np.maximum(part - 1, 0)[..., None],
+                                           -1)[..., 0]
+                above = np.take_along_axis(f_inner, np.minimum(part, r - 2)[..., None],
+                                           -1)[..., 0]
+            np.copyto(f_lo, below, where=active & (part > 0))
+            np.copyto(f_hi, above, where=active & (part < r - 1))
+            new_lo = lo + (part * width) // r
+            np.copyto(hi, lo + ((part + 1) * width) // r, where=active)
+            np.copyto(lo, new_lo, where=active)
         return lo
-
-
-def part_probabilities(f_edges: np.ndarray) -> np.ndarray:
-    """P(part j | lo <= level < hi) from F at the parts' edges (..., R + 1); an interval
-    the CDF gives no mass is decided evenly (both sides compute the same floats, so any
-    fixed rule decodes)."""
-    mass = np.maximum(np.diff(f_edges, axis=-1), 0.0)
-    total = mass.sum(-1, keepdims=True)
-    p = np.full(mass.shape, 1.0 / mass.shape[-1])
-    np.divide(mass, total, out=p, where=total > 0)
-    return p
 
 
 class Decisions:
@@ -106,15 +117,13 @@ class Decisions:
 
     def known(self, levels: np.ndarray) -> Decide:
         """The decisions of a search for ``levels`` (lanes first), recorded."""
-        search = self.search
 
-        def decide(cut: int, active: np.ndarray, probs: np.ndarray,
-                   edges: np.ndarray) -> np.ndarray:
+        def decide(cut: int, active: np.ndarray, params: np.ndarray,
+                   inner: np.ndarray) -> np.ndarray:
             lanes = len(active)
             # the part whose edges hold the level: as many as there are inner edges at or
             # below it (an empty part's two equal edges both count, passing over it)
-            part = (edges[..., 1:-1] <= levels[..., None]).sum(-1)
-            params = search.params(probs)
+            part = (inner <= levels[..., None]).sum(-1)
             self._active.append(active.reshape(lanes, -1))
             self._part.append(part.reshape(lanes, -1))
             self._params.append(params.reshape(lanes, -1, *params.shape[active.ndim:]))
@@ -145,11 +154,10 @@ def popped(search: Search, stacks: list[Any]) -> Decide:
     """The receiver's decisions: lane b's from ``stacks[b]``."""
     model = search.model
 
-    def decide(cut: int, active: np.ndarray, probs: np.ndarray,
-               edges: np.ndarray) -> np.ndarray:
+    def decide(cut: int, active: np.ndarray, params: np.ndarray,
+               inner: np.ndarray) -> np.ndarray:
         lanes = len(active)
         flat_active = active.reshape(lanes, -1)
-        params = search.params(probs)
         flat_params = params.reshape(lanes, -1, *params.shape[active.ndim:])
         if flat_active.all():  # a power of the radix: every subpixel decides at every cut
             return np.stack([ans.decode(model, np.ascontiguousarray(rows))
