@@ -273,5 +273,6 @@ class ImageCoder:
         return images.reshape(b, *shape)
 
     def _search(self) -> Search:
+        levels = self.nets.model.levels
         radix = RADIX_AUTOREGRESSIVE if self.nets.autoregressive else RADIX_INDEPENDENT
-        return Search(self.nets.model.levels, radix)
+        return Search(levels, min(radix, levels))  # 0/1 pixels: one Bernoulli decision

@@ -3,11 +3,11 @@
 A subpixel's level is found by cutting the interval [lo, hi) of levels it may still take
 into R parts (R the search's radix) until one level is left: at each cut the sender tells
 the receiver which part holds the level, a decision over the R parts with P(part j) =
-(F(e_j+1) - F(e_j)) / (F(hi) - F(lo)) at the parts' edges e_0 = lo < e_1 < ... < e_R =
-hi, F being the loss's CDF (:meth:`acnkit.interfaces.Loss.cdf`). The decisions'
-probabilities multiply to the level's, so the cost is the model's own up to the coder's
-24-bit rounding; constriction's leaky models keep every part possible, so a level the
-model finds impossible still codes (at about 24 bits a decision).
+(F(e_j+1) - F(e_j)) / (F(hi) - F(lo)) at the parts' edges e_j = lo + j (hi - lo) // R,
+F being the loss's CDF (:meth:`acnkit.interfaces.Loss.cdf`). The decisions' probabilities
+multiply to the level's, so the cost is the model's own up to the coder's 24-bit rounding;
+constriction's leaky models keep every part possible, so a level the model finds
+impossible still codes (at about 24 bits a decision).
 
 The radix trades CDF values against coder calls. Halving (R = 2, Bernoulli decisions)
 asks F at one edge a cut, 8 edges a subpixel of 256 levels where a table over the levels
