@@ -22,7 +22,8 @@ def history(out) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("prior", ["acn", "vae"])
+# ACN only: its ranks share the gradient all-reduce a VAE has, and the code memory besides
+@pytest.mark.parametrize("prior", ["acn"])
 def test_two_processes_match_one(tmp_path, prior):
     one, two = tmp_path / "one", tmp_path / "two"
     r1 = run("--prior", prior, "--epochs", "3", "--out", str(one))
