@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -61,18 +62,19 @@ def prior_context(model: Model, codes: Tensor, kind: str,
 
 @torch.no_grad()
 def costs(model: Model, x: Tensor, posterior: DiagGaussian, context: Tensor | None,
-          batch_size: int = 32, what: str = "held-out costs") -> tuple[Tensor, Tensor]:
+          batch_size: int = 32, what: str | None = "held-out costs") -> tuple[Tensor, Tensor]:
     """Reconstruction and KL nats of each datum (N,), both at one sample z ~ q(z|x) drawn
     with the evaluation seed. The noise is drawn for all data at once, so the figures do
     not depend on ``batch_size``; small batches keep a convolutional decoder's activations
     in cache (docs/performance.md: a PixelCNN's held-out pass 104 s in batches of 1 000,
-    22 s in batches of 32)."""
+    22 s in batches of 32). ``what`` names the progress shown; None shows none."""
     model.eval()
     noise = torch.Generator(device=model.device).manual_seed(EVAL_SEED)
     mean = posterior.mean
     eps = torch.randn(mean.shape, generator=noise, device=mean.device, dtype=mean.dtype)
     recon, kl = [], []
-    with progress.task(what, len(x), "images") as step:
+    shown = progress.task(what, len(x), "images") if what else nullcontext(lambda *a, **k: None)
+    with shown as step:
         for i in range(0, len(x), batch_size):
             s = slice(i, i + batch_size)
             r, k = model.nets.cost(model.inputs(x[s]), mean[s], posterior.log_std[s],
