@@ -291,8 +291,8 @@ def _beside(work: Callable[..., float], *args: Any, **kwargs: Any) -> Callable[[
     """``work(*args, **kwargs)`` in a thread beside the coder; the returned function waits
     for its value (or raises its error). The model's figure is only reported, never coded,
     so it need not be computed in the coder's one thread: torch's kernels release the GIL,
-    so on two cores or more it runs while the coder codes (the sender's time for an MLP's
-    10,000 8-bit images fell by about a fifth)."""
+    so on two cores or more it runs while the coder codes. The networks are then called
+    from two threads at once, which their contract allows (docs/writing-a-plugin.md)."""
     result: dict[str, Any] = {}
 
     def run() -> None:

@@ -190,6 +190,9 @@ class ImageCoder:
     def __init__(self, nets: NetCalls, codecs: Codecs) -> None:
         self.nets, self.codecs = nets, codecs
         self.pixel_steps, self.pixel_seconds = 0, 0.0  # the autoregressive decoding loop
+        levels = nets.model.levels
+        radix = RADIX_AUTOREGRESSIVE if nets.autoregressive else RADIX_INDEPENDENT
+        self.search = Search(levels, min(radix, levels))  # 0/1 pixels: one Bernoulli decision
 
     def push(self, stacks: list[Any], images: np.ndarray, means: np.ndarray,
              stds: np.ndarray, prior: LatentPrior, keys: list[int]) -> None:
@@ -199,7 +202,7 @@ class ImageCoder:
                    for b, ans in enumerate(stacks)]
         z = self.codecs.grid.values(np.stack(symbols))
         b, c = len(stacks), images.shape[1]
-        search = self._search()
+        search = self.search
         if self.nets.autoregressive:  # pixel-major: (B, H*W, C) subpixels
             decisions = Decisions(search)  # in the receiver's order, as it will make them
             coded = images.reshape(b, c, -1)
@@ -250,7 +253,7 @@ class ImageCoder:
     def _pop_pixels(self, stacks: list[Any], z: np.ndarray,
                     shape: tuple[int, ...]) -> np.ndarray:
         b, c = len(stacks), shape[0]
-        search = self._search()
+        search = self.search
         images = np.zeros((b, c, math.prod(shape[1:])), dtype=np.uint8)
         if not self.nets.autoregressive:
             params = self.nets.independent_params(z)
@@ -271,8 +274,3 @@ class ImageCoder:
         self.pixel_steps += images.shape[2] * b
         self.pixel_seconds += time.perf_counter() - t0
         return images.reshape(b, *shape)
-
-    def _search(self) -> Search:
-        levels = self.nets.model.levels
-        radix = RADIX_AUTOREGRESSIVE if self.nets.autoregressive else RADIX_INDEPENDENT
-        return Search(levels, min(radix, levels))  # 0/1 pixels: one Bernoulli decision
