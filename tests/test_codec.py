@@ -171,6 +171,23 @@ def test_level_search_costs_the_levels_information(levels, radix):
     assert abs(ans.num_bits() - before - information) < 0.001 * information + 64
 
 
+def test_a_cdf_that_is_not_finite_is_refused_with_one_line(monkeypatch):
+    """A loss whose probabilities (hence its default CDF) hold NaN: compress says so and
+    names the kit that would have caught it, instead of coding garbage."""
+    t = trained(prior="vae")
+    loss = t.model.loss
+    original = type(loss).probabilities
+
+    def broken(params, x):
+        p = original(loss, params, x).clone()
+        p[0, 0, 0, 0] = float("nan")
+        return p
+
+    monkeypatch.setattr(loss, "probabilities", broken)
+    with pytest.raises(CodecError, match="CDF that is not finite.*check_loss"):
+        compress(t.model, t.data.test_x.numpy()[:5], "ordered")
+
+
 def test_a_search_takes_at_least_two_parts():
     with pytest.raises(ValueError, match="at least 2 parts"):
         Search(256, 1)
