@@ -99,7 +99,9 @@ def test_a_version_field_says_the_file_may_be_corrupt():
     with pytest.raises(CodecError, match="corrupt or truncated"):
         decompress(t.model, bytes(data))
     with pytest.raises(CodecError, match="corrupt or from a newer acnkit"):
-        decompress(t.model, _repack_version(bytes(data), 6))
+        decompress(t.model, _repack_version(bytes(data), 7))
+    with pytest.raises(CodecError, match="version 5, from an acnkit before posteriors coded a"):
+        decompress(t.model, _repack_version(bytes(data), 5))
     with pytest.raises(CodecError, match="version 4, from an acnkit before the search over"):
         decompress(t.model, _repack_version(bytes(data), 4))
     with pytest.raises(CodecError, match="version 3, from an acnkit before 8-bit images"):
@@ -168,9 +170,23 @@ def test_posterior_pops_stay_within_the_window_whatever_the_bits():
     outside = 0
     for step in range(300):
         ans = new_stack(rng.integers(1, 2**32, size=64, dtype=np.uint64).astype(np.uint32))
-        symbols = codecs.posterior(mean, std, step).pop(ans)
+        symbols = codecs.posteriors(mean[None], std[None], [step])[0].pop(ans)
         outside += int(((symbols < np.floor(lo)) | (symbols > np.ceil(hi))).sum())
     assert outside == 0
+
+
+def test_posterior_windows_are_the_largest_power_of_two_within_the_window():
+    """A window's size is what lets an image's dimensions share a coder call: a power of
+    two of grid points, never more than mean +- WINDOW std holds, never half of it or less."""
+    grid = Grid(bits=5, lo=-(1 << 12), hi=1 << 12)
+    rng = np.random.default_rng(1)
+    mean, std = rng.normal(size=(50, 16)), np.exp(rng.normal(size=(50, 16)) - 2)
+    start, size = Codecs(grid)._windows(mean, std)
+    points = np.ceil((mean + WINDOW * std) / grid.step) - np.floor((mean - WINDOW * std) / grid.step) + 1
+    assert ((size & (size - 1)) == 0).all() and (size >= 2).all()
+    assert (size <= points).all() and (2 * size > points).all()
+    assert (start >= np.floor((mean - WINDOW * std) / grid.step)).all()
+    assert (start + size - 1 <= np.ceil((mean + WINDOW * std) / grid.step)).all()
 
 
 # -- 2. clean bits on data unlike the training data ------------------------------------------

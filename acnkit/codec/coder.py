@@ -114,46 +114,78 @@ class Codecs:
         self._categorical = model.Categorical(perfect=False)
         self._uniform = model.Uniform
         self._dither_blocks: dict[tuple[int, int], np.ndarray] = {}
+        self._window_models: dict[int, Any] = {}
 
     def _scaled(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = self.grid.step
         return np.ascontiguousarray(mean / s), np.ascontiguousarray(np.maximum(std, 1e-9) / s)
 
-    def posterior(self, mean: np.ndarray, std: np.ndarray, step: int) -> Codec:
-        """Grid points of q(z|x) = N(mean, std^2), dimension by dimension, each from a window
-        of mean +- :data:`WINDOW` std, and each pop dithered: the bits a posterior pop
-        reads were pushed last (the next image's latent, under the prior), and where q is
-        close to p they would read back the previous image's quantile, walking z into q's
-        tails on data unlike the training data. Before dimension j's pop, 16 bits are
-        popped and pushed back shifted by a pseudo-random R_j of the image's ``step``
-        (known to both sides), so z_j reads scrambled bits at no net cost; the push undoes
-        it in reverse."""
-        lo, hi = (w.tolist() for w in self._windows(mean, std))
-        loc, scale = (a.tolist() for a in self._scaled(mean, std))
-        shift = self._shifts(step, len(mean)).tolist()
-        gauss = self._quantized
-        dither = self._uniform(DITHER)
-        one = np.empty(1, dtype=np.int32)  # constriction takes arrays; one reused
+    def posteriors(self, means: np.ndarray, stds: np.ndarray, steps: list[int]) -> list[Codec]:
+        """The codecs of a batch of posteriors q(z|x) = N(means[b], stds[b]^2) (B, d), the
+        image of row b at ``steps[b]`` of the decoding order.
 
-        def models() -> list[Any]:
-            return [gauss(lo[j], hi[j], loc[j], scale[j]) for j in range(len(lo))]
+        Each dimension's grid points come from a window around its mean (:meth:`_windows`),
+        and each pop is dithered: the bits a posterior pop reads were pushed last (the next
+        image's latent, under the prior), and where q is close to p they would read back
+        the previous image's quantile, walking z into q's tails on data unlike the training
+        data. Before the pop, 16 bits a dimension are popped and pushed back shifted by
+        pseudo-random R_j of the image's step (known to both sides), so z reads scrambled
+        bits at no net cost; the push undoes it in reverse. The dimensions are coded a
+        window size at a time (one constriction model per size), a few coder calls an image
+        instead of three a dimension."""
+        lo, size = self._windows(means, stds)
+        # each row's dimensions sorted by window size: a size's dimensions are then one slice
+        order = np.argsort(size, axis=1, kind="stable")
+        size = np.take_along_axis(size, order, 1)
+        lo = np.take_along_axis(lo, order, 1)
+        loc = np.take_along_axis(means, order, 1) / self.grid.step - lo
+        scale = np.maximum(np.take_along_axis(stds, order, 1), 1e-9) / self.grid.step
+        dither = self._uniform(DITHER)
+        codecs = []
+        for b in range(len(means)):
+            ends = [*np.flatnonzero(size[b, 1:] != size[b, :-1]).tolist(), size.shape[1] - 1]
+            groups, first = [], 0
+            for last in ends:
+                part = slice(first, last + 1)
+                groups.append((self._window_model(int(size[b, last])), loc[b, part],
+                               scale[b, part], lo[b, part]))
+                first = last + 1
+            codecs.append(self._posterior(groups, order[b], self._shifts(steps[b], size.shape[1]), dither))
+        return codecs
+
+    @staticmethod
+    def _posterior(groups: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]],
+                   order: np.ndarray, shift: np.ndarray, dither: Any) -> Codec:
+        """One image's posterior codec: ``groups`` of (window model, means, stds, first
+        grid points) in the order of ``order`` (the dimensions sorted by window size)."""
+        dims = len(order)
 
         def pop(ans: Any) -> np.ndarray:
-            symbols = np.empty(len(lo), dtype=np.int32)
-            for j, model in enumerate(models()):
-                one[0] = (ans.decode(dither) + shift[j]) % DITHER
-                ans.encode_reverse(one, dither)
-                symbols[j] = ans.decode(model)
+            scrambled = (ans.decode(dither, dims).astype(np.int64) + shift) % DITHER
+            ans.encode_reverse(scrambled.astype(np.int32), dither)
+            symbols = np.empty(dims, dtype=np.int32)
+            symbols[order] = np.concatenate([ans.decode(model, mean, std) + start
+                                             for model, mean, std, start in groups])
             return symbols
 
         def push(ans: Any, symbols: np.ndarray) -> None:
-            values = symbols.astype(np.int32)
-            for j, model in reversed(list(enumerate(models()))):
-                ans.encode_reverse(values[j: j + 1], model)
-                one[0] = (ans.decode(dither) - shift[j]) % DITHER
-                ans.encode_reverse(one, dither)
+            sorted_symbols, last = symbols[order], dims
+            for model, mean, std, start in reversed(groups):
+                first = last - len(mean)
+                ans.encode_reverse((sorted_symbols[first:last] - start).astype(np.int32),
+                                   model, mean, std)
+                last = first
+            plain = (ans.decode(dither, dims).astype(np.int64) - shift) % DITHER
+            ans.encode_reverse(plain.astype(np.int32), dither)
 
         return Codec(push, pop)
+
+    def _window_model(self, size: int) -> Any:
+        """A quantised Gaussian over a window of ``size`` grid points (0 .. size - 1)."""
+        model = self._window_models.get(size)
+        if model is None:
+            model = self._window_models[size] = self._quantized(0, size - 1)
+        return model
 
     def _shifts(self, step: int, dims: int) -> np.ndarray:
         """The dither's R_j for the image at ``step``: drawn a block of 1,024 steps at a
@@ -166,11 +198,18 @@ class Codecs:
         return block[step % 1024]
 
     def _windows(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each dimension's grid points within mean +- WINDOW std (at least two)."""
+        """Each dimension's window: its first grid point and its size, the largest power of
+        two (at least 2) of points within mean +- WINDOW std, centred there. A power of two
+        so that an image's dimensions share a few window models; never wider than mean +-
+        WINDOW std, so the grid's floor probability stays far from any pop."""
         s = self.grid.step
         lo = np.clip(np.floor((mean - WINDOW * std) / s), self.grid.lo, self.grid.hi - 1)
         hi = np.clip(np.ceil((mean + WINDOW * std) / s), lo + 1, self.grid.hi)
-        return lo.astype(np.int64), hi.astype(np.int64)
+        points = (hi - lo + 1).astype(np.int64)
+        size = np.left_shift(1, np.floor(np.log2(points)).astype(np.int64))
+        size = np.where(size * 2 <= points, size * 2, size)  # log2's rounding, either way
+        size = np.where(size > points, size // 2, size)
+        return lo.astype(np.int64) + (points - size) // 2, size
 
     def gaussian(self, mean: np.ndarray, std: np.ndarray) -> Codec:
         """Grid points of N(mean, std^2) per dimension."""

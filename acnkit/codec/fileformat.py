@@ -23,10 +23,11 @@ MAGIC = b"ACNZ"
 #: 3: lanes (several ANS stacks coded in lockstep; their word counts in the header).
 #: 4: images of any level count up to 256 (the levels in the header)
 #: 5: subpixels coded by a search over their levels (the loss's CDF)
-FORMAT_VERSION = 5
+#: 6: posteriors dithered a whole image at a time and popped a window size at a time
+FORMAT_VERSION = 6
 #: the formats this acnkit refuses, and what came after them
 OLD_FORMATS = {1: "dithered posteriors", 2: "lanes", 3: "8-bit images",
-               4: "the search over levels"}
+               4: "the search over levels", 5: "posteriors coded a window size at a time"}
 #: a file may claim at most this many images per 32-bit word of payload (an image costs
 #: far more than an eighth of a bit): a tampered count is refused before any work
 IMAGES_PER_WORD = 256

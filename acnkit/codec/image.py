@@ -97,8 +97,14 @@ class NetCalls:
         at = m.loss.cdf(params, x)
 
         def cdf(edges: np.ndarray) -> np.ndarray:
-            asked = torch.zeros((*x.shape, edges.shape[-1]), dtype=torch.long, device=m.device)
-            asked[:, channel] = torch.from_numpy(edges).reshape(x.shape[0], *x.shape[2:], -1)
+            at_channel = torch.from_numpy(edges).to(m.device).reshape(x.shape[0], 1,
+                                                                    *x.shape[2:], -1)
+            if x.shape[1] == 1:  # one channel: the edges are the whole question
+                asked = at_channel
+            else:  # the other channels' edges are zeros (F = 0 there, never read)
+                asked = torch.zeros((*x.shape, edges.shape[-1]), dtype=torch.long,
+                                    device=m.device)
+                asked[:, channel: channel + 1] = at_channel
             f = at(asked)[:, channel]
             return f.reshape(edges.shape).double().cpu().numpy()
 
@@ -198,8 +204,8 @@ class ImageCoder:
              stds: np.ndarray, prior: LatentPrior, keys: list[int]) -> None:
         """The sender's step: image b (C, H, W levels) with posterior (means[b], stds[b])
         onto stack b; ``keys[b]``: its place in the decoding order (the dither's key)."""
-        symbols = [self.codecs.posterior(means[b], stds[b], keys[b]).pop(ans)
-                   for b, ans in enumerate(stacks)]
+        posteriors = self.codecs.posteriors(means, stds, keys)
+        symbols = [q.pop(ans) for q, ans in zip(posteriors, stacks, strict=True)]
         z = self.codecs.grid.values(np.stack(symbols))
         b, c = len(stacks), images.shape[1]
         search = self.search
@@ -243,8 +249,9 @@ class ImageCoder:
                 raise CodecError(f"the file ran out of bits at image {keys[b] + 1}: it is "
                                  f"corrupt or claims more images than it holds")
         means, stds, codes = self.nets.posterior(images)
-        for b, ans in enumerate(stacks):
-            self.codecs.posterior(means[b], stds[b], keys[b]).push(ans, symbols[b])
+        posteriors = self.codecs.posteriors(means, stds, keys)
+        for b, (ans, q) in enumerate(zip(stacks, posteriors, strict=True)):
+            q.push(ans, symbols[b])
             if ans.is_empty():  # a real file keeps its initial words below every image
                 raise CodecError(f"the file ran out of bits at image {keys[b] + 1}: it is "
                                  f"corrupt or claims more images than it holds")

@@ -73,6 +73,8 @@ class Search:
     def run(self, shape: tuple[int, ...], cdf: CDF, decide: Decide) -> np.ndarray:
         """The search for subpixels of ``shape``, its decisions made by ``decide``: the
         levels found (int64)."""
+        if self.radix ** self.cuts == self.levels:
+            return self._run_even(shape, cdf, decide)
         r = self.radix
         lo = np.zeros(shape, dtype=np.int64)
         hi = np.full(shape, self.levels, dtype=np.int64)
@@ -82,26 +84,58 @@ class Search:
             width = hi - lo
             active = width > 1
             inner = lo[..., None] + (parts * width[..., None]) // r
-            f_inner = cdf(inner)
-            if not np.isfinite(f_inner).all():
-                raise CodecError("the loss gave a CDF that is not finite numbers; the images "
-                                 "cannot be coded with this model (test the loss with "
-                                 "acnkit.testing.check_loss)")
+            f_inner = _checked(cdf(inner))
             part = decide(cut, active, self.params(f_lo, f_inner, f_hi), inner)
-            # the part's ends, and F there: each the interval's own or an inner edge
-            if r == 2:  # one inner edge: both
-                below = above = f_inner[..., 0]
-            else:
-                below = np.take_along_axis(f_inner, np.maximum(part - 1, 0)[..., None],
-                                           -1)[..., 0]
-                above = np.take_along_axis(f_inner, np.minimum(part, r - 2)[..., None],
-                                           -1)[..., 0]
+            below, above = self._part_ends(f_inner, part)
             np.copyto(f_lo, below, where=active & (part > 0))
             np.copyto(f_hi, above, where=active & (part < r - 1))
             new_lo = lo + (part * width) // r
             np.copyto(hi, lo + ((part + 1) * width) // r, where=active)
             np.copyto(lo, new_lo, where=active)
         return lo
+
+    def _run_even(self, shape: tuple[int, ...], cdf: CDF, decide: Decide) -> np.ndarray:
+        """:meth:`run` where the levels are a power of the radix (256 levels in halves or
+        sixteenths): every part of a cut is as wide as the others, every subpixel decides
+        at every cut, so the same search takes far fewer array operations."""
+        r = self.radix
+        lo = np.zeros(shape, dtype=np.int64)
+        f_lo, f_hi = np.zeros(shape), np.ones(shape)
+        active = np.ones(shape, dtype=bool)
+        step = self.levels
+        for cut in range(self.cuts):
+            step //= r
+            inner = lo[..., None] + np.arange(step, r * step, step)
+            f_inner = _checked(cdf(inner))
+            part = decide(cut, active, self.params(f_lo, f_inner, f_hi), inner)
+            below, above = self._part_ends(f_inner, part)
+            if r == 2:  # f_lo moves up where the upper half was taken, f_hi down elsewhere
+                taken = part.astype(bool)
+                np.copyto(f_lo, below, where=taken)
+                np.copyto(f_hi, above, where=~taken)
+            else:
+                f_lo, f_hi = np.where(part > 0, below, f_lo), np.where(part < r - 1, above, f_hi)
+            lo += part * step
+        return lo
+
+    def _part_ends(self, f_inner: np.ndarray, part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """F at the lower and upper inner edges of the part taken (read where the part has
+        such an edge only: the first part's lower end and the last's upper end are the
+        interval's own)."""
+        if self.radix == 2:  # one inner edge: both
+            return f_inner[..., 0], f_inner[..., 0]
+        r = self.radix
+        below = np.take_along_axis(f_inner, np.maximum(part - 1, 0)[..., None], -1)[..., 0]
+        above = np.take_along_axis(f_inner, np.minimum(part, r - 2)[..., None], -1)[..., 0]
+        return below, above
+
+
+def _checked(f: np.ndarray) -> np.ndarray:
+    if not np.isfinite(f).all():
+        raise CodecError("the loss gave a CDF that is not finite numbers; the images "
+                         "cannot be coded with this model (test the loss with "
+                         "acnkit.testing.check_loss)")
+    return f
 
 
 class Decisions:
