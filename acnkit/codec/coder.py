@@ -150,7 +150,8 @@ class Codecs:
                 groups.append((self._window_model(int(size[b, last])), loc[b, part],
                                scale[b, part], lo[b, part]))
                 first = last + 1
-            codecs.append(self._posterior(groups, order[b], self._shifts(steps[b], size.shape[1]), dither))
+            shift = self._shifts(steps[b], size.shape[1])
+            codecs.append(self._posterior(groups, order[b], shift, dither))
         return codecs
 
     @staticmethod
