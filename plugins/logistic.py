@@ -130,13 +130,12 @@ class DiscretisedLogisticMixture(Loss):
         component_means = torch.stack(centred, 2).clamp(-1, 1)
         return ((weights * component_means).sum(1) + 1) / 2
 
-    def _conditioned(self, params: Tensor, x: Tensor,
-                     dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor, Tensor]:
-        """Weights (B, K, C, H, W), means and log scales (B, K, C, H, W) of each channel's
-        components given the channels before it of ``x``: the means shifted by the
-        coupling, each component's weight its prior weight times its likelihood of the
-        earlier channels; in ``dtype`` (float64 unless asked)."""
-        params = params.to(dtype)
+    def _conditioned(self, params: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """float64 weights (B, K, C, H, W), means and log scales (B, K, C, H, W) of each
+        channel's components given the channels before it of ``x``: the means shifted by
+        the coupling, each component's weight its prior weight times its likelihood of
+        the earlier channels."""
+        params = params.double()
         logits, means, log_scales, coeffs = self._split(params)
         if self.channels == 1:  # nothing before the one channel: the prior weights
             return torch.softmax(logits, 1)[:, :, None], means, log_scales
@@ -166,10 +165,7 @@ class DiscretisedLogisticMixture(Loss):
         edge of level k (0 below level 0, 1 above the last): a sigmoid a component and
         edge, where :meth:`probabilities` takes one a level. The weights, means and
         inverse scales are computed once, each call only the sigmoids (in float32)."""
-        # one channel has no coupling to compute, so float32 from the start; colour's
-        # coupling sums log-masses, which float64 keeps exact enough
-        weights, means, log_scales = self._conditioned(
-            params, x, torch.float32 if self.channels == 1 else torch.float64)
+        weights, means, log_scales = self._conditioned(params, x)
         # float32 from here: an error e in F costs about e^2 / p bits a decision, nothing
         # at float32's 6e-8, and the sigmoids take half the time. The components first
         # (K, B, C, H, W, 1), so that every operation runs along memory; the lower bin edge
