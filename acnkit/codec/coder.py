@@ -138,8 +138,9 @@ class Codecs:
         order = np.argsort(size, axis=1, kind="stable")
         size = np.take_along_axis(size, order, 1)
         lo = np.take_along_axis(lo, order, 1)
-        loc = np.take_along_axis(means, order, 1) / self.grid.step - lo
-        scale = np.maximum(np.take_along_axis(stds, order, 1), 1e-9) / self.grid.step
+        loc, scale = self._scaled(np.take_along_axis(means, order, 1),
+                                  np.take_along_axis(stds, order, 1))
+        loc -= lo
         dither = self._uniform(DITHER)
         codecs = []
         for b in range(len(means)):
@@ -207,9 +208,8 @@ class Codecs:
         lo = np.clip(np.floor((mean - WINDOW * std) / s), self.grid.lo, self.grid.hi - 1)
         hi = np.clip(np.ceil((mean + WINDOW * std) / s), lo + 1, self.grid.hi)
         points = (hi - lo + 1).astype(np.int64)
-        size = np.left_shift(1, np.floor(np.log2(points)).astype(np.int64))
-        size = np.where(size * 2 <= points, size * 2, size)  # log2's rounding, either way
-        size = np.where(size > points, size // 2, size)
+        # points = m 2^e with m in [0.5, 1): 2^(e - 1) is the largest power of two in it
+        size = np.left_shift(1, np.frexp(points)[1].astype(np.int64) - 1)
         return lo.astype(np.int64) + (points - size) // 2, size
 
     def gaussian(self, mean: np.ndarray, std: np.ndarray) -> Codec:
