@@ -22,6 +22,8 @@ probabilities and those of step-by-step decoding agree in every bit.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -95,7 +97,7 @@ class GatedLayer(nn.Module):
     def biases(self, z: Tensor, zmap: Tensor | None) -> tuple[Tensor, Tensor]:
         bias_v = self.cond_v(z)[:, :, None, None]
         bias_h = self.cond_h(z)[:, :, None, None]
-        if zmap is not None:
+        if zmap is not None and self.map_v is not None and self.map_h is not None:
             bias_v = bias_v + self.map_v(zmap)
             bias_h = bias_h + self.map_h(zmap)
         return bias_v, bias_h
@@ -150,12 +152,19 @@ class PixelCNNDecoder(Decoder):
         self.out = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, hidden, 1), nn.ReLU(),
                                  nn.Conv2d(hidden, param_channels or image_shape[0], 1))
 
+    @property
+    def gated(self) -> list[GatedLayer]:
+        """The layers, as their class (a ModuleList's items are typed as any Module)."""
+        return [cast(GatedLayer, layer) for layer in self.layers]
+
     def _zmap(self, z: Tensor) -> Tensor | None:
         if self.to_map is None:
             return None
         return self.to_map(z).view(len(z), self.spatial, *self.image_shape[1:])
 
-    def forward(self, z: Tensor, x: Tensor) -> Tensor:
+    # the images are required here (teacher forcing), where the base class lets a decoder
+    # without them take none
+    def forward(self, z: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
         x = x.reshape(len(z), *self.image_shape) * 2.0 - 1.0  # [0, 1] -> [-1, 1]
         zmap = self._zmap(z)
         v = h = x
@@ -172,35 +181,38 @@ class PixelCNNDecoder(Decoder):
     def start(self, z: Tensor) -> dict:
         zmap = self._zmap(z)
         _, height, width = self.image_shape
-        biases = [layer.biases(z, zmap) for layer in self.layers]
+        layers = self.gated
+        biases = [layer.biases(z, zmap) for layer in layers]
         # the gated vertical features of each layer (its input first), filled row by row
-        rows = [torch.zeros((len(z), self.layers[0].v.conv.in_channels, height, width),
+        rows = [torch.zeros((len(z), layers[0].v.conv.in_channels, height, width),
                             device=z.device)]
         rows += [torch.zeros((len(z), layer.v.conv.out_channels // 2, height, width),
-                             device=z.device) for layer in self.layers]
+                             device=z.device) for layer in layers]
         # each layer's horizontal input along the current row (the image's row for the
         # first), after `left` columns of zero padding; the last holds the stack's output
-        left = self.layers[0].h.pad[0]
+        left = layers[0].h.pad[0]
         cols = [torch.zeros((len(z), rows[i].shape[1], left + width), device=z.device)
-                for i in range(len(self.layers) + 1)]
+                for i in range(len(layers) + 1)]
         # the horizontal stack's convolutions at one column are matrix products
         weights = [(int(layer.first), layer.h.conv.weight.flatten(1), layer.h.conv.bias,
-                    layer.h_out.weight.flatten(1), layer.h_out.bias) for layer in self.layers]
-        _, hidden, _, last = self.out
+                    layer.h_out.weight.flatten(1), layer.h_out.bias) for layer in layers]
+        hidden, last = (cast(nn.Conv2d, self.out[i]) for i in (1, 3))
         head = (hidden.weight.flatten(1), hidden.bias, last.weight.flatten(1), last.bias)
         return {"z": z, "x": torch.zeros((len(z), *self.image_shape), device=z.device),
                 "biases": biases, "vrows": rows, "row": -1, "from_v": [], "cols": cols,
-                "weights": weights, "head": head}
+                "weights": weights, "head": head, "kw": layers[0].h.conv.kernel_size[1],
+                "left": left}
 
     def _vertical_row(self, state: dict, r: int) -> list[Tensor]:
         """Each layer's addend to the horizontal stack of row r, (B, 2C, W): the vertical
         stack's row r - 1 (zeros for row 0) through v_to_h, plus z's bias of row r."""
-        above = self.layers[0].v.pad[2]  # rows above a row that its vertical output reads
+        layers = self.gated
+        above = layers[0].v.pad[2]  # rows above a row that its vertical output reads
         vrows = state["vrows"]
         if r > 0:
             vrows[0][:, :, r - 1] = state["x"][:, :, r - 1] * 2.0 - 1.0
         from_v = []
-        for i, (layer, (bias_v, bias_h)) in enumerate(zip(self.layers, state["biases"],
+        for i, (layer, (bias_v, bias_h)) in enumerate(zip(layers, state["biases"],
                                                          strict=True)):
             if r == 0:  # nothing above the first row: the vertical stack adds zeros
                 b, c, _, w = vrows[i + 1].shape
@@ -216,7 +228,7 @@ class PixelCNNDecoder(Decoder):
         r, c = divmod(position, self.image_shape[2])
         if state["row"] != r:
             state["row"], state["from_v"] = r, self._vertical_row(state, r)
-        cols, kw = state["cols"], self.layers[0].h.conv.kernel_size[1]  # padded by kw - 1
+        cols, kw = state["cols"], state["kw"]  # padded by kw - 1
         for i, (first, w_h, b_h, w_out, b_out) in enumerate(state["weights"]):
             pre = state["from_v"][i][:, :, c]
             # the window ends at column c (type A: at c - 1, and at column 0 reads nothing)
@@ -234,7 +246,7 @@ class PixelCNNDecoder(Decoder):
         values = values.reshape(b, c)
         state["x"].view(b, c, -1)[:, :, position] = values
         column = position % self.image_shape[2]
-        state["cols"][0][:, :, self.layers[0].h.pad[0] + column] = values * 2.0 - 1.0
+        state["cols"][0][:, :, state["left"] + column] = values * 2.0 - 1.0
 
 
 def receptive_field_complete(image_shape: tuple[int, ...], layers: int, kernel: int) -> bool:

@@ -3,6 +3,8 @@ batches; ``trees`` and ``search_k`` trade build and query time for recall."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 import acnkit
@@ -16,7 +18,7 @@ class AnnoySearcher(IndexSearcher):
         if trees < 1:
             raise ValueError(f"trees must be >= 1, got {trees}")
         self.trees, self.search_k, self.seed = trees, search_k, seed
-        self.index = None
+        self.index: Any = None  # the library's index, built by build()
 
     def build(self, codes: np.ndarray) -> None:
         from annoy import AnnoyIndex

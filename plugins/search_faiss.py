@@ -6,6 +6,7 @@ searcher at every size from 10 000 to 1 000 000 codes (docs/performance.md)."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ class FaissIVFSearcher(IndexSearcher):
         if nprobe < 1 or (nlist is not None and nlist < 1):
             raise ValueError("nlist and nprobe must be >= 1")
         self.faiss, self.nlist, self.nprobe = _faiss(), nlist, nprobe
-        self.index = None
+        self.index: Any = None  # the library's index, built by build()
 
     def build(self, codes: np.ndarray) -> None:
         n, d = codes.shape

@@ -54,9 +54,17 @@ class PrunedSearcher(NeighbourSearcher):
         self.refresh, self.leaf_size, self.seed = refresh, leaf_size, seed
         self.codes: Tensor | None = None
         self.centres: Tensor | None = None
+        self.max_norm = 0.0
         self.since_build = 0
         self.builds = 0
         self.workspace: dict = {}  # scratch buffers reused by every search
+
+    @property
+    def store(self) -> Tensor:
+        """The store's codes (set by ``reset``, which the engine calls before any search)."""
+        if self.codes is None:
+            raise RuntimeError(f"{type(self).__name__}: reset(codes) must come before a search")
+        return self.codes
 
     def settings(self) -> dict:
         return {"refresh": self.refresh, "leaf_size": self.leaf_size}
@@ -73,7 +81,7 @@ class PrunedSearcher(NeighbourSearcher):
         if self.since_build >= self.refresh:
             self._build()
             return
-        fresh = self.codes[rows]
+        fresh = self.store[rows]
         at = self.position[rows]
         flat = self.leaf_codes.view(-1, fresh.shape[1])
         flat[at] = fresh
@@ -84,10 +92,11 @@ class PrunedSearcher(NeighbourSearcher):
         reach = (fresh - self.leaf_centres[leaf]).norm(dim=1)
         self.radius.scatter_reduce_(0, leaf, reach * (1 + SLACK), "amax")
 
-    def _kmeans(self, x: Tensor, clusters: int) -> Tensor:
-        """Cluster of each row. Centres are fitted by a few Lloyd iterations on a sample of
-        KMEANS_SAMPLE rows per cluster (warm-started after the first build: the store moves
-        little between builds); then every row is assigned once."""
+    def _kmeans(self, x: Tensor, clusters: int) -> tuple[Tensor, Tensor]:
+        """The centres, and the cluster of each row. Centres are fitted by a few Lloyd
+        iterations on a sample of KMEANS_SAMPLE rows per cluster (warm-started after the
+        first build: the store moves little between builds); then every row is assigned
+        once."""
         g = torch.Generator().manual_seed(self.seed + self.builds)
         sample = x
         if x.shape[0] > KMEANS_SAMPLE * clusters:
@@ -101,19 +110,19 @@ class PrunedSearcher(NeighbourSearcher):
             sums = torch.zeros_like(c).index_add_(0, near, sample)
             count = torch.bincount(near, minlength=clusters).unsqueeze(1)
             self.centres = torch.where(count > 0, sums / count.clamp(min=1), c)
-        return _nearest(x, self.centres)
+        return self.centres, _nearest(x, self.centres)
 
     def _build(self) -> None:
-        x = self.codes.detach()
+        x = self.store.detach()
         n, d = x.shape
         s = min(self.leaf_size, n)
-        cluster = self._kmeans(x, max(1, min(n // s, MAX_CLUSTERS)))
+        centres, cluster = self._kmeans(x, max(1, min(n // s, MAX_CLUSTERS)))
         # A cluster larger than a leaf is cut into slabs along its widest coordinate: slabs
         # are tighter balls than random parts, and of even sizes (a leaf of a few rows would
         # give its queries fewer than k candidates in the first round).
-        clusters = self.centres.shape[0]
+        clusters = centres.shape[0]
         sizes = torch.bincount(cluster, minlength=clusters)
-        spread = x.new_zeros((clusters, d)).index_add_(0, cluster, (x - self.centres[cluster]) ** 2)
+        spread = x.new_zeros((clusters, d)).index_add_(0, cluster, (x - centres[cluster]) ** 2)
         key = x.gather(1, spread.argmax(1)[cluster].unsqueeze(1)).squeeze(1)
         order = torch.argsort(key)
         order = order[torch.argsort(cluster[order], stable=True)]
@@ -287,7 +296,7 @@ class PrunedSearcher(NeighbourSearcher):
 
     def _best(self, q: Tensor, cq: Tensor, cr: Tensor, b: int, k: int) -> Tensor:
         """The k nearest candidates of each query, re-scored exactly (no cancellation)."""
-        exact = ((self.codes[cr] - q[cq]) ** 2).sum(1)
+        exact = ((self.store[cr] - q[cq]) ** 2).sum(1)
         order = torch.argsort(exact)
         order = order[torch.argsort(cq[order], stable=True)]
         cq, cr = cq[order], cr[order]

@@ -3,6 +3,8 @@ queried once per batch, rebuilt every ``refresh`` batches."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 import acnkit
@@ -14,7 +16,7 @@ class SklearnSearcher(IndexSearcher):
                  n_jobs: int | None = None) -> None:
         super().__init__(refresh)
         self.algorithm, self.n_jobs = algorithm, n_jobs
-        self.index = None
+        self.index: Any = None  # the library's index, built by build()
         self.size = 0
 
     def build(self, codes: np.ndarray) -> None:

@@ -34,6 +34,13 @@ class TorchSearcher(NeighbourSearcher):
         self.fused = fused
         self.workspace: dict = {}  # scratch buffers reused by every search
 
+    @property
+    def store(self) -> Tensor:
+        """The store's codes (set by ``reset``, which the engine calls before any search)."""
+        if self.codes is None:
+            raise RuntimeError(f"{type(self).__name__}: reset(codes) must come before a search")
+        return self.codes
+
     def reset(self, codes: Tensor) -> None:
         self.codes = codes
         if self.fused and fused_usable(codes):
@@ -43,10 +50,11 @@ class TorchSearcher(NeighbourSearcher):
 
     def update(self, rows: Tensor) -> None:
         if self.transposed is not None:
-            self.transposed.update(self.codes, rows)
+            self.transposed.update(self.store, rows)
             return
-        fresh = self.codes[rows]
-        self.sq_norms[rows] = (fresh * fresh).sum(1)
+        fresh = self.store[rows]
+        if self.sq_norms is not None:  # reset made them where it made no transposed copy
+            self.sq_norms[rows] = (fresh * fresh).sum(1)
 
     def search(self, queries, k, exclude=None, banned=None):
         if self.transposed is not None:
