@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import rundir, runs
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, check_target
 from .config import RunConfig
 from .engine import Trainer
 from .errors import UsageError
@@ -95,6 +95,63 @@ def run_compare(config: RunConfig, priors: list[str], out: str | Path,
         plot_compare(histories, path / "compare.png",
                      title=f"{config.data}: {', '.join(priors)} (seed {config.seed})")
     return histories
+
+
+#: a run's figures that its row in compare.csv and its curves need
+PLOTTED = ("train_nats", "train_recon", "train_kl", "test_nats_ordered", "test_nats_set",
+           "test_kl")
+#: the options that decide which images a run's held-out figures are of: runs compared
+#: must agree on them (--data-dir may name the same files by another path)
+SAME_IMAGES = ("data", "pixels", "crop", "data_seed", "test_limit", "valid_size")
+
+
+def compare_runs(run_dirs: list[str], out: str | Path,
+                 overwrite: bool = False) -> tuple[dict[str, list[dict[str, Any]]], str]:
+    """compare.csv and compare.png in ``out`` of runs trained apart (``acnkit run``, or the
+    priors of two comparisons), read from their folders, as they stand (a run still
+    training gives the epochs it has finished); nothing is trained. Returns the histories
+    (labelled by prior, and by folder where two share one) and the data set's name."""
+    if not run_dirs:
+        raise UsageError("give the run folders to compare with --runs")
+    configs, histories = [], []
+    for run in run_dirs:
+        path = Path(run)
+        if not path.is_dir():
+            raise UsageError(f"--runs {path} is not a folder; give the folder of a run")
+        config, _ = rundir.read_config(path)
+        configs.append(config)
+        histories.append(rundir.read_metrics(path, PLOTTED))
+    for run, config in zip(run_dirs[1:], configs[1:], strict=True):
+        differ = [k for k in SAME_IMAGES if config.get(k) != configs[0].get(k)]
+        if differ:
+            k = differ[0]
+            raise UsageError(f"runs {run_dirs[0]} and {run} are tested on different images "
+                             f"({k} {configs[0].get(k)!r} against {config.get(k)!r}); "
+                             f"compare runs of the same held-out images")
+    priors = [str(c.get("prior")) for c in configs]
+    labels = [p if priors.count(p) == 1 else f"{p} ({Path(r).resolve().name})"
+              for p, r in zip(priors, run_dirs, strict=True)]
+    if len(set(labels)) != len(labels):
+        raise UsageError(f"--runs names a run twice or two runs alike ({', '.join(run_dirs)}); "
+                         f"give each run once")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {path} is a file, not a folder; choose another --out")
+    if (path / PLAN).exists():
+        raise UsageError(f"--out {path} holds a comparison trained there; give --runs another "
+                         f"--out, so that its table and plot stay its own")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {path} cannot be made ({exc.strerror}); choose another "
+                         f"--out") from None
+    for name in ("compare.csv", "compare.png"):
+        check_target(path / name, overwrite, "--out")
+    merged = dict(zip(labels, histories, strict=True))
+    atomic_write_text(path / "compare.csv", compare_csv(merged))
+    data = str(configs[0].get("data"))
+    plot_compare(merged, path / "compare.png", title=f"{data}: {', '.join(labels)}")
+    return merged, data
 
 
 def read_plan(path: Path) -> tuple[RunConfig, list[str]]:

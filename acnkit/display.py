@@ -189,7 +189,7 @@ def final_comparison(ma: dict[str, Any], mb: dict[str, Any], a: str, b: str) -> 
     for mode in ("ordered", "set"):
         ta, tb = ma[f"test_nats_{mode}"], mb[f"test_nats_{mode}"]
         side = "below" if tb < ta else "above"
-        lines.append(f"final {mb['eval_split']} code length, {mode} mode: {b} {tb:.2f} vs {a} "
+        lines.append(f"final {mb.get('eval_split', 'test')} code length, {mode} mode: {b} {tb:.2f} vs {a} "
                      f"{ta:.2f} nats per image: {b} is {abs(ta - tb):.2f} nats "
                      f"({abs(ta - tb) / ta:.1%}) {side} {a}")
     if "test_knn5_accuracy" in ma and "test_knn5_accuracy" in mb:

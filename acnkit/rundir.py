@@ -13,6 +13,7 @@ import errno
 import fcntl
 import io
 import json
+import math
 import os
 import pickle
 import shlex
@@ -33,6 +34,9 @@ TENSORBOARD = "tensorboard"
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT)
 LOCK = ".acnkit.lock"
 FORMAT = 1
+#: at most this many bytes of a run's config.json or metrics.jsonl (thousands of epochs
+#: take well under a megabyte)
+MAX_TEXT_BYTES = 1 << 24
 
 
 def quoted(path: str | Path) -> str:
@@ -182,14 +186,29 @@ def write_config(path: Path, config: dict[str, Any], changes: list[dict] | None 
     atomic_write_text(path / CONFIG, text)
 
 
-def read_config(path: Path) -> tuple[dict[str, Any], list[dict]]:
-    """The options and the change history in ``path/config.json``."""
-    file = path / CONFIG
+def _read_text(file: Path) -> str:
+    """A run's text file, read only if it is a regular file of at most
+    :data:`MAX_TEXT_BYTES` (a FIFO would block for ever, a huge file fill the memory)."""
     if not _regular(file):
         raise CheckpointError(f"{file} is not a regular file; restore it or start a new run")
     try:
-        data = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
+        with open(file, "rb") as f:
+            data = f.read(MAX_TEXT_BYTES + 1)
+        if len(data) > MAX_TEXT_BYTES:
+            raise CheckpointError(f"{file} is larger than a run writes ({MAX_TEXT_BYTES} "
+                                  f"bytes at most); restore it or start a new run")
+        return data.decode()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{file} cannot be read ({exc}); restore it or start a new "
+                              f"run") from None
+
+
+def read_config(path: Path) -> tuple[dict[str, Any], list[dict]]:
+    """The options and the change history in ``path/config.json``."""
+    file = path / CONFIG
+    try:
+        data = json.loads(_read_text(file))
+    except ValueError as exc:
         raise CheckpointError(f"{file} cannot be read ({exc}); restore it or start a new "
                               f"run") from None
     if not isinstance(data, dict):
@@ -201,6 +220,32 @@ def read_config(path: Path) -> tuple[dict[str, Any], list[dict]]:
 def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
     # The whole file is rewritten each epoch: a crash leaves the previous complete file.
     atomic_write_text(path / METRICS, "".join(json.dumps(m) + "\n" for m in history))
+
+
+def read_metrics(path: Path, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The figures of every epoch in ``path/metrics.jsonl``: one JSON object a line, its
+    epochs 1, 2, ... in order, each with the ``required`` figures as finite numbers."""
+    file = path / METRICS
+    if not file.exists():
+        raise CheckpointError(f"{file} does not exist: {path} is not a run folder, or its "
+                              f"run has not finished an epoch")
+    history = []
+    for number, line in enumerate(_read_text(file).splitlines(), 1):
+        try:
+            m = json.loads(line)
+        except ValueError:
+            m = None
+        bad = [k for k in required if not isinstance(m, dict) or isinstance(m.get(k), bool)
+               or not isinstance(m.get(k), int | float) or not math.isfinite(m[k])]
+        if not isinstance(m, dict) or m.get("epoch") != number or bad:
+            what = (f"lacks {', '.join(bad)} as numbers" if isinstance(m, dict) and bad
+                    else "is not the JSON figures of epoch " + str(number))
+            raise CheckpointError(f"{file} line {number} {what}; restore the file (acnkit run "
+                                  f"--resume {quoted(path)} rewrites it from the checkpoint)")
+        history.append(m)
+    if not history:
+        raise CheckpointError(f"{file} holds no epoch yet")
+    return history
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

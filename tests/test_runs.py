@@ -171,3 +171,105 @@ def test_written_files_have_ordinary_permissions(tmp_path):
     for name in ("config.json", "metrics.jsonl", "checkpoint.pt"):
         mode = stat.S_IMODE((out / name).stat().st_mode)
         assert mode == 0o666 & ~umask, f"{name}: {oct(mode)}"
+
+
+@pytest.fixture(scope="module")
+def apart(tmp_path_factory):
+    """A VAE and an ACN run trained apart (acnkit run), two epochs each."""
+    root = tmp_path_factory.mktemp("apart")
+    for prior in ("vae", "acn"):
+        r = invoke("run", "--prior", prior, *SMALL, "--train-limit", 300, "--test-limit", 100,
+                   "--epochs", 2, "--out", root / prior)
+        assert r.exit_code == 0, r.output
+    return root
+
+
+def test_compare_runs_sets_runs_trained_apart_side_by_side(apart, tmp_path):
+    out = tmp_path / "side"
+    r = invoke("compare", "--runs", apart / "vae", "--runs", apart / "acn", "--out", out)
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader((out / "compare.csv").open()))
+    assert [(row["prior"], row["epoch"]) for row in rows] == [
+        ("vae", "1"), ("vae", "2"), ("acn", "1"), ("acn", "2")]
+    vae = metrics(apart / "vae")
+    assert float(rows[1]["test_nats_set"]) == vae[1]["test_nats_set"]  # read, not retrained
+    assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "final test code length, set mode: acn" in r.stdout
+    assert sorted(p.name for p in apart.iterdir()) == ["acn", "vae"]  # nothing written there
+    # two runs of one prior are told apart by their folders
+    r = invoke("compare", "--runs", apart / "vae", "--runs", apart / "vae", "--out", tmp_path / "x")
+    assert r.exit_code == 2 and "give each run once" in r.output
+
+
+def test_compare_runs_keeps_what_out_holds(apart, tmp_path):
+    out = tmp_path / "side"
+    args = ["compare", "--runs", apart / "vae", "--runs", apart / "acn", "--out", out]
+    assert invoke(*args).exit_code == 0
+    (out / "compare.csv").write_text("mine")
+    r = invoke(*args)
+    assert r.exit_code == 2 and "exists; pass --overwrite" in r.output
+    assert (out / "compare.csv").read_text() == "mine"
+    assert invoke(*args, "--overwrite").exit_code == 0
+    assert (out / "compare.csv").read_text().startswith("prior,epoch")
+    trained = tmp_path / "trained"
+    trained.mkdir()
+    (trained / "compare.json").write_text("{}")
+    r = invoke("compare", "--runs", apart / "vae", "--out", trained, "--overwrite")
+    assert r.exit_code == 2 and "holds a comparison trained there" in r.output
+    assert sorted(p.name for p in trained.iterdir()) == ["compare.json"]
+
+
+def test_compare_runs_trains_nothing_and_refuses_training_options(apart, tmp_path):
+    r = invoke("compare", "--runs", apart / "vae", "--epochs", 3, "--priors", "vae",
+               "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "drop --epochs, --priors" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "o").exists()
+    assert len(metrics(apart / "vae")) == 2
+
+
+def test_compare_runs_refuses_runs_of_other_images(apart, tmp_path):
+    other = tmp_path / "other"
+    assert invoke("run", "--prior", "vae", *SMALL, "--train-limit", 300, "--test-limit", 50,
+                  "--epochs", 1, "--out", other).exit_code == 0
+    r = invoke("compare", "--runs", apart / "acn", "--runs", other, "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "tested on different images (test_limit 100 against 50)" \
+        in r.output
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("tamper, said", [
+    (lambda text: text.replace('"test_kl": ', '"test_kl": "x", "was": ', 1),
+     "line 1 lacks test_kl as numbers"),
+    (lambda text: text.replace('"test_nats_set": ', '"test_nats_set": NaN, "was": ', 1),
+     "line 1 lacks test_nats_set as numbers"),
+    (lambda text: "\n".join(reversed(text.splitlines())), "line 1 is not the JSON figures"),
+    (lambda text: text[: len(text) // 3], "is not the JSON figures of epoch 1"),
+    (lambda text: "[1, 2]\n", "line 1 is not the JSON figures of epoch 1"),
+    (lambda text: "", "holds no epoch yet"),
+    (lambda text: text + " " * (1 << 24), "is larger than a run writes"),
+])
+def test_compare_runs_refuses_a_tampered_metrics_file(apart, tmp_path, tamper, said):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(apart / "vae", run)
+    file = run / "metrics.jsonl"
+    file.write_text(tamper(file.read_text()))
+    r = invoke("compare", "--runs", apart / "acn", "--runs", run, "--out", tmp_path / "o")
+    assert r.exit_code == 1 and said in r.stderr, r.output
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_compare_runs_refuses_what_is_no_run(apart, tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo"
+    fifo.mkdir()
+    (fifo / "config.json").write_text((apart / "vae" / "config.json").read_text())
+    os.mkfifo(fifo / "metrics.jsonl")  # would block a plain read for ever
+    for run, said in [(fifo, "is not a regular file"), (tmp_path / "none", "is not a folder"),
+                      (tmp_path, "config.json is not a regular file")]:
+        r = invoke("compare", "--runs", run, "--out", tmp_path / "o")
+        assert r.exit_code in (1, 2) and said in r.output, r.output
+    assert not (tmp_path / "o").exists()

@@ -154,14 +154,32 @@ def plugins(as_json: bool) -> None:
                    "every figure per epoch, pictures, the config as HParams, the test codes "
                    "in the projector (pip install 'acnkit[tensorboard]').")
 @codes_every_option
+@click.option("--runs", "run_dirs", multiple=True, type=click.Path(),
+              help="Train nothing: tabulate and plot these run folders (trained apart with "
+                   "acnkit run, or still training) into --out; give it once a run.")
 @click.pass_context
 @quiet_option
 def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, resume: bool,
-            as_json: bool, tensorboard: bool, codes_every: int, **params: Any) -> None:
-    """Train VAE and ACN side by side and report nats per epoch for both."""
-    from ..compare import read_plan, run_compare
+            as_json: bool, tensorboard: bool, codes_every: int, run_dirs: tuple[str, ...],
+            **params: Any) -> None:
+    """Train VAE and ACN side by side and report nats per epoch for both (or, with --runs,
+    set runs trained apart side by side)."""
+    from ..compare import compare_runs, read_plan, run_compare
     from ..display import print_compare
 
+    if run_dirs:
+        given = sorted(f"--{k.replace('_', '-')}" for k in ctx.params
+                       if k not in ("run_dirs", "out", "overwrite", "as_json", "quiet")
+                       and ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE)
+        if given:
+            raise click.UsageError(f"--runs sets runs already trained side by side and trains "
+                                   f"nothing; drop {', '.join(given)}")
+        histories, data = compare_runs(list(run_dirs), out, overwrite)
+        if as_json:
+            click.echo(json.dumps({p: h[-1] for p, h in histories.items()}))
+            return
+        print_compare(histories, data, Path(out))
+        return
     if ctx.get_parameter_source("prior") == ParameterSource.COMMANDLINE:
         raise click.UsageError(f"compare trains the priors of --priors (a comma list), not "
                                f"--prior: did you mean --priors {params['prior']}?")

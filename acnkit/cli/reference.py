@@ -34,7 +34,8 @@ epoch); with `--tensorboard`, TensorBoard's event files and the projector's file
 `sprite.png`) under `--out/tensorboard/` |
 | `compare` | `--out/compare.json` (the plan `--resume` reads), `--out/compare.csv`, \
 `--out/compare.png`, and a run folder `--out/<prior>/` per prior, as `run`; with \
-`--tensorboard`, `--out/tensorboard/<prior>/` per prior (so TensorBoard overlays them) |
+`--tensorboard`, `--out/tensorboard/<prior>/` per prior (so TensorBoard overlays them); \
+with `--runs`, `--out/compare.csv` and `--out/compare.png` only (the runs are read, not written) |
 | `compress` | `-o` (the compressed file) |
 | `decompress` | `-o` (a .npy array), or one image file per image under the folder `-o DIR/` |
 | `daydream`, `sample` | `--out` (a PNG) |
