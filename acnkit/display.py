@@ -176,8 +176,14 @@ def print_compare(histories: dict[str, list[dict[str, Any]]], data: str, out: Pa
     console = Console()
     console.print(table)
     if len(names) >= 2:
-        for line in final_comparison(histories[names[0]][-1], histories[names[-1]][-1],
-                                     names[0], names[-1]):
+        # runs read as they stand (compare --runs) may be at different epochs: they are
+        # compared at the last epoch both have
+        common = min(len(histories[names[0]]), len(histories[names[-1]]))
+        if len(histories[names[0]]) != len(histories[names[-1]]):
+            console.print(f"at epoch {common}, the last both {names[0]} and {names[-1]} have:",
+                          soft_wrap=True)
+        for line in final_comparison(histories[names[0]][common - 1],
+                                     histories[names[-1]][common - 1], names[0], names[-1]):
             console.print(line, soft_wrap=True)  # whole sentences: a log is not 80 columns
     console.print(f"wrote {out / 'compare.csv'} and {out / 'compare.png'}", soft_wrap=True)
 

@@ -273,3 +273,17 @@ def test_compare_runs_refuses_what_is_no_run(apart, tmp_path):
         r = invoke("compare", "--runs", run, "--out", tmp_path / "o")
         assert r.exit_code in (1, 2) and said in r.output, r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_compare_runs_at_different_epochs_are_compared_at_the_last_both_have(apart, tmp_path):
+    import shutil
+
+    behind = tmp_path / "acn"
+    shutil.copytree(apart / "acn", behind)
+    (behind / "metrics.jsonl").write_text((apart / "acn" / "metrics.jsonl").read_text()
+                                          .splitlines(keepends=True)[0])
+    r = invoke("compare", "--runs", apart / "vae", "--runs", behind, "--out", tmp_path / "o")
+    assert r.exit_code == 0, r.output
+    assert "at epoch 1, the last both vae and acn have" in r.stdout
+    first = metrics(apart / "vae")[0]["test_nats_set"]
+    assert f"vs vae {first:.2f} nats per image" in r.stdout.replace("\n", " ")
