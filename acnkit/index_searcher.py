@@ -71,8 +71,7 @@ class IndexSearcher(NeighbourSearcher):
             self._rebuild()
 
     def _rebuild(self) -> None:
-        assert self.codes is not None, "reset() hands the searcher its store first"
-        self.build(np.ascontiguousarray(self.codes.detach().cpu().numpy(), dtype=np.float32))
+        self.build(np.ascontiguousarray(self.store.detach().cpu().numpy(), dtype=np.float32))
         self.since_build = 0
         self.builds += 1
 

@@ -266,6 +266,17 @@ class NeighbourSearcher(ABC):
 
     exact: ClassVar[bool] = True
     nearest: ClassVar[bool] = True
+    #: the store as ``reset`` handed it over (the built-ins keep it here; :attr:`store`)
+    codes: Tensor | None = None
+
+    @property
+    def store(self) -> Tensor:
+        """The store ``reset`` handed over: a ValueError before it has (the engine resets a
+        searcher before any update or search)."""
+        if self.codes is None:
+            raise ValueError(f"{type(self).__name__}: reset(codes) must hand over the store "
+                             f"before an update or a search")
+        return self.codes
 
     @abstractmethod
     def reset(self, codes: Tensor) -> None:

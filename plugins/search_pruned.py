@@ -59,13 +59,6 @@ class PrunedSearcher(NeighbourSearcher):
         self.builds = 0
         self.workspace: dict = {}  # scratch buffers reused by every search
 
-    @property
-    def store(self) -> Tensor:
-        """The store's codes (set by ``reset``, which the engine calls before any search)."""
-        if self.codes is None:
-            raise RuntimeError(f"{type(self).__name__}: reset(codes) must come before a search")
-        return self.codes
-
     def settings(self) -> dict:
         return {"refresh": self.refresh, "leaf_size": self.leaf_size}
 

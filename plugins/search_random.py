@@ -40,14 +40,13 @@ class RandomSearcher(NeighbourSearcher):
         pass  # answers never depend on the stored values
 
     def search(self, queries, k, exclude=None, banned=None):
-        if self.codes is None:
-            raise ValueError("search before reset: hand the searcher the store first")
+        codes = self.store
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        if queries.dim() != 2 or queries.shape[1] != self.codes.shape[1]:
-            raise ValueError(f"queries must be (B, {self.codes.shape[1]}), got "
+        if queries.dim() != 2 or queries.shape[1] != codes.shape[1]:
+            raise ValueError(f"queries must be (B, {codes.shape[1]}), got "
                              f"{tuple(queries.shape)}")
-        n, b = self.codes.shape[0], queries.shape[0]
+        n, b = codes.shape[0], queries.shape[0]
         digest = hashlib.blake2b(queries.detach().cpu().numpy().tobytes(), digest_size=8,
                                  key=self.seed.to_bytes(8, "little", signed=True)).digest()
         gen = torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)

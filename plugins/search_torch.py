@@ -34,13 +34,6 @@ class TorchSearcher(NeighbourSearcher):
         self.fused = fused
         self.workspace: dict = {}  # scratch buffers reused by every search
 
-    @property
-    def store(self) -> Tensor:
-        """The store's codes (set by ``reset``, which the engine calls before any search)."""
-        if self.codes is None:
-            raise RuntimeError(f"{type(self).__name__}: reset(codes) must come before a search")
-        return self.codes
-
     def reset(self, codes: Tensor) -> None:
         self.codes = codes
         if self.fused and fused_usable(codes):

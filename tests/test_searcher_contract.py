@@ -71,3 +71,14 @@ def test_contract_names_a_searcher_that_fails_bad_arguments_with_another_error()
     with pytest.raises(AssertionError, match="raised RuntimeError for bad arguments .* must "
                                              "raise ValueError"):
         check_bad_arguments(Raw)
+
+
+@pytest.mark.parametrize("name, call", [("torch", "update"), ("pruned", "update"),
+                                        ("random", "search")])
+def test_a_searcher_used_before_reset_says_so(name, call):
+    searcher = get_registry().get("searcher", name).factory()
+    with pytest.raises(ValueError, match=r"reset\(codes\) must hand over the store"):
+        if call == "update":
+            searcher.update(torch.tensor([0]))
+        else:
+            searcher.search(torch.zeros(1, 2), 1)
