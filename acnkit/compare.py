@@ -100,6 +100,8 @@ def run_compare(config: RunConfig, priors: list[str], out: str | Path,
 #: a run's figures that its row in compare.csv and its curves need
 PLOTTED = ("train_nats", "train_recon", "train_kl", "test_nats_ordered", "test_nats_set",
            "test_kl")
+#: ... and those they use where a run has them
+PLOTTED_IF_ANY = ("test_knn5_accuracy", "test_bits_per_dim", "test_nats")
 #: the options that decide which images a run's held-out figures are of: runs compared
 #: must agree on them (--data-dir may name the same files by another path)
 SAME_IMAGES = ("data", "pixels", "crop", "data_seed", "test_limit", "valid_size")
@@ -120,7 +122,7 @@ def compare_runs(run_dirs: list[str], out: str | Path,
             raise UsageError(f"--runs {path} is not a folder; give the folder of a run")
         config, _ = rundir.read_config(path)
         configs.append(config)
-        histories.append(rundir.read_metrics(path, PLOTTED))
+        histories.append(rundir.read_metrics(path, PLOTTED, PLOTTED_IF_ANY))
     for run, config in zip(run_dirs[1:], configs[1:], strict=True):
         differ = [k for k in SAME_IMAGES if config.get(k) != configs[0].get(k)]
         if differ:

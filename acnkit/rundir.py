@@ -222,9 +222,20 @@ def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_text(path / METRICS, "".join(json.dumps(m) + "\n" for m in history))
 
 
-def read_metrics(path: Path, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+def _finite(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def read_metrics(path: Path, required: tuple[str, ...] = (),
+                 optional: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """The figures of every epoch in ``path/metrics.jsonl``: one JSON object a line, its
-    epochs 1, 2, ... in order, each with the ``required`` figures as finite numbers."""
+    epochs 1, 2, ... in order, each with the ``required`` figures as finite numbers, and
+    the ``optional`` ones too where a line has them."""
     file = path / METRICS
     if not file.exists():
         raise CheckpointError(f"{file} does not exist: {path} is not a run folder, or its "
@@ -235,11 +246,14 @@ def read_metrics(path: Path, required: tuple[str, ...] = ()) -> list[dict[str, A
             m = json.loads(line)
         except ValueError:
             m = None
-        bad = [k for k in required if not isinstance(m, dict) or isinstance(m.get(k), bool)
-               or not isinstance(m.get(k), int | float) or not math.isfinite(m[k])]
-        if not isinstance(m, dict) or m.get("epoch") != number or bad:
-            what = (f"lacks {', '.join(bad)} as numbers" if isinstance(m, dict) and bad
-                    else "is not the JSON figures of epoch " + str(number))
+        what = None
+        if not isinstance(m, dict) or type(m.get("epoch")) is not int or m["epoch"] != number:
+            what = f"is not the JSON figures of epoch {number}"
+        else:
+            bad = [k for k in (*required, *(k for k in optional if k in m))
+                   if not _finite(m.get(k))]
+            what = f"lacks {', '.join(bad)} as numbers" if bad else None
+        if what:
             raise CheckpointError(f"{file} line {number} {what}; restore the file (acnkit run "
                                   f"--resume {quoted(path)} rewrites it from the checkpoint)")
         history.append(m)
