@@ -13,7 +13,7 @@ from . import rundir, runs
 from .atomic import atomic_write_text, check_target
 from .config import RunConfig
 from .engine import Trainer
-from .errors import UsageError
+from .errors import CheckpointError, UsageError
 from .plots import plot_compare
 from .registry import get_registry
 from .tensorboard_log import Events, require_tensorboard
@@ -159,12 +159,14 @@ def compare_runs(run_dirs: list[str], out: str | Path,
 def read_plan(path: Path) -> tuple[RunConfig, list[str]]:
     """The config and priors of the comparison in ``path``."""
     file = path / PLAN
-    try:
-        plan = json.loads(file.read_text())
-        return RunConfig.from_dict(plan["config"]), list(plan["priors"])
-    except FileNotFoundError:
+    if not file.exists():
         raise UsageError(f"--out {path} holds no comparison to resume ({PLAN} is missing); "
-                         f"start one with acnkit compare --out {rundir.quoted(path)}") from None
-    except (OSError, ValueError, KeyError, TypeError, UsageError) as exc:
+                         f"start one with acnkit compare --out {rundir.quoted(path)}")
+    try:
+        plan = json.loads(rundir.read_text(file, "start the comparison again with --overwrite"))
+        return RunConfig.from_dict(plan["config"]), list(plan["priors"])
+    except CheckpointError as exc:  # not a regular file, too large, unreadable
+        raise UsageError(str(exc)) from None
+    except (ValueError, KeyError, TypeError, UsageError) as exc:
         raise UsageError(f"{file} cannot be read ({exc}); start the comparison again with "
                          f"--overwrite") from None

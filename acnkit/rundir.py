@@ -186,28 +186,28 @@ def write_config(path: Path, config: dict[str, Any], changes: list[dict] | None 
     atomic_write_text(path / CONFIG, text)
 
 
-def _read_text(file: Path) -> str:
-    """A run's text file, read only if it is a regular file of at most
-    :data:`MAX_TEXT_BYTES` (a FIFO would block for ever, a huge file fill the memory)."""
+def read_text(file: Path, fix: str = "restore it or start a new run") -> str:
+    """A text file acnkit wrote into a run or comparison folder, read only if it is a
+    regular file of at most :data:`MAX_TEXT_BYTES` (a FIFO would block for ever, a huge
+    file fill the memory); a CheckpointError that ends with ``fix`` otherwise."""
     if not _regular(file):
-        raise CheckpointError(f"{file} is not a regular file; restore it or start a new run")
+        raise CheckpointError(f"{file} is not a regular file; {fix}")
     try:
         with open(file, "rb") as f:
             data = f.read(MAX_TEXT_BYTES + 1)
         if len(data) > MAX_TEXT_BYTES:
             raise CheckpointError(f"{file} is larger than a run writes ({MAX_TEXT_BYTES} "
-                                  f"bytes at most); restore it or start a new run")
+                                  f"bytes at most); {fix}")
         return data.decode()
     except (OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{file} cannot be read ({exc}); restore it or start a new "
-                              f"run") from None
+        raise CheckpointError(f"{file} cannot be read ({exc}); {fix}") from None
 
 
 def read_config(path: Path) -> tuple[dict[str, Any], list[dict]]:
     """The options and the change history in ``path/config.json``."""
     file = path / CONFIG
     try:
-        data = json.loads(_read_text(file))
+        data = json.loads(read_text(file))
     except ValueError as exc:
         raise CheckpointError(f"{file} cannot be read ({exc}); restore it or start a new "
                               f"run") from None
@@ -241,7 +241,7 @@ def read_metrics(path: Path, required: tuple[str, ...] = (),
         raise CheckpointError(f"{file} does not exist: {path} is not a run folder, or its "
                               f"run has not finished an epoch")
     history = []
-    for number, line in enumerate(_read_text(file).splitlines(), 1):
+    for number, line in enumerate(read_text(file).splitlines(), 1):
         try:
             m = json.loads(line)
         except ValueError:

@@ -293,3 +293,17 @@ def test_compare_runs_at_different_epochs_are_compared_at_the_last_both_have(apa
     assert "at epoch 1, the last both vae and acn have" in r.stdout
     first = metrics(apart / "vae")[0]["test_nats_set"]
     assert f"vs vae {first:.2f} nats per image" in r.stdout.replace("\n", " ")
+
+
+def test_compare_resume_refuses_a_plan_that_is_no_file(tmp_path):
+    import os
+
+    out = tmp_path / "cmp"
+    r = invoke("compare", "--resume", "--out", out)
+    assert r.exit_code == 2 and "holds no comparison to resume (compare.json is missing)" \
+        in r.output
+    out.mkdir()
+    os.mkfifo(out / "compare.json")  # would block a plain read for ever
+    r = invoke("compare", "--resume", "--out", out)
+    assert r.exit_code == 2 and "compare.json is not a regular file; start the comparison " \
+        "again with --overwrite" in r.output, r.output
