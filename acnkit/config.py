@@ -10,6 +10,9 @@ from typing import Any
 
 from .errors import UsageError
 
+#: at most this many bytes of a --config file (a config of options is a few hundred)
+MAX_CONFIG_BYTES = 1 << 20
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -145,11 +148,20 @@ class RunConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> RunConfig:
+        file = Path(path)
         try:
-            data = tomllib.loads(Path(path).read_text())
+            if file.exists() and not file.is_file():  # a FIFO would block the read for ever
+                raise UsageError(f"cannot read config {path}: not a regular file; give a TOML "
+                                 f"file")
+            with open(file, "rb") as f:
+                raw = f.read(MAX_CONFIG_BYTES + 1)
+            if len(raw) > MAX_CONFIG_BYTES:
+                raise UsageError(f"cannot read config {path}: larger than {MAX_CONFIG_BYTES} "
+                                 f"bytes, which no config needs; give a TOML file of options")
+            data = tomllib.loads(raw.decode())
         except OSError as exc:
             raise UsageError(f"cannot read config {path}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise UsageError(f"config {path} is not valid TOML: {exc}") from None
         data = {k.replace("-", "_"): v for k, v in data.items()}
         data.update(overrides)

@@ -70,6 +70,12 @@ def cases(tmp, done):
     no_ckpt.mkdir()
     bad_toml = tmp / "bad.toml"
     bad_toml.write_text("epochs = [")
+    fifo_toml = tmp / "fifo.toml"
+    os.mkfifo(fifo_toml)  # would block a plain read for ever
+    huge_toml = tmp / "huge.toml"
+    huge_toml.write_text("# " + "x" * (1 << 20) + "\nepochs = 1\n")
+    binary_toml = tmp / "binary.toml"
+    binary_toml.write_bytes(b"epochs = \xff\xfe\n")
     unknown_key = tmp / "unknown.toml"
     unknown_key.write_text("epochz = 3\n")
     out = str(tmp / "new")
@@ -121,6 +127,9 @@ def cases(tmp, done):
          "the run was made with latent-dim=8, not 16"),
         ([*run, "--config", str(tmp / "none.toml")], 2, "cannot read config"),
         ([*run, "--config", str(bad_toml)], 2, "is not valid TOML"),
+        ([*run, "--config", str(fifo_toml)], 2, "fifo.toml: not a regular file; give a TOML file"),
+        ([*run, "--config", str(huge_toml)], 2, "which no config needs"),
+        ([*run, "--config", str(binary_toml)], 2, "is not valid TOML"),
         ([*run, "--config", str(unknown_key)], 2, "unknown config keys epochz"),
         (["eval", str(no_ckpt)], 1, "does not exist"),
         (["daydream", str(done), "--out", str(tmp / "no" / "d.png")], 2, "does not exist"),
