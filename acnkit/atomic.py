@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from .bounded import kind_of
 from .errors import UsageError
 
 # mkstemp makes files readable by their owner only; give them the usual permissions.
@@ -27,9 +28,7 @@ def not_regular(path: Path) -> str | None:
         return None
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
         return None
-    kinds = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-             (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a link"))
-    return next((name for test, name in kinds if test(mode)), "not a regular file")
+    return kind_of(mode)
 
 
 def refuse_irregular(path: Path, what: str) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .bounded import NotRegularFile, TooLarge, read_regular
 from .errors import UsageError
 
 #: at most this many bytes of a --config file (a config of options is a few hundred)
@@ -148,17 +149,16 @@ class RunConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> RunConfig:
-        file = Path(path)
         try:
-            if file.exists() and not file.is_file():  # a FIFO would block the read for ever
-                raise UsageError(f"cannot read config {path}: not a regular file; give a TOML "
-                                 f"file")
-            with open(file, "rb") as f:
-                raw = f.read(MAX_CONFIG_BYTES + 1)
-            if len(raw) > MAX_CONFIG_BYTES:
-                raise UsageError(f"cannot read config {path}: larger than {MAX_CONFIG_BYTES} "
-                                 f"bytes, which no config needs; give a TOML file of options")
+            raw = read_regular(path, MAX_CONFIG_BYTES)
             data = tomllib.loads(raw.decode())
+        except NotRegularFile:
+            raise UsageError(f"cannot read config {path}: not a regular file; give a TOML "
+                             f"file") from None
+        except TooLarge:
+            raise UsageError(f"cannot read config {path}: larger than {MAX_CONFIG_BYTES} "
+                             f"bytes, which no config needs; give a TOML file of "
+                             f"options") from None
         except OSError as exc:
             raise UsageError(f"cannot read config {path}: {exc.strerror}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

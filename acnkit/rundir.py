@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from .atomic import atomic_write_bytes, atomic_write_text
+from .bounded import NotRegularFile, TooLarge, read_regular
 from .errors import AcnkitError, CheckpointError, UsageError
 
 CONFIG, METRICS, CHECKPOINT = "config.json", "metrics.jsonl", "checkpoint.pt"
@@ -190,15 +191,15 @@ def read_text(file: Path, fix: str = "restore it or start a new run") -> str:
     """A text file acnkit wrote into a run or comparison folder, read only if it is a
     regular file of at most :data:`MAX_TEXT_BYTES` (a FIFO would block for ever, a huge
     file fill the memory); a CheckpointError that ends with ``fix`` otherwise."""
-    if not _regular(file):
-        raise CheckpointError(f"{file} is not a regular file; {fix}")
     try:
-        with open(file, "rb") as f:
-            data = f.read(MAX_TEXT_BYTES + 1)
-        if len(data) > MAX_TEXT_BYTES:
-            raise CheckpointError(f"{file} is larger than a run writes ({MAX_TEXT_BYTES} "
-                                  f"bytes at most); {fix}")
-        return data.decode()
+        return read_regular(file, MAX_TEXT_BYTES).decode()
+    except FileNotFoundError:
+        raise CheckpointError(f"{file} is missing; {fix}") from None
+    except NotRegularFile:
+        raise CheckpointError(f"{file} is not a regular file; {fix}") from None
+    except TooLarge:
+        raise CheckpointError(f"{file} is larger than a run writes ({MAX_TEXT_BYTES} "
+                              f"bytes at most); {fix}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{file} cannot be read ({exc}); {fix}") from None
 

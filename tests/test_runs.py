@@ -275,7 +275,7 @@ def test_compare_runs_refuses_what_is_no_run(apart, tmp_path):
     (fifo / "config.json").write_text((apart / "vae" / "config.json").read_text())
     os.mkfifo(fifo / "metrics.jsonl")  # would block a plain read for ever
     for run, said in [(fifo, "is not a regular file"), (tmp_path / "none", "is not a folder"),
-                      (tmp_path, "config.json is not a regular file")]:
+                      (tmp_path, "config.json is missing")]:
         r = invoke("compare", "--runs", run, "--out", tmp_path / "o")
         assert r.exit_code in (1, 2) and said in r.output, r.output
     assert not (tmp_path / "o").exists()

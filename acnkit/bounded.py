@@ -1,0 +1,53 @@
+"""Reads of files that may be hostile: a regular file only (a FIFO would block the read
+for ever, a device never end it), and never more than a stated number of bytes (a huge
+file would fill the memory). Each caller words its own refusals; this module says only
+which one applies."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+
+class NotRegularFile(Exception):
+    """The path exists and is a folder, a FIFO, a device, a socket: ``kind`` says which."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        super().__init__(f"{path} is {kind}")
+        self.kind = kind
+
+
+class TooLarge(Exception):
+    """The file holds more than the limit."""
+
+
+def kind_of(mode: int) -> str:
+    """What a file of ``os.stat`` mode ``mode`` is, in the words refusals use."""
+    kinds = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a link"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def read_regular(path: str | Path, limit: int) -> bytes:
+    """The bytes of the regular file ``path`` (links followed), at most ``limit`` of them.
+
+    Raises :class:`NotRegularFile` or :class:`TooLarge`, or the OSError that opening or
+    reading raised (FileNotFoundError for a missing file). The file is checked both before
+    it is opened (opening some devices has effects) and, through the open descriptor,
+    after (a FIFO put in its place between the two would otherwise block the read);
+    ``O_NONBLOCK`` keeps the open itself from waiting for a FIFO's writer."""
+    path = Path(path)
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise NotRegularFile(path, kind_of(mode))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(path, kind_of(mode))
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(f"{path} holds more than {limit} bytes")
+    return data

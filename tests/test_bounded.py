@@ -1,0 +1,51 @@
+"""read_regular: hostile paths are refused at once, never read past the limit."""
+
+import os
+import stat
+
+import pytest
+
+from acnkit import bounded
+from acnkit.bounded import NotRegularFile, TooLarge, read_regular
+
+
+def test_a_regular_file_is_read_whole_up_to_the_limit(tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_bytes(b"x" * 10)
+    assert read_regular(f, 10) == b"x" * 10
+    link = tmp_path / "link"
+    link.symlink_to(f)
+    assert read_regular(link, 10) == b"x" * 10  # a link to a regular file is followed
+    with pytest.raises(TooLarge):
+        read_regular(f, 9)
+
+
+@pytest.mark.timeout(20)
+def test_what_is_no_regular_file_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # a plain read would wait for a writer for ever
+    for path, kind in [(fifo, "a FIFO"), (tmp_path, "a folder"),
+                       ("/dev/zero", "a character device")]:
+        with pytest.raises(NotRegularFile) as caught:
+            read_regular(path, 100)
+        assert caught.value.kind == kind
+    with pytest.raises(FileNotFoundError):
+        read_regular(tmp_path / "none", 100)
+
+
+@pytest.mark.timeout(20)
+def test_a_fifo_put_in_place_after_the_first_check_is_refused_through_the_descriptor(
+        tmp_path, monkeypatch):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    real_stat = os.stat
+
+    class Regular:
+        st_mode = stat.S_IFREG | 0o644
+
+    # The path checks as a regular file, then is a FIFO when opened.
+    monkeypatch.setattr(bounded.os, "stat", lambda p, *a, **k: Regular()
+                        if str(p) == str(fifo) else real_stat(p, *a, **k))
+    with pytest.raises(NotRegularFile) as caught:
+        read_regular(fifo, 100)
+    assert caught.value.kind == "a FIFO"
