@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import os
 import stat
+import zlib
 from pathlib import Path
+
+#: the most bytes acnkit reads of one input (an array, an image, a compressed file) or
+#: holds of one data set file (after gzip); a larger one is refused, never read whole
+MAX_INPUT_BYTES = 1 << 31
 
 
 class NotRegularFile(Exception):
@@ -51,3 +56,19 @@ def read_regular(path: str | Path, limit: int) -> bytes:
     if len(data) > limit:
         raise TooLarge(f"{path} holds more than {limit} bytes")
     return data
+
+
+def gunzip(data: bytes, limit: int) -> bytes:
+    """``data`` (one or more gzip members) decompressed, refused with :class:`TooLarge`
+    as soon as it passes ``limit`` bytes: a few megabytes of gzip can unpack to more than
+    the memory holds. A stream cut short raises EOFError, damaged data zlib.error."""
+    out = bytearray()
+    while data:
+        member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        out += member.decompress(data, limit + 1 - len(out))
+        if len(out) > limit or member.unconsumed_tail:
+            raise TooLarge(f"the gzip data unpack to more than {limit} bytes")
+        if not member.eof:
+            raise EOFError("the gzip stream is cut short")
+        data = member.unused_data
+    return bytes(out)

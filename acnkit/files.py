@@ -15,16 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from .bounded import MAX_INPUT_BYTES
 from .codec import as_images
 from .data import read_dataset
 from .errors import UsageError
 from .interfaces import Dataset
 from .registry import get_registry
 from .trained import Run
-
-#: at most this many bytes are read from an input (.npy, image or compressed file); a
-#: larger one is refused before it is read
-MAX_INPUT_BYTES = 1 << 31
 
 
 def read_input(path: str | Path, what: str) -> bytes:

@@ -49,3 +49,21 @@ def test_a_fifo_put_in_place_after_the_first_check_is_refused_through_the_descri
     with pytest.raises(NotRegularFile) as caught:
         read_regular(fifo, 100)
     assert caught.value.kind == "a FIFO"
+
+
+def test_gunzip_stops_at_the_limit_and_reads_every_member():
+    import gzip
+    import zlib
+
+    data = bytes(range(256)) * 100
+    packed = gzip.compress(data)
+    assert bounded.gunzip(packed, len(data)) == data
+    assert bounded.gunzip(packed + gzip.compress(b"more"), len(data) + 4) == data + b"more"
+    with pytest.raises(TooLarge):
+        bounded.gunzip(packed, len(data) - 1)
+    with pytest.raises(TooLarge):  # the second member passes the limit
+        bounded.gunzip(packed + gzip.compress(b"more"), len(data) + 3)
+    with pytest.raises(EOFError):
+        bounded.gunzip(packed[:-20], len(data))
+    with pytest.raises(zlib.error):
+        bounded.gunzip(b"\x1f\x8b" + b"\0" * 30, 100)

@@ -87,3 +87,41 @@ def test_real_fashion_mnist_files():
     assert sorted(data.train_y.unique().tolist()) == list(range(10))
     mean = data.train_x.float().mean().item()
     assert 0.2 < mean < 0.45  # binarized clothes: roughly a third of the pixels are on
+
+
+def test_gzip_data_are_unpacked_only_up_to_the_limit(tmp_path):
+    bomb = idx_bytes(np.zeros((100, 100), np.uint8))  # 10 kB of zeros: 60 bytes of gzip
+    (tmp_path / "a.gz").write_bytes(gzip.compress(bomb))
+    assert read_idx(tmp_path / "a.gz", limit=len(bomb)).shape == (100, 100)
+    with pytest.raises(DataError, match="unpacks to more than 1000 bytes"):
+        read_idx(tmp_path / "a.gz", limit=1000)
+    (tmp_path / "b").write_bytes(bomb)
+    with pytest.raises(DataError, match="holds more than 1000 bytes"):
+        read_idx(tmp_path / "b", limit=1000)
+    (tmp_path / "c.gz").write_bytes(gzip.compress(bomb)[:-12])
+    with pytest.raises(DataError, match="damaged gzip"):
+        read_idx(tmp_path / "c.gz")
+    # two gzip members (what `cat a.gz b.gz` makes) are one stream, as gzip reads them
+    half = len(bomb) // 2
+    (tmp_path / "d.gz").write_bytes(gzip.compress(bomb[:half]) + gzip.compress(bomb[half:]))
+    assert np.array_equal(read_idx(tmp_path / "d.gz"), np.zeros((100, 100), np.uint8))
+
+
+def test_huge_dimensions_in_the_header_are_counted_exactly(tmp_path):
+    # 2**32-1 four times: np.prod wraps around at 2**63, the check must not
+    header = struct.pack(">BBBB", 0, 0, 0x08, 4) + struct.pack(">I", 2**32 - 1) * 4
+    (tmp_path / "f").write_bytes(header + b"\0" * 16)
+    with pytest.raises(DataError, match="truncated or padded"):
+        read_idx(tmp_path / "f")
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_in_place_of_a_data_file_is_refused_without_blocking(tmp_path):
+    import os
+
+    write_split(tmp_path, "train", 4, False)
+    write_split(tmp_path, "t10k", 2, False)
+    (tmp_path / "t10k-images-idx3-ubyte").unlink()
+    os.mkfifo(tmp_path / "t10k-images-idx3-ubyte")  # a plain read waits for a writer
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte is a FIFO, not a data file"):
+        mnist(data_dir=tmp_path)

@@ -162,6 +162,21 @@ def test_cifar10_binary_batches(tmp_path):
         REG.create("dataset", "cifar10", data_dir=str(tmp_path / "c"), pixels="binary")
 
 
+@pytest.mark.timeout(30)
+def test_cifar10_refuses_a_fifo_or_a_folder_in_place_of_a_batch(tmp_path):
+    import os
+
+    _cifar(tmp_path / "c")
+    (tmp_path / "c" / "test_batch.bin").unlink()
+    os.mkfifo(tmp_path / "c" / "test_batch.bin")  # a plain read waits for a writer
+    with pytest.raises(DataError, match="test_batch.bin is a FIFO, not a data file"):
+        REG.create("dataset", "cifar10", data_dir=str(tmp_path / "c"), pixels="native")
+    (tmp_path / "c" / "test_batch.bin").unlink()
+    (tmp_path / "c" / "test_batch.bin").mkdir()
+    with pytest.raises(DataError, match="test_batch.bin is a folder, not a data file"):
+        REG.create("dataset", "cifar10", data_dir=str(tmp_path / "c"), pixels="native")
+
+
 def _pngs(folder, n, size=(6, 5), mode="L", start=0):
     rng = np.random.default_rng(start)
     folder.mkdir(parents=True, exist_ok=True)

@@ -8,22 +8,22 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bounded import MAX_INPUT_BYTES
 from ..errors import DataError
+from .datafile import read_data_file
 
 RECORD = 1 + 3 * 32 * 32
 TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 TEST = ("test_batch.bin",)
 
 
-def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_batch(path: Path, limit: int = MAX_INPUT_BYTES) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 3, 32, 32) uint8 and labels (N,) of one batch file."""
     try:
-        raw = path.read_bytes()
+        raw = read_data_file(path, limit)
     except FileNotFoundError:
         raise DataError(f"{path.parent} has no {path.name}; point --data-dir at the folder of "
                         f"CIFAR-10's binary batches (cifar-10-batches-bin)") from None
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}") from None
     if not raw or len(raw) % RECORD:
         raise DataError(f"{path} is truncated or not a CIFAR-10 binary batch: {len(raw)} "
                         f"bytes is not a whole number of {RECORD}-byte records")

@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
-import gzip
+import math
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from ..bounded import MAX_INPUT_BYTES, TooLarge, gunzip
 from ..errors import DataError
+from .datafile import read_data_file
 
 _DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read one IDX file; gzip is recognised by its content, not by the file name."""
+def read_idx(path: str | Path, limit: int = MAX_INPUT_BYTES) -> np.ndarray:
+    """Read one IDX file of at most ``limit`` bytes (after gzip, which is recognised by the
+    content, not by the file name)."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+        raw = read_data_file(path, limit)
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist; point --data-dir at a folder of IDX "
+                        f"files") from None
     if raw[:2] == b"\x1f\x8b":
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
+            raw = gunzip(raw, limit)
+        except TooLarge:
+            raise DataError(f"{path} unpacks to more than {limit} bytes, more than acnkit "
+                            f"reads of one data file; split the data set") from None
+        except (EOFError, zlib.error) as exc:
             raise DataError(f"{path} is a damaged gzip file ({exc}); download it again") from None
     elif path.suffix == ".gz":
         raise DataError(f"{path} is named .gz but is not gzip data; rename it or re-download it")
@@ -35,7 +42,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise DataError(f"{path} has a truncated IDX header")
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_DTYPES[raw[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # exact: np.prod wraps at 2**63
     if len(raw) - header != expected:
         raise DataError(
             f"{path} is truncated or padded: header says {shape} "
@@ -48,7 +55,7 @@ def find_idx(directory: Path, stem: str) -> Path:
     """``stem`` (e.g. ``train-images-idx3-ubyte``) in ``directory``, raw or ``.gz``."""
     for candidate in (stem, stem + ".gz", stem.replace("-idx", ".idx"),
                       stem.replace("-idx", ".idx") + ".gz"):
-        if (directory / candidate).is_file():
+        if (directory / candidate).exists():  # read_data_file refuses what is no file
             return directory / candidate
     raise DataError(f"{directory} has no {stem}[.gz]; point --data-dir at a folder of IDX files")
 
