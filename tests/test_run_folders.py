@@ -388,17 +388,21 @@ def test_divergence_stops_training():
 
 # -- 12, 13. bench arguments, IDX pixel types ----------------------------------------------
 
+@pytest.mark.timeout(60)
 def test_bench_arguments(tmp_path):
     obj = tmp_path / "obj.npy"
     np.save(obj, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
     flat = tmp_path / "flat.npy"
     np.save(flat, np.zeros(10, np.float32))
+    fifo = tmp_path / "fifo.pt"
+    os.mkfifo(fifo)  # np.load or torch.load would wait for a writer for ever
     cases = [
         (["bench", "search", "--device", "foo"], "--device must be cpu or cuda"),
         (["bench", "memory", "--n", 0], "--n must be >= 1"),
         (["bench", "search", "--codes", tmp_path / "missing.npy"], "does not exist"),
         (["bench", "search", "--codes", obj], "cannot read it as a numeric array"),
         (["bench", "search", "--codes", flat], "must hold a 2-D array"),
+        (["bench", "search", "--codes", fifo], f"--codes {fifo} is a FIFO; give a run folder"),
     ]
     for args, words in cases:
         assert words in one_error_line(invoke(*args), 2), args

@@ -6,6 +6,7 @@ machine shifts all of them together. Times are medians over repeated measurement
 
 from __future__ import annotations
 
+import io
 import statistics
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from .. import progress
+from ..bounded import MAX_INPUT_BYTES, NotRegularFile, TooLarge, read_regular
 from ..errors import UsageError
 from ..neighbours import exact_knn
 from ..registry import get_registry
@@ -68,8 +70,9 @@ def load_codes(path: str) -> torch.Tensor:
             raise UsageError(f"{p} is a run without a code store (a vae run); use an acn run")
         codes = state["store"]
     elif p.suffix == ".npy":
+        raw = _read_codes_file(p)
         try:
-            array = np.load(p, allow_pickle=False)
+            array = np.load(io.BytesIO(raw), allow_pickle=False)
         except (OSError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
             raise UsageError(f"--codes {p}: cannot read it as a numeric array ({first}); "
@@ -78,8 +81,9 @@ def load_codes(path: str) -> torch.Tensor:
             raise UsageError(f"--codes {p} holds {array.dtype.name} values; give numbers")
         codes = torch.from_numpy(np.asarray(array, dtype=np.float32))
     else:
+        raw = _read_codes_file(p)
         try:
-            codes = torch.load(p, weights_only=True)
+            codes = torch.load(io.BytesIO(raw), weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one line
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
             raise UsageError(f"--codes {p}: cannot read it as a tensor ({first}); give a run "
@@ -93,6 +97,21 @@ def load_codes(path: str) -> torch.Tensor:
     if not torch.isfinite(codes).all():
         raise UsageError(f"--codes {p} holds NaN or infinite values")
     return codes
+
+
+def _read_codes_file(p: Path) -> bytes:
+    # Read once, bounded, from a regular file only: a FIFO given as --codes would block
+    # np.load or torch.load for ever.
+    try:
+        return read_regular(p, MAX_INPUT_BYTES)
+    except NotRegularFile as exc:
+        raise UsageError(f"--codes {p} is {exc.kind}; give a run folder, a .pt tensor or a "
+                         f".npy array") from None
+    except TooLarge:
+        raise UsageError(f"--codes {p} holds more than {MAX_INPUT_BYTES} bytes; give fewer "
+                         f"codes") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read --codes {p}: {exc.strerror}") from None
 
 
 def search_memory(searcher: str, n: int, dim: int, batch: int, k: int) -> dict[str, Any]:
