@@ -186,6 +186,26 @@ def _pngs(folder, n, size=(6, 5), mode="L", start=0):
             folder / f"{start + i:03d}.png")
 
 
+def test_a_folder_is_walked_and_read_only_up_to_its_limits(tmp_path, monkeypatch):
+    from acnkit.data import images
+
+    _pngs(tmp_path / "grey", 20)  # 20 images of 6 x 5 levels: 600 bytes in all
+    (tmp_path / "grey" / "notes").mkdir()
+    for i in range(5):
+        (tmp_path / "grey" / "notes" / f"{i}.txt").write_text("not an image")
+    monkeypatch.setattr(images, "MAX_ENTRIES", 25)  # 20 images, a folder, 5 notes: 26
+    with pytest.raises(DataError, match="more than 25 files and folders; give a folder that "
+                                        "holds the images alone"):
+        REG.create("dataset", "images", data_dir=str(tmp_path / "grey"), pixels="native")
+    monkeypatch.setattr(images, "MAX_ENTRIES", 26)
+    monkeypatch.setattr(images, "MAX_LEVEL_BYTES", 599)
+    with pytest.raises(DataError, match="hold more than 599 bytes of pixels"):
+        REG.create("dataset", "images", data_dir=str(tmp_path / "grey"), pixels="native")
+    monkeypatch.setattr(images, "MAX_LEVEL_BYTES", 600)
+    data = REG.create("dataset", "images", data_dir=str(tmp_path / "grey"), pixels="native")
+    assert len(data.train_x) + len(data.test_x) == 20
+
+
 def test_a_folder_of_images_grey_colour_crops_and_refusals(tmp_path):
     _pngs(tmp_path / "grey", 20)
     data = REG.create("dataset", "images", data_dir=str(tmp_path / "grey"), pixels="native")

@@ -17,6 +17,12 @@ from ..errors import DataError
 SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm", ".pbm")
 #: at most this many pixels an image, and this many images a folder
 MAX_PIXELS, MAX_FILES = 1 << 24, 1 << 20
+#: at most this many entries (files and folders of any kind) are looked at in a folder's
+#: tree, so that --data-dir / ends in seconds with a line instead of walking the disk
+MAX_ENTRIES = 1 << 22
+#: at most this many bytes of 8-bit levels in all the images of a folder, however many
+#: files hold them: past it the folder is refused before memory runs out
+MAX_LEVEL_BYTES = 1 << 32
 
 
 #: image modes of 16 bits a pixel, read as 8-bit levels (v * 255 / 65535, rounded)
@@ -73,10 +79,32 @@ def read_levels(path: Path, crop: tuple[int, int] | None) -> np.ndarray:
 
 
 def image_paths(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
-    if len(files) > MAX_FILES:
-        raise DataError(f"{folder} holds more than {MAX_FILES} images; give a smaller folder")
-    return files
+    files = []
+    for seen, p in enumerate(folder.rglob("*"), 1):
+        if seen > MAX_ENTRIES:
+            raise DataError(f"{folder} holds more than {MAX_ENTRIES} files and folders; give "
+                            f"a folder that holds the images alone")
+        if p.suffix.lower() in SUFFIXES and p.is_file():
+            files.append(p)
+            if len(files) > MAX_FILES:
+                raise DataError(f"{folder} holds more than {MAX_FILES} images; give a "
+                                f"smaller folder")
+    return sorted(files)
+
+
+def read_all(paths: list[Path], crop: tuple[int, int] | None,
+             held: int = 0) -> list[np.ndarray]:
+    """Every image of ``paths`` as levels, refused as soon as they and the ``held`` bytes
+    already read pass :data:`MAX_LEVEL_BYTES`."""
+    images = []
+    for path in paths:
+        images.append(read_levels(path, crop))
+        held += images[-1].nbytes
+        if held > MAX_LEVEL_BYTES:
+            raise DataError(f"the images up to {path} hold more than {MAX_LEVEL_BYTES} bytes of "
+                            f"pixels, more than acnkit reads of one folder; give fewer or "
+                            f"smaller images (or --crop HxW)")
+    return images
 
 
 def stack(images: list[np.ndarray], paths: list[Path]) -> np.ndarray:
@@ -118,10 +146,12 @@ def read_folder(folder: Path, crop: tuple[int, int] | None) -> tuple[np.ndarray,
                             f"({', '.join(SUFFIXES)}); a folder needs at least 10 images, or "
                             f"train/ and test/ subfolders")
     classes = sorted({_label(p, roots[s]) for s, ps in splits.items() for p in ps})
-    out = []
+    out, held = [], 0
     for split in ("train", "test"):
         paths = splits[split]
-        images = stack([read_levels(p, crop) for p in paths], paths)
+        levels = read_all(paths, crop, held)
+        held += sum(image.nbytes for image in levels)
+        images = stack(levels, paths)
         labels = np.array([classes.index(_label(p, roots[split])) for p in paths])
         out += [images, labels]
     train_x, train_y, test_x, test_y = out
