@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import stat
+import zipfile
 import zlib
 from pathlib import Path
+from typing import IO
 
 #: the most bytes acnkit reads of one input (an array, an image, a compressed file) or
 #: holds of one data set file (after gzip); a larger one is refused, never read whole
@@ -72,3 +74,12 @@ def gunzip(data: bytes, limit: int) -> bytes:
             raise EOFError("the gzip stream is cut short")
         data = member.unused_data
     return bytes(out)
+
+
+def compressed_members(archive: Path | IO[bytes]) -> list[str]:
+    """The members of a zip archive (a torch checkpoint) that are stored compressed.
+    torch.save stores every member as it is, so a checkpoint's tensors never take more
+    memory than its size; torch.load inflates compressed members too, and a few kilobytes
+    of them can unpack to more than the memory holds. Raises zipfile.BadZipFile."""
+    with zipfile.ZipFile(archive) as z:
+        return [m.filename for m in z.infolist() if m.compress_type != zipfile.ZIP_STORED]

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from .atomic import atomic_write_bytes, atomic_write_text
-from .bounded import NotRegularFile, TooLarge, read_regular
+from .bounded import NotRegularFile, TooLarge, compressed_members, read_regular
 from .errors import AcnkitError, CheckpointError, UsageError
 
 CONFIG, METRICS, CHECKPOINT = "config.json", "metrics.jsonl", "checkpoint.pt"
@@ -310,6 +310,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not zipfile.is_zipfile(file):
         raise CheckpointError(f"{file} is corrupt or not a checkpoint (not a torch archive); "
                               f"restart the run or restore the file")
+    try:
+        packed = compressed_members(file)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(f"{file} is corrupt or not a checkpoint ({exc}); restart the "
+                              f"run or restore the file") from None
+    if packed:
+        raise CheckpointError(f"{file} holds compressed members ({packed[0]}), which "
+                              f"torch.save never writes and which could unpack to more than "
+                              f"the memory holds; use a checkpoint acnkit wrote")
     try:
         state = torch.load(file, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

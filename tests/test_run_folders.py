@@ -1,6 +1,7 @@
 """Run folders you can trust: one owner at a time, a config that describes its checkpoint,
 resume that refuses data changes and records the others, and every failure one line."""
 
+import io
 import json
 import os
 import signal
@@ -8,6 +9,7 @@ import struct
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -359,6 +361,22 @@ def test_checkpoints_edited_or_from_another_version(tmp_path, two_epochs, how, w
     assert words in one_error_line(invoke("run", "--resume", out, "--epochs", 3), 1)
 
 
+def test_a_checkpoint_with_compressed_members_is_refused_before_it_is_inflated(
+        tmp_path, two_epochs):
+    out = copy_run(two_epochs, tmp_path / "r")
+    plain = (out / "checkpoint.pt").read_bytes()
+    # The same members deflated: torch.load would inflate them (a few kB of zeros can claim
+    # gigabytes); torch.save never compresses, so acnkit refuses any compressed member.
+    with zipfile.ZipFile(io.BytesIO(plain)) as zin, \
+            zipfile.ZipFile(out / "checkpoint.pt", "w", zipfile.ZIP_DEFLATED) as zout:
+        for member in zin.infolist():
+            zout.writestr(member.filename, zin.read(member.filename))
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 2  # torch would
+    assert "holds compressed members" in one_error_line(invoke("eval", out), 1)
+    (out / "checkpoint.pt").write_bytes(plain)
+    assert invoke("eval", out).exit_code == 0
+
+
 def test_fifo_checkpoint_does_not_hang(tmp_path):
     out = tmp_path / "r"
     out.mkdir()
@@ -396,6 +414,12 @@ def test_bench_arguments(tmp_path):
     np.save(flat, np.zeros(10, np.float32))
     fifo = tmp_path / "fifo.pt"
     os.mkfifo(fifo)  # np.load or torch.load would wait for a writer for ever
+    deflated = tmp_path / "deflated.pt"
+    torch.save(torch.zeros(100, 4), tmp_path / "plain.pt")
+    with zipfile.ZipFile(tmp_path / "plain.pt") as zin, \
+            zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as zout:
+        for member in zin.infolist():
+            zout.writestr(member.filename, zin.read(member.filename))
     cases = [
         (["bench", "search", "--device", "foo"], "--device must be cpu or cuda"),
         (["bench", "memory", "--n", 0], "--n must be >= 1"),
@@ -403,6 +427,7 @@ def test_bench_arguments(tmp_path):
         (["bench", "search", "--codes", obj], "cannot read it as a numeric array"),
         (["bench", "search", "--codes", flat], "must hold a 2-D array"),
         (["bench", "search", "--codes", fifo], f"--codes {fifo} is a FIFO; give a run folder"),
+        (["bench", "search", "--codes", deflated], "compressed members, which torch.save never"),
     ]
     for args, words in cases:
         assert words in one_error_line(invoke(*args), 2), args

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .. import progress
-from ..bounded import MAX_INPUT_BYTES, NotRegularFile, TooLarge, read_regular
+from ..bounded import MAX_INPUT_BYTES, NotRegularFile, TooLarge, compressed_members, read_regular
 from ..errors import UsageError
 from ..neighbours import exact_knn
 from ..registry import get_registry
@@ -83,6 +83,8 @@ def load_codes(path: str) -> torch.Tensor:
     else:
         raw = _read_codes_file(p)
         try:
+            if compressed_members(io.BytesIO(raw)):
+                raise ValueError("compressed members, which torch.save never writes")
             codes = torch.load(io.BytesIO(raw), weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one line
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
