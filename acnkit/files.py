@@ -46,15 +46,19 @@ def read_input(path: str | Path, what: str) -> bytes:
 
 
 def load_images(path: str | Path) -> np.ndarray:
-    """A .npy array of images (``-``: from standard input), without ever unpickling
-    objects, its header checked against the bytes that follow before anything is
-    allocated."""
-    data = read_input(path, "--input")
+    """A .npy array of images (``-``: from standard input): see :func:`npy_array`."""
+    return npy_array(read_input(path, "--input"), f"--input {path}", "images")
+
+
+def npy_array(data: bytes, what: str, holds: str) -> np.ndarray:
+    """The .npy array in ``data``, without ever unpickling objects, its header checked
+    against the bytes that follow before anything is allocated (a header may claim a
+    terabyte); a UsageError that names ``what`` (holding ``holds``) otherwise."""
     if not data:
-        raise UsageError(f"--input {path} is empty; give a .npy array saved with numpy.save")
+        raise UsageError(f"{what} is empty; give a .npy array saved with numpy.save")
     if data[:6] != b"\x93NUMPY":
-        raise UsageError(f"--input {path} is not a .npy file (it does not start with "
-                         f"NumPy's header); save the images with numpy.save")
+        raise UsageError(f"{what} is not a .npy file (it does not start with "
+                         f"NumPy's header); save the {holds} with numpy.save")
     buf = io.BytesIO(data)
     try:
         version = np.lib.format.read_magic(buf)
@@ -72,9 +76,9 @@ def load_images(path: str | Path) -> np.ndarray:
     except (OSError, ValueError, EOFError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         first = first if len(first) <= 100 else first[:first.rfind(" ", 0, 100)] + " ..."
-        raise UsageError(f"--input {path} is not a .npy array of numbers ({first})") from None
+        raise UsageError(f"{what} is not a .npy array of numbers ({first})") from None
     if not isinstance(array, np.ndarray):
-        raise UsageError(f"--input {path} holds several arrays; give one .npy array")
+        raise UsageError(f"{what} holds several arrays; give one .npy array")
     return array
 
 

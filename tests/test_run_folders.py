@@ -412,6 +412,11 @@ def test_bench_arguments(tmp_path):
     np.save(obj, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
     flat = tmp_path / "flat.npy"
     np.save(flat, np.zeros(10, np.float32))
+    huge = tmp_path / "huge.npy"  # a header that claims 12 TB: never allocated
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (10**12, 3)})
+    huge.write_bytes(header.getvalue() + bytes(40))
     fifo = tmp_path / "fifo.pt"
     os.mkfifo(fifo)  # np.load or torch.load would wait for a writer for ever
     deflated = tmp_path / "deflated.pt"
@@ -424,7 +429,8 @@ def test_bench_arguments(tmp_path):
         (["bench", "search", "--device", "foo"], "--device must be cpu or cuda"),
         (["bench", "memory", "--n", 0], "--n must be >= 1"),
         (["bench", "search", "--codes", tmp_path / "missing.npy"], "does not exist"),
-        (["bench", "search", "--codes", obj], "cannot read it as a numeric array"),
+        (["bench", "search", "--codes", obj], "is not a .npy array of numbers (it holds Python"),
+        (["bench", "search", "--codes", huge], "its header claims 3000000000000 values"),
         (["bench", "search", "--codes", flat], "must hold a 2-D array"),
         (["bench", "search", "--codes", fifo], f"--codes {fifo} is a FIFO; give a run folder"),
         (["bench", "search", "--codes", deflated], "compressed members, which torch.save never"),

@@ -70,13 +70,9 @@ def load_codes(path: str) -> torch.Tensor:
             raise UsageError(f"{p} is a run without a code store (a vae run); use an acn run")
         codes = state["store"]
     elif p.suffix == ".npy":
-        raw = _read_codes_file(p)
-        try:
-            array = np.load(io.BytesIO(raw), allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
-            raise UsageError(f"--codes {p}: cannot read it as a numeric array ({first}); "
-                             f"save the codes with numpy.save as floats") from None
+        from ..files import npy_array
+
+        array = npy_array(_read_codes_file(p), f"--codes {p}", "codes")
         if array.dtype.kind not in "fiu":
             raise UsageError(f"--codes {p} holds {array.dtype.name} values; give numbers")
         codes = torch.from_numpy(np.asarray(array, dtype=np.float32))
