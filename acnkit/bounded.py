@@ -17,16 +17,21 @@ from typing import IO
 MAX_INPUT_BYTES = 1 << 31
 
 
-class NotRegularFile(Exception):
+class Refused(Exception):
+    """A file read_regular will not read; its text names the path and why, for a caller
+    to add what to do."""
+
+
+class NotRegularFile(Refused):
     """The path exists and is a folder, a FIFO, a device, a socket: ``kind`` says which."""
 
     def __init__(self, path: Path, kind: str) -> None:
-        super().__init__(f"{path} is {kind}")
+        super().__init__(f"{path} is {kind}, not a regular file")
         self.kind = kind
 
 
-class TooLarge(Exception):
-    """The file holds more than the limit."""
+class TooLarge(Refused):
+    """The file (or what it unpacks to) holds more than the limit."""
 
 
 def kind_of(mode: int) -> str:

@@ -123,5 +123,5 @@ def test_a_fifo_in_place_of_a_data_file_is_refused_without_blocking(tmp_path):
     write_split(tmp_path, "t10k", 2, False)
     (tmp_path / "t10k-images-idx3-ubyte").unlink()
     os.mkfifo(tmp_path / "t10k-images-idx3-ubyte")  # a plain read waits for a writer
-    with pytest.raises(DataError, match="t10k-images-idx3-ubyte is a FIFO, not a data file"):
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte is a FIFO, not a regular file; acnkit reads"):
         mnist(data_dir=tmp_path)

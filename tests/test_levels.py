@@ -169,11 +169,11 @@ def test_cifar10_refuses_a_fifo_or_a_folder_in_place_of_a_batch(tmp_path):
     _cifar(tmp_path / "c")
     (tmp_path / "c" / "test_batch.bin").unlink()
     os.mkfifo(tmp_path / "c" / "test_batch.bin")  # a plain read waits for a writer
-    with pytest.raises(DataError, match="test_batch.bin is a FIFO, not a data file"):
+    with pytest.raises(DataError, match="test_batch.bin is a FIFO, not a regular file"):
         REG.create("dataset", "cifar10", data_dir=str(tmp_path / "c"), pixels="native")
     (tmp_path / "c" / "test_batch.bin").unlink()
     (tmp_path / "c" / "test_batch.bin").mkdir()
-    with pytest.raises(DataError, match="test_batch.bin is a folder, not a data file"):
+    with pytest.raises(DataError, match="test_batch.bin is a folder, not a regular file"):
         REG.create("dataset", "cifar10", data_dir=str(tmp_path / "c"), pixels="native")
 
 

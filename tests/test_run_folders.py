@@ -432,7 +432,8 @@ def test_bench_arguments(tmp_path):
         (["bench", "search", "--codes", obj], "is not a .npy array of numbers (it holds Python"),
         (["bench", "search", "--codes", huge], "its header claims 3000000000000 values"),
         (["bench", "search", "--codes", flat], "must hold a 2-D array"),
-        (["bench", "search", "--codes", fifo], f"--codes {fifo} is a FIFO; give a run folder"),
+        (["bench", "search", "--codes", fifo],
+         f"--codes {fifo} is a FIFO, not a regular file; give a run folder"),
         (["bench", "search", "--codes", deflated], "compressed members, which torch.save never"),
     ]
     for args, words in cases:

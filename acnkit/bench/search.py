@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .. import progress
-from ..bounded import MAX_INPUT_BYTES, NotRegularFile, TooLarge, compressed_members, read_regular
+from ..bounded import MAX_INPUT_BYTES, Refused, compressed_members, read_regular
 from ..errors import UsageError
 from ..neighbours import exact_knn
 from ..registry import get_registry
@@ -102,12 +102,9 @@ def _read_codes_file(p: Path) -> bytes:
     # np.load or torch.load for ever.
     try:
         return read_regular(p, MAX_INPUT_BYTES)
-    except NotRegularFile as exc:
-        raise UsageError(f"--codes {p} is {exc.kind}; give a run folder, a .pt tensor or a "
-                         f".npy array") from None
-    except TooLarge:
-        raise UsageError(f"--codes {p} holds more than {MAX_INPUT_BYTES} bytes; give fewer "
-                         f"codes") from None
+    except Refused as exc:
+        raise UsageError(f"--codes {exc}; give a run folder, or a .pt tensor or .npy array "
+                         f"of at most {MAX_INPUT_BYTES} bytes") from None
     except OSError as exc:
         raise UsageError(f"cannot read --codes {p}: {exc.strerror}") from None
 

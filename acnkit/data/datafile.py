@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..bounded import NotRegularFile, TooLarge, read_regular
+from ..bounded import Refused, read_regular
 from ..errors import DataError
 
 
@@ -14,12 +14,9 @@ def read_data_file(path: Path, limit: int) -> bytes:
     missing file raises FileNotFoundError: each loader says what belongs there."""
     try:
         return read_regular(path, limit)
-    except NotRegularFile as exc:
-        raise DataError(f"{path} is {exc.kind}, not a data file; give the folder of the "
-                        f"data set's files") from None
-    except TooLarge:
-        raise DataError(f"{path} holds more than {limit} bytes, more than acnkit reads of "
-                        f"one data file; split the data set") from None
+    except Refused as exc:
+        raise DataError(f"{exc}; acnkit reads a data set's files as regular files of at "
+                        f"most {limit} bytes (split a larger set)") from None
     except FileNotFoundError:
         raise
     except OSError as exc:
