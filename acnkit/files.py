@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from .bounded import MAX_INPUT_BYTES
+from .bounded import MAX_INPUT_BYTES, Refused, kind_of, read_regular
 from .codec import as_images
 from .data import read_dataset
+from .data.images import image_paths
 from .errors import UsageError
 from .interfaces import Dataset
 from .registry import get_registry
@@ -127,13 +128,15 @@ def image_files(inputs: list[str]) -> list[tuple[Path, str]]:
     found: list[tuple[Path, str]] = []
     for given in map(Path, inputs):
         if given.is_dir():
-            files = sorted(p for p in given.rglob("*")
-                           if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            files = image_paths(given, IMAGE_SUFFIXES)
             if not files:
                 raise UsageError(f"{given} holds no {'/'.join(IMAGE_SUFFIXES)} images")
             found += [(p, p.relative_to(given).as_posix()) for p in files]
         elif given.is_file():
             found.append((given, given.name))
+        elif given.exists():
+            raise UsageError(f"{given} is {kind_of(given.stat().st_mode)}, not a regular "
+                             f"file; give image files or folders of them")
         else:
             raise UsageError(f"{given} does not exist")
         if len(found) > MAX_IMAGES:
@@ -180,7 +183,14 @@ def read_image(path: Path, shape: tuple[int, ...], levels: int,
 
     size = (shape[1], shape[2])
     try:
-        with Image.open(path) as img:
+        raw = read_regular(path, MAX_INPUT_BYTES)  # never a FIFO swapped in after listing
+    except Refused as exc:
+        raise UsageError(f"{exc}; give image files of at most {MAX_INPUT_BYTES} bytes") \
+            from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
             if (img.height, img.width) != size:
                 raise UsageError(f"{path} is {img.width}x{img.height} pixels; the model codes "
                                  f"{size[1]}x{size[0]} images")

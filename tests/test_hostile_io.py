@@ -359,3 +359,21 @@ def test_end_of_input_is_never_reported_as_an_interruption(run, tmp_path):
     r = invoke("compress", run, "--input", "-", "-o", tmp_path / "f", input=b"")
     one_line_failure(r, 2)
     assert "interrupted" not in r.output
+
+
+@pytest.mark.timeout(60)
+def test_a_fifo_among_the_images_is_refused_without_blocking(run, tmp_path):
+    from acnkit.data.images import read_levels
+    from acnkit.errors import DataError
+
+    fifo = tmp_path / "a.png"
+    os.mkfifo(fifo)  # Pillow opening the path would wait for a writer for ever
+    r = invoke("compress", run, fifo, "-o", tmp_path / "x.acnz")
+    one_line_failure(r, 2)
+    assert f"{fifo} is a FIFO, not a regular file; give image files" in r.stderr
+    assert not (tmp_path / "x.acnz").exists()
+    # a FIFO put in place of a listed file, between the listing and the read
+    with pytest.raises(UsageError, match="is a FIFO, not a regular file"):
+        read_image(fifo, (1, 8, 8), 2, 128)
+    with pytest.raises(DataError, match="is a FIFO, not a regular file"):
+        read_levels(fifo, None)

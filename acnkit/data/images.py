@@ -6,12 +6,15 @@ grey files are scaled to 8 bits; a folder of mixed sizes needs a crop."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..bounded import MAX_INPUT_BYTES
 from ..errors import DataError
+from .datafile import read_data_file
 
 #: the image files a folder data set reads, by suffix
 SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm", ".pbm")
@@ -59,7 +62,9 @@ def read_levels(path: Path, crop: tuple[int, int] | None) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        # The bytes are read first, from a regular file only: Pillow opening the path would
+        # block for ever on a FIFO put in place of a file after the folder was listed.
+        with Image.open(io.BytesIO(read_data_file(path, MAX_INPUT_BYTES))) as img:
             if img.width * img.height > MAX_PIXELS:
                 raise DataError(f"{path} is {img.width}x{img.height} pixels, more than acnkit "
                                 f"reads ({MAX_PIXELS}); crop or shrink it first")
@@ -78,13 +83,15 @@ def read_levels(path: Path, crop: tuple[int, int] | None) -> np.ndarray:
                         f"({type(exc).__name__})") from None
 
 
-def image_paths(folder: Path) -> list[Path]:
+def image_paths(folder: Path, suffixes: tuple[str, ...] = SUFFIXES) -> list[Path]:
+    """The files under ``folder`` named with one of ``suffixes``, sorted; the walk ends
+    with a line past :data:`MAX_ENTRIES` entries or :data:`MAX_FILES` images."""
     files = []
     for seen, p in enumerate(folder.rglob("*"), 1):
         if seen > MAX_ENTRIES:
             raise DataError(f"{folder} holds more than {MAX_ENTRIES} files and folders; give "
                             f"a folder that holds the images alone")
-        if p.suffix.lower() in SUFFIXES and p.is_file():
+        if p.suffix.lower() in suffixes and p.is_file():
             files.append(p)
             if len(files) > MAX_FILES:
                 raise DataError(f"{folder} holds more than {MAX_FILES} images; give a "
