@@ -68,7 +68,8 @@ def read_regular(path: str | Path, limit: int) -> bytes:
 def gunzip(data: bytes, limit: int) -> bytes:
     """``data`` (one or more gzip members) decompressed, refused with :class:`TooLarge`
     as soon as it passes ``limit`` bytes: a few megabytes of gzip can unpack to more than
-    the memory holds. A stream cut short raises EOFError, damaged data zlib.error."""
+    the memory holds. Zero bytes after a member are padding, skipped as gzip skips them.
+    A stream cut short raises EOFError, damaged data zlib.error."""
     out = bytearray()
     while data:
         member = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -77,7 +78,7 @@ def gunzip(data: bytes, limit: int) -> bytes:
             raise TooLarge(f"the gzip data unpack to more than {limit} bytes")
         if not member.eof:
             raise EOFError("the gzip stream is cut short")
-        data = member.unused_data
+        data = member.unused_data.lstrip(b"\0")
     return bytes(out)
 
 

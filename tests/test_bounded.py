@@ -59,6 +59,8 @@ def test_gunzip_stops_at_the_limit_and_reads_every_member():
     packed = gzip.compress(data)
     assert bounded.gunzip(packed, len(data)) == data
     assert bounded.gunzip(packed + gzip.compress(b"more"), len(data) + 4) == data + b"more"
+    padded = packed + bytes(8)  # zero padding after a member, which gzip reads past
+    assert bounded.gunzip(padded, len(data)) == gzip.decompress(padded) == data
     with pytest.raises(TooLarge):
         bounded.gunzip(packed, len(data) - 1)
     with pytest.raises(TooLarge):  # the second member passes the limit
