@@ -46,6 +46,19 @@ def read_input(path: str | Path, what: str) -> bytes:
     return data
 
 
+def read_regular_input(path: Path, what: str, fix: str) -> bytes:
+    """The bytes of ``path`` read from a regular file only (unlike :func:`read_input`, which
+    takes pipes; a FIFO put in place of a listed file would block), at most
+    :data:`MAX_INPUT_BYTES`; a one-line UsageError that starts with ``what`` and ends with
+    ``fix`` otherwise."""
+    try:
+        return read_regular(path, MAX_INPUT_BYTES)
+    except Refused as exc:
+        raise UsageError(f"{what}{exc}; {fix} of at most {MAX_INPUT_BYTES} bytes") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {what}{path}: {exc.strerror}") from None
+
+
 def load_images(path: str | Path) -> np.ndarray:
     """A .npy array of images (``-``: from standard input): see :func:`npy_array`."""
     return npy_array(read_input(path, "--input"), f"--input {path}", "images")
@@ -182,13 +195,7 @@ def read_image(path: Path, shape: tuple[int, ...], levels: int,
     from PIL import Image, UnidentifiedImageError
 
     size = (shape[1], shape[2])
-    try:
-        raw = read_regular(path, MAX_INPUT_BYTES)  # never a FIFO swapped in after listing
-    except Refused as exc:
-        raise UsageError(f"{exc}; give image files of at most {MAX_INPUT_BYTES} bytes") \
-            from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    raw = read_regular_input(path, "", "give image files")
     try:
         with Image.open(io.BytesIO(raw)) as img:
             if (img.height, img.width) != size:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .. import progress
-from ..bounded import MAX_INPUT_BYTES, Refused, compressed_members, read_regular
+from ..bounded import compressed_members
 from ..errors import UsageError
 from ..neighbours import exact_knn
 from ..registry import get_registry
@@ -56,8 +56,14 @@ def matmul_gflops(device: torch.device, size: int = 1024, repeats: int = 10) -> 
     return 2 * size**3 / median_seconds(run, repeats, warmup=2) / 1e9
 
 
+#: what --codes takes, in its refusals
+CODES = "give a run folder, or a .pt tensor or .npy array"
+
+
 def load_codes(path: str) -> torch.Tensor:
     """Codes from a run folder (its checkpoint's store), a .pt tensor or a .npy array."""
+    from ..files import npy_array, read_regular_input  # the codec's readers, only when asked
+
     p = Path(path)
     if not p.exists():
         raise UsageError(f"--codes {p} does not exist; give a run folder, a .pt tensor or a "
@@ -70,14 +76,12 @@ def load_codes(path: str) -> torch.Tensor:
             raise UsageError(f"{p} is a run without a code store (a vae run); use an acn run")
         codes = state["store"]
     elif p.suffix == ".npy":
-        from ..files import npy_array
-
-        array = npy_array(_read_codes_file(p), f"--codes {p}", "codes")
+        array = npy_array(read_regular_input(p, "--codes ", CODES), f"--codes {p}", "codes")
         if array.dtype.kind not in "fiu":
             raise UsageError(f"--codes {p} holds {array.dtype.name} values; give numbers")
         codes = torch.from_numpy(np.asarray(array, dtype=np.float32))
     else:
-        raw = _read_codes_file(p)
+        raw = read_regular_input(p, "--codes ", CODES)
         try:
             if compressed_members(io.BytesIO(raw)):
                 raise ValueError("compressed members, which torch.save never writes")
@@ -95,18 +99,6 @@ def load_codes(path: str) -> torch.Tensor:
     if not torch.isfinite(codes).all():
         raise UsageError(f"--codes {p} holds NaN or infinite values")
     return codes
-
-
-def _read_codes_file(p: Path) -> bytes:
-    # Read once, bounded, from a regular file only: a FIFO given as --codes would block
-    # np.load or torch.load for ever.
-    try:
-        return read_regular(p, MAX_INPUT_BYTES)
-    except Refused as exc:
-        raise UsageError(f"--codes {exc}; give a run folder, or a .pt tensor or .npy array "
-                         f"of at most {MAX_INPUT_BYTES} bytes") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read --codes {p}: {exc.strerror}") from None
 
 
 def search_memory(searcher: str, n: int, dim: int, batch: int, k: int) -> dict[str, Any]:

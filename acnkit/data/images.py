@@ -99,11 +99,10 @@ def image_paths(folder: Path, suffixes: tuple[str, ...] = SUFFIXES) -> list[Path
     return sorted(files)
 
 
-def read_all(paths: list[Path], crop: tuple[int, int] | None,
-             held: int = 0) -> list[np.ndarray]:
-    """Every image of ``paths`` as levels, refused as soon as they and the ``held`` bytes
-    already read pass :data:`MAX_LEVEL_BYTES`."""
-    images = []
+def read_all(paths: list[Path], crop: tuple[int, int] | None) -> list[np.ndarray]:
+    """Every image of ``paths`` as levels, refused as soon as they pass
+    :data:`MAX_LEVEL_BYTES`."""
+    images, held = [], 0
     for path in paths:
         images.append(read_levels(path, crop))
         held += images[-1].nbytes
@@ -153,12 +152,12 @@ def read_folder(folder: Path, crop: tuple[int, int] | None) -> tuple[np.ndarray,
                             f"({', '.join(SUFFIXES)}); a folder needs at least 10 images, or "
                             f"train/ and test/ subfolders")
     classes = sorted({_label(p, roots[s]) for s, ps in splits.items() for p in ps})
-    out, held = [], 0
+    levels = read_all(splits["train"] + splits["test"], crop)  # one budget for both
+    parts = {"train": levels[:len(splits["train"])], "test": levels[len(splits["train"]):]}
+    out = []
     for split in ("train", "test"):
         paths = splits[split]
-        levels = read_all(paths, crop, held)
-        held += sum(image.nbytes for image in levels)
-        images = stack(levels, paths)
+        images = stack(parts[split], paths)
         labels = np.array([classes.index(_label(p, roots[split])) for p in paths])
         out += [images, labels]
     train_x, train_y, test_x, test_y = out
