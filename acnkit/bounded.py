@@ -9,6 +9,7 @@ import os
 import stat
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -65,21 +66,44 @@ def read_regular(path: str | Path, limit: int) -> bytes:
     return data
 
 
-def gunzip(data: bytes, limit: int) -> bytes:
+#: gzip is unpacked this many bytes at a time: the memory it takes beyond its output
+GUNZIP_CHUNK = 1 << 24
+
+
+def gunzip(data: bytes | bytearray, limit: int,
+           claimed: Callable[[bytes], int | None] | None = None) -> bytearray:
     """``data`` (one or more gzip members) decompressed, refused with :class:`TooLarge`
     as soon as it passes ``limit`` bytes: a few megabytes of gzip can unpack to more than
-    the memory holds. Zero bytes after a member are padding, skipped as gzip skips them.
-    A stream cut short raises EOFError, damaged data zlib.error."""
+    the memory holds. Unpacked :data:`GUNZIP_CHUNK` bytes at a time into one buffer, so the
+    memory taken is about the output's size. ``claimed``, given the first chunk, may say
+    how many bytes the whole holds (a file format's header): more than ``limit`` is refused
+    before anything else is unpacked, and the output never grows past it (one byte more
+    tells the caller the data run on). Zero bytes after a member are padding, skipped as
+    gzip skips them. A stream cut short raises EOFError, damaged data zlib.error."""
     out = bytearray()
+    most = limit
     while data:
         member = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        out += member.decompress(data, limit + 1 - len(out))
-        if len(out) > limit or member.unconsumed_tail:
-            raise TooLarge(f"the gzip data unpack to more than {limit} bytes")
+        tail = data
+        while True:
+            chunk = member.decompress(tail, min(GUNZIP_CHUNK, most + 1 - len(out)))
+            tail = member.unconsumed_tail
+            if claimed is not None and not out and chunk:
+                size = claimed(chunk)
+                if size is not None and size > limit:
+                    raise TooLarge(f"its header claims {size} bytes, more than {limit}")
+                most = limit if size is None else size
+            out += chunk
+            if len(out) > most:
+                if most < limit:
+                    return out  # more than claimed: the caller says what that means
+                raise TooLarge(f"the gzip data unpack to more than {limit} bytes")
+            if not chunk and not tail:
+                break
         if not member.eof:
             raise EOFError("the gzip stream is cut short")
         data = member.unused_data.lstrip(b"\0")
-    return bytes(out)
+    return out
 
 
 def compressed_members(archive: Path | IO[bytes]) -> list[str]:

@@ -79,6 +79,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.changes: list[dict[str, Any]] = []  # what each resume changed (config.json)
         self.stop_requested = False
+        self.stop_signal = 2  # SIGINT, unless a handler says which signal asked the stop
         check_outputs(self.model, self.model.inputs(self.data.train_x[:2]),
                       self.memory.store[:2] if self.memory else None)
 

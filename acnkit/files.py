@@ -6,12 +6,12 @@ from __future__ import annotations
 import io
 import math
 import os
-import shutil
 import stat
 import sys
-import tempfile
+import tokenize
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -19,28 +19,70 @@ from .bounded import MAX_INPUT_BYTES, Refused, kind_of, read_regular
 from .codec import as_images
 from .data import read_dataset
 from .data.images import image_paths
-from .errors import UsageError
+from .errors import CodecError, UsageError
 from .interfaces import Dataset
 from .registry import get_registry
 from .trained import Run
 
+#: a FIFO with no writer yet is waited for, saying so after this many seconds
+FIFO_NOTICE_SECONDS = 1.0
 
-def read_input(path: str | Path, what: str) -> bytes:
+
+def _wait_for_writer(fd: int, path: Path) -> None:
+    """Wait until the FIFO open as ``fd`` (non-blocking) has data or a writer that closed,
+    saying once on stderr that it waits (a FIFO nobody writes would wait for ever, and
+    silence would look like a hang); Ctrl-C or SIGTERM ends the wait."""
+    import select
+
+    poll = select.poll()
+    poll.register(fd, select.POLLIN | select.POLLHUP)
+    if not poll.poll(int(FIFO_NOTICE_SECONDS * 1000)):
+        print(f"waiting for data on FIFO {path} (nothing writes to it yet; Ctrl-C to stop)",
+              file=sys.stderr, flush=True)
+        poll.poll()
+
+
+def _read(f: BinaryIO, limit: int, head: Callable[[bytes], None] | None) -> bytes:
+    """At most ``limit`` + 1 bytes of ``f``; ``head`` is shown the first bytes (as many
+    as :data:`HEAD_BYTES`, fewer if the input ends first) before the rest is read, so that
+    an input of the wrong kind (/dev/zero for an array) is refused at once."""
+    first = f.read(HEAD_BYTES)
+    if head is not None:
+        head(first)
+    return first + f.read(limit + 1 - len(first)) if len(first) == HEAD_BYTES else first
+
+
+#: the first bytes of an input shown to its check before the rest is read
+HEAD_BYTES = 16
+
+
+def read_input(path: str | Path, what: str,
+               head: Callable[[bytes], None] | None = None) -> bytes:
     """The bytes of ``path`` (``-``: standard input), read once (a pipe cannot be read
-    twice), at most :data:`MAX_INPUT_BYTES`."""
+    twice), at most :data:`MAX_INPUT_BYTES`; ``head`` checks the first bytes before the
+    rest is read (it raises to refuse). A FIFO without a writer is waited for, saying so."""
     if str(path) == "-":
-        data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+        data = _read(sys.stdin.buffer, MAX_INPUT_BYTES, head)
     else:
         p = Path(path)
         if p.is_dir():
             raise UsageError(f"{what} {p} is a folder; give a file")
         try:
-            with open(p, "rb") as f:
-                data = f.read(MAX_INPUT_BYTES + 1)
+            fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             raise UsageError(f"{what} {p} does not exist") from None
         except OSError as exc:
             raise UsageError(f"cannot read {what} {p}: {exc.strerror}") from None
+        try:
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                _wait_for_writer(fd, p)
+            os.set_blocking(fd, True)
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                data = _read(f, MAX_INPUT_BYTES, head)
+        except OSError as exc:
+            raise UsageError(f"cannot read {what} {p}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
     if len(data) > MAX_INPUT_BYTES:
         raise UsageError(f"{what} {path} is larger than {MAX_INPUT_BYTES >> 20} MB; split it")
     return data
@@ -61,18 +103,25 @@ def read_regular_input(path: Path, what: str, fix: str) -> bytes:
 
 def load_images(path: str | Path) -> np.ndarray:
     """A .npy array of images (``-``: from standard input): see :func:`npy_array`."""
-    return npy_array(read_input(path, "--input"), f"--input {path}", "images")
+    what = f"--input {path}"
+    return npy_array(read_input(path, "--input", lambda head: npy_magic(head, what, "images")),
+                     what, "images")
+
+
+def npy_magic(head: bytes, what: str, holds: str) -> None:
+    """Refuse ``what`` unless its first bytes ``head`` start a .npy file."""
+    if not head:
+        raise UsageError(f"{what} is empty; give a .npy array saved with numpy.save")
+    if head[:6] != b"\x93NUMPY"[:len(head)] or len(head) < 6:
+        raise UsageError(f"{what} is not a .npy file (it does not start with "
+                         f"NumPy's header); save the {holds} with numpy.save")
 
 
 def npy_array(data: bytes, what: str, holds: str) -> np.ndarray:
     """The .npy array in ``data``, without ever unpickling objects, its header checked
     against the bytes that follow before anything is allocated (a header may claim a
     terabyte); a UsageError that names ``what`` (holding ``holds``) otherwise."""
-    if not data:
-        raise UsageError(f"{what} is empty; give a .npy array saved with numpy.save")
-    if data[:6] != b"\x93NUMPY":
-        raise UsageError(f"{what} is not a .npy file (it does not start with "
-                         f"NumPy's header); save the {holds} with numpy.save")
+    npy_magic(data[:HEAD_BYTES], what, holds)
     buf = io.BytesIO(data)
     try:
         version = np.lib.format.read_magic(buf)
@@ -87,7 +136,8 @@ def npy_array(data: bytes, what: str, holds: str) -> np.ndarray:
                              f"than its {len(data)} bytes hold")
         buf.seek(0)
         array = np.load(buf, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, SyntaxError, TypeError, tokenize.TokenError) as exc:
+        # a damaged header (an unbalanced bracket) makes numpy's parser raise TokenError
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         first = first if len(first) <= 100 else first[:first.rfind(" ", 0, 100)] + " ..."
         raise UsageError(f"{what} is not a .npy array of numbers ({first})") from None
@@ -97,8 +147,15 @@ def npy_array(data: bytes, what: str, holds: str) -> np.ndarray:
 
 
 def read_file(path: str | Path) -> bytes:
-    """A compressed file's bytes (``-``: standard input)."""
-    return read_input(path, "file")
+    """A compressed file's bytes (``-``: standard input), refused at its first bytes when
+    they are not an acnkit file's."""
+    from .codec.fileformat import MAGIC
+
+    def head(first: bytes) -> None:
+        if first[:len(MAGIC)] != MAGIC:
+            raise CodecError(f"{path} is not an acnkit compressed file (no ACNZ magic)")
+
+    return read_input(path, "file", head)
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -127,7 +184,7 @@ def dataset_images(run: Run, name: str, split: str, data: Dataset | None = None)
 
 
 #: image files acnkit reads and writes (Pillow), by suffix
-IMAGE_SUFFIXES = (".png", ".pbm", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".pbm", ".pgm", ".ppm", ".tif", ".tiff")
 
 
 def image_files(inputs: list[str]) -> list[tuple[Path, str]]:
@@ -185,63 +242,52 @@ def grey_levels(img: Any, path: Path) -> np.ndarray:
 
 
 def read_image(path: Path, shape: tuple[int, ...], levels: int,
-               threshold: float | None) -> np.ndarray:
+               threshold: float | None) -> tuple[np.ndarray, str]:
     """One image (C, H, W) of uint8 levels for a model of images ``shape`` and ``levels``
-    levels. Binary models: a 1-bit image, a grey one holding only 0 and 255, or any grey or
-    colour one with ``threshold`` (grey level >= T is 1, 16-bit images scaled to 8 bits
-    first). Others: 8-bit grey (one channel) or RGB (three) levels as the file holds them.
-    Its size is read from its header and checked before its pixels are decoded, so a huge
-    image costs no memory."""
+    levels, and the mode its file is written back in. Without ``threshold`` the image must
+    come back exactly (:mod:`acnkit.data.imagefile` decides; anything else is refused in
+    one line): a binary run takes 1-bit images and grey ones holding only 0 and 255, an
+    8-bit run grey or RGB images of its channels. With ``threshold`` (binary runs) any
+    single-frame grey or colour image is binarised (grey level >= T is 1, 16-bit images
+    scaled to 8 bits first): a loss the user asked for. Its size is read from its header
+    and checked before its pixels are decoded, so a huge image costs no memory."""
     from PIL import Image, UnidentifiedImageError
+
+    from .data.imagefile import Unrestorable, describe, exact_levels, opened, refusal
 
     size = (shape[1], shape[2])
     raw = read_regular_input(path, "", "give image files")
     try:
-        with Image.open(io.BytesIO(raw)) as img:
+        with opened(raw) as img:
             if (img.height, img.width) != size:
                 raise UsageError(f"{path} is {img.width}x{img.height} pixels; the model codes "
                                  f"{size[1]}x{size[0]} images")
-            img.load()
-            if levels > 2:
-                return _native(img, path, shape, levels)
-            if img.mode == "1":
-                array = np.asarray(img, dtype=bool).astype(np.uint8)
-            elif threshold is not None:
-                array = (grey_levels(img, path) >= threshold).astype(np.uint8)
-            elif img.mode == "L" and set(np.unique(np.asarray(img)).tolist()) <= {0, 255}:
-                array = (np.asarray(img) == 255).astype(np.uint8)
-            else:
-                raise UsageError(f"{path} has {img.mode} pixels with levels other than 0 and 255; "
-                                 f"give 1-bit images or pass --threshold T (grey level >= T is 1)")
+            info = describe(img, raw)
+            if levels == 2 and threshold is not None:
+                if info.frames > 1:
+                    raise Unrestorable(f"has {info.frames} frames; acnkit codes one image "
+                                       f"a file: save each frame as its own file")
+                img.load()
+                return (grey_levels(img, path) >= threshold).astype(np.uint8)[None], "1"
+            why = refusal(info, path.suffix)
+            if why is not None:
+                raise Unrestorable(why)
+            if levels not in (2, 256):
+                raise UsageError(f"{path}: image files hold 256 levels and this run models "
+                                 f"{levels} levels; give a .npy array of levels "
+                                 f"0..{levels - 1} with --input")
+            if levels == 2 and info.mode == "RGB":
+                raise Unrestorable("has RGB pixels; a binary run codes 1-bit images: give "
+                                   "1-bit images or pass --threshold T (grey level >= T is 1)")
+            return exact_levels(img, info, shape[0], levels == 2), info.mode
+    except Unrestorable as exc:
+        raise UsageError(f"{path} {exc}") from None
     except Image.DecompressionBombError:
         raise UsageError(f"{path} claims more pixels than an image can safely hold; the "
                          f"model codes {size[1]}x{size[0]} images") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UsageError(f"{path} is not an image Pillow can read ({exc.__class__.__name__})") \
             from None
-    return array[None]
-
-
-def _native(img: Any, path: Path, shape: tuple[int, ...], levels: int) -> np.ndarray:
-    """An image file's own 8-bit levels (C, H, W), for a model of 256 levels whose
-    channels (grey or RGB) it has."""
-    from .data.images import SIXTEEN_BIT, image_levels
-
-    if levels != 256:
-        raise UsageError(f"{path}: image files hold 256 levels and this run models {levels} "
-                         f"levels; give a .npy array of levels 0..{levels - 1} with --input")
-    if img.mode in SIXTEEN_BIT or img.mode == "F":
-        raise UsageError(f"{path} has {img.mode} pixels; acnkit compress codes 8-bit images "
-                         f"exactly, and 8 bits would not restore it: convert it to 8 bits "
-                         f"first")
-    array = image_levels(img, path)
-    colour = array.ndim == 3
-    if colour != (shape[0] == 3):
-        kind = "a colour" if colour else "a grey"
-        wants = "colour (RGB)" if shape[0] == 3 else "grey"
-        raise UsageError(f"{path} is {kind} image; this run codes {wants} images: convert "
-                         f"it (Pillow: Image.convert('{'RGB' if shape[0] == 3 else 'L'}'))")
-    return array.transpose(2, 0, 1) if colour else array[None]
 
 
 def check_threshold(threshold: float | None) -> None:
@@ -251,9 +297,9 @@ def check_threshold(threshold: float | None) -> None:
 
 
 def read_images(inputs: list[str], image_shape: tuple[int, ...], levels: int,
-                threshold: float | None) -> tuple[np.ndarray, list[str]]:
-    """The images of ``inputs`` as (N, *image_shape) uint8 levels (:func:`read_image`), and
-    their names."""
+                threshold: float | None) -> tuple[np.ndarray, list[str], list[str]]:
+    """The images of ``inputs`` as (N, *image_shape) uint8 levels (:func:`read_image`),
+    their names and the modes their files are written back in."""
     check_threshold(threshold)
     if len(image_shape) != 3 or image_shape[0] not in ((1,) if levels == 2 else (1, 3)):
         kinds = "one-channel" if levels == 2 else "grey or RGB"
@@ -263,8 +309,9 @@ def read_images(inputs: list[str], image_shape: tuple[int, ...], levels: int,
         raise UsageError(f"--threshold binarises images for a binary run; this run models "
                          f"{levels} levels and codes the files' own levels: drop it")
     files = image_files(inputs)
-    images = np.stack([read_image(path, image_shape, levels, threshold) for path, _ in files])
-    return images, [name for _, name in files]
+    read = [read_image(path, image_shape, levels, threshold) for path, _ in files]
+    return (np.stack([image for image, _ in read]), [name for _, name in files],
+            [mode for _, mode in read])
 
 
 def _inside(folder: Path, name: str, overwrite: bool) -> Path:
@@ -299,41 +346,59 @@ def image_names(names: list[str], count: int) -> list[str]:
     return names or [f"image-{i:05d}.png" for i in range(count)]
 
 
+def output_folder(folder: Path) -> tuple[Path, bool]:
+    """The folder images are written into (a link to a folder followed: the user named it)
+    and whether it exists; refused before any decoding when it or its parent is not a
+    folder, it is a dangling link, or the place is not writable."""
+    try:
+        mode: int | None = os.lstat(folder).st_mode
+    except FileNotFoundError:
+        mode = None
+    real = folder.absolute()
+    if mode is not None and stat.S_ISLNK(mode):
+        real = Path(os.path.realpath(folder))
+        if not real.exists():
+            raise UsageError(f"-o {folder} is a link to {real}, which does not exist; create "
+                             f"the folder it points to, or give another folder")
+        if not real.is_dir():
+            raise UsageError(f"-o {folder} is a link to {real}, which is not a folder")
+    elif mode is not None and not stat.S_ISDIR(mode):
+        raise UsageError(f"-o {folder} exists and is not a folder")
+    exists = mode is not None
+    place = real if exists else real.parent
+    if not place.is_dir():
+        raise UsageError(f"-o {folder}: folder {place} does not exist")
+    if not os.access(place, os.W_OK | os.X_OK):
+        raise UsageError(f"-o {folder}: folder {place} is not writable; choose another place")
+    return real, exists
+
+
 def check_image_targets(folder: Path, names: list[str], count: int, overwrite: bool) -> None:
     """Refuse, before decoding, a folder that cannot take ``count`` images named ``names``
     (:func:`image_names`): see :func:`write_images`."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"-o {folder} exists and is not a folder")
-    if not folder.absolute().parent.is_dir():
-        raise UsageError(f"-o {folder}: folder {folder.absolute().parent} does not exist")
-    if folder.exists():
+    real, exists = output_folder(Path(folder))
+    if exists:
         for name in image_names(names, count):
-            _inside(folder, name, overwrite)
-
-
-def _picture(image: np.ndarray, levels: int) -> Any:
-    """An image (C, H, W) of levels as Pillow's: 1-bit for 0/1, else grey (L) or RGB."""
-    from PIL import Image
-
-    if levels == 2:
-        return Image.fromarray(image.reshape(image.shape[-2:]).astype(bool))
-    if image.shape[0] == 3:
-        return Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0)), "RGB")
-    return Image.fromarray(np.ascontiguousarray(image[0]), "L")
+            _inside(real, name, overwrite)
 
 
 def write_images(folder: Path, images: np.ndarray, names: list[str], overwrite: bool,
-                 levels: int = 2) -> list[Path]:
-    """Each image (N, C, H, W) as an image file under ``folder`` (1-bit for 0/1 images, else
-    8-bit grey or RGB): named as it was (its suffix gives the format), or
-    image-00000.png ... when no names were kept.
+                 levels: int = 2, modes: list[str] | None = None) -> list[Path]:
+    """Each image (N, C, H, W) as an image file under ``folder``, in its mode (``modes``:
+    one for all or one an image; default the run's own: 1-bit for 0/1 images, else 8-bit
+    grey or RGB), named as it was (its suffix gives the format), or image-00000.png ...
+    when no names were kept.
 
     Every target is checked first (nothing is written if any exists without
     ``overwrite``, is not a regular file, or lies behind a link inside ``folder``); the
-    images are written into a temporary folder beside ``folder`` and moved into place
-    only when all are written, so an interrupted run leaves ``folder`` as it was."""
-    from .codec.fileformat import name_clash, safe_name
+    images are written into a staging folder on the same file system (beside a new
+    ``folder``, inside an existing one) and moved into place only when all are written, so
+    an interrupted run leaves ``folder`` as it was. A second writer into the same place is
+    refused while the first lives; a staging folder a killed writer left is removed
+    (:mod:`acnkit.staging`)."""
+    from .codec.fileformat import default_mode, name_clash, safe_name
+    from .data.imagefile import container, picture
+    from .staging import Busy, staging_folder
 
     if images.shape[1] not in ((1,) if levels == 2 else (1, 3)):
         raise UsageError(f"images of {images.shape[1]} channels cannot be written as image "
@@ -343,30 +408,31 @@ def write_images(folder: Path, images: np.ndarray, names: list[str], overwrite: 
     clash = name_clash(names)
     if bad is not None or clash:
         raise UsageError(f"cannot write images named {bad!r}" if bad else clash)
+    modes = list(modes or [default_mode(images.shape[1:], levels)])
+    modes = modes * len(images) if len(modes) == 1 else modes
     folder = Path(folder)
     check_image_targets(folder, names, len(images), overwrite)
+    real, exists = output_folder(folder)
+    place, prefix = (real, ".") if exists else (real.parent, f".{real.name}.")
     targets = [folder.joinpath(*name.split("/")) for name in names]
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.absolute().name}.", suffix=".tmp",
-                                    dir=folder.absolute().parent))
     try:
-        for name, image in zip(names, images, strict=True):
-            picture = _picture(image, levels)
-            fmt = {".pbm": "PPM", ".tif": "TIFF", ".tiff": "TIFF"}.get(
-                Path(name).suffix.lower(), "PNG")
-            path = staging.joinpath(*name.split("/"))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "xb") as f:
-                picture.save(f, format=fmt)
-                f.flush()
-                os.fsync(f.fileno())
-        if not folder.exists():
-            os.rename(staging, folder)  # all at once
-            return targets
-        for name in names:  # into an existing folder: checked again, then moved
-            target = _inside(folder, name, overwrite)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _inside(folder, name, overwrite)  # the folders just made are folders
-            os.replace(staging.joinpath(*name.split("/")), target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with staging_folder(place, prefix) as staging:
+            for name, image, mode in zip(names, images, modes, strict=True):
+                path = staging.joinpath(*name.split("/"))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "xb") as f:
+                    picture(image, mode, levels == 2).save(f, format=container(name))
+                    f.flush()
+                    os.fsync(f.fileno())
+            if not exists:
+                os.rename(staging, real)  # all at once
+                return targets
+            for name in names:  # into an existing folder: checked again, then moved
+                target = _inside(real, name, overwrite)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _inside(real, name, overwrite)  # the folders just made are folders
+                os.replace(staging.joinpath(*name.split("/")), target)
+    except Busy:
+        raise UsageError(f"-o {folder}: another acnkit process is writing into it; wait for "
+                         f"it to end, or choose another folder") from None
     return targets

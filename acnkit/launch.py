@@ -50,7 +50,7 @@ def launch(nproc: int, args: list[str]) -> int:
             if p.poll() is None:
                 p.send_signal(signum)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         failed_at: float | None = None
         while any(p.poll() is None for p in procs):

@@ -9,7 +9,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from . import progress, rundir
+from . import progress, rundir, signals
 from .config import RunConfig
 from .display import epoch_line
 from .distributed import env_rank, from_environment
@@ -19,27 +19,30 @@ from .tensorboard_log import Events, TensorBoardLog
 from .trained import config_of, fit_state
 
 
-def interrupted(out: Path, epoch: int, command: str | None = None) -> Interrupted:
+def interrupted(out: Path, epoch: int, command: str | None = None,
+                signum: int = signal.SIGINT) -> Interrupted:
     """The error of a run stopped by a signal, saying what was kept and how to go on."""
     command = command or f"acnkit run --resume {rundir.quoted(out)}"
     kept = (f"the checkpoint of epoch {epoch} is kept in {out}" if epoch else
             f"no epoch had ended, so {out} holds only the run's config")
-    return Interrupted(f"interrupted; {kept}: continue with `{command}`", out, epoch)
+    stopped = Interrupted(f"interrupted ({signals.name(signum)}); {kept}: continue with "
+                          f"`{command}`", out, epoch)
+    stopped.exit_code = 128 + signum
+    return stopped
 
 
 @contextmanager
 def stop_on_signals(trainer: Trainer) -> Iterator[None]:
-    """Ctrl-C or SIGTERM asks the trainer to stop at the end of the current batch."""
+    """Ctrl-C, SIGTERM or SIGHUP asks the trainer to stop at the end of the current batch
+    (the first signal's number gives the exit code)."""
 
     def handler(signum: int, frame: Any) -> None:
+        if not trainer.stop_requested:
+            trainer.stop_signal = signum
         trainer.stop_requested = True
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with signals.handled(handler):
         yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def _checkpoint(out: Path, board: TensorBoardLog | None, epochs: int) -> Any:
@@ -86,7 +89,7 @@ def _fit(trainer: Trainer, out: Path, epochs: int, label: str, quiet: bool,
             if board:
                 board.close()
     if trainer.stop_requested:
-        raise interrupted(out, trainer.epoch, command)
+        raise interrupted(out, trainer.epoch, command, trainer.stop_signal)
     return history
 
 

@@ -311,7 +311,7 @@ def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
     levels = np.full((8, 8), 200, dtype=np.uint16)
     levels[0, 0] = 65535
     Image.fromarray(levels).save(path)
-    got = read_image(path, (1, 8, 8), 2, 2)[0]  # 200/65535 is grey level 1 of 255 (clipped: 255)
+    got = read_image(path, (1, 8, 8), 2, 2)[0][0]  # 200/65535 is grey level 1 of 255 (clipped: 255)
     assert got[0, 0] == 1 and got[1, 1] == 0
 
 

@@ -106,7 +106,7 @@ def run(ctx: click.Context, out: str, resume_dir: str | None, overwrite: bool, a
     except Interrupted as exc:
         ok = True  # every rank stopped at the same batch
         click.echo(str(exc), err=True)
-        ctx.exit(130)
+        ctx.exit(exc.exit_code)
     finally:
         shutdown(clean=ok)
     if trainer.history and trainer.dist.is_main:
@@ -207,7 +207,7 @@ def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, resume: 
                                 epochs=explicit.get("epochs"), tensorboard=events)
     except Interrupted as exc:
         click.echo(str(exc), err=True)
-        ctx.exit(130)
+        ctx.exit(exc.exit_code)
     if resume:
         config = read_plan(Path(out))[0]
     if as_json:
@@ -264,11 +264,11 @@ def compress_cmd(run_dir: str, inputs: tuple[str, ...], data_name: str | None, s
     target = check_target(output, overwrite, "--output")
     run = load_run(run_dir, "cpu")
     check_codable(run.model)  # before any input is read: an 8-bit run is refused as such
-    images, dtype, input_shape, names = _compress_input(run, inputs, data_name, split,
-                                                        input_path, threshold)
+    images, dtype, input_shape, names, modes = _compress_input(run, inputs, data_name, split,
+                                                               input_path, threshold)
     mode = "set" if as_set else "ordered"
     result = compress(run.model, images, mode, input_dtype=dtype,
-                      input_shape=tuple(input_shape), names=names, lanes=lanes)
+                      input_shape=tuple(input_shape), names=names, lanes=lanes, modes=modes)
     atomic_write_bytes(target, result.data)
     summary = {"images": len(images), "bytes": len(result.data),
                "bits_per_image": result.bits_per_image,
@@ -307,15 +307,15 @@ def _compress_input(run: Any, inputs: tuple[str, ...], data_name: str | None, sp
 
     shape = run.model.image_shape
     if inputs:
-        images, names = read_images(list(inputs), shape, run.model.levels, threshold)
-        return images, "uint8", images.shape, names
+        images, names, modes = read_images(list(inputs), shape, run.model.levels, threshold)
+        return images, "uint8", images.shape, names, modes
     if input_path is not None:
         raw = load_images(input_path)
         return (as_images(raw, shape, run.model.levels, f"--input {input_path}"),
-                str(raw.dtype), raw.shape, None)
+                str(raw.dtype), raw.shape, None, None)
     assert data_name is not None  # exactly one input, checked by the command
     images = dataset_images(run, data_name, split)
-    return images, "uint8", images.shape, None
+    return images, "uint8", images.shape, None, None
 
 
 @main.command("decompress")
@@ -330,9 +330,11 @@ def decompress_cmd(file: str, run_dir: str, output: str, overwrite: bool) -> Non
     """Decode a file of `acnkit compress` into the .npy array it was made from, or into a
     folder of image files (in set mode: the same images in some order). Nothing is written
     unless it decodes exactly."""
-    from ..atomic import atomic_write_bytes, check_target
+    import numpy as np
+
+    from ..atomic import atomic_write, check_target
     from ..codec import as_images, decompress, read_header
-    from ..files import check_image_targets, npy_bytes, read_file, write_images
+    from ..files import check_image_targets, read_file, write_images
     from ..trained import load_run
 
     to_folder = output.endswith("/") or Path(output).is_dir()
@@ -346,11 +348,11 @@ def decompress_cmd(file: str, run_dir: str, output: str, overwrite: bool) -> Non
     if to_folder:
         written = write_images(target, as_images(images, model.image_shape, model.levels,
                                                  file), header["names"], overwrite,
-                               model.levels)
+                               model.levels, header["modes"])
         kept = "under their names" if header["names"] else "named by position (no names kept)"
         click.echo(f"wrote {len(written)} images to {target} {kept}")
         return
-    atomic_write_bytes(target, npy_bytes(images))
+    atomic_write(target, lambda f: np.save(f, images, allow_pickle=False))  # no copy
     click.echo(f"wrote {target}: {len(images)} images of shape {tuple(images.shape[1:])}")
 
 

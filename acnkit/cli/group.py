@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from .. import signals
 from ..errors import AcnkitError
 from ..registry import get_registry, may_add_commands
 
@@ -20,6 +21,7 @@ class AcnkitGroup(click.Group):
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         # click's own usage errors become one line too, like acnkit's.
+        signals.raise_on_stop()  # SIGTERM and SIGHUP clean up as Ctrl-C does
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
         except click.exceptions.NoArgsIsHelpError as exc:  # a bare `acnkit`: its help
@@ -33,6 +35,9 @@ class AcnkitGroup(click.Group):
         except click.Abort:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except KeyboardInterrupt as exc:  # a signal outside a command (loading plugins)
+            click.echo(f"interrupted ({signals.name(signals.exit_code(exc) - 128)})", err=True)
+            sys.exit(signals.exit_code(exc))
         sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -46,8 +51,10 @@ class AcnkitGroup(click.Group):
         except EOFError:  # click would call it an interruption (exit 130): it is not one
             self._fail(ctx, "error: an input ended before it was complete (an empty or "
                             "truncated file, or a closed standard input)", 1)
-        except KeyboardInterrupt:
-            self._fail(ctx, "interrupted", 130)
+        except KeyboardInterrupt as exc:
+            code = signals.exit_code(exc)
+            self._fail(ctx, f"interrupted ({signals.name(code - 128)}); nothing half-written "
+                            f"was left", code)
 
     @staticmethod
     def _fail(ctx: click.Context, message: str, code: int) -> None:

@@ -30,11 +30,14 @@ from .coder import Codecs, Grid, choose_grid, new_stack, one_thread
 from .fileformat import (
     DTYPES,
     FORMAT_VERSION,
+    IMAGE_MODES,
     MAX_IMAGES,
     MAX_LEVELS,
     covered,
+    file_modes,
     level_bits,
     max_lanes,
+    modes_fit,
     name_clash,
     pack,
     read_header,
@@ -135,7 +138,8 @@ def as_images(array: np.ndarray, image_shape: tuple[int, ...], levels: int,
     kind = "0/1 images" if levels == 2 else f"images of levels 0..{levels - 1}"
     if not isinstance(array, np.ndarray) or array.dtype == object:
         raise UsageError(f"{what} is not a numeric array; give {kind} as a .npy array")
-    if not (array.dtype == bool and levels == 2) and not np.issubdtype(array.dtype, np.integer):
+    if not (array.dtype == bool and levels == 2) and array.dtype.kind not in "iu":
+        # kinds, not issubdtype: numpy counts timedelta64 as an integer type
         how = "binarise them first" if levels == 2 else "round them to levels first"
         raise UsageError(f"{what} has {array.dtype} values; give {kind} as integers ({how})")
     shapes = accepted_shapes(image_shape)
@@ -214,14 +218,16 @@ def _plan_order(nets: NetCalls, q: DiagGaussian,
 def compress(model: Model, images: np.ndarray, mode: str = "ordered",
              input_dtype: str = "uint8", input_shape: tuple[int, ...] | None = None,
              names: list[str] | None = None, lanes: int | None = None,
-             plain_if_smaller: bool = True) -> Compressed:
+             plain_if_smaller: bool = True, modes: list[str] | None = None) -> Compressed:
     """Code ``images`` (N, *image_shape) of uint8 levels (below the model's level count;
     :func:`as_images` makes them from an array) into the bytes of an acnkit file;
     ``names`` (one an image, e.g. their files' relative paths) are kept in ordered mode;
     ``lanes``: how many chains to code in lockstep (default: as many as keep their initial
     words under 0.5 % of the file; never more than a step's level decisions allow,
     :func:`~acnkit.codec.fileformat.max_lanes`); ``plain_if_smaller``: write the images packed plainly
-    (:func:`stored`) when that is smaller than the bits-back file."""
+    (:func:`stored`) when that is smaller than the bits-back file; ``modes``: the Pillow
+    mode each image's file is written back in (one of
+    :data:`~acnkit.codec.fileformat.IMAGE_MODES`), recorded where it is not the run's own."""
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if input_dtype not in DTYPES:
@@ -242,6 +248,14 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
     if names is not None and (len(names) != len(images) or not all(map(safe_name, names))):
         raise UsageError("give one plain relative name an image (no '..', no empty parts, "
                          "at most 32 folders deep)")
+    if modes is not None and (len(modes) != len(images) or not all(
+            m in IMAGE_MODES for m in modes)):
+        raise UsageError(f"give one image mode ({', '.join(IMAGE_MODES)}) an image")
+    recorded = file_modes(modes, model.image_shape, model.levels, mode == "ordered")
+    if recorded and not modes_fit(recorded, len(images), list(model.image_shape),
+                                  model.levels):
+        raise UsageError(f"images of shape {model.image_shape} at {model.levels} levels "
+                         f"cannot be written in mode {recorded[0]}")
     clash = name_clash(names) if names and mode == "ordered" else None
     if clash:
         raise UsageError(f"{clash}; give each image its own name")
@@ -278,6 +292,7 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
         "model": model.fingerprint()[:32], "digest": "00" * 16,
         "acnkit": __version__, "torch": torch.__version__,
         "names": list(names or []) if mode == "ordered" else [],
+        "modes": recorded,
     }
     header["digest"] = digest(images, mode, covered(header))[:32]
     coded = Compressed(pack(header, b"".join(w.tobytes() for w in lane_words)), header, figure)
@@ -321,23 +336,52 @@ def stored(images: np.ndarray, header: dict[str, Any], figure: float) -> Compres
     exceeds the plain packing by more than its header."""
     header = {**header, "stored": True, "grid": {"bits": 0, "lo": 0, "hi": 0},
               "seed_words": 0, "lane_words": []}
-    bits = level_bits(header["levels"])
-    planes = np.unpackbits(images.reshape(-1, 1).astype(np.uint8), axis=1, count=bits,
-                           bitorder="little")
-    packed = np.packbits(planes.reshape(-1), bitorder="little")
+    packed = pack_levels(images.reshape(-1), level_bits(header["levels"]))
     payload = packed.tobytes() + b"\0" * (-len(packed) % 4)
     header["digest"] = digest(images, header["mode"], covered(header))[:32]
     return Compressed(pack(header, payload), header, figure)
+
+
+#: subpixels packed or unpacked at a time: the bit planes of a block take 8 bytes a bit of
+#: each, so a stored file's memory stays near its images' own size
+PACK_BLOCK = 1 << 20
+
+
+def pack_levels(levels: np.ndarray, bits: int) -> np.ndarray:
+    """Levels (uint8) packed ``bits`` bits each, least significant bit first, into bytes."""
+    if bits == 8:
+        return levels.astype(np.uint8)
+    step = PACK_BLOCK * 8  # whole bytes a block for any bits
+    out = np.empty(-(-len(levels) * bits // 8), dtype=np.uint8)
+    for start in range(0, len(levels), step):
+        block = levels[start: start + step].astype(np.uint8).reshape(-1, 1)
+        planes = np.unpackbits(block, axis=1, count=bits, bitorder="little")
+        packed = np.packbits(planes.reshape(-1), bitorder="little")
+        out[start * bits // 8: start * bits // 8 + len(packed)] = packed
+    return out
+
+
+def unpack_levels(data: np.ndarray, count: int, bits: int) -> np.ndarray:
+    """The first ``count`` levels (uint8) of bytes packed by :func:`pack_levels`."""
+    if bits == 8:
+        return data[:count].copy()
+    out = np.empty(count, dtype=np.uint8)
+    step = PACK_BLOCK * 8
+    for start in range(0, count, step):
+        n = min(step, count - start)
+        raw = data[start * bits // 8: (start + n) * bits // 8 + 1]
+        planes = np.unpackbits(raw, bitorder="little", count=n * bits)
+        out[start: start + n] = np.packbits(planes.reshape(-1, bits), axis=1,
+                                            bitorder="little")[:, 0]
+    return out
 
 
 def unstored(header: dict[str, Any], words: np.ndarray) -> np.ndarray:
     """The images of a stored file (N, *image_shape) of uint8 levels; a level at or above
     the header's count (a tampered payload) is refused."""
     count, shape, levels = header["count"], tuple(header["image_shape"]), header["levels"]
-    bits = level_bits(levels)
-    planes = np.unpackbits(words.astype("<u4").view(np.uint8), bitorder="little")
-    images = np.packbits(planes[: count * math.prod(shape) * bits].reshape(-1, bits), axis=1,
-                         bitorder="little")[:, 0]
+    images = unpack_levels(words.astype("<u4").view(np.uint8), count * math.prod(shape),
+                           level_bits(levels))
     if int(images.max()) >= levels:
         raise CodecError(f"a stored image holds level {int(images.max())}, outside the "
                          f"file's 0..{levels - 1}")
@@ -417,11 +461,12 @@ def restored(images: np.ndarray, header: dict[str, Any], name: str = "the file")
     inp = tuple(header["input_shape"])
     if channels_last(inp, tuple(header["image_shape"])):
         images = images.transpose(0, 2, 3, 1)
-    out = np.ascontiguousarray(images.reshape(inp).astype(header["input_dtype"]))
-    if not np.array_equal(out.astype(np.int64), images.reshape(inp)):
+    dtype = np.dtype(header["input_dtype"])
+    top = 1 if dtype.kind == "b" else int(np.iinfo(dtype).max)
+    if len(images) and int(images.max()) > top:  # levels are never negative
         raise CodecError(f"{name} is corrupt: its images' levels do not fit its array type "
                          f"{header['input_dtype']}")
-    return out
+    return np.ascontiguousarray(images.reshape(inp).astype(dtype, copy=False))
 
 
 def _decode(model: Model, header: dict[str, Any], words: np.ndarray, name: str,

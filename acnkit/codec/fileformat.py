@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CodecError
+from ..errors import CodecError, UsageError
 from ..version import __version__
 from .order import MODES
 
@@ -36,9 +36,15 @@ MAX_DECODED_BYTES = 1 << 34
 #: at most this many images a file: the coder's uniform codes (the order) take sizes below
 #: 2^24 (constriction's limit), at compress time too
 MAX_IMAGES = (1 << 24) - 1
-#: the flag bits a file may set: set mode, conditional prior, stored (no model coding)
-FLAG_SET, FLAG_CONDITIONAL, FLAG_STORED = 1, 2, 4
-KNOWN_FLAGS = FLAG_SET | FLAG_CONDITIONAL | FLAG_STORED
+#: the flag bits a file may set: set mode, conditional prior, stored (no model coding),
+#: image modes recorded (the ``modes`` field follows the names; an acnkit before it refuses
+#: such a file for its unknown flag instead of writing its images in another mode)
+FLAG_SET, FLAG_CONDITIONAL, FLAG_STORED, FLAG_MODES = 1, 2, 4, 8
+KNOWN_FLAGS = FLAG_SET | FLAG_CONDITIONAL | FLAG_STORED | FLAG_MODES
+#: the image modes (Pillow's) a file records, by the index its ``modes`` bytes hold: the
+#: mode each image file is written back in, where it is not the run's own (a 1-bit scan on
+#: a grey run, a 0/255 grey scan on a binary one)
+IMAGE_MODES = ("1", "L", "RGB")
 #: the levels a subpixel may have (8-bit images at most)
 MAX_LEVELS = 256
 #: at most this many bytes of a step's level decisions (every lane's image, every subpixel,
@@ -53,7 +59,9 @@ DTYPES = ("uint8", "bool", "int8", "int16", "int32", "int64", "uint16", "uint32"
 #: ``shape`` (a u8 count and that many u32), ``hex16`` (16 bytes, shown as hex), ``text``
 #: (a u8 length and UTF-8), ``lines`` (a u32 length and UTF-8 lines: the images' names,
 #: empty when none were given) or ``u32s`` (a u16 count and that many u32: the words of
-#: each lane, whose stacks follow one another in the payload).
+#: each lane, whose stacks follow one another in the payload). When the flags hold
+#: :data:`FLAG_MODES`, a ``modes`` field follows: a u32 count (1: every image, or one an
+#: image in input order) and that many bytes, each an index into :data:`IMAGE_MODES`.
 LAYOUT: tuple[tuple[str, str], ...] = (
     ("format", "H"), ("flags", "B"), ("count", "I"),
     ("image_shape", "shape"), ("levels", "H"), ("input_shape", "shape"),
@@ -69,7 +77,9 @@ def _fields(header: dict[str, Any]) -> dict[str, Any]:
     return {**header, "format": FORMAT_VERSION, "names": "\n".join(header.get("names") or []),
             "flags": (FLAG_SET * (header["mode"] == "set")
                       | FLAG_CONDITIONAL * bool(header["conditional"])
-                      | FLAG_STORED * bool(header.get("stored"))),
+                      | FLAG_STORED * bool(header.get("stored"))
+                      | FLAG_MODES * bool(header.get("modes"))),
+            "modes": bytes(IMAGE_MODES.index(m) for m in header.get("modes") or []),
             "input_dtype": DTYPES.index(header["input_dtype"]),
             "grid_bits": g["bits"], "grid_lo": g["lo"], "grid_hi": g["hi"]}
 
@@ -90,6 +100,8 @@ def _header(fields: dict[str, Any]) -> dict[str, Any]:
         "model": fields["model"],
         "digest": fields["digest"], "acnkit": fields["acnkit"], "torch": fields["torch"],
         "names": fields["names"].split("\n") if fields["names"] else [],
+        "modes": [IMAGE_MODES[i] if i < len(IMAGE_MODES) else "?"
+                  for i in fields.get("modes", b"")],
     }
 
 
@@ -106,13 +118,22 @@ def _encode(kind: str, value: Any) -> bytes:
     if kind == "lines":
         raw = value.encode()
         return struct.pack("<I", len(raw)) + raw
+    if kind == "bytes":
+        return struct.pack("<I", len(value)) + value
     return struct.pack(f"<{kind}", value)
+
+
+def _layout(fields: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The fields a header of these flags holds: :data:`LAYOUT`, and ``modes`` after it
+    when :data:`FLAG_MODES` is set."""
+    return LAYOUT + ((("modes", "bytes"),) if fields["flags"] & FLAG_MODES else ())
 
 
 def pack(header: dict[str, Any], payload: bytes) -> bytes:
     """The bytes of a file with ``header`` and the ANS words ``payload``."""
     fields = _fields(header)
-    body = MAGIC + b"".join(_encode(kind, fields[name]) for name, kind in LAYOUT) + payload
+    body = MAGIC + b"".join(_encode(kind, fields[name]) for name, kind in _layout(fields)) \
+        + payload
     return body + struct.pack("<I", zlib.crc32(body))
 
 
@@ -120,7 +141,7 @@ def covered(header: dict[str, Any]) -> bytes:
     """Every header field but the digest, as written: what the digest covers besides the
     images, so that no edit of a shape, a dtype or a flag decodes to another array."""
     fields = _fields(header)
-    return MAGIC + b"".join(_encode(kind, fields[name]) for name, kind in LAYOUT
+    return MAGIC + b"".join(_encode(kind, fields[name]) for name, kind in _layout(fields)
                             if name != "digest")
 
 
@@ -149,6 +170,9 @@ class _Reader:
         if kind == "lines":
             size = self.take("<I")[0]
             return bytes(self.take(f"<{size}s")[0]).decode(errors="replace")
+        if kind == "bytes":
+            size = self.take("<I")[0]
+            return bytes(self.take(f"<{size}s")[0])
         return self.take(f"<{kind}")[0]
 
 
@@ -204,7 +228,10 @@ def read_header(data: bytes, name: str = "the file") -> tuple[dict[str, Any], np
                          f"reads version {FORMAT_VERSION} only: the file is corrupt or from "
                          f"a newer acnkit")
     r = _Reader(data[:-4], name)
-    header = _header({field: r.field(kind) for field, kind in LAYOUT})
+    fields = {field: r.field(kind) for field, kind in LAYOUT}
+    if fields["flags"] & FLAG_MODES:
+        fields["modes"] = r.field("bytes")
+    header = _header(fields)
     if (len(r.data) - r.pos) % 4 or header["input_dtype"] == "?":
         raise CodecError(f"{name} has a malformed header")
     words = np.frombuffer(r.data[r.pos:], dtype="<u4").astype(np.uint32)
@@ -240,6 +267,10 @@ def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
          f"it names {len(header['names'])} images but holds {count}"),
         (not all(safe_name(n) for n in header["names"]),
          "an image name is not a plain relative path"),
+        (bool(header["flags"] & FLAG_MODES) and not modes_fit(header["modes"], count,
+                                                               shape, levels),
+         f"its image modes {header['modes'][:4]} do not fit its {count} images of shape "
+         f"{shape} at {levels} levels"),
     ]
     if stored:
         problems += [
@@ -269,6 +300,36 @@ def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
     clash = name_clash(header["names"])
     if clash:
         raise CodecError(f"{name} is corrupt: {clash}")
+
+
+def default_mode(shape: tuple[int, ...] | list[int], levels: int) -> str:
+    """The mode images of ``shape`` at ``levels`` levels are written in when their file
+    records none: 1-bit for a binary run, else grey or RGB by their channels."""
+    return "1" if levels == 2 else "RGB" if shape[0] == 3 else "L"
+
+
+def file_modes(modes: list[str] | None, shape: tuple[int, ...], levels: int,
+               ordered: bool) -> list[str]:
+    """What a header records of images' ``modes``: nothing when each is the run's own
+    (:func:`default_mode`), one mode when all share it, else one an image, in ordered mode
+    only (set mode does not keep which image is which)."""
+    if not modes or all(m == default_mode(shape, levels) for m in modes):
+        return []
+    if len(set(modes)) == 1:
+        return [modes[0]]
+    if not ordered:
+        raise UsageError("the images are of several modes (1-bit and grey), which set mode "
+                         "cannot keep apart: compress them in ordered mode, or in one file "
+                         "a mode")
+    return list(modes)
+
+
+def modes_fit(modes: list[str], count: int, shape: list[int], levels: int) -> bool:
+    """Whether recorded image modes can be the modes of ``count`` images of ``shape`` at
+    ``levels`` levels: one for all or one an image, each a grey mode of a one-channel
+    binary or 8-bit run (an RGB image is written in its run's own mode, never recorded)."""
+    return len(modes) in (1, count) and len(shape) == 3 and shape[0] == 1 \
+        and levels in (2, 256) and all(m in ("1", "L") for m in modes)
 
 
 def level_bits(levels: int) -> int:

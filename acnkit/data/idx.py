@@ -20,13 +20,13 @@ def read_idx(path: str | Path, limit: int = MAX_INPUT_BYTES) -> np.ndarray:
     content, not by the file name)."""
     path = Path(path)
     try:
-        raw = read_data_file(path, limit)
+        raw: bytes | bytearray = read_data_file(path, limit)
     except FileNotFoundError:
         raise DataError(f"{path} does not exist; point --data-dir at a folder of IDX "
                         f"files") from None
     if raw[:2] == b"\x1f\x8b":
         try:
-            raw = gunzip(raw, limit)
+            raw = gunzip(raw, limit, _claimed_size)
         except TooLarge:
             raise DataError(f"{path} unpacks to more than {limit} bytes, more than acnkit "
                             f"reads of one data file; split the data set") from None
@@ -49,6 +49,18 @@ def read_idx(path: str | Path, limit: int = MAX_INPUT_BYTES) -> np.ndarray:
             f"({expected} bytes of data), file holds {len(raw) - header}"
         )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+
+
+def _claimed_size(head: bytes) -> int | None:
+    """The bytes an IDX file's header says the file holds, header included (None when the
+    first bytes are no IDX header: the checks after unpacking say so)."""
+    if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in _DTYPES or not head[3]:
+        return None
+    ndim = head[3]
+    if len(head) < 4 + 4 * ndim:
+        return None
+    shape = [int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return 4 + 4 * ndim + math.prod(shape) * np.dtype(_DTYPES[head[2]]).itemsize
 
 
 def find_idx(directory: Path, stem: str) -> Path:
