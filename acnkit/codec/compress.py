@@ -449,9 +449,14 @@ def decompress(model: Model, data: bytes, name: str = "the file",
             raise CodecError(f"{name} is corrupt: its payload does not decode "
                              f"({type(exc).__name__})") from None
     if digest(images, header["mode"], covered(header))[:32] != header["digest"]:
-        raise CodecError(f"{name} did not decode to the images it was made from (different "
-                         f"arithmetic: compress and decompress need the same acnkit, torch "
-                         f"and CPU kind); nothing was written")
+        if header["stored"]:  # no arithmetic: the bytes changed
+            raise CodecError(f"{name} is corrupt: its stored images do not match its digest "
+                             f"(the file was damaged after it was written); nothing was "
+                             f"written")
+        raise CodecError(f"{name} did not decode to the images it was made from (it is "
+                         f"damaged, or was decoded with different arithmetic: compress and "
+                         f"decompress need the same acnkit, torch and CPU kind); nothing was "
+                         f"written")
     return restored(images, header, name)
 
 

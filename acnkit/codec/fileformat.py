@@ -8,6 +8,7 @@ description: about 100 bytes, since a small file should not pay for a verbose on
 from __future__ import annotations
 
 import math
+import re
 import struct
 import zlib
 from typing import Any
@@ -53,6 +54,8 @@ MAX_LEVELS = 256
 MAX_STEP_BYTES = 1 << 30
 #: an image's name: at most this many folders deep, bytes a part and bytes in all
 MAX_NAME_DEPTH, MAX_NAME_PART, MAX_NAME_BYTES = 32, 255, 1024
+#: a version as acnkit and torch write theirs (2.13.0+cpu, 0.1.0, 2.14.0.dev20260101)
+VERSION = re.compile(r"[0-9][0-9A-Za-z.+_-]{0,62}")
 DTYPES = ("uint8", "bool", "int8", "int16", "int32", "int64", "uint16", "uint32", "uint64")
 
 #: the header after the magic, in order: (field, encoding). An encoding is a struct code,
@@ -267,6 +270,9 @@ def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
          f"it names {len(header['names'])} images but holds {count}"),
         (not all(safe_name(n) for n in header["names"]),
          "an image name is not a plain relative path"),
+        (not all(VERSION.fullmatch(header[k]) for k in ("acnkit", "torch")),
+         f"its version fields {header['acnkit']!r} and {header['torch']!r} are not versions "
+         f"(the bytes that name the acnkit and torch that wrote it are damaged)"),
         (bool(header["flags"] & FLAG_MODES) and not modes_fit(header["modes"], count,
                                                                shape, levels),
          f"its image modes {header['modes'][:4]} do not fit its {count} images of shape "
