@@ -98,8 +98,8 @@ def gunzip(data: bytes | bytearray, limit: int,
                 if most < limit:
                     return out  # more than claimed: the caller says what that means
                 raise TooLarge(f"the gzip data unpack to more than {limit} bytes")
-            if not chunk and not tail:
-                break
+            if member.eof or not (chunk or tail):  # at its end the member keeps the rest
+                break  # as its tail too: decompressing it again would loop for ever
         if not member.eof:
             raise EOFError("the gzip stream is cut short")
         data = member.unused_data.lstrip(b"\0")

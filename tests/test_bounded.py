@@ -69,3 +69,16 @@ def test_gunzip_stops_at_the_limit_and_reads_every_member():
         bounded.gunzip(packed[:-20], len(data))
     with pytest.raises(zlib.error):
         bounded.gunzip(b"\x1f\x8b" + b"\0" * 30, 100)
+
+
+def test_gunzip_reads_a_member_whose_end_comes_after_a_full_chunk(monkeypatch):
+    """A member that fills a chunk and ends in the next call, with members after it: zlib
+    keeps the rest as the ended member's tail too, and decompressing that again once
+    looped for ever, growing its unused data. The stream must come back as gzip reads it."""
+    import gzip
+
+    monkeypatch.setattr(bounded, "GUNZIP_CHUNK", 1024)
+    data = gzip.compress(bytes(1024) + b"tail") + gzip.compress(b"next") * 3
+    assert bounded.gunzip(data, 1 << 20) == gzip.decompress(data)
+    with pytest.raises(TooLarge):
+        bounded.gunzip(data, 1024 + 4 + 8)
