@@ -49,7 +49,21 @@ def _read(f: BinaryIO, limit: int, head: Callable[[bytes], None] | None) -> byte
     first = f.read(HEAD_BYTES)
     if head is not None:
         head(first)
-    return first + f.read(limit + 1 - len(first)) if len(first) == HEAD_BYTES else first
+    if len(first) < HEAD_BYTES:
+        return first
+    if f.seekable():  # read again from the start: one buffer, no joined copy of the whole
+        f.seek(0)
+        return f.read(limit + 1)
+    chunks = [first]  # a pipe: chunks joined once at the end
+    left = limit + 1 - len(first)
+    while left > 0 and (chunk := f.read(min(left, READ_CHUNK))):
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+#: bytes read from a pipe at a time
+READ_CHUNK = 1 << 24
 
 
 #: the first bytes of an input shown to its check before the rest is read

@@ -71,6 +71,7 @@ def test_tampered_headers_are_refused_before_decoding():
         with pytest.raises(CodecError, match=message):
             decompress(t.model, _tampered(data, **fields))
     header, words = read_header(data)
+    words = words.copy()  # the file's words are a read-only view of its bytes
     words[-1] = 0
     with pytest.raises(CodecError, match="does not end in a word"):
         decompress(t.model, pack(header, words.astype("<u4").tobytes()))

@@ -363,8 +363,8 @@ def pack_levels(levels: np.ndarray, bits: int) -> np.ndarray:
 
 def unpack_levels(data: np.ndarray, count: int, bits: int) -> np.ndarray:
     """The first ``count`` levels (uint8) of bytes packed by :func:`pack_levels`."""
-    if bits == 8:
-        return data[:count].copy()
+    if bits == 8:  # the bytes are the levels: a view, no copy of a file's worth
+        return data[:count]
     out = np.empty(count, dtype=np.uint8)
     step = PACK_BLOCK * 8
     for start in range(0, count, step):
@@ -380,7 +380,7 @@ def unstored(header: dict[str, Any], words: np.ndarray) -> np.ndarray:
     """The images of a stored file (N, *image_shape) of uint8 levels; a level at or above
     the header's count (a tampered payload) is refused."""
     count, shape, levels = header["count"], tuple(header["image_shape"]), header["levels"]
-    images = unpack_levels(words.astype("<u4").view(np.uint8), count * math.prod(shape),
+    images = unpack_levels(words.astype("<u4", copy=False).view(np.uint8), count * math.prod(shape),
                            level_bits(levels))
     if int(images.max()) >= levels:
         raise CodecError(f"a stored image holds level {int(images.max())}, outside the "

@@ -149,7 +149,7 @@ def covered(header: dict[str, Any]) -> bytes:
 
 
 class _Reader:
-    def __init__(self, data: bytes, name: str) -> None:
+    def __init__(self, data: bytes | memoryview, name: str) -> None:
         self.data, self.pos, self.name = data, len(MAGIC), name
 
     def take(self, fmt: str) -> tuple:
@@ -213,14 +213,17 @@ def name_clash(names: list[str]) -> str | None:
 
 
 def read_header(data: bytes, name: str = "the file") -> tuple[dict[str, Any], np.ndarray]:
-    """The header and ANS words of an acnkit file, after every check that needs no model."""
+    """The header and ANS words of an acnkit file, after every check that needs no model.
+    The words are a view of ``data`` (read-only where ``data`` is bytes), not a copy: a
+    stored file's words are its images."""
     if len(data) < 4 or data[:4] != MAGIC:
         raise CodecError(f"{name} is not an acnkit compressed file (no ACNZ magic)")
     if len(data) < 10:
         raise CodecError(f"{name} is truncated ({len(data)} bytes)")
     (crc,) = struct.unpack("<I", data[-4:])
     (version,) = struct.unpack_from("<H", data, 4)
-    if zlib.crc32(data[:-4]) != crc:
+    body = memoryview(data)[:-4]  # read in place: a stored file may be as large as its images
+    if zlib.crc32(body) != crc:
         raise CodecError(f"{name} is corrupt or truncated (its CRC-32 does not match)")
     if version in OLD_FORMATS:
         raise CodecError(f"{name} has format version {version}, from an acnkit before "
@@ -230,14 +233,14 @@ def read_header(data: bytes, name: str = "the file") -> tuple[dict[str, Any], np
         raise CodecError(f"{name} has format version {version}; this acnkit {__version__} "
                          f"reads version {FORMAT_VERSION} only: the file is corrupt or from "
                          f"a newer acnkit")
-    r = _Reader(data[:-4], name)
+    r = _Reader(body, name)
     fields = {field: r.field(kind) for field, kind in LAYOUT}
     if fields["flags"] & FLAG_MODES:
         fields["modes"] = r.field("bytes")
     header = _header(fields)
     if (len(r.data) - r.pos) % 4 or header["input_dtype"] == "?":
         raise CodecError(f"{name} has a malformed header")
-    words = np.frombuffer(r.data[r.pos:], dtype="<u4").astype(np.uint32)
+    words = np.frombuffer(body, dtype="<u4", offset=r.pos).astype(np.uint32, copy=False)
     check_fields(header, words, name)
     return header, words
 

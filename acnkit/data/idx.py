@@ -32,6 +32,8 @@ def read_idx(path: str | Path, limit: int = MAX_INPUT_BYTES) -> np.ndarray:
                             f"reads of one data file; split the data set") from None
         except (EOFError, zlib.error) as exc:
             raise DataError(f"{path} is a damaged gzip file ({exc}); download it again") from None
+        except ValueError as exc:  # the first bytes unpacked are no IDX header
+            raise DataError(f"{path} is not an IDX file ({exc})") from None
     elif path.suffix == ".gz":
         raise DataError(f"{path} is named .gz but is not gzip data; rename it or re-download it")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
@@ -52,9 +54,12 @@ def read_idx(path: str | Path, limit: int = MAX_INPUT_BYTES) -> np.ndarray:
 
 
 def _claimed_size(head: bytes) -> int | None:
-    """The bytes an IDX file's header says the file holds, header included (None when the
-    first bytes are no IDX header: the checks after unpacking say so)."""
-    if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in _DTYPES or not head[3]:
+    """The bytes an IDX file's header says the file holds, header included; a first chunk
+    that is no IDX header is refused at once (ValueError), before the rest is unpacked
+    (None when it is too short to tell: the checks after unpacking say what it is)."""
+    if len(head) >= 4 and (head[:2] != b"\0\0" or head[2] not in _DTYPES or not head[3]):
+        raise ValueError(f"bad magic number {head[:4].hex()!r}")
+    if len(head) < 4:
         return None
     ndim = head[3]
     if len(head) < 4 + 4 * ndim:
