@@ -30,7 +30,9 @@ _PNG_COLOUR = {0: "grey", 2: "RGB", 3: "paletted", 4: "grey+alpha", 6: "RGBA"}
 _TIFF_SPACE = {5: "CMYK (separated)", 6: "YCbCr", 8: "CIELab", 9: "ICCLab", 10: "ITULab",
                32844: "LogL", 32845: "LogLuv"}
 #: Pillow's words for a metadata chunk past its limits (PngImagePlugin.MAX_TEXT_CHUNK)
-_METADATA_LIMIT = ("Decompressed Data Too Large", "Too much memory used in text chunks")
+#: (lower case: its wording changed case between releases)
+_METADATA_LIMIT = ("decompressed data too large", "max_text_chunk",
+                   "too much memory used in text chunks")
 
 
 class Unrestorable(ValueError):
@@ -81,9 +83,50 @@ def _pnm_maxval(raw: bytes) -> int | None:
     return int(tokens[2]) if len(tokens) >= 3 and tokens[2].isdigit() else None
 
 
+def _pnm_header(raw: bytes) -> tuple[list[int], int] | None:
+    """A PBM/PGM/PPM's numbers (width, height[, maxval]) and the offset where its pixels
+    start (after the one whitespace that ends the header), past comments; None if cut short."""
+    count = 2 if raw[:2] in (b"P1", b"P4") else 3
+    numbers: list[int] = []
+    pos = 2
+    while len(numbers) < count:
+        while pos < len(raw) and (raw[pos:pos + 1].isspace() or raw[pos:pos + 1] == b"#"):
+            if raw[pos:pos + 1] == b"#":
+                end = raw.find(b"\n", pos)
+                pos = len(raw) if end < 0 else end
+            pos += 1
+        start = pos
+        while pos < len(raw) and raw[pos:pos + 1].isdigit():
+            pos += 1
+        if pos == start:
+            return None
+        numbers.append(int(raw[start:pos]))
+    return numbers, pos + 1
+
+
+def _pnm_more(raw: bytes) -> bool:
+    """Whether a PBM/PGM/PPM holds bytes past its first image: Netpbm puts several images
+    back to back in one file, and Pillow reads the first alone."""
+    header = _pnm_header(raw)
+    if header is None:
+        return False  # Pillow refuses what it cannot read
+    (width, height, *maxval), start = header
+    channels = 3 if raw[:2] in (b"P3", b"P6") else 1
+    if raw[:2] in (b"P1", b"P2", b"P3"):  # plain: numbers as text (P1's digits may touch)
+        body = re.sub(rb"#[^\n]*", b" ", raw[start:])
+        values = len(re.findall(rb"[01]", body)) if raw[:2] == b"P1" else len(body.split())
+        return values > width * height * channels
+    if raw[:2] == b"P4":
+        size = (width + 7) // 8 * height
+    else:
+        size = width * height * channels * (2 if maxval and maxval[0] > 255 else 1)
+    return bool(raw[start + size:].strip())
+
+
 def describe(img: Any, raw: bytes) -> ImageFile:
     """The properties of ``img`` (opened by Pillow from ``raw``) that decide whether it
     can be written back exactly."""
+    frames = int(getattr(img, "n_frames", 1))
     bits = 1 if img.mode == "1" else 16 if img.mode.startswith("I;16") else \
         32 if img.mode in ("I", "F") else 8
     space = {"CMYK": "CMYK", "YCbCr": "YCbCr", "LAB": "CIELab", "HSV": "HSV"}.get(img.mode)
@@ -101,23 +144,22 @@ def describe(img: Any, raw: bytes) -> ImageFile:
         maxval = _pnm_maxval(raw)
         if maxval is not None and maxval != 255:
             bits = maxval.bit_length()
+        frames = 2 if _pnm_more(raw) else 1
     return ImageFile(format=img.format or "unknown", mode=img.mode, bits=bits,
-                     frames=int(getattr(img, "n_frames", 1)), width=img.width,
+                     frames=frames, width=img.width,
                      height=img.height,
                      transparency="transparency" in img.info, space=space, kind=kind)
 
 
 def refusal(info: ImageFile, suffix: str) -> str | None:
     """Why ``info``'s pixels could not be written back exactly under a name ending in
-    ``suffix``, and what to do; None when they can (then :func:`exact_levels` maps them)."""
-    writes = WRITES.get(suffix.lower())
-    if writes is None:
-        return (f"is named {suffix or 'without a suffix'}; acnkit restores "
-                f"{', '.join(WRITES)} files: convert it to PNG")
-    if info.format != writes:
-        return (f"is {info.what} file named {suffix}; acnkit writes a {suffix} file back as "
-                f"{writes}, so its pixels would not come back in the same container: "
-                f"convert it to {writes} (or rename it to the suffix of its format)")
+    ``suffix``, and what to do; None when they can (then :func:`exact_levels` maps them).
+    What the pixels are is judged first (frames, colour space, alpha, depth, palette,
+    transparency): converting the container alone would not help those."""
+    if info.frames > 1 and info.format == "PPM":  # frames counted as 2: "more than one"
+        return ("holds more than its first image (Netpbm images back to back); acnkit "
+                "codes one image a file and would keep the first alone: save each image as "
+                "its own file")
     if info.frames > 1:
         kind = "pages (a multi-page TIFF)" if info.format == "TIFF" else "frames (an animation)"
         return (f"has {info.frames} {kind}; acnkit codes one image a file and would keep "
@@ -144,6 +186,15 @@ def refusal(info: ImageFile, suffix: str) -> str | None:
     if info.mode not in RESTORED or (info.mode != "1" and info.bits != 8):
         return (f"is {info.what} image; acnkit restores 1-bit, 8-bit grey and 8-bit RGB "
                 f"images exactly: convert it to one of them (Pillow: Image.convert('L'))")
+    # what it holds could come back; the container it is named for must too
+    writes = WRITES.get(suffix.lower())
+    if writes is None:
+        return (f"is named {suffix or 'without a suffix'}; acnkit restores "
+                f"{', '.join(WRITES)} files: convert it to PNG")
+    if info.format != writes:
+        return (f"is {info.what} file named {suffix}; acnkit writes a {suffix} file back as "
+                f"{writes}, so its pixels would not come back in the same container: "
+                f"convert it to {writes} (or rename it to the suffix of its format)")
     return None
 
 
@@ -155,7 +206,7 @@ def opened(raw: bytes) -> Any:
     try:
         return Image.open(io.BytesIO(raw))
     except ValueError as exc:
-        if any(words in str(exc) for words in _METADATA_LIMIT):
+        if any(words in str(exc).lower() for words in _METADATA_LIMIT):
             raise Unrestorable(
                 "holds a metadata chunk (compressed text or an ICC profile) larger than "
                 "Pillow reads; strip its metadata (optipng -strip all, or Pillow: "
