@@ -247,7 +247,8 @@ def compress_cmd(run_dir: str, inputs: tuple[str, ...], data_name: str | None, s
                  overwrite: bool, lanes: int | None, as_json: bool) -> None:
     """Bits-back ANS coding of images with a trained VAE or ACN run (ACN along its greedy
     chain), at the run's levels (black and white, or 8-bit grey or colour): image files or
-    folders of them (PNG, PBM, TIFF), a .npy array (--input) or a data set (--data). The
+    folders of them (PNG, PBM, PGM, PPM, TIFF; a file that could not come back pixel for
+    pixel in its own mode is refused), a .npy array (--input) or a data set (--data). The
     file decodes bit-exactly with `acnkit decompress`. The coder's networks run in one
     thread (sender and receiver must round alike), whatever --threads elsewhere; the
     model's figure, only reported, is computed in a second thread beside it."""
