@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -7,6 +8,12 @@ from pathlib import Path
 import pytest
 
 from acnkit.registry import reset_registry
+
+# A suite started in the background (`pytest &` in a script) inherits SIGINT ignored, and so
+# would every acnkit process the tests start and then stop with Ctrl-C's signal. Catching it
+# here gives those children its default disposition again (a caught signal resets on exec).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: the smallest nets that still learn, for tests that train through the command line
 SMALL_NETS = ["--latent-dim", "8", "--encoder-hidden", "32", "--decoder-hidden", "32",
