@@ -203,3 +203,18 @@ def final_comparison(ma: dict[str, Any], mb: dict[str, Any], a: str, b: str) -> 
             f"{p} {m['test_kl']:.2f} nats, {m['test_knn5_accuracy']:.3f}"
             for p, m in ((a, ma), (b, mb))))
     return lines
+
+
+def print_versus(result: dict[str, Any]) -> None:
+    """``acnkit bench versus``: each figure's median on both sides and their ratio."""
+    rev = result["commit"][:10]
+    table = Table(title=f"{rev} ({result['rev']}) against the working tree on this machine, "
+                        f"{result['data']}, medians of {result['repeat']} interleaved runs")
+    for name in ("figure", "unit", rev, "working tree", "x " + rev):
+        table.add_column(name, justify="left" if name in ("figure", "unit") else "right")
+    for row in result["rows"]:
+        cells = [f"failed: {row[f'{k}_failed']}" if row[k] is None else f"{row[k]:.3f}"
+                 for k in ("base", "work")]
+        ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        table.add_row(row["figure"], row["unit"], *cells, ratio)
+    _print(table)

@@ -9,7 +9,7 @@ import sys
 import click
 
 from ..config import RunConfig
-from ..display import print_codec, print_crossover, print_epoch, print_search
+from ..display import print_codec, print_crossover, print_epoch, print_search, print_versus
 from ..registry import get_registry
 from .options import json_option, quiet_option
 
@@ -218,3 +218,37 @@ def bench_epoch_cmd(data, data_dir, names, repeat, train_limit, device, config_f
         click.echo(json.dumps(result, indent=2))
         return
     print_epoch(result)
+
+
+@bench.command("versus")
+@click.argument("rev")
+@click.option("--figure", "names", multiple=True,
+              type=click.Choice(["epoch", "codec-mlp", "codec-pixelcnn", "search"]),
+              help="Figures to measure (repeatable; default: all).")
+@click.option("--repeat", default=3, show_default=True,
+              help="Interleaved repetitions, the sides' order alternating (median).")
+@click.option("--data", default="digits", show_default=True,
+              help="Data set of the epoch and codec figures.")
+@click.option("--limit", default=500, show_default=True,
+              help="Training images of the epoch and of the codec's runs; images coded.")
+@click.option("--epochs", default=1, show_default=True, help="Epochs of the codec's runs.")
+@click.option("--cache", default=None,
+              help="Keep the revision's venv in this folder and reuse it (default: a "
+                   "temporary folder, removed after).")
+@json_option(help="Print JSON.")
+@quiet_option
+def bench_versus_cmd(rev, names, repeat, data, limit, epochs, cache, as_json):
+    """The core figures of git revision REV and of the working tree, side by side on this
+    machine: REV is installed into a venv that shares this Python's packages, each figure
+    (an epoch of the VAE and of ACN, the codec each way on an MLP run and a PixelCNN run
+    trained by each side, a neighbour search) is one acnkit command with --json run by
+    both sides in turn, and the table gives each side's median and the working tree's
+    ratio to REV (below 1: faster). Run it on every change to a hot path."""
+    from ..bench.versus import versus
+    from ..progress import echo
+
+    result = versus(rev, list(names), repeat, data, limit, epochs, cache, echo)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    print_versus(result)
