@@ -38,7 +38,10 @@ def run_summary(path: str | Path, m: dict[str, Any]) -> str:
 
 # ----------------------------------------------------------------- tables of results
 def _print(renderable: Any) -> None:
-    Console().print(renderable)
+    console = Console()
+    if not console.is_terminal:  # a pipe or a file: every table at its full width, never
+        console = Console(width=1000)  # cut to 80 columns with ellipses
+    console.print(renderable)
 
 
 def print_plugins(rows: list[dict[str, Any]]) -> None:

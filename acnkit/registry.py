@@ -216,8 +216,14 @@ class Registry:
             known = ", ".join(self.names(kind)) or "none"
             close = difflib.get_close_matches(str(name), self.names(kind), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
+            # a plugin that failed, or registers nothing, may be the one that was meant
+            troubled = [i.label for i in self.plugins.values()
+                        if i.error or any(w.startswith("registers nothing") for w in i.warnings)]
+            why = (f"; {', '.join(troubled)} failed or registers nothing: acnkit plugins "
+                   f"says why" if troubled else "")
+            plural = kind + ("es" if kind.endswith("s") else "s")
             raise UsageError(
-                f"unknown {kind} {name!r}{hint}; registered {kind}s: {known}"
+                f"unknown {kind} {name!r}{hint}; registered {plural}: {known}{why}"
             ) from None
 
     def create(self, kind: str, name: str, *args: Any, given: Iterable[str] | None = None,

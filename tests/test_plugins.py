@@ -237,6 +237,24 @@ def test_a_plugin_that_registers_nothing_is_flagged(make_plugin, cli, source, hi
     assert "registers nothing" in r.stdout
 
 
+def test_an_unknown_name_points_to_a_plugin_that_registers_nothing(make_plugin, cli):
+    """A loss named from a package that registers nothing: the error names the package and
+    the command that says why, and spells the plural of 'loss' right."""
+    make_plugin("betabinom", "x = 1\n", entry="betabinom")
+    r = CliRunner().invoke(cli, ["run", "--loss", "betabinom", "--epochs", "1"])
+    assert r.exit_code == 2 and "registered losses: " in r.stderr, r.output
+    assert "plugin 'betabinom'" in r.stderr and "registers nothing: acnkit plugins says why" \
+        in r.stderr, r.stderr
+
+
+def test_tables_in_a_pipe_keep_their_full_width(cli):
+    """Output that is not a terminal (a file, a pipe) gets every table whole, never cut to
+    80 columns with an ellipsis."""
+    r = CliRunner().invoke(cli, ["plugins"])  # CliRunner's output is no terminal
+    assert r.exit_code == 0 and "\u2026" not in r.stdout, r.stdout
+    assert max(len(line) for line in r.stdout.splitlines()) > 80
+
+
 def test_load_plugins_environment_variable(make_plugin, monkeypatch):
     make_plugin("tinyplug", TINY, entry="tiny")
     monkeypatch.setenv("ACNKIT_LOAD_PLUGINS", "")
