@@ -494,7 +494,16 @@ def check_loss(factory: Callable[..., Any], image_shape: tuple[int, ...] = (1, 8
     pshape = (b, p, *image_shape[1:]) if len(image_shape) == 3 else (b, *image_shape)
     params = torch.randn(pshape, generator=g, requires_grad=True)
     x = scaled(torch.randint(0, levels, (b, *image_shape), generator=g), levels)
-    nll = loss.nll(params, x)
+    try:  # the decoder gives param_channels(C) channels: a loss reading others fails here
+        nll = loss.nll(params, x)
+        loss.mean(params.detach())
+    except (RuntimeError, IndexError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise AssertionError(
+            f"the loss failed on parameters of shape {tuple(pshape)}, the "
+            f"{p} channels its param_channels({channels}) asks the decoder for: does "
+            f"param_channels match what nll and mean read? ({type(exc).__name__}: "
+            f"{first})") from None
     assert tuple(nll.shape) == (b,) and torch.isfinite(nll).all(), "nll is not finite (B,)"
     nll.sum().backward()
     assert params.grad is not None and torch.isfinite(params.grad).all(), "no finite gradient"

@@ -66,6 +66,18 @@ def test_losses(name, shape, levels):
     check_loss(lambda **k: REG.create("loss", name, **k, given=set()), shape, levels=levels)
 
 
+def test_a_loss_asking_for_the_wrong_parameter_channels_is_named():
+    """A loss whose param_channels disagrees with what its nll reads fails in check_loss
+    with the mismatch named, not a tensor-size error from deep inside torch."""
+    class OneShort(CategoricalLoss):
+        def param_channels(self, channels):
+            return super().param_channels(channels) - 1
+
+    with pytest.raises(AssertionError, match=r"the \d+ channels its param_channels\(1\) "
+                                             r"asks the decoder for: does param_channels match"):
+        check_loss(lambda **k: OneShort(levels=4), (1, 4, 4))
+
+
 @pytest.mark.parametrize("name", REG.names("dataset"))
 @pytest.mark.parametrize("pixels", ["binary", "native"])
 def test_datasets(name, pixels, idx_dir, tmp_path):
