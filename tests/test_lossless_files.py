@@ -551,9 +551,11 @@ def test_a_fresh_set_of_kinds_is_refused_or_comes_back_exactly(runs, tmp_path):
 
 # -- 9, 10 and 11. memory near the work --------------------------------------------------------
 
+# the command runs under a limit of its own: on a timeout subprocess.run kills it, so a
+# command that loops is never left running after the test
 PEAK = """
 import resource, subprocess, sys
-r = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+r = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=240)
 sys.stderr.write(r.stderr)
 print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
 """
