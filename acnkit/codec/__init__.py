@@ -1,9 +1,12 @@
-"""Bits-back ANS coding of a set of binary images with a trained VAE or ACN (on
-constriction), split as craystack splits it:
+"""Bits-back ANS coding of a set of images (black and white, or 2 to 256 levels a subpixel,
+grey or colour) with a trained VAE or ACN (on constriction), split as craystack splits it:
 
 - :mod:`~acnkit.codec.coder`: the primitives, each a (push, pop) pair on an ANS stack;
-- :mod:`~acnkit.codec.image`: bits-back coding of one image with a model;
+- :mod:`~acnkit.codec.levels`: a subpixel's level as a search over its levels, each cut a
+  decision from the loss's CDF;
+- :mod:`~acnkit.codec.image`: bits-back coding of one step of images with a model;
 - :mod:`~acnkit.codec.order`: ordered and set mode for a data set;
+- :mod:`~acnkit.codec.lanes`: several chains coded in lockstep, network calls batched;
 - :mod:`~acnkit.codec.fileformat`: the header, described once, and the file's bytes;
 - :mod:`~acnkit.codec.compress`: ``compress`` / ``decompress`` (arrays in, bytes out).
 
