@@ -92,3 +92,17 @@ def test_a_figure_that_fails_on_one_side_is_reported_not_fatal(tmp_path):
     assert rows["VAE epoch"]["base_failed"] == "error: no such option: --json"
     search = rows["exact search, 60000 x 32 codes"]
     assert len(search["base_samples"]) == 3 and search["ratio"] == 1.0
+
+
+@pytest.mark.parametrize("helps, kept", [("--limit  --json", False),
+                                         ("--no-classic / --classic", True)])
+def test_a_flag_that_only_saves_time_is_left_out_where_a_side_lacks_it(tmp_path, helps, kept):
+    fake = tmp_path / "fake.py"
+    fake.write_text(f"import sys\nif '--help' in sys.argv:\n    print({helps!r})\n")
+    runner = tmp_path / "python"
+    runner.write_text(f"#!/bin/sh\nexec {sys.executable} {fake} \"$@\"\n")
+    runner.chmod(0o755)
+    figure = versus.figures("digits", 10, 1)["codec-mlp"]
+    command = versus._supported(versus.Side("old", str(runner), tmp_path), figure, tmp_path)
+    assert ("--no-classic" in command) == kept
+    assert command[:2] == ("bench", "codec") and "--json" in command

@@ -42,6 +42,8 @@ class Figure:
     reads: dict[str, Callable[[Any], float]]
     setup: tuple[str, ...] = ()
     unit: str = "s"
+    #: flags of ``command`` that only save time, left out on a side whose acnkit lacks them
+    optional: tuple[str, ...] = ()
 
 
 def _codec(label: str) -> dict[str, Callable[[Any], float]]:
@@ -52,26 +54,32 @@ def _codec(label: str) -> dict[str, Callable[[Any], float]]:
             for way in ("compress", "decompress")}
 
 
+def default_data() -> str:
+    """Fashion-MNIST where its files are installed (the figures performance.md gives),
+    else the embedded digits."""
+    return "fashion-mnist" if Path("/usr/share/datasets/fashion-mnist").is_dir() else "digits"
+
+
 def figures(data: str, limit: int, epochs: int) -> dict[str, Figure]:
-    """The core figures by name: a training epoch (VAE, ACN with exact search), the codec
-    on an MLP run and on a PixelCNN run, and a neighbour search."""
+    """The core figures by name: a training epoch on the whole training set (VAE, ACN with
+    exact search), the codec on ``limit`` test images with an MLP run and a PixelCNN run
+    (each trained by its side on ``limit`` images), and a neighbour search."""
     train = ("--data", data, "--epochs", str(epochs), "--train-limit", str(limit),
              "--test-limit", str(limit), "--out", "{run}")
+    codec = ("bench", "codec", "{run}", "--data", data, "--limit", str(limit), "--no-classic",
+             "--json")
     return {
         "epoch": Figure(
-            ("bench", "epoch", "--data", data, "--search", "torch", "--train-limit",
-             str(limit), "--json"),
+            ("bench", "epoch", "--data", data, "--search", "torch", "--json"),
             {"VAE epoch": lambda j: j["vae_epoch_seconds"],
              "ACN epoch (exact search)": lambda j: j["acn"][0]["epoch_seconds"]}),
-        "codec-mlp": Figure(
-            ("bench", "codec", "{run}", "--data", data, "--limit", str(limit), "--no-classic",
-             "--json"),
-            _codec("MLP ACN codec"), setup=("run", "--prior", "acn", *train)),
+        "codec-mlp": Figure(codec, _codec("MLP ACN codec"), setup=("run", "--prior", "acn",
+                                                                    *train),
+                            optional=("--no-classic",)),
         "codec-pixelcnn": Figure(
-            ("bench", "codec", "{run}", "--data", data, "--limit", str(limit), "--no-classic",
-             "--json"),
-            _codec("PixelCNN codec"),
-            setup=("run", "--config", "{configs}/pixelcnn.toml", *train)),
+            codec, _codec("PixelCNN codec"),
+            setup=("run", "--config", "{configs}/pixelcnn.toml", *train),
+            optional=("--no-classic",)),
         "search": Figure(
             ("bench", "search", "--search", "torch", "--json"),
             {"exact search, 60000 x 32 codes": lambda j: j[0]["query_ms_per_batch"]},
@@ -174,6 +182,16 @@ def _filled(args: tuple[str, ...], run: Path, side: Side) -> list[str]:
             for a in args]
 
 
+def _supported(side: Side, figure: Figure, work: Path) -> tuple[str, ...]:
+    """``figure``'s command without the optional flags ``side``'s acnkit does not take (its
+    --help does not name them): an older revision still gives the figure."""
+    if not figure.optional:
+        return figure.command
+    path = [a for a in figure.command[:2] if not a.startswith(("-", "{"))]
+    shown = side.acnkit([*path, "--help"], work).stdout
+    return tuple(a for a in figure.command if a not in figure.optional or a in shown)
+
+
 def _first_error(r: subprocess.CompletedProcess[str]) -> str:
     """The line of a failed command's stderr that says what failed: its first error line
     (pip's last lines are hints), else its last line."""
@@ -186,6 +204,8 @@ def measure(sides: list[Side], chosen: dict[str, Figure], repeat: int, work: Pat
             say: Callable[[str], Any]) -> None:
     """Each figure ``repeat`` times on each side, the sides' order alternating; samples and
     failures recorded on the sides."""
+    commands = {(side.name, name): _supported(side, figure, work)
+                for name, figure in chosen.items() for side in sides}
     for name, figure in chosen.items():
         for side in sides:
             if figure.setup:
@@ -201,7 +221,7 @@ def measure(sides: list[Side], chosen: dict[str, Figure], repeat: int, work: Pat
             for side in (sides if i % 2 == 0 else sides[::-1]):
                 if any(label in side.failed for label in figure.reads):
                     continue
-                args = _filled(figure.command, work / side.name / name, side)
+                args = _filled(commands[side.name, name], work / side.name / name, side)
                 say(f"[{i + 1}/{repeat}] {side.name}: acnkit {' '.join(args)}")
                 r = side.acnkit(args, work)
                 try:
@@ -247,11 +267,12 @@ def _folder(keep: str | None) -> Iterator[Path]:
         yield Path(tmp)
 
 
-def versus(rev: str, names: list[str], repeat: int, data: str, limit: int, epochs: int,
-           cache: str | None, say: Callable[[str], Any]) -> dict[str, Any]:
+def versus(rev: str, names: list[str], repeat: int, data: str | None, limit: int,
+           epochs: int, cache: str | None, say: Callable[[str], Any]) -> dict[str, Any]:
     """The figures ``names`` of revision ``rev`` and of the working tree, interleaved
-    ``repeat`` times; ``cache``: where revisions' venvs are kept between calls (default:
-    a temporary folder, removed after)."""
+    ``repeat`` times; ``data``: default :func:`default_data`; ``cache``: where revisions'
+    venvs are kept between calls (default: a temporary folder, removed after)."""
+    data = data or default_data()
     if repeat < 1 or limit < 2 or epochs < 1:
         raise UsageError("--repeat and --epochs must be >= 1, --limit >= 2")
     every = figures(data, limit, epochs)

@@ -227,10 +227,11 @@ def bench_epoch_cmd(data, data_dir, names, repeat, train_limit, device, config_f
               help="Figures to measure (repeatable; default: all).")
 @click.option("--repeat", default=3, show_default=True,
               help="Interleaved repetitions, the sides' order alternating (median).")
-@click.option("--data", default="digits", show_default=True,
-              help="Data set of the epoch and codec figures.")
+@click.option("--data", default=None,
+              help="Data set of the epoch and codec figures (default: fashion-mnist if "
+                   "present, else digits).")
 @click.option("--limit", default=500, show_default=True,
-              help="Training images of the epoch and of the codec's runs; images coded.")
+              help="Training images of the codec's runs, and test images coded.")
 @click.option("--epochs", default=1, show_default=True, help="Epochs of the codec's runs.")
 @click.option("--cache", default=None,
               help="Keep the revision's venv in this folder and reuse it (default: a "
