@@ -111,9 +111,7 @@ def _env() -> dict[str, str]:
 
 def repository() -> Path:
     """The git checkout the running acnkit is imported from: the working tree."""
-    import acnkit
-
-    root = Path(acnkit.__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # acnkit/bench/versus.py
     try:
         top = _git(root, "rev-parse", "--show-toplevel").strip()
     except UsageError:
