@@ -37,11 +37,15 @@ def run_summary(path: str | Path, m: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------- tables of results
-def _print(renderable: Any) -> None:
+def _console() -> Console:
+    """The console tables print on: a terminal's own width; in a pipe or a file every
+    table at its full width, never cut to 80 columns with ellipses."""
     console = Console()
-    if not console.is_terminal:  # a pipe or a file: every table at its full width, never
-        console = Console(width=1000)  # cut to 80 columns with ellipses
-    console.print(renderable)
+    return console if console.is_terminal else Console(width=1000)
+
+
+def _print(renderable: Any) -> None:
+    _console().print(renderable)
 
 
 def print_plugins(rows: list[dict[str, Any]]) -> None:
@@ -176,7 +180,7 @@ def print_compare(histories: dict[str, list[dict[str, Any]]], data: str, out: Pa
                        if m else "")
             row.append(f"{m['test_nats_ordered']:.2f}\n({m['test_nats_set']:.2f})" if m else "")
         table.add_row(*row)
-    console = Console()
+    console = _console()
     console.print(table)
     if len(names) >= 2:
         # runs read as they stand (compare --runs) may be at different epochs: they are
