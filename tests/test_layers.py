@@ -109,7 +109,8 @@ def test_the_architecture_table_lists_every_module_below_what_imports_it():
                 order.append(module)
 
     def home(module: str) -> str:  # a package's modules sit where the package is listed
-        for package in ("acnkit.codec", "acnkit.data", "acnkit.bench", "acnkit.cli"):
+        for package in ("acnkit.codec", "acnkit.data", "acnkit.bench", "acnkit.cli",
+                        "acnkit.testing"):
             if module.startswith(package + "."):
                 return package
         return module
