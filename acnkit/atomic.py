@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from .bounded import kind_of
 from .errors import UsageError
+from .staging import place_locked
+
+#: every temporary file of an atomic write holds this in its name, which no user's file
+#: does: one no live writer holds (a process killed mid-write) is removed by the next write
+#: of the same target
+PARTIAL = "acnkit-partial-"
 
 # mkstemp makes files readable by their owner only; give them the usual permissions.
 _UMASK = os.umask(0)
@@ -43,7 +51,67 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     ``path``. A ``path`` that exists and is not a regular file is refused, never replaced."""
     path = Path(path)
     refuse_irregular(path, "the target")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with _temporary(path) as (fd, tmp):
+        _written(fd, tmp, path, write)
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+@contextmanager
+def _temporary(path: Path) -> Iterator[tuple[int, str]]:
+    """A new temporary file beside ``path``, flock-held by this process until it is
+    closed; the stale ones of the same target that no process holds are removed first.
+    Both under a lock on the folder, so that no scan sees a new file before its lock."""
+    prefix = f".{path.name}.{PARTIAL}"
+    with place_locked(path.parent):
+        remove_stale_partials(path.parent, prefix)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    yield fd, tmp
+
+
+def remove_stale_partials(folder: Path, prefix: str) -> list[Path]:
+    """Remove the regular files ``prefix...tmp`` in ``folder`` that no live process holds
+    (a link, a folder or a held file of that name is left alone)."""
+    gone: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return gone
+    for entry in entries:
+        if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live writer's
+            os.unlink(entry.path)
+            gone.append(Path(entry.path))
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return gone
+
+
+def _written(fd: int, tmp: str, path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """``write`` into the temporary file ``fd``, fsync it and rename it over ``path``; the
+    temporary file removed whatever stops it."""
     try:
         os.fchmod(fd, _MODE)
         with os.fdopen(fd, "wb") as f:
@@ -57,16 +125,6 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
         except FileNotFoundError:
             pass
         raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -38,8 +38,14 @@ def _open_folder(path: str | Path) -> int:
 
 
 @contextmanager
-def _place_locked(place: Path) -> Iterator[None]:
-    fd = os.open(place, _DIRECTORY)
+def place_locked(place: Path) -> Iterator[None]:
+    """A lock on the folder ``place`` while the block runs (a listing and a create: moments);
+    none where the folder cannot be opened to hold one (the work goes on unlocked)."""
+    try:
+        fd = os.open(place, _DIRECTORY)
+    except OSError:
+        yield
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # held for a listing and a mkdir: moments
         yield
@@ -78,7 +84,7 @@ def staging_folder(place: Path, prefix: str) -> Iterator[Path]:
     same prefix there are removed first. Raises :class:`Busy` where a live process holds
     one."""
     prefix = prefix + TAG
-    with _place_locked(place):
+    with place_locked(place):
         for path in stale(place, prefix):
             shutil.rmtree(path, ignore_errors=True)  # fd-based: never follows a link out
         made = tempfile.mkdtemp(prefix=prefix, suffix=SUFFIX, dir=place)

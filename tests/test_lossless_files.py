@@ -357,6 +357,33 @@ def test_a_stale_staging_folder_is_removed_and_a_live_one_refuses_a_second_write
     assert len(list(out.glob("image-*.png"))) == 5391
 
 
+def test_a_partial_file_left_by_a_killed_compress_is_removed_by_the_next_write(runs, tmp_path):
+    """What SIGKILL leaves of ``compress -o F`` (its temporary file) is removed by the next
+    write of F; one a live writer holds, a user's file of a similar name, and a link of
+    the pattern are left alone."""
+    from acnkit.atomic import PARTIAL
+
+    np.save(tmp_path / "x.npy", np.zeros((2, 1, 8, 8), dtype=np.uint8))
+    stale = tmp_path / f".f.acnz.{PARTIAL}dead.tmp"
+    stale.write_bytes(b"half a file")
+    live = tmp_path / f".f.acnz.{PARTIAL}live.tmp"
+    live.write_bytes(b"being written")
+    mine = tmp_path / ".f.acnz.mine.tmp"
+    mine.write_bytes(b"the user's")
+    link = tmp_path / f".f.acnz.{PARTIAL}link.tmp"
+    link.symlink_to(mine)
+    fd = os.open(live, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another writer, still at work
+    try:
+        r = invoke("compress", runs["binary"], "--input", tmp_path / "x.npy", "-o",
+                   tmp_path / "f.acnz")
+        assert r.exit_code == 0, r.output
+    finally:
+        os.close(fd)
+    assert not stale.exists() and live.exists() and mine.read_bytes() == b"the user's"
+    assert link.is_symlink()
+
+
 # -- 13 and 14. output folders checked before any decoding -------------------------------------
 
 def test_a_dangling_link_as_the_output_folder_is_refused_up_front(runs, many, tmp_path):
