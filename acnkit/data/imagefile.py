@@ -73,16 +73,6 @@ def _png_depth(raw: bytes) -> tuple[int, int] | None:
     return raw[24], raw[25]
 
 
-def _pnm_maxval(raw: bytes) -> int | None:
-    """A PGM's or PPM's maxval (P2, P3, P5, P6), read past comments; None for a PBM."""
-    head = raw[:512]
-    if head[:2] in (b"P1", b"P4"):
-        return None
-    text = re.sub(rb"#[^\n]*", b" ", head[2:])
-    tokens = text.split()
-    return int(tokens[2]) if len(tokens) >= 3 and tokens[2].isdigit() else None
-
-
 def _pnm_header(raw: bytes) -> tuple[list[int], int] | None:
     """A PBM/PGM/PPM's numbers (width, height[, maxval]) and the offset where its pixels
     start (after the one whitespace that ends the header), past comments; None if cut short."""
@@ -104,12 +94,10 @@ def _pnm_header(raw: bytes) -> tuple[list[int], int] | None:
     return numbers, pos + 1
 
 
-def _pnm_more(raw: bytes) -> bool:
-    """Whether a PBM/PGM/PPM holds bytes past its first image: Netpbm puts several images
-    back to back in one file, and Pillow reads the first alone."""
-    header = _pnm_header(raw)
-    if header is None:
-        return False  # Pillow refuses what it cannot read
+def _pnm_more(raw: bytes, header: tuple[list[int], int]) -> bool:
+    """Whether a PBM/PGM/PPM (its :func:`_pnm_header` given) holds bytes past its first
+    image: Netpbm puts several images back to back in one file, and Pillow reads the first
+    alone."""
     (width, height, *maxval), start = header
     channels = 3 if raw[:2] in (b"P3", b"P6") else 1
     if raw[:2] in (b"P1", b"P2", b"P3"):  # plain: numbers as text (P1's digits may touch)
@@ -140,11 +128,11 @@ def describe(img: Any, raw: bytes) -> ImageFile:
         if tags.get(339, 1) not in (1, (1,) * len(tags.get(339, (1,)))):
             space = space or "floating-point or signed"
         space = space or _TIFF_SPACE.get(tags.get(262, 1))
-    elif img.format == "PPM":
-        maxval = _pnm_maxval(raw)
-        if maxval is not None and maxval != 255:
-            bits = maxval.bit_length()
-        frames = 2 if _pnm_more(raw) else 1
+    elif img.format == "PPM" and (header := _pnm_header(raw)) is not None:
+        numbers, _ = header  # width, height and, but for a PBM, maxval
+        if len(numbers) == 3 and numbers[2] != 255:
+            bits = numbers[2].bit_length()
+        frames = 2 if _pnm_more(raw, header) else 1
     return ImageFile(format=img.format or "unknown", mode=img.mode, bits=bits,
                      frames=frames, width=img.width,
                      height=img.height,
