@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 from .bounded import kind_of
 from .errors import UsageError
-from .staging import place_locked
+from .staging import SUFFIX, place_locked, unheld
 
 #: every temporary file of an atomic write holds this in its name, which no user's file
 #: does: one no live writer holds (a process killed mid-write) is removed by the next write
@@ -73,39 +73,26 @@ def _temporary(path: Path) -> Iterator[tuple[int, str]]:
     prefix = f".{path.name}.{PARTIAL}"
     with place_locked(path.parent):
         remove_stale_partials(path.parent, prefix)
-        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=SUFFIX, dir=path.parent)
         fcntl.flock(fd, fcntl.LOCK_EX)
     yield fd, tmp
 
 
 def remove_stale_partials(folder: Path, prefix: str) -> list[Path]:
     """Remove the regular files ``prefix...tmp`` in ``folder`` that no live process holds
-    (a link, a folder or a held file of that name is left alone)."""
+    (a link, a folder or a held file of that name is left alone); called under the
+    folder's lock, so no writer takes one between the check and the removal."""
     gone: list[Path] = []
     try:
-        entries = list(os.scandir(folder))
-    except OSError:
+        stale = unheld(folder, prefix, folders=False)[0]
+    except OSError:  # a folder that cannot be listed: nothing to tidy, the write goes on
         return gone
-    for entry in entries:
-        if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
-            continue
+    for path in stale:
         try:
-            fd = os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+            path.unlink()
+            gone.append(path)
         except OSError:
             continue
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a live writer's
-            os.unlink(entry.path)
-            gone.append(Path(entry.path))
-        except OSError:
-            continue
-        finally:
-            os.close(fd)
     return gone
 
 

@@ -53,28 +53,44 @@ def place_locked(place: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def stale(place: Path, prefix: str) -> list[Path]:
-    """The staging folders named ``prefix...`` in ``place`` that no live process holds;
-    raises :class:`Busy` if one is held."""
-    found = []
-    for entry in os.scandir(place):
+def unheld(place: Path, prefix: str, folders: bool) -> tuple[list[Path], list[Path]]:
+    """acnkit's own temporaries in ``place``: entries named ``prefix...`` + SUFFIX that are
+    folders (``folders``) or regular files, opened without following a link (a link, or an
+    entry of the other kind, is not ours), as (those no process holds: stale, those a live
+    process holds). A held one is told by its writer's flock; a folder that cannot be
+    listed raises OSError."""
+    free: list[Path] = []
+    held: list[Path] = []
+    entries = list(os.scandir(place))
+    flags = _DIRECTORY if folders else os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+    for entry in entries:
         if not (entry.name.startswith(prefix) and entry.name.endswith(SUFFIX)):
             continue
         try:
-            fd = _open_folder(entry.path)  # a link or a file of that name is not ours
+            fd = os.open(entry.path, flags | getattr(os, "O_NOFOLLOW", 0))
         except OSError:
             continue
         try:
-            if not stat.S_ISDIR(os.fstat(fd).st_mode):
+            mode = os.fstat(fd).st_mode
+            if not (stat.S_ISDIR(mode) if folders else stat.S_ISREG(mode)):
                 continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                free.append(Path(entry.path))
             except BlockingIOError:
-                raise Busy(f"{entry.path} is being written by another acnkit process") from None
-            found.append(Path(entry.path))
+                held.append(Path(entry.path))
         finally:
             os.close(fd)
-    return found
+    return free, held
+
+
+def stale(place: Path, prefix: str) -> list[Path]:
+    """The staging folders named ``prefix...`` in ``place`` that no live process holds;
+    raises :class:`Busy` if one is held."""
+    free, held = unheld(place, prefix, folders=True)
+    if held:
+        raise Busy(f"{held[0]} is being written by another acnkit process")
+    return free
 
 
 @contextmanager
