@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from test_hostile_io import one_line_failure
 
 from acnkit.cli import main
 
@@ -32,9 +33,7 @@ def invoke(*args, input=None):
 def refused(r, *words, code=2):
     """One `error:` line naming ``words``, exit ``code`` (2: usage, 1: a damaged file), no
     traceback."""
-    assert r.exit_code == code, (r.exit_code, r.output)
-    assert "Traceback" not in r.output and r.stderr.startswith("error:"), r.stderr
-    assert r.stderr.count("\n") == 1, r.stderr
+    one_line_failure(r, code)
     for word in words:
         assert word in r.stderr, (word, r.stderr)
 
