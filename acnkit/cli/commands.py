@@ -269,7 +269,8 @@ def compress_cmd(run_dir: str, inputs: tuple[str, ...], data_name: str | None, s
                                                                input_path, threshold)
     mode = "set" if as_set else "ordered"
     result = compress(run.model, images, mode, input_dtype=dtype,
-                      input_shape=tuple(input_shape), names=names, lanes=lanes, modes=modes)
+                      input_shape=tuple(input_shape), names=names, lanes=lanes, modes=modes,
+                      note=lambda line: click.echo(line, err=True))
     atomic_write_bytes(target, result.data)
     summary = {"images": len(images), "bytes": len(result.data),
                "bits_per_image": result.bits_per_image,

@@ -93,6 +93,26 @@ class Codec:
     pop: Callable[[Any], np.ndarray]
 
 
+@dataclass(frozen=True)
+class Lanes:
+    """A codec of a step's lanes at once: row b of the symbols (B, d) on ``stacks[b]``."""
+
+    push: Callable[[list[Any], np.ndarray], None]
+    pop: Callable[[list[Any]], np.ndarray]
+
+    @classmethod
+    def of(cls, codecs: list[Codec]) -> Lanes:
+        """Lane b coded by ``codecs[b]`` on its own."""
+        def push(stacks: list[Any], symbols: np.ndarray) -> None:
+            for ans, codec, row in zip(stacks, codecs, symbols, strict=True):
+                codec.push(ans, row)
+
+        def pop(stacks: list[Any]) -> np.ndarray:
+            return np.stack([codec.pop(ans) for ans, codec in zip(stacks, codecs, strict=True)])
+
+        return cls(push, pop)
+
+
 def responsibilities(z: np.ndarray, weights: np.ndarray, means: np.ndarray,
                      stds: np.ndarray) -> np.ndarray:
     """P(component | z) per dimension (d, M), from the densities at the grid point."""
@@ -119,6 +139,23 @@ class Codecs:
     def _scaled(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = self.grid.step
         return np.ascontiguousarray(mean / s), np.ascontiguousarray(np.maximum(std, 1e-9) / s)
+
+    def posterior_lanes(self, means: np.ndarray, stds: np.ndarray, steps: list[int]) -> Lanes:
+        """:meth:`posteriors` of a step's lanes as one codec."""
+        return Lanes.of(self.posteriors(means, stds, steps))
+
+    def prior_lanes(self, prior: Any) -> Lanes:
+        """The codec of each row of a batched latent prior (a DiagGaussian or a
+        MixtureDiagGaussian, their numbers read off once), as one codec."""
+        if hasattr(prior, "mean"):
+            means = prior.mean.double().cpu().numpy()
+            stds = prior.log_std.exp().double().cpu().numpy()
+            return Lanes.of([self.gaussian(m, s) for m, s in zip(means, stds, strict=True)])
+        weights = torch.softmax(prior.logits.double(), -1).cpu().numpy()
+        means = prior.means.double().cpu().numpy()
+        stds = prior.log_stds.exp().double().cpu().numpy()
+        return Lanes.of([self.mixture(np.ascontiguousarray(w), m, s)
+                         for w, m, s in zip(weights, means, stds, strict=True)])
 
     def posteriors(self, means: np.ndarray, stds: np.ndarray, steps: list[int]) -> list[Codec]:
         """The codecs of a batch of posteriors q(z|x) = N(means[b], stds[b]^2) (B, d), the
@@ -251,3 +288,104 @@ class Codecs:
         family = self._uniform()
         return Codec(lambda ans, values: ans.encode_reverse(values, family, sizes),
                      lambda ans: ans.decode(family, sizes))
+
+
+class ExactCodecs(Codecs):
+    """The codecs of a portable file: every latent coded by a search over its grid points
+    (:class:`~acnkit.codec.levels.Search`, 16 parts a cut) with the normal CDF of
+    :mod:`acnkit.exact`, so its probabilities are the same on every machine (the Gaussian
+    models of the coder itself use their platform's erf). A step's lanes are searched
+    together: one CDF call a cut for all of them.
+
+    A posterior is popped from its window (mean +- WINDOW std, as :meth:`Codecs._windows`)
+    after the dither, as in :meth:`Codecs.posteriors`; a prior over the whole grid. A
+    mixture prior's CDF is the weighted sum of its components' (its exact -log p(z), no
+    component coded)."""
+
+    def __init__(self, grid: Grid) -> None:
+        from .levels import Search
+
+        super().__init__(grid)
+        self.search = Search(1 << 20, 16, exact=True)  # window sizes are given per symbol
+
+    def _cdf(self, first: np.ndarray, weights: Any, means: Any, stds: Any) -> Any:
+        """F at edge e of the symbols whose level 0 is grid point ``first`` (B, d): the
+        mass below grid point first + e, i.e. below (first + e - 1/2) 2^-bits; a mixture's
+        components along the last axis of ``weights``, ``means`` and ``stds`` (B, d, M)."""
+        from .. import exact
+
+        step = self.grid.step
+        base = torch.from_numpy(first.astype(np.int64))
+
+        def cdf(edges: np.ndarray) -> np.ndarray:
+            at = base[..., None] + torch.from_numpy(edges)
+            t = ((at.to(torch.float64) - 0.5) * step)[..., None]  # exact: integers, 2^-b
+            f = exact.functions.normal_cdf((t - means[:, :, None]) / stds[:, :, None])
+            if f.shape[-1] == 1:  # one Gaussian: its own CDF
+                return f[..., 0].numpy()
+            with exact.portable():
+                total = (f * weights[:, :, None]).sum(-1)
+            return total.numpy()
+
+        return cdf
+
+    def _lanes(self, first: np.ndarray, sizes: np.ndarray, weights: Any, means: Any,
+               stds: Any, before: Callable[[list[Any]], None] | None = None,
+               after: Callable[[list[Any]], None] | None = None) -> Lanes:
+        """Symbols first + s, s below ``sizes`` (B, d), searched with the mixture's CDF;
+        ``before``/``after``: what a pop does to the stacks before the search and a push
+        after it (the dither)."""
+        from .levels import Decisions, popped
+
+        search, cdf = self.search, self._cdf(first, weights, means, stds)
+
+        def pop(stacks: list[Any]) -> np.ndarray:
+            if before is not None:
+                before(stacks)
+            found = search.run(sizes.shape, cdf, popped(search, stacks), sizes)
+            return (first + found).astype(np.int32)
+
+        def push(stacks: list[Any], symbols: np.ndarray) -> None:
+            decisions = Decisions(search)
+            search.run(sizes.shape, cdf, decisions.known(symbols.astype(np.int64) - first), sizes)
+            decisions.push(stacks)
+            if after is not None:
+                after(stacks)
+
+        return Lanes(push, pop)
+
+    def posterior_lanes(self, means: np.ndarray, stds: np.ndarray, steps: list[int]) -> Lanes:
+        lo, size = self._windows(means, stds)
+        dims = means.shape[1]
+        shifts = [self._shifts(step, dims) for step in steps]
+        dither = self._uniform(DITHER)
+
+        def scramble(stacks: list[Any]) -> None:
+            for ans, shift in zip(stacks, shifts, strict=True):
+                words = (ans.decode(dither, dims).astype(np.int64) + shift) % DITHER
+                ans.encode_reverse(words.astype(np.int32), dither)
+
+        def unscramble(stacks: list[Any]) -> None:
+            for ans, shift in zip(stacks, shifts, strict=True):
+                words = (ans.decode(dither, dims).astype(np.int64) - shift) % DITHER
+                ans.encode_reverse(words.astype(np.int32), dither)
+
+        one = torch.ones((*means.shape, 1), dtype=torch.float64)
+        return self._lanes(lo, size, one, torch.from_numpy(means)[..., None],
+                           torch.from_numpy(stds)[..., None], scramble, unscramble)
+
+    def prior_lanes(self, prior: Any) -> Lanes:
+        from .. import exact
+
+        with exact.portable():
+            if hasattr(prior, "mean"):
+                means, stds = prior.mean[..., None], prior.log_std.exp()[..., None]
+                weights = torch.ones_like(means)
+            else:
+                means, stds = prior.means, prior.log_stds.exp()
+                weights = torch.softmax(prior.logits, -1)
+            means, stds, weights = (t.to(torch.float64).cpu() for t in (means, stds, weights))
+        shape = means.shape[:2]
+        first = np.full(shape, self.grid.lo, dtype=np.int64)
+        sizes = np.full(shape, self.grid.hi - self.grid.lo + 1, dtype=np.int64)
+        return self._lanes(first, sizes, weights, means, stds)

@@ -26,16 +26,19 @@ from ..memory import chain_context, greedy_chain
 from ..model import Model
 from ..testing import check_causal, check_stepping
 from ..version import __version__
-from .coder import Codecs, Grid, choose_grid, new_stack, one_thread
+from ..exact import ARITHMETIC, NotPortable
+from .coder import Codecs, ExactCodecs, Grid, choose_grid, new_stack, one_thread
 from .fileformat import (
     DTYPES,
     FORMAT_VERSION,
     IMAGE_MODES,
+    MACHINE,
     MAX_IMAGES,
     MAX_LEVELS,
     covered,
     file_modes,
     level_bits,
+    machine_kind,
     max_lanes,
     modes_fit,
     name_clash,
@@ -43,7 +46,7 @@ from .fileformat import (
     read_header,
     safe_name,
 )
-from .image import ImageCoder, NetCalls, gaussian_rows
+from .image import ImageCoder, NetCalls, gaussian_rows, portable_model
 from .lanes import Layout, choose_lanes, pop_lanes, push_lanes
 from .order import (
     MODES,
@@ -109,6 +112,45 @@ def check_causal_decoder(model: Model, images: np.ndarray) -> None:
         raise CodecError(f"{model.plugin('decoder')} cannot be coded: {exc}; a receiver "
                          f"could not decode the file (test the plugin with "
                          f"acnkit.testing.check_decoder)") from None
+
+
+def not_portable(model: Model, images: np.ndarray) -> str | None:
+    """Why ``model`` cannot code portably (the first operation of its components with no
+    exact form, :mod:`acnkit.exact`), or None: every network and the loss's CDF are run
+    once, under the exact arithmetic, on the first image."""
+    nets = NetCalls(portable_model(model), exact=True)
+    try:
+        with torch.no_grad():
+            means, _, codes = nets.posterior(images[:1])
+            z = np.round(means * 64) / 64
+            nets.prior(codes if model.conditional else None, 1)
+            if nets.autoregressive:
+                nets.position_cdfs(z, None, _first_level_only)
+            else:
+                params = nets.independent_params(z)
+                for _, cdf in nets.channel_cdfs(params, np.zeros_like(images[:1]), 0):
+                    cdf(np.ones((1, math.prod(model.image_shape[1:]), 1), dtype=np.int64))
+    except NotPortable as exc:
+        return str(exc)
+    except _Probed:
+        pass
+    return None
+
+
+class _Probed(Exception):
+    """The probe of an autoregressive decoder stops after its first subpixel."""
+
+
+def _first_level_only(i: int, c: int, cdf: Any) -> np.ndarray:
+    cdf(np.ones((1, 1, 1), dtype=np.int64))
+    raise _Probed
+
+
+def portable_fingerprint(model: Model) -> str:
+    """The fingerprint a portable file records: the model's, under the exact arithmetic."""
+    import hashlib
+
+    return hashlib.sha256(f"{model.fingerprint()} {ARITHMETIC}".encode()).hexdigest()
 
 
 def accepted_shapes(image_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
@@ -218,7 +260,8 @@ def _plan_order(nets: NetCalls, q: DiagGaussian,
 def compress(model: Model, images: np.ndarray, mode: str = "ordered",
              input_dtype: str = "uint8", input_shape: tuple[int, ...] | None = None,
              names: list[str] | None = None, lanes: int | None = None,
-             plain_if_smaller: bool = True, modes: list[str] | None = None) -> Compressed:
+             plain_if_smaller: bool = True, modes: list[str] | None = None,
+             portable: bool = True, note: Callable[[str], Any] | None = None) -> Compressed:
     """Code ``images`` (N, *image_shape) of uint8 levels (below the model's level count;
     :func:`as_images` makes them from an array) into the bytes of an acnkit file;
     ``names`` (one an image, e.g. their files' relative paths) are kept in ordered mode;
@@ -227,7 +270,10 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
     :func:`~acnkit.codec.fileformat.max_lanes`); ``plain_if_smaller``: write the images packed plainly
     (:func:`stored`) when that is smaller than the bits-back file; ``modes``: the Pillow
     mode each image's file is written back in (one of
-    :data:`~acnkit.codec.fileformat.IMAGE_MODES`), recorded where it is not the run's own."""
+    :data:`~acnkit.codec.fileformat.IMAGE_MODES`), recorded where it is not the run's own;
+    ``portable``: code with the exact arithmetic (:mod:`acnkit.exact`), so that the file
+    opens on any machine, where every component has an exact form (else the file is bound
+    to this kind of machine, and ``note`` is told why in one line)."""
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if input_dtype not in DTYPES:
@@ -259,10 +305,20 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
     clash = name_clash(names) if names and mode == "ordered" else None
     if clash:
         raise UsageError(f"{clash}; give each image its own name")
-    n, nets = len(images), NetCalls(model)
+    why = not_portable(model, images) if portable and len(images) else "not asked for"
+    if why is None:
+        nets, arithmetic = NetCalls(portable_model(model), exact=True), ARITHMETIC
+        fingerprint = portable_fingerprint(model)
+    else:
+        nets, arithmetic = NetCalls(model), MACHINE + machine_kind(model.device)
+        fingerprint = model.fingerprint()
+        if portable and note is not None:
+            note(f"note: this model has no exact form ({why}); the file opens only on a "
+                 f"machine like this one ({arithmetic[len(MACHINE):]})")
+    n = len(images)
     with one_thread():
         q = model.encode(torch.from_numpy(images).to(model.device))
-        order, grid, first_extra = _plan_order(nets, q, mode)
+        order, grid, first_extra = _plan_order(NetCalls(model), q, mode)
         coded_order = np.arange(n) if order is None else order
         figure_of = _beside(model_nats, model, images, coded_order, mode, q, shown=False)
         # the lanes follow the file's size, which the first images' figure tells well enough
@@ -275,7 +331,7 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
         layout = Layout.of(n, min(most, lanes or choose_lanes(n, n * estimate / math.log(2),
                                                              words, first_extra)))
         stacks = [new_stack(seed_words(words)) for _ in layout.sizes]
-        codecs = Codecs(grid)
+        codecs = ExactCodecs(grid) if nets.exact else Codecs(grid)
         if mode == "ordered" and model.conditional and n > 1:
             # the arrangement in input order of the images the chain decodes: pushed first,
             # popped last (once the receiver knows the images)
@@ -289,8 +345,8 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
         "input_shape": list(input_shape or images.shape), "input_dtype": input_dtype,
         "grid": {"bits": grid.bits, "lo": grid.lo, "hi": grid.hi}, "seed_words": words,
         "lane_words": [len(w) for w in lane_words],
-        "model": model.fingerprint()[:32], "digest": "00" * 16,
-        "acnkit": __version__, "torch": torch.__version__,
+        "model": fingerprint[:32], "digest": "00" * 16,
+        "acnkit": __version__, "torch": torch.__version__, "arithmetic": arithmetic,
         "names": list(names or []) if mode == "ordered" else [],
         "modes": recorded,
     }
@@ -298,7 +354,7 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
     coded = Compressed(pack(header, b"".join(w.tobytes() for w in lane_words)), header, figure)
     if not plain_if_smaller:
         return coded
-    plain = stored(images, header, figure)
+    plain = stored(images, {**header, "model": model.fingerprint()[:32]}, figure)
     return plain if len(plain.data) < len(coded.data) else coded
 
 
@@ -335,7 +391,7 @@ def stored(images: np.ndarray, header: dict[str, Any], figure: float) -> Compres
     file: what ``compress`` writes when the model's file would be larger, so that no file
     exceeds the plain packing by more than its header."""
     header = {**header, "stored": True, "grid": {"bits": 0, "lo": 0, "hi": 0},
-              "seed_words": 0, "lane_words": []}
+              "seed_words": 0, "lane_words": [], "arithmetic": ""}
     packed = pack_levels(images.reshape(-1), level_bits(header["levels"]))
     payload = packed.tobytes() + b"\0" * (-len(packed) % 4)
     header["digest"] = digest(images, header["mode"], covered(header))[:32]
@@ -420,7 +476,8 @@ def decompress(model: Model, data: bytes, name: str = "the file",
     for a file of another model or one that does not decode to what was coded. ``stats``,
     if given, gets the steps and seconds of an autoregressive decoder's pixel loop."""
     header, words = read_header(data, name)
-    own = model.fingerprint()
+    exact = header["arithmetic"] == ARITHMETIC and not header["stored"]
+    own = portable_fingerprint(model) if exact else model.fingerprint()
     if header["model"] != own[:32]:
         raise CodecError(f"{name} was made with another model (fingerprint "
                          f"{header['model']}, this run's {own[:32]}); "
@@ -436,28 +493,51 @@ def decompress(model: Model, data: bytes, name: str = "the file",
     if header["stored"]:
         images = unstored(header, words)
     else:
-        if warn and (header["torch"] != torch.__version__ or header["acnkit"] != __version__):
-            warn(f"warning: {name} was made with acnkit {header['acnkit']} and torch "
-                 f"{header['torch']}, this is acnkit {__version__} and torch "
-                 f"{torch.__version__}; decoding needs bit-identical arithmetic and may fail")
+        bound = header["arithmetic"][len(MACHINE):]  # machine-bound: the writer's kind
+        here = machine_kind(model.device)
+        if warn and not exact and (bound != here if bound else (
+                header["torch"] != torch.__version__ or header["acnkit"] != __version__)):
+            warn(f"warning: {name} {_bound_to(header)}, this machine is {here}; its "
+                 f"numbers may differ here and the file may not decode")
         try:
-            images = _decode(model, header, words, name, stats)
+            images = _decode(model, header, words, name, stats, exact)
         except (CodecError, KeyboardInterrupt, SystemExit, GeneratorExit):
             raise
         except BaseException as exc:  # a crafted payload breaks the coder itself (KeyError,
             # or a Rust panic, which derives from BaseException)
-            raise CodecError(f"{name} is corrupt: its payload does not decode "
-                             f"({type(exc).__name__})") from None
+            if exact:
+                raise CodecError(f"{name} is corrupt: its payload does not decode "
+                                 f"({type(exc).__name__})") from None
+            raise CodecError(f"{name} did not decode ({type(exc).__name__}): "
+                             f"{_why_not(header, model)}") from None
     if digest(images, header["mode"], covered(header))[:32] != header["digest"]:
         if header["stored"]:  # no arithmetic: the bytes changed
             raise CodecError(f"{name} is corrupt: its stored images do not match its digest "
                              f"(the file was damaged after it was written); nothing was "
                              f"written")
-        raise CodecError(f"{name} did not decode to the images it was made from (it is "
-                         f"damaged, or was decoded with different arithmetic: compress and "
-                         f"decompress need the same acnkit, torch and CPU kind); nothing was "
-                         f"written")
+        raise CodecError(f"{name} did not decode to the images it was made from "
+                         f"({_why_not(header, model)}); nothing was written")
     return restored(images, header, name)
+
+
+def _bound_to(header: dict[str, Any]) -> str:
+    """What a file that is not portable needs, in words."""
+    bound = header["arithmetic"][len(MACHINE):]
+    if bound:
+        return f"was coded with the arithmetic of its machine ({bound}; its model has no " \
+               f"exact form)"
+    return f"is of format {header['format']}, coded with the arithmetic of its machine " \
+           f"(acnkit {header['acnkit']}, torch {header['torch']})"
+
+
+def _why_not(header: dict[str, Any], model: Model) -> str:
+    """Why a file whose payload decoded is not its images: damage, for a portable file
+    (its arithmetic is the same everywhere); for another, the machine too."""
+    if header["arithmetic"] == ARITHMETIC:
+        return "it is corrupt: a portable file decodes alike on every machine"
+    return (f"it is damaged, or it {_bound_to(header)} and this machine "
+            f"({machine_kind(model.device)}) computes other numbers: decompress it on a "
+            f"machine of that kind")
 
 
 def restored(images: np.ndarray, header: dict[str, Any], name: str = "the file") -> np.ndarray:
@@ -475,15 +555,16 @@ def restored(images: np.ndarray, header: dict[str, Any], name: str = "the file")
 
 
 def _decode(model: Model, header: dict[str, Any], words: np.ndarray, name: str,
-            stats: dict[str, Any] | None) -> np.ndarray:
+            stats: dict[str, Any] | None, exact: bool) -> np.ndarray:
     """The images of a bits-back payload, in input order (ordered mode) or coded order
     (set mode); raises CodecError where a stack runs dry or does not end on its initial
     words."""
     n, mode, shape = header["count"], header["mode"], tuple(header["image_shape"])
     bounds = np.cumsum([0, *header["lane_words"]])
     stacks = [new_stack(words[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    codecs = Codecs(Grid(**header["grid"]))
-    coder = ImageCoder(NetCalls(model), codecs)
+    grid = Grid(**header["grid"])
+    codecs = ExactCodecs(grid) if exact else Codecs(grid)
+    coder = ImageCoder(NetCalls(portable_model(model) if exact else model, exact), codecs)
     as_set = mode == "set" and not model.conditional
     with one_thread():
         images = pop_lanes(coder, stacks, Layout.of(n, len(stacks)), shape, as_set)
@@ -495,7 +576,6 @@ def _decode(model: Model, header: dict[str, Any], words: np.ndarray, name: str,
     seed = seed_words(header["seed_words"])
     if not all(np.array_equal(ans.get_compressed(), seed) for ans in stacks):
         raise CodecError(f"{name} did not decode to the images it was made from (its "
-                         f"stacks do not end on their initial words: the file is corrupt, or "
-                         f"compress and decompress differ in acnkit, torch or CPU kind); "
-                         f"nothing was written")
+                         f"stacks do not end on their initial words: "
+                         f"{_why_not(header, model)}); nothing was written")
     return images

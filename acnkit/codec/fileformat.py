@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CodecError, UsageError
+from ..exact import ARITHMETIC as ARITHMETIC_NAME
 from ..version import __version__
 from .order import MODES
 
@@ -25,7 +26,11 @@ MAGIC = b"ACNZ"
 #: 4: images of any level count up to 256 (the levels in the header)
 #: 5: subpixels coded by a search over their levels (the loss's CDF)
 #: 6: posteriors dithered a whole image at a time and popped a window size at a time
-FORMAT_VERSION = 6
+#: 7: portable: the ``arithmetic`` field; the exact arithmetic's latents are searched
+FORMAT_VERSION = 7
+#: the formats this acnkit reads (6: its numbers are the writing machine's, as a
+#: machine-bound file of format 7)
+READ_FORMATS = (6, 7)
 #: the formats this acnkit refuses, and what came after them
 OLD_FORMATS = {1: "dithered posteriors", 2: "lanes", 3: "8-bit images",
                4: "the search over levels", 5: "posteriors coded a window size at a time"}
@@ -72,12 +77,34 @@ LAYOUT: tuple[tuple[str, str], ...] = (
     ("seed_words", "H"), ("lane_words", "u32s"), ("model", "hex16"), ("digest", "hex16"),
     ("acnkit", "text"), ("torch", "text"), ("names", "lines"),
 )
+#: format 7 adds, after ``torch``, ``arithmetic`` (text): what the probabilities were
+#: computed with, :data:`acnkit.exact.ARITHMETIC` (the same on every machine), or
+#: ``machine: <kind>`` (:func:`machine_kind`: the file opens on that kind of machine only)
+ARITHMETIC_FIELD = ("arithmetic", "text")
+#: the ``arithmetic`` of a machine-bound file begins so
+MACHINE = "machine: "
+
+
+def machine_kind(device: Any = None) -> str:
+    """What a machine-bound file needs of the machine that opens it: processor
+    architecture, torch's CPU kernels and torch's version (and the GPU, when coded on
+    one)."""
+    import platform
+
+    import torch
+
+    kind = f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()} torch {torch.__version__}"
+    if device is not None and getattr(device, "type", "cpu") == "cuda":
+        kind += f" {torch.cuda.get_device_name(device)}"
+    return kind[:200]
 
 
 def _fields(header: dict[str, Any]) -> dict[str, Any]:
     """The header as the flat fields of :data:`LAYOUT`."""
     g = header["grid"]
-    return {**header, "format": FORMAT_VERSION, "names": "\n".join(header.get("names") or []),
+    return {**header, "format": header.get("format", FORMAT_VERSION),
+            "arithmetic": header.get("arithmetic", ""),
+            "names": "\n".join(header.get("names") or []),
             "flags": (FLAG_SET * (header["mode"] == "set")
                       | FLAG_CONDITIONAL * bool(header["conditional"])
                       | FLAG_STORED * bool(header.get("stored"))
@@ -102,6 +129,7 @@ def _header(fields: dict[str, Any]) -> dict[str, Any]:
         "seed_words": fields["seed_words"], "lane_words": fields["lane_words"],
         "model": fields["model"],
         "digest": fields["digest"], "acnkit": fields["acnkit"], "torch": fields["torch"],
+        "arithmetic": fields.get("arithmetic", ""),
         "names": fields["names"].split("\n") if fields["names"] else [],
         "modes": [IMAGE_MODES[i] if i < len(IMAGE_MODES) else "?"
                   for i in fields.get("modes", b"")],
@@ -127,9 +155,14 @@ def _encode(kind: str, value: Any) -> bytes:
 
 
 def _layout(fields: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    """The fields a header of these flags holds: :data:`LAYOUT`, and ``modes`` after it
-    when :data:`FLAG_MODES` is set."""
-    return LAYOUT + ((("modes", "bytes"),) if fields["flags"] & FLAG_MODES else ())
+    """The fields a header of this format and these flags holds: :data:`LAYOUT` (with
+    :data:`ARITHMETIC_FIELD` from format 7), and ``modes`` after it when
+    :data:`FLAG_MODES` is set."""
+    layout = LAYOUT
+    if fields["format"] >= 7:
+        at = [name for name, _ in LAYOUT].index("torch") + 1
+        layout = LAYOUT[:at] + (ARITHMETIC_FIELD,) + LAYOUT[at:]
+    return layout + ((("modes", "bytes"),) if fields["flags"] & FLAG_MODES else ())
 
 
 def pack(header: dict[str, Any], payload: bytes) -> bytes:
@@ -229,14 +262,16 @@ def read_header(data: bytes, name: str = "the file") -> tuple[dict[str, Any], np
         raise CodecError(f"{name} has format version {version}, from an acnkit before "
                          f"{OLD_FORMATS[version]}; this acnkit {__version__} reads version "
                          f"{FORMAT_VERSION}: decode it with the acnkit that wrote it")
-    if version != FORMAT_VERSION:
+    if version not in READ_FORMATS:
         raise CodecError(f"{name} has format version {version}; this acnkit {__version__} "
-                         f"reads version {FORMAT_VERSION} only: the file is corrupt or from "
-                         f"a newer acnkit")
+                         f"reads versions {READ_FORMATS[0]} to {READ_FORMATS[-1]} only: the "
+                         f"file is corrupt or from a newer acnkit")
     r = _Reader(body, name)
-    fields = {field: r.field(kind) for field, kind in LAYOUT}
-    if fields["flags"] & FLAG_MODES:
-        fields["modes"] = r.field("bytes")
+    fields: dict[str, Any] = {"format": version, "flags": 0}
+    for field, kind in LAYOUT[:2]:
+        fields[field] = r.field(kind)
+    for field, kind in _layout(fields)[2:]:
+        fields[field] = r.field(kind)
     header = _header(fields)
     if (len(r.data) - r.pos) % 4 or header["input_dtype"] == "?":
         raise CodecError(f"{name} has a malformed header")
@@ -273,6 +308,10 @@ def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
          f"it names {len(header['names'])} images but holds {count}"),
         (not all(safe_name(n) for n in header["names"]),
          "an image name is not a plain relative path"),
+        (header["format"] >= 7 and not (header["arithmetic"] == ARITHMETIC_NAME
+                                         or header["arithmetic"].startswith(MACHINE)
+                                         or (stored and header["arithmetic"] == "")),
+         f"its arithmetic {header['arithmetic'][:40]!r} is not one acnkit writes"),
         (not all(VERSION.fullmatch(header[k]) for k in ("acnkit", "torch")),
          f"its version fields {header['acnkit']!r} and {header['torch']!r} are not versions "
          f"(the bytes that name the acnkit and torch that wrote it are damaged)"),

@@ -11,6 +11,8 @@ floats agree in every bit.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -22,9 +24,10 @@ from torch import Tensor
 
 from ..distributions import DiagGaussian, MixtureDiagGaussian
 from ..errors import CodecError
+from ..exact import portable
 from ..interfaces import Decoder
 from ..model import Model
-from .coder import Codec, Codecs
+from .coder import Codecs
 from .levels import CDF, Decisions, Search, popped
 
 LatentPrior = DiagGaussian | MixtureDiagGaussian
@@ -43,10 +46,17 @@ MIN_VALID_BITS = 32
 
 class NetCalls:
     """The networks of a model as the coder calls them: a batch of a step's lanes at a
-    time, float64 out. Images are (B, C, H, W) arrays of integer levels."""
+    time, float64 out. Images are (B, C, H, W) arrays of integer levels. ``exact``: every
+    call runs under :func:`acnkit.exact.portable` (the model a float64 copy,
+    :func:`portable_model`), so the numbers are the same on every machine."""
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, exact: bool = False) -> None:
         self.model = model.eval()
+        self.exact = exact
+
+    def arithmetic(self) -> Any:
+        """The arithmetic the networks run in: exact, or the machine's own."""
+        return portable() if self.exact else contextlib.nullcontext()
 
     def _inputs(self, images: np.ndarray) -> Tensor:
         m = self.model
@@ -57,8 +67,10 @@ class NetCalls:
     def posterior(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, Tensor]:
         """q(z|x) of a batch of images: means and stds (B, d, float64), and the codes as
         the model gave them."""
-        q = self.model.encoder(self._inputs(images))
-        return q.mean.double().cpu().numpy(), q.log_std.exp().double().cpu().numpy(), q.mean
+        with self.arithmetic():
+            q = self.model.encoder(self._inputs(images))
+            stds = q.log_std.exp()
+        return q.mean.double().cpu().numpy(), stds.double().cpu().numpy(), q.mean
 
     @property
     def autoregressive(self) -> bool:
@@ -73,7 +85,8 @@ class NetCalls:
     def independent_params(self, z: np.ndarray) -> Tensor:
         """The likelihood parameters of images whose pixels are independent given z."""
         m = self.model
-        return m.decoder.params(torch.from_numpy(z).float().to(m.device))
+        with self.arithmetic():
+            return m.decoder.params(torch.from_numpy(z).float().to(m.device))
 
     @torch.no_grad()
     def channel_cdfs(self, params: Tensor, known: np.ndarray,
@@ -94,7 +107,8 @@ class NetCalls:
     def _channel_cdf(self, params: Tensor, x: Tensor, channel: int) -> CDF:
         """Channel ``channel``'s CDF at edges (b, pixels, m) of the images ``x``."""
         m = self.model
-        at = m.loss.cdf(params, x)
+        with self.arithmetic():
+            at = m.loss.cdf(params, x)
 
         def cdf(edges: np.ndarray) -> np.ndarray:
             at_channel = torch.from_numpy(edges).to(m.device).reshape(x.shape[0], 1,
@@ -105,7 +119,8 @@ class NetCalls:
                 asked = torch.zeros((*x.shape, edges.shape[-1]), dtype=torch.long,
                                     device=m.device)
                 asked[:, channel: channel + 1] = at_channel
-            f = at(asked)[:, channel]
+            with self.arithmetic():
+                f = at(asked)[:, channel]
             return f.reshape(edges.shape).double().cpu().numpy()
 
         return cdf
@@ -122,6 +137,11 @@ class NetCalls:
         stepping from one teacher-forced pass over ``images``, which gives the same floats
         since a position's output never reads the pixels at or after it (checked before
         coding)."""
+        with self.arithmetic():
+            self._position_cdfs(z, images, level_of)
+
+    def _position_cdfs(self, z: np.ndarray, images: np.ndarray | None,
+                       level_of: Callable[[int, int, CDF], np.ndarray]) -> None:
         m = self.model
         dec = m.decoder
         zt = torch.from_numpy(z).float().to(m.device)
@@ -147,7 +167,8 @@ class NetCalls:
     @torch.no_grad()
     def prior(self, contexts: Tensor | None, batch: int) -> Any:
         """The prior of each of ``batch`` lanes (``contexts``: their neighbours' codes)."""
-        return self.model.prior_distribution(contexts, batch)
+        with self.arithmetic():
+            return self.model.prior_distribution(contexts, batch)
 
 
 class WholePasses:
@@ -173,18 +194,6 @@ def gaussian_rows(dist: DiagGaussian) -> tuple[np.ndarray, np.ndarray]:
     return dist.mean.double().cpu().numpy(), dist.log_std.exp().double().cpu().numpy()
 
 
-def prior_codecs(codecs: Codecs, prior: LatentPrior) -> list[Codec]:
-    """The codec of each row of a batched latent prior (its numbers read off once)."""
-    if isinstance(prior, DiagGaussian):
-        means, stds = gaussian_rows(prior)
-        return [codecs.gaussian(m, s) for m, s in zip(means, stds, strict=True)]
-    weights = torch.softmax(prior.logits.double(), -1).cpu().numpy()
-    means = prior.means.double().cpu().numpy()
-    stds = prior.log_stds.exp().double().cpu().numpy()
-    return [codecs.mixture(np.ascontiguousarray(w), m, s)
-            for w, m, s in zip(weights, means, stds, strict=True)]
-
-
 class ImageCoder:
     """Pushes and pops one step of images: row b of every batch on lane b's stack.
 
@@ -198,15 +207,15 @@ class ImageCoder:
         self.pixel_steps, self.pixel_seconds = 0, 0.0  # the autoregressive decoding loop
         levels = nets.model.levels
         radix = RADIX_AUTOREGRESSIVE if nets.autoregressive else RADIX_INDEPENDENT
-        self.search = Search(levels, min(radix, levels))  # 0/1 pixels: one Bernoulli decision
+        # 0/1 pixels: one Bernoulli decision
+        self.search = Search(levels, min(radix, levels), exact=nets.exact)
 
     def push(self, stacks: list[Any], images: np.ndarray, means: np.ndarray,
              stds: np.ndarray, prior: LatentPrior, keys: list[int]) -> None:
         """The sender's step: image b (C, H, W levels) with posterior (means[b], stds[b])
         onto stack b; ``keys[b]``: its place in the decoding order (the dither's key)."""
-        posteriors = self.codecs.posteriors(means, stds, keys)
-        symbols = [q.pop(ans) for q, ans in zip(posteriors, stacks, strict=True)]
-        z = self.codecs.grid.values(np.stack(symbols))
+        symbols = self.codecs.posterior_lanes(means, stds, keys).pop(stacks)
+        z = self.codecs.grid.values(symbols)
         b, c = len(stacks), images.shape[1]
         search = self.search
         if self.nets.autoregressive:  # pixel-major: (B, H*W, C) subpixels
@@ -229,17 +238,14 @@ class ImageCoder:
                     decisions = Decisions(search)
                     search.run(rows.shape, cdf, decisions.known(rows.astype(np.int64)))
                     decisions.push(stacks[block.start: block.stop])
-        for lane, (ans, row) in enumerate(zip(stacks, prior_codecs(self.codecs, prior),
-                                              strict=True)):
-            row.push(ans, symbols[lane])
+        self.codecs.prior_lanes(prior).push(stacks, symbols)
 
     def pop(self, stacks: list[Any], prior: LatentPrior, shape: tuple[int, ...],
             keys: list[int]) -> tuple[np.ndarray, Tensor]:
         """The receiver's step: the images (B, *shape, uint8), one from each stack, and
         their codes."""
-        symbols = [row.pop(ans) for ans, row in zip(stacks, prior_codecs(self.codecs, prior),
-                                                     strict=True)]
-        z = self.codecs.grid.values(np.stack(symbols))
+        symbols = self.codecs.prior_lanes(prior).pop(stacks)
+        z = self.codecs.grid.values(symbols)
         images = self._pop_pixels(stacks, z, shape)
         for b, ans in enumerate(stacks):
             # the sender's stack at this point held its initial words less what the
@@ -249,9 +255,8 @@ class ImageCoder:
                 raise CodecError(f"the file ran out of bits at image {keys[b] + 1}: it is "
                                  f"corrupt or claims more images than it holds")
         means, stds, codes = self.nets.posterior(images)
-        posteriors = self.codecs.posteriors(means, stds, keys)
-        for b, (ans, q) in enumerate(zip(stacks, posteriors, strict=True)):
-            q.push(ans, symbols[b])
+        self.codecs.posterior_lanes(means, stds, keys).push(stacks, symbols)
+        for b, ans in enumerate(stacks):
             if ans.is_empty():  # a real file keeps its initial words below every image
                 raise CodecError(f"the file ran out of bits at image {keys[b] + 1}: it is "
                                  f"corrupt or claims more images than it holds")
@@ -281,3 +286,11 @@ class ImageCoder:
         self.pixel_steps += images.shape[2] * b
         self.pixel_seconds += time.perf_counter() - t0
         return images.reshape(b, *shape)
+
+
+def portable_model(model: Model) -> Model:
+    """The model a portable file is coded with: a float64 copy of ``model`` (its float32
+    weights are float64 numbers exactly; the exact layers put them on their grids),
+    derived alike on every machine, so it needs no file of its own."""
+    nets = copy.deepcopy(model.nets).to(dtype=torch.float64).eval()
+    return Model(model.config, nets, model.image_shape, model.device, model.registry)

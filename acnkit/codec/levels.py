@@ -41,10 +41,10 @@ Decide = Callable[[int, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 class Search:
     """The search over ``levels`` levels in ``radix`` parts a cut, and its coder model."""
 
-    def __init__(self, levels: int, radix: int) -> None:
+    def __init__(self, levels: int, radix: int, exact: bool = False) -> None:
         if radix < 2:
             raise ValueError(f"a search cuts into at least 2 parts, not {radix}")
-        self.levels, self.radix = levels, radix
+        self.levels, self.radix, self.exact = levels, radix, exact
         model = constriction().stream.model
         self.model = model.Bernoulli(perfect=False) if radix == 2 else \
             model.Categorical(perfect=False)
@@ -65,24 +65,34 @@ class Search:
             return np.clip(p, 0.0, 1.0, out=p)
         f_edges = np.concatenate([f_lo[..., None], f_inner, f_hi[..., None]], -1)
         mass = np.maximum(np.diff(f_edges, axis=-1), 0.0)
-        total = mass.sum(-1, keepdims=True)
+        # exact: the interval's mass from its ends, one subtraction, where numpy's sum
+        # of the parts would be in an order numpy may change (the coder normalises the
+        # parts by their own sum, in its fixed order, either way)
+        total = (f_hi - f_lo)[..., None] if self.exact else mass.sum(-1, keepdims=True)
         p = np.full(mass.shape, 1.0 / self.radix)
         np.divide(mass, total, out=p, where=total > 0)
         return p
 
-    def run(self, shape: tuple[int, ...], cdf: CDF, decide: Decide) -> np.ndarray:
+    def run(self, shape: tuple[int, ...], cdf: CDF, decide: Decide,
+            sizes: np.ndarray | None = None) -> np.ndarray:
         """The search for subpixels of ``shape``, its decisions made by ``decide``: the
-        levels found (int64)."""
-        if self.radix ** self.cuts == self.levels:
+        levels found (int64); ``sizes``: each symbol's own level count (shape ``shape``,
+        each at least 1) instead of :attr:`levels` (a latent's window), cut until every
+        interval is one level."""
+        if sizes is None and self.radix ** self.cuts == self.levels:
             return self._run_even(shape, cdf, decide)
         r = self.radix
         lo = np.zeros(shape, dtype=np.int64)
-        hi = np.full(shape, self.levels, dtype=np.int64)
+        hi = np.full(shape, self.levels, dtype=np.int64) if sizes is None \
+            else sizes.astype(np.int64)
         f_lo, f_hi = np.zeros(shape), np.ones(shape)
         parts = np.arange(1, r)
-        for cut in range(self.cuts):
+        cut = 0
+        while True:
             width = hi - lo
             active = width > 1
+            if not active.any():
+                return lo
             inner = lo[..., None] + (parts * width[..., None]) // r
             f_inner = _checked(cdf(inner))
             part = decide(cut, active, self.params(f_lo, f_inner, f_hi), inner)
@@ -92,7 +102,7 @@ class Search:
             new_lo = lo + (part * width) // r
             np.copyto(hi, lo + ((part + 1) * width) // r, where=active)
             np.copyto(lo, new_lo, where=active)
-        return lo
+            cut += 1
 
     def _run_even(self, shape: tuple[int, ...], cdf: CDF, decide: Decide) -> np.ndarray:
         """:meth:`run` where the levels are a power of the radix (256 levels in halves or

@@ -1,0 +1,257 @@
+"""Sums, products of matrices and convolutions whose every partial sum is an exact integer.
+
+A float64 holds every integer below 2^53 exactly, so a sum of integers whose absolute
+values add up to at most 2^53 is exact in any order: every CPU kernel, thread split, BLAS
+and GPU returns the same bits. Each operation here turns its operands into such integers
+on grids of steps 2^-k chosen so that the bound holds (the bound is written beside each),
+sums them with torch's own fast kernels, and scales the exact result back.
+
+The grids are chosen per *row* (one image's activations, one output unit's weights), from
+the largest magnitude in the row, so a row's result never depends on the other rows of a
+batch: the receiver may decode in batches the sender never formed.
+
+- weights: each output unit's weights on the grid that puts its largest at 2^WEIGHT_BITS
+  (:data:`WEIGHT_BITS` significant bits, a relative 2^-20 of the unit's largest weight);
+- activations: each row's values on the finest grid that keeps
+  max|x_int| * max_unit sum|w_int| <= 2^53 (about 53 - 20 - log2(fan-in) bits, 25 for an
+  800-input layer: float32's precision);
+- sums over an axis: each slice's values on the finest grid with n * max|x_int| <= 2^52.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.weak import WeakIdKeyDictionary
+
+from . import functions
+from .bits import EXACT, exponent, integers, pow2
+
+#: significant bits of a weight (each output unit's largest weight is below 2^WEIGHT_BITS
+#: on its grid)
+WEIGHT_BITS = 20
+
+
+class NotPortable(Exception):
+    """An operation that has no exact form here: its results could differ by machine."""
+
+
+def _row_exponent(x: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """exponent() of the largest |x| over ``dims`` (kept as size-1 dims)."""
+    return exponent(x.abs().amax(dim=dims, keepdim=True))
+
+
+class Weights:
+    """A weight matrix (out, fan_in) on its grid: integers ``q`` (float64), each unit's
+    exponent ``k`` (w = q * 2^-k) and ``bound_exponent``: every unit's sum |q| < 2^it."""
+
+    def __init__(self, w: Tensor) -> None:
+        w = w.detach().to(torch.float64).reshape(len(w), -1)
+        if not torch.isfinite(w).all():
+            raise NotPortable("a weight is not a finite number")
+        # |w_j| < 2^e_j  ->  |w_j * 2^(WEIGHT_BITS - e_j)| < 2^WEIGHT_BITS
+        self.k = WEIGHT_BITS - _row_exponent(w, (1,))
+        self.q = integers(w, self.k)
+        # bound: sum_i |q_ji| <= fan_in * 2^WEIGHT_BITS < 2^53 for fan_in < 2^33: exact
+        l1 = self.q.abs().sum(1).max()
+        self.bound_exponent = int(exponent(l1).item())
+        self.qt = self.q.t().contiguous()
+
+
+_CACHE = WeakIdKeyDictionary()
+
+
+def weights(w: Tensor) -> Weights:
+    """``w`` on its grid, cached while the tensor lives and is not written to."""
+    hit = _CACHE.get(w)
+    if hit is not None and hit[0] == w._version:
+        return hit[1]
+    made = Weights(w)
+    try:
+        _CACHE[w] = (w._version, made)
+    except TypeError:  # pragma: no cover - a tensor that takes no weak reference
+        pass
+    return made
+
+
+def _activation_exponent(x: Tensor, dims: tuple[int, ...], w: Weights) -> Tensor:
+    """The grid 2^-f of each row of ``x`` (max over ``dims``) for products with ``w``:
+    max|x_int| <= 2^(53 - b) and every unit's sum |q| < 2^b, so every partial sum of
+    x_int * q is below 2^53 in magnitude: exact."""
+    return EXACT - w.bound_exponent - _row_exponent(x, dims)
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x @ weight.T + bias, the products exact (module docstring)."""
+    x = x.to(torch.float64)
+    w = weights(weight)
+    f = _activation_exponent(x, (-1,), w)
+    acc = integers(x, f) @ w.qt  # exact: see _activation_exponent
+    out = acc * pow2(-f) * pow2(-w.k.reshape(-1))
+    return out if bias is None else out + bias.to(torch.float64)
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1,
+           padding: Any = 0, dilation: Any = 1, groups: int = 1) -> Tensor:
+    """A 2-d convolution as a product of the unfolded image with the weights (unfolding
+    only moves numbers), each image on its own grid (its largest value over all channels
+    and positions bounds every window's)."""
+    if groups != 1:
+        raise NotPortable("conv2d with groups")
+    unbatched = x.dim() == 3
+    x = (x[None] if unbatched else x).to(torch.float64)
+    c_out, _, kh, kw = weight.shape
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = 0
+        else:  # "same" (stride 1): the kernel's reach split as torch splits it
+            d = _pair(dilation)
+            total = (d[0] * (kh - 1), d[1] * (kw - 1))
+            x = F.pad(x, (total[1] // 2, total[1] - total[1] // 2,
+                          total[0] // 2, total[0] - total[0] // 2))
+            padding = 0
+    w = weights(weight)
+    f = _activation_exponent(x, (1, 2, 3), w)
+    xi = integers(x, f)
+    b, _, h, wd = xi.shape
+    s, p, d = _pair(stride), _pair(padding), _pair(dilation)
+    oh = (h + 2 * p[0] - d[0] * (kh - 1) - 1) // s[0] + 1
+    ow = (wd + 2 * p[1] - d[1] * (kw - 1) - 1) // s[1] + 1
+    cols = F.unfold(xi, (kh, kw), dilation=d, padding=p, stride=s)  # (B, C*kh*kw, L)
+    acc = w.q @ cols  # exact: (c_out, C*kh*kw) @ (B, C*kh*kw, L)
+    out = (acc * pow2(-f.reshape(b, 1, 1)) * pow2(-w.k.reshape(1, c_out, 1))
+           ).reshape(b, c_out, oh, ow)
+    if bias is not None:
+        out = out + bias.to(torch.float64).reshape(1, -1, 1, 1)
+    return out[0] if unbatched else out
+
+
+def conv_transpose2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1,
+                     padding: Any = 0, output_padding: Any = 0, groups: int = 1,
+                     dilation: Any = 1) -> Tensor:
+    """The transposed convolution as an ordinary one: the input spread out by the stride
+    (zeros between), padded by the kernel's reach less ``padding``, convolved with the
+    kernel flipped and its in/out channels swapped."""
+    if groups != 1 or _pair(dilation) != (1, 1):
+        raise NotPortable("conv_transpose2d with groups or dilation")
+    x = x.to(torch.float64)
+    b, c, h, wd = x.shape
+    s, p, op = _pair(stride), _pair(padding), _pair(output_padding)
+    kh, kw = weight.shape[2:]
+    spread = x.new_zeros((b, c, (h - 1) * s[0] + 1, (wd - 1) * s[1] + 1))
+    spread[:, :, :: s[0], :: s[1]] = x
+    ph, pw = kh - 1 - p[0], kw - 1 - p[1]
+    if ph < 0 or pw < 0:
+        raise NotPortable("conv_transpose2d with padding beyond its kernel")
+    spread = F.pad(spread, (pw, pw + op[1], ph, ph + op[0]))
+    flipped = _flipped(weight)
+    return conv2d(spread, flipped, bias)
+
+
+_FLIPPED = WeakIdKeyDictionary()
+
+
+def _flipped(weight: Tensor) -> Tensor:
+    """A transposed convolution's kernel as an ordinary convolution's, kept with the
+    weight so that its grid is computed once."""
+    hit = _FLIPPED.get(weight)
+    if hit is not None and hit[0] == weight._version:
+        return hit[1]
+    made = weight.detach().flip(2, 3).transpose(0, 1).contiguous()
+    _FLIPPED[weight] = (weight._version, made)
+    return made
+
+
+def _dims(x: Tensor, dim: Any) -> tuple[int, ...]:
+    if dim is None or (isinstance(dim, list | tuple) and len(dim) == 0):
+        return tuple(range(x.dim()))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    return tuple(d % max(x.dim(), 1) for d in dims)
+
+
+def _slice_exponent(x: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """The grid of each slice over ``dims``: n values each at most 2^(52 - ceil log2 n) in
+    magnitude on it, so the slice's sum (and every partial sum) is at most 2^52: exact."""
+    n = math.prod(x.shape[d] for d in dims) if dims else 1
+    return (EXACT - 1 - max(n - 1, 0).bit_length()) - _row_exponent(x, dims)
+
+
+def _finite_or(x: Tensor, dims: tuple[int, ...], exact: Tensor, keepdim: bool,
+               plain: Any) -> Tensor:
+    """``exact`` where the slice is finite; infinities and NaN as the plain op gives them
+    (any order sums them to the same inf or NaN)."""
+    finite = torch.isfinite(x).all(dim=dims, keepdim=keepdim) if dims else torch.isfinite(x)
+    if bool(finite.all()):
+        return exact
+    return torch.where(finite, exact, plain())
+
+
+def sum(x: Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:
+    if not (x.dtype.is_floating_point or (dtype is not None and dtype.is_floating_point)):
+        return torch.sum(x, dim=dim, keepdim=keepdim, dtype=dtype) if dim is not None \
+            else torch.sum(x, dtype=dtype)
+    x = x.to(torch.float64)
+    dims = _dims(x, dim)
+    if x.dim() == 0:
+        return x.clone()
+    f = _slice_exponent(x, dims)
+    total = integers(x, f).sum(dim=dims, keepdim=True) * pow2(-f)
+    exact = total if keepdim else total.reshape([s for i, s in enumerate(x.shape)
+                                                  if i not in dims])
+    return _finite_or(x, dims, exact, keepdim, lambda: x.sum(dim=dims, keepdim=keepdim))
+
+
+def mean(x: Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:
+    x = x.to(torch.float64)
+    dims = _dims(x, dim)
+    n = math.prod(x.shape[d] for d in dims) if x.dim() else 1
+    return sum(x, dim, keepdim) / float(n)
+
+
+def cumsum(x: Tensor, dim: int, *, dtype: Any = None) -> Tensor:
+    if not x.dtype.is_floating_point and (dtype is None or not dtype.is_floating_point):
+        return torch.cumsum(x, dim, dtype=dtype)
+    x = x.to(torch.float64)
+    f = _slice_exponent(x, (dim % x.dim(),))
+    out = integers(x, f).cumsum(dim) * pow2(-f)
+    if bool(torch.isfinite(x).all()):
+        return out
+    return torch.where(torch.isfinite(x).all(dim, keepdim=True), out, x.cumsum(dim))
+
+
+def logsumexp(x: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
+    x = x.to(torch.float64)
+    dims = _dims(x, dim)
+    top = x.amax(dim=dims, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    out = functions.log(sum(functions.exp(x - top), dims, keepdim=True)) + top
+    return out if keepdim else out.squeeze(dims)
+
+
+def softmax(x: Tensor, dim: int, _stacklevel: int = 3, dtype: Any = None) -> Tensor:
+    x = x.to(torch.float64)
+    e = functions.exp(x - x.amax(dim, keepdim=True))
+    return e / sum(e, dim, keepdim=True)
+
+
+def log_softmax(x: Tensor, dim: int, _stacklevel: int = 3, dtype: Any = None) -> Tensor:
+    x = x.to(torch.float64)
+    shifted = x - x.amax(dim, keepdim=True)
+    return shifted - functions.log(sum(functions.exp(shifted), dim, keepdim=True))
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """a @ b with ``b`` as the weights (its columns are the units), exact as :func:`linear`."""
+    if b.dim() == 1:
+        return linear(a, b[None])[..., 0]
+    if b.dim() != 2:
+        raise NotPortable("matmul of batches of matrices")
+    return linear(a, b.t())
