@@ -122,13 +122,15 @@ REPLACED: dict[str, Callable[..., Any]] = {
     "expm1": _unary(functions.expm1), "log": _unary(functions.log),
     "log_": _inplace(_unary(functions.log)), "log1p": _unary(functions.log1p),
     "sigmoid": _unary(functions.sigmoid), "sigmoid_": _inplace(_unary(functions.sigmoid)),
-    "logsigmoid": _unary(functions.logsigmoid), "tanh": _unary(functions.tanh),
+    "logsigmoid": _unary(functions.logsigmoid), "log_sigmoid": _unary(functions.logsigmoid), "tanh": _unary(functions.tanh),
     "tanh_": _inplace(_unary(functions.tanh)), "softplus": _softplus, "elu": _elu,
     "erf": _unary(functions.erf), "erfc": _unary(functions.erfc),
     "gelu": lambda x, approximate="none": functions.gelu(x, approximate),
     "silu": _unary(functions.silu),
     "pow": _pow, "__pow__": _pow, "square": lambda x: x * x,
     "rsqrt": lambda x: 1.0 / torch.sqrt(x),
+    "__rpow__": lambda x, base: functions.exp(x.to(torch.float64) * functions.log(
+        torch.tensor(float(base), dtype=torch.float64))),
     "add": _alpha(torch.add), "sub": _alpha(torch.sub), "subtract": _alpha(torch.sub),
     "add_": _alpha(torch.Tensor.add_), "sub_": _alpha(torch.Tensor.sub_),
     "addcmul": _addcmul, "addcdiv": _addcdiv,
@@ -145,7 +147,8 @@ __int__ __float__ __hash__ __reduce_ex__ __deepcopy__ __array__ __get__ __set__ 
 __rsub__ __rmul__ __truediv__ __rtruediv__ __neg__ __abs__ __and__ __or__ __xor__ __invert__
 __eq__ __ne__ __lt__ __le__ __gt__ __ge__ __iadd__ __isub__ __imul__ __itruediv__ __mul__
 __add__ __sub__ __div__ __floordiv__ __rfloordiv__ __mod__ __rmod__ __lshift__ __rshift__
-__iand__ __ior__ __ixor__ __ilshift__ __irshift__ __rpow__
+__iand__ __ior__ __ixor__ __ilshift__ __irshift__ __rdiv__ __idiv__ __ifloordiv__ __imod__
+__rmatmul__ __rand__ __ror__ __rxor__ __rlshift__ __rrshift__ __pos__
 mul mul_ multiply div div_ divide true_divide neg negative abs abs_ sqrt sqrt_ reciprocal
 reciprocal_ rsub maximum minimum fmax fmin clamp clamp_ clip clip_ clamp_min clamp_max
 clamp_min_ clamp_max_ relu relu_ threshold hardtanh relu6 leaky_relu hardsigmoid hardswish

@@ -17,13 +17,15 @@ Searchers: each ``check_*`` of ``CHECKS`` takes a zero-argument factory and rais
 AssertionError on a breach; ``run_contract(factory)`` runs them in turn. The other kinds
 have one function each, called with the factory as acnkit calls it: ``check_encoder``,
 ``check_decoder``, ``check_prior``, ``check_loss``, ``check_dataset`` (and
-``check_prior_codable`` for what ``acnkit compress`` needs of a prior).
+``check_prior_codable`` for what ``acnkit compress`` needs of a prior), and
+``check_portable`` for a whole run: its files decode bit-exactly on other machines.
 """
 
 from ..neighbours import brute_force_knn
 from .datasets import check_dataset
 from .losses import check_loss
 from .networks import check_causal, check_decoder, check_encoder, check_stepping
+from .portable import check_portable
 from .priors import check_prior, check_prior_codable
 from .searchers import (
     CHECKS,
@@ -44,7 +46,7 @@ __all__ = [
     "CHECKS", "SearcherContract", "brute_force_knn", "check_bad_arguments",
     "check_banned_rows_and_widening", "check_causal", "check_dataset", "check_decoder",
     "check_encoder", "check_exclusion_lists", "check_loss", "check_padding_when_too_few",
-    "check_prior", "check_prior_codable", "check_recall", "check_rows_change",
+    "check_portable", "check_prior", "check_prior_codable", "check_recall", "check_rows_change",
     "check_self_exclusion", "check_shapes", "check_stepping", "clustered_codes",
     "run_contract",
 ]

@@ -1,0 +1,114 @@
+"""Portable files: written with this machine's widest kernels, every kind of built-in run's
+file decodes bit-exactly in subprocesses held to AVX2 and to SSE4 kernels, with 1 and 2
+threads and the fused search off, and a file written under SSE4 decodes here
+(acnkit.testing.check_portable); a component with no exact form is caught and named."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from acnkit.cli import main
+from acnkit.codec import compress, decompress
+from acnkit.errors import CodecError
+from acnkit.exact import ARITHMETIC
+from acnkit.testing import check_portable
+from acnkit.trained import load_run
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+COMMON = ["--epochs", "1", "--train-limit", "300", "--test-limit", "24", "--latent-dim", "8",
+          "--batch-size", "64"]
+#: one run of each kind of built-in component: encoders, decoders (the PixelCNN with its
+#: stepping), priors (one Gaussian, the mixture), losses (grey and colour logistic,
+#: categorical, Bernoulli) on binary, 17-level and 8-bit data
+RUNS = {
+    "binary-mlp-bernoulli-vae": ["--data", "digits", "--prior", "vae",
+                                 "--encoder-hidden", "32"],
+    "binary-mlp-bernoulli-acn-mixture": ["--data", "digits", "--prior", "acn", "--mixtures",
+                                         "3", "--encoder-hidden", "32", "--prior-hidden", "16"],
+    "17-mlp-logistic-acn": ["--data", "digits", "--pixels", "native", "--prior", "acn",
+                            "--encoder-hidden", "32", "--prior-hidden", "16"],
+    "17-conv-categorical-vae": ["--data", "digits", "--pixels", "native", "--encoder", "conv",
+                                "--decoder", "conv", "--loss", "categorical", "--prior", "vae",
+                                "--channels", "4-8", "--encoder-hidden", "16"],
+    "17-pixelcnn-logistic-acn": ["--data", "digits", "--pixels", "native", "--decoder",
+                                 "pixelcnn", "--decoder-option", "channels=8",
+                                 "--decoder-option", "layers=2", "--prior", "acn",
+                                 "--encoder-hidden", "32", "--prior-hidden", "16"],
+    "8bit-colour-mlp-logistic-vae": ["--data", "sample-patches", "--pixels", "native",
+                                     "--prior", "vae", "--encoder-hidden", "32"],
+}
+if FASHION.is_dir():
+    RUNS["8bit-grey-mlp-logistic-acn"] = ["--data", "fashion-mnist", "--data-dir",
+                                          str(FASHION), "--pixels", "native", "--prior",
+                                          "acn", "--encoder-hidden", "32",
+                                          "--prior-hidden", "16"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("portable")
+    made = {}
+    for name, args in RUNS.items():
+        out = root / name
+        result = CliRunner().invoke(main, ["run", *COMMON, *args, "--out", str(out), "-q"])
+        assert result.exit_code == 0, result.output
+        made[name] = out
+    return made
+
+
+def test_every_built_in_run_decodes_alike_on_other_kernels_threads_and_back(runs):
+    images = {}
+    for name, path in runs.items():
+        test_x = load_run(path, "cpu").data.test_x
+        images[str(path)] = test_x[: 8 if "pixelcnn" in name else 24].numpy()
+    check_portable(images, lanes=3)
+
+
+def test_a_file_decodes_the_same_in_any_batch_and_on_the_other_path(runs):
+    """Portable files are the default; they decode in-process too, in one lane and many."""
+    run = load_run(runs["17-mlp-logistic-acn"], "cpu")
+    images = run.data.test_x.numpy()
+    for lanes in (1, 5):
+        coded = compress(run.model, images, "ordered", lanes=lanes)
+        assert coded.header["arithmetic"] == ARITHMETIC
+        assert np.array_equal(decompress(run.model, coded.data), images)
+
+
+class Besselled(torch.nn.Module):
+    """A decoder layer with no exact form (a Bessel function); ``ulps`` moves its result
+    as another machine's kernels might."""
+
+    ulps = 0.0
+
+    def forward(self, x):
+        return torch.special.i0e(x) * (1 + self.ulps * 2.0 ** -52)
+
+
+def test_a_component_without_exact_form_is_named_and_its_file_bound_to_the_machine(
+        runs, monkeypatch):
+    run = load_run(runs["binary-mlp-bernoulli-vae"], "cpu")
+    layer = Besselled()
+    run.model.decoder.net.append(layer)
+    images = run.data.test_x.numpy()[:10]
+    notes: list[str] = []
+    coded = compress(run.model, images, "ordered", plain_if_smaller=False, note=notes.append)
+    assert coded.header["arithmetic"].startswith("machine: ")
+    assert len(notes) == 1 and "special_i0e" in notes[0] and "only on a machine" in notes[0]
+    assert np.array_equal(decompress(run.model, coded.data), images)
+    # another machine: a warning names both kinds, and a failure says why, not "corrupt"
+    module = sys.modules["acnkit.codec.compress"]
+    monkeypatch.setattr(module, "machine_kind", lambda device=None: "aarch64 NEON torch 9")
+    layer.ulps = 2.0 ** 34  # a relative 4e-6, as float32 sums in another order
+    warned: list[str] = []
+    with pytest.raises(CodecError) as failed:
+        decompress(run.model, coded.data, "f.acnz", warn=warned.append)
+    assert len(warned) == 1 and "aarch64 NEON torch 9" in warned[0] \
+        and coded.header["arithmetic"][len("machine: "):] in warned[0]
+    message = str(failed.value)
+    assert "corrupt" not in message and "decompress it on a machine of that kind" in message
