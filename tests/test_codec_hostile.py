@@ -96,11 +96,11 @@ def test_the_conditional_flag_must_match_the_model():
 def test_a_version_field_says_the_file_may_be_corrupt():
     t = trained(prior="vae")
     data = bytearray(compress(t.model, t.data.test_x.numpy(), "ordered").data)
-    data[4] = 7  # a flipped bit: the CRC no longer matches
+    data[4] = 15  # a flipped bit: the CRC no longer matches
     with pytest.raises(CodecError, match="corrupt or truncated"):
         decompress(t.model, bytes(data))
     with pytest.raises(CodecError, match="corrupt or from a newer acnkit"):
-        decompress(t.model, _repack_version(bytes(data), 7))
+        decompress(t.model, _repack_version(bytes(data), 8))
     with pytest.raises(CodecError, match="version 5, from an acnkit before posteriors coded a"):
         decompress(t.model, _repack_version(bytes(data), 5))
     with pytest.raises(CodecError, match="version 4, from an acnkit before the search over"):

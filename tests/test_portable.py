@@ -112,3 +112,20 @@ def test_a_component_without_exact_form_is_named_and_its_file_bound_to_the_machi
         and coded.header["arithmetic"][len("machine: "):] in warned[0]
     message = str(failed.value)
     assert "corrupt" not in message and "decompress it on a machine of that kind" in message
+
+
+def test_a_file_of_the_format_before_still_decodes_where_it_was_made(runs):
+    """Format 6 had no arithmetic field: its numbers were its machine's, as a
+    machine-bound file's are now."""
+    from acnkit.codec.fileformat import covered, pack, read_header
+    from acnkit.codec.order import digest
+
+    run = load_run(runs["17-mlp-logistic-acn"], "cpu")
+    images = run.data.test_x.numpy()
+    coded = compress(run.model, images, "ordered", portable=False, plain_if_smaller=False)
+    header, words = read_header(coded.data)
+    old = {**header, "format": 6}
+    old["digest"] = digest(images, "ordered", covered(old))[:32]
+    data = pack(old, words.tobytes())
+    assert read_header(data)[0]["arithmetic"] == ""
+    assert np.array_equal(decompress(run.model, data), images)
