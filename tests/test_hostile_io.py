@@ -18,7 +18,7 @@ from test_codec_levels import model as levels_model
 
 from acnkit.cli import main
 from acnkit.codec import compress, decompress, read_header
-from acnkit.codec.fileformat import LAYOUT, MAGIC, _Reader, covered, pack
+from acnkit.codec.fileformat import FLAG_MODES, MAGIC, _layout, _Reader, covered, pack
 from acnkit.codec.order import digest, log_distinct_orderings
 from acnkit.errors import CodecError, UsageError
 from acnkit.files import load_images, read_image
@@ -121,8 +121,9 @@ def test_crafted_names_are_refused_before_anything_is_decoded(names, words, tmp_
 
 def _field_offsets(data: bytes) -> dict[str, tuple[int, int]]:
     r = _Reader(data[:-4], "f")
+    version, flags = struct.unpack_from("<HB", data, len(MAGIC))
     spans = {}
-    for field, kind in LAYOUT:
+    for field, kind in _layout({"format": version, "flags": flags & ~FLAG_MODES}):
         start = r.pos
         r.field(kind)
         spans[field] = (start, r.pos)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import shutil
 import subprocess
@@ -228,10 +229,13 @@ def floor_bits(intensity: np.ndarray) -> float:
 
 def bench_codec(runs: list[str], data: str, split: str = "test",
                 limit: int | None = None, lanes: int | None = None,
-                classic: bool = True, pixels: str | None = None) -> dict[str, Any]:
+                classic: bool = True, pixels: str | None = None,
+                arithmetics: tuple[str, ...] = ("exact",)) -> dict[str, Any]:
     """Compress and decompress the same images with each run in both modes, check the round
     trip, and set the bytes and seconds beside the model's figure and the codecs people
-    use for such images (bilevel ones for 0/1 images, 8-bit ones for grey and colour)."""
+    use for such images (bilevel ones for 0/1 images, 8-bit ones for grey and colour);
+    ``arithmetics``: the portable file (``exact``), the machine-bound one (``machine``,
+    the machine's floats), or both side by side."""
     rows: list[dict[str, Any]] = []
     images, floor, levels = None, None, 2
     for run in runs:
@@ -246,15 +250,17 @@ def bench_codec(runs: list[str], data: str, split: str = "test",
             raise UsageError(f"run {run} reads {data} differently (another --data-seed, "
                              f"--pixels or --crop); compare runs on the same images")
         images = x
-        for mode in ("ordered", "set"):
+        for mode, arithmetic in itertools.product(("ordered", "set"), arithmetics):
             t0 = time.perf_counter()
-            result = compress(loaded.model, x, mode, lanes=lanes, plain_if_smaller=False)
+            result = compress(loaded.model, x, mode, lanes=lanes, plain_if_smaller=False,
+                              portable=arithmetic == "exact")
             t1 = time.perf_counter()
             stats: dict[str, Any] = {}
             out = decompress(loaded.model, result.data, stats=stats)
             t2 = time.perf_counter()
             rows.append({
-                "codec": f"acnkit {c.prior}", "run": str(run), "mode": mode,
+                "codec": f"acnkit {c.prior}" + (" machine" if arithmetic == "machine" else ""),
+                "arithmetic": result.header["arithmetic"], "run": str(run), "mode": mode,
                 "bytes": len(result.data), "bits_per_image": result.bits_per_image,
                 "model_bits_per_image": result.model_bits_per_image,
                 "overhead_percent": result.overhead_percent,

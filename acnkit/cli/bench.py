@@ -156,9 +156,13 @@ def bench_chain_cmd(n, dim, codes_path, as_json):
 @click.option("--classic/--no-classic", default=True, show_default=True,
               help="Also the codecs people use on the same images (the slowest part on "
                    "thousands of 8-bit images: WebP and JPEG XL at their best effort).")
+@click.option("--arithmetic", type=click.Choice(["exact", "machine", "both"]),
+              default="exact", show_default=True,
+              help="acnkit's files portable (exact arithmetic), bound to this machine (its "
+                   "floats), or both side by side.")
 @json_option(help="Print JSON.")
 @quiet_option
-def bench_codec_cmd(run_dirs, data, split, limit, lanes, pixels, classic, as_json):
+def bench_codec_cmd(run_dirs, data, split, limit, lanes, pixels, classic, arithmetic, as_json):
     """Bytes of acnkit compress for each run in ordered and set mode (round trip checked,
     seconds each way) beside the codecs people use on the same images, each timed both
     ways and its round trip checked: for 0/1 images gzip -9, bzip2 -9, xz -9e, a 1-bit
@@ -175,7 +179,8 @@ def bench_codec_cmd(run_dirs, data, split, limit, lanes, pixels, classic, as_jso
     if bool(run_dirs) == (pixels is not None):
         raise click.UsageError("give run folders, or --pixels binary|native for the other "
                                "codecs alone (no run)")
-    result = bench_codec(list(run_dirs), data, split, limit, lanes, classic, pixels)
+    result = bench_codec(list(run_dirs), data, split, limit, lanes, classic, pixels,
+                         ("exact", "machine") if arithmetic == "both" else (arithmetic,))
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

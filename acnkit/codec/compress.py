@@ -22,11 +22,11 @@ import torch
 from ..distributions import DiagGaussian, MixtureDiagGaussian
 from ..errors import CodecError, UsageError
 from ..evaluate import costs, modes
+from ..exact import ARITHMETIC, NotPortable
 from ..memory import chain_context, greedy_chain
 from ..model import Model
 from ..testing import check_causal, check_stepping
 from ..version import __version__
-from ..exact import ARITHMETIC, NotPortable
 from .coder import Codecs, ExactCodecs, Grid, choose_grid, new_stack, one_thread
 from .fileformat import (
     DTYPES,
@@ -114,11 +114,11 @@ def check_causal_decoder(model: Model, images: np.ndarray) -> None:
                          f"acnkit.testing.check_decoder)") from None
 
 
-def not_portable(model: Model, images: np.ndarray) -> str | None:
-    """Why ``model`` cannot code portably (the first operation of its components with no
-    exact form, :mod:`acnkit.exact`), or None: every network and the loss's CDF are run
-    once, under the exact arithmetic, on the first image."""
-    nets = NetCalls(portable_model(model), exact=True)
+def not_portable(nets: NetCalls, images: np.ndarray) -> str | None:
+    """Why the model of ``nets`` (exact) cannot code portably (the first operation of its
+    components with no exact form, :mod:`acnkit.exact`), or None: every network and the
+    loss's CDF are run once, under the exact arithmetic, on the first image."""
+    model = nets.model
     try:
         with torch.no_grad():
             means, _, codes = nets.posterior(images[:1])
@@ -144,13 +144,6 @@ class _Probed(Exception):
 def _first_level_only(i: int, c: int, cdf: Any) -> np.ndarray:
     cdf(np.ones((1, 1, 1), dtype=np.int64))
     raise _Probed
-
-
-def portable_fingerprint(model: Model) -> str:
-    """The fingerprint a portable file records: the model's, under the exact arithmetic."""
-    import hashlib
-
-    return hashlib.sha256(f"{model.fingerprint()} {ARITHMETIC}".encode()).hexdigest()
 
 
 def accepted_shapes(image_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
@@ -305,13 +298,12 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
     clash = name_clash(names) if names and mode == "ordered" else None
     if clash:
         raise UsageError(f"{clash}; give each image its own name")
-    why = not_portable(model, images) if portable and len(images) else "not asked for"
+    nets = NetCalls(portable_model(model), exact=True) if portable else NetCalls(model)
+    why = not_portable(nets, images) if portable and len(images) else "not asked for"
     if why is None:
-        nets, arithmetic = NetCalls(portable_model(model), exact=True), ARITHMETIC
-        fingerprint = portable_fingerprint(model)
+        arithmetic = ARITHMETIC
     else:
         nets, arithmetic = NetCalls(model), MACHINE + machine_kind(model.device)
-        fingerprint = model.fingerprint()
         if portable and note is not None:
             note(f"note: this model has no exact form ({why}); the file opens only on a "
                  f"machine like this one ({arithmetic[len(MACHINE):]})")
@@ -345,7 +337,7 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
         "input_shape": list(input_shape or images.shape), "input_dtype": input_dtype,
         "grid": {"bits": grid.bits, "lo": grid.lo, "hi": grid.hi}, "seed_words": words,
         "lane_words": [len(w) for w in lane_words],
-        "model": fingerprint[:32], "digest": "00" * 16,
+        "model": model.fingerprint()[:32], "digest": "00" * 16,
         "acnkit": __version__, "torch": torch.__version__, "arithmetic": arithmetic,
         "names": list(names or []) if mode == "ordered" else [],
         "modes": recorded,
@@ -354,7 +346,7 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
     coded = Compressed(pack(header, b"".join(w.tobytes() for w in lane_words)), header, figure)
     if not plain_if_smaller:
         return coded
-    plain = stored(images, {**header, "model": model.fingerprint()[:32]}, figure)
+    plain = stored(images, header, figure)
     return plain if len(plain.data) < len(coded.data) else coded
 
 
@@ -477,7 +469,7 @@ def decompress(model: Model, data: bytes, name: str = "the file",
     if given, gets the steps and seconds of an autoregressive decoder's pixel loop."""
     header, words = read_header(data, name)
     exact = header["arithmetic"] == ARITHMETIC and not header["stored"]
-    own = portable_fingerprint(model) if exact else model.fingerprint()
+    own = model.fingerprint()
     if header["model"] != own[:32]:
         raise CodecError(f"{name} was made with another model (fingerprint "
                          f"{header['model']}, this run's {own[:32]}); "

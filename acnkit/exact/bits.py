@@ -38,7 +38,7 @@ def scaled(x: Tensor, k: Tensor) -> Tensor:
     """x * 2^k, exact wherever the result is a normal float64: the factor is split in two
     normal powers of two so that k may run past the normal range (an exp's 2^k below
     2^-1022 or at 2^1024)."""
-    half = torch.div(k, 2, rounding_mode="floor")
+    half = k >> 1  # floor(k / 2): an arithmetic shift
     return x * pow2(half) * pow2(k - half)
 
 

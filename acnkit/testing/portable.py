@@ -100,8 +100,8 @@ def check_portable(runs: dict[str, np.ndarray],
             np.save(source, images)
             jobs.append([str(run_dir), str(source), str(target), list(modes)[0]])
         _subprocess(["encode", json.dumps(jobs)], env)
-        for (run_dir, _, target, mode), images in zip(jobs, runs.values(), strict=True):
-            back = decompress(models[run_dir], Path(target).read_bytes(), target)
+        for (run_dir, _, there, mode), images in zip(jobs, runs.values(), strict=True):
+            back = decompress(models[run_dir], Path(there).read_bytes(), there)
             if mode == "ordered" and not np.array_equal(back, images):
                 raise AssertionError(f"{run_dir}: a file written under {name} decoded here "
                                      f"to other images")
