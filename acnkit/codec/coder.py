@@ -292,7 +292,8 @@ class Codecs:
 
 class ExactCodecs(Codecs):
     """The codecs of a portable file: every latent coded by a search over its grid points
-    (:class:`~acnkit.codec.levels.Search`, 16 parts a cut) with the normal CDF of
+    (:class:`~acnkit.codec.levels.Search`; halves for a posterior, sixteenths for a
+    prior) with the normal CDF of
     :mod:`acnkit.exact`, so its probabilities are the same on every machine (the Gaussian
     models of the coder itself use their platform's erf). A step's lanes are searched
     together: one CDF call a cut for all of them.
@@ -306,7 +307,13 @@ class ExactCodecs(Codecs):
         from .levels import Search
 
         super().__init__(grid)
-        self.search = Search(1 << 20, 16, exact=True)  # window sizes are given per symbol
+        # sizes are given per symbol. A prior is searched in sixteenths (the receiver pops
+        # what the sender pushed, so an empty part, where an interval is narrower than 16,
+        # is never popped); a posterior in halves: the sender pops it from bits that code
+        # something else, and a part it popped must be the one the receiver finds again
+        # from z (of a power-of-two window, halves are never empty; sixteenths may be)
+        self.search = Search(1 << 20, 16, exact=True)
+        self.halves = Search(1 << 20, 2, exact=True)
 
     def _cdf(self, first: np.ndarray, weights: Any, means: Any, stds: Any) -> Any:
         """F at edge e of the symbols whose level 0 is grid point ``first`` (B, d): the
@@ -329,15 +336,15 @@ class ExactCodecs(Codecs):
 
         return cdf
 
-    def _lanes(self, first: np.ndarray, sizes: np.ndarray, weights: Any, means: Any,
-               stds: Any, before: Callable[[list[Any]], None] | None = None,
+    def _lanes(self, search: Any, first: np.ndarray, sizes: np.ndarray, weights: Any,
+               means: Any, stds: Any, before: Callable[[list[Any]], None] | None = None,
                after: Callable[[list[Any]], None] | None = None) -> Lanes:
-        """Symbols first + s, s below ``sizes`` (B, d), searched with the mixture's CDF;
-        ``before``/``after``: what a pop does to the stacks before the search and a push
-        after it (the dither)."""
+        """Symbols first + s, s below ``sizes`` (B, d), found by ``search`` with the
+        mixture's CDF; ``before``/``after``: what a pop does to the stacks before the
+        search and a push after it (the dither)."""
         from .levels import Decisions, popped
 
-        search, cdf = self.search, self._cdf(first, weights, means, stds)
+        cdf = self._cdf(first, weights, means, stds)
 
         def pop(stacks: list[Any]) -> np.ndarray:
             if before is not None:
@@ -371,7 +378,7 @@ class ExactCodecs(Codecs):
                 ans.encode_reverse(words.astype(np.int32), dither)
 
         one = torch.ones((*means.shape, 1), dtype=torch.float64)
-        return self._lanes(lo, size, one, torch.from_numpy(means)[..., None],
+        return self._lanes(self.halves, lo, size, one, torch.from_numpy(means)[..., None],
                            torch.from_numpy(stds)[..., None], scramble, unscramble)
 
     def prior_lanes(self, prior: Any) -> Lanes:
@@ -388,4 +395,4 @@ class ExactCodecs(Codecs):
         shape = means.shape[:2]
         first = np.full(shape, self.grid.lo, dtype=np.int64)
         sizes = np.full(shape, self.grid.hi - self.grid.lo + 1, dtype=np.int64)
-        return self._lanes(first, sizes, weights, means, stds)
+        return self._lanes(self.search, first, sizes, weights, means, stds)
