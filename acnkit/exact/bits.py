@@ -8,6 +8,7 @@ Every tensor here is float64 (IEEE 754 binary64: 52 stored mantissa bits, expone
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -46,3 +47,14 @@ def integers(x: Tensor, k: Tensor) -> Tensor:
     """x * 2^k rounded to the nearest integer (ties to even): the integers a value on the
     grid of step 2^-k is represented by (the scaling is exact; so is the rounding)."""
     return torch.round(x * pow2(k))
+
+
+def np_pow2(k: np.ndarray) -> np.ndarray:
+    """:func:`pow2` of a numpy array."""
+    k = np.minimum(np.maximum(k, MIN_EXPONENT), MAX_EXPONENT)  # ufuncs: np.clip is slower
+    return ((k.astype(np.int64) + 1023) << 52).view(np.float64)
+
+
+def np_exponent(x: np.ndarray) -> np.ndarray:
+    """:func:`exponent` of a numpy array (float64)."""
+    return ((np.ascontiguousarray(x, dtype=np.float64).view(np.int64) >> 52) & 0x7FF) - 1022
