@@ -159,7 +159,8 @@ def _parts_come_back(search, sizes: np.ndarray, seed: int) -> bool:
         return part
 
     search.run(sizes.shape, cdf, record, sizes)
-    return len(taken) == len(found) and all(np.array_equal(a, b) for a, b in zip(taken, found))
+    return len(taken) == len(found) and all(
+        np.array_equal(a, b) for a, b in zip(taken, found, strict=True))
 
 
 def test_a_posterior_pops_only_parts_its_symbol_gives_back():
