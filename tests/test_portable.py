@@ -164,7 +164,8 @@ def test_a_posterior_pops_only_parts_its_symbol_gives_back():
     pushes it back from z. A part the search could pop but never find again from z (an
     empty sixteenth of a window narrower than 16) would leave other bits behind: the file
     of 10,000 8-bit images with 112 lanes failed so before posteriors were halved."""
-    from acnkit.codec.coder import ExactCodecs, Grid
+    from acnkit.codec.coder import Grid
+    from acnkit.codec.latents import ExactCodecs
 
     codecs = ExactCodecs(Grid(4, -256, 256))
     windows = np.array([[2, 4, 8, 16, 32, 1024, 1 << 16]] * 50)

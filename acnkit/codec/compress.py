@@ -27,7 +27,7 @@ from ..memory import chain_context, greedy_chain
 from ..model import Model
 from ..testing import check_causal, check_stepping
 from ..version import __version__
-from .coder import Codecs, ExactCodecs, Grid, choose_grid, new_stack, one_thread
+from .coder import Codecs, Grid, choose_grid, new_stack, one_thread
 from .fileformat import (
     DTYPES,
     FORMAT_VERSION,
@@ -48,6 +48,7 @@ from .fileformat import (
 )
 from .image import ImageCoder, NetCalls, gaussian_rows, portable_model
 from .lanes import Layout, choose_lanes, pop_lanes, push_lanes
+from .latents import ExactCodecs
 from .order import (
     MODES,
     digest,

@@ -96,9 +96,9 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     w = weights(weight)
     if x.device.type == "cpu" and w.q.device.type == "cpu":
         a = x.detach().to(torch.float64).numpy()
-        f = EXACT - w.bound_exponent - np_exponent(np.abs(a).max(-1, keepdims=True))
-        acc = np.round(a * np_pow2(f)) @ w.np_qt  # exact: see _activation_exponent
-        acc *= np_pow2(-f)
+        grid = EXACT - w.bound_exponent - np_exponent(np.abs(a).max(-1, keepdims=True))
+        acc = np.round(a * np_pow2(grid)) @ w.np_qt  # exact: see _activation_exponent
+        acc *= np_pow2(-grid)
         acc *= w.np_scale
         if bias is not None:
             acc += bias.detach().to(torch.float64).numpy()

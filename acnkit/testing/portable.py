@@ -2,16 +2,14 @@
 
 Other machines are simulated: each decoding runs in a subprocess whose torch, oneDNN and
 MKL are held to narrower kernels (AVX2; SSE4 with torch's portable "default" kernels), with
-1 or 2 threads and acnkit's fused search kernel off, and one file is also written under
-SSE4 and read back here. A component with no exact form fails the check by name (its files
-would be bound to this machine). Run as ``python -m acnkit.testing.portable`` it is the
-subprocess's side: ``decode RUN FILE...`` prints each file's SHA-256 of the decoded array,
-``encode RUN IMAGES.npy OUT MODE`` writes a file.
+1 or 2 threads and acnkit's fused search kernel off, and files are also written under
+SSE4 and read back with the widest kernels. A component with no exact form fails the
+check by name (its files would be bound to the machine). The coding itself runs in
+``python -m acnkit.codec.crosscheck`` subprocesses, the widest kernels' too.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -40,19 +38,14 @@ ENVIRONMENTS: tuple[tuple[str, dict[str, str]], ...] = (
 TIMEOUT = 600
 
 
-def _digest(array: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()
-                          + str((array.dtype.str, array.shape)).encode()).hexdigest()
-
-
-def _subprocess(args: list[str], env: dict[str, str]) -> str:
-    done = subprocess.run([sys.executable, "-m", "acnkit.testing.portable", *args],
-                          env={**os.environ, **env}, capture_output=True, text=True,
-                          timeout=TIMEOUT)
+def _subprocess(command: str, jobs: list[list[Any]], env: dict[str, str]) -> list[Any]:
+    done = subprocess.run([sys.executable, "-m", "acnkit.codec.crosscheck", command,
+                           json.dumps(jobs)], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=TIMEOUT)
     if done.returncode != 0:
-        raise AssertionError(f"python -m acnkit.testing.portable {args[0]} failed under "
-                             f"{env}: {done.stderr.strip()[-2000:]}")
-    return done.stdout
+        raise AssertionError(f"python -m acnkit.codec.crosscheck {command} failed under "
+                             f"{env or 'the widest kernels'}: {done.stderr.strip()[-2000:]}")
+    return list(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def check_portable(runs: dict[str, np.ndarray],
@@ -60,75 +53,44 @@ def check_portable(runs: dict[str, np.ndarray],
                    environments: Iterable[tuple[str, dict[str, str]]] = ENVIRONMENTS,
                    both_ways: bool = True) -> None:
     """For each run folder of ``runs`` and its images (N, C, H, W levels): compress the
-    images here in each of ``modes``, decode every file in one subprocess an environment
-    of ``environments`` and compare each decoded array with what this process decodes;
-    with ``both_ways``, also write each run's first file under the last environment and
-    decode it here. Raises AssertionError naming the component with no exact form, or the
-    file and environment that did not decode."""
-    from ..codec import compress, decompress
-    from ..exact import ARITHMETIC
-    from ..trained import load_run
+    images with the widest kernels in each of ``modes``, decode every file with them and
+    under each of ``environments`` and compare the decoded arrays; with ``both_ways``,
+    also write each run's files under the last environment and decode them with the
+    widest kernels. Raises AssertionError naming the component with no exact form, or the
+    file and environment that did not decode alike."""
+    from ..exact import ARITHMETIC  # no torch work: the arithmetic's name
 
-    environments = list(environments)
+    environments, modes = list(environments), list(modes)
     with tempfile.TemporaryDirectory(prefix="acnkit-portable-") as tmp:
-        pairs, expected, models = [], {}, {}
+        encode: list[list[Any]] = []
+        decode: list[list[str]] = []
         for i, (run_dir, images) in enumerate(runs.items()):
-            model = models[run_dir] = load_run(run_dir, "cpu", thread_count=1).model
+            source = Path(tmp, f"{i}.npy")
+            np.save(source, images)
             for mode in modes:
-                notes: list[str] = []
-                coded = compress(model, images, mode, lanes=lanes, plain_if_smaller=False,
-                                 note=notes.append)
-                if coded.header["arithmetic"] != ARITHMETIC:
-                    raise AssertionError(f"{run_dir}: its file is bound to this machine: "
-                                         f"{' '.join(notes)}")
-                path = Path(tmp, f"{i}-{mode}.acnz")
-                path.write_bytes(coded.data)
-                pairs.append([str(run_dir), str(path)])
-                expected[str(path)] = _digest(decompress(model, coded.data))
+                target = str(Path(tmp, f"{i}-{mode}.acnz"))
+                encode.append([str(run_dir), str(source), target, mode, lanes])
+                decode.append([str(run_dir), target])
+        for (run_dir, *_), (arithmetic, note) in zip(encode, _subprocess("encode", encode, {}),
+                                                      strict=True):
+            if arithmetic != ARITHMETIC:
+                raise AssertionError(f"{run_dir}: its file is bound to this machine: {note}")
+        expected = _subprocess("decode", decode, {})
         for name, env in environments:
-            got = json.loads(_subprocess(["decode", json.dumps(pairs)], env))
-            for (run_dir, file), digest in zip(pairs, got, strict=True):
-                if digest != expected[file]:
+            got = _subprocess("decode", decode, env)
+            for (run_dir, file), want, digest in zip(decode, expected, got, strict=True):
+                if digest != want:
                     raise AssertionError(f"{run_dir}: its {Path(file).stem} file written "
-                                         f"here decoded to other images under {name}")
+                                         f"with the widest kernels decoded to other images "
+                                         f"under {name}")
         if not both_ways:
             return
         name, env = environments[-1]
-        jobs = []
-        for i, (run_dir, images) in enumerate(runs.items()):
-            source, target = Path(tmp, f"{i}.npy"), Path(tmp, f"{i}-there.acnz")
-            np.save(source, images)
-            jobs.append([str(run_dir), str(source), str(target), list(modes)[0]])
-        _subprocess(["encode", json.dumps(jobs)], env)
-        for (run_dir, _, there, mode), images in zip(jobs, runs.values(), strict=True):
-            back = decompress(models[run_dir], Path(there).read_bytes(), there)
-            if mode == "ordered" and not np.array_equal(back, images):
-                raise AssertionError(f"{run_dir}: a file written under {name} decoded here "
-                                     f"to other images")
-
-
-def main(argv: list[str]) -> None:
-    from ..codec import compress, decompress
-    from ..trained import load_run
-
-    command, jobs = argv[0], json.loads(argv[1])
-    models: dict[str, Any] = {}
-
-    def model(run_dir: str) -> Any:
-        if run_dir not in models:
-            models[run_dir] = load_run(run_dir, "cpu").model
-        return models[run_dir]
-
-    if command == "decode":
-        print(json.dumps([_digest(decompress(model(r), Path(f).read_bytes(), f))
-                          for r, f in jobs]))
-    elif command == "encode":
-        for run_dir, source, target, mode in jobs:
-            coded = compress(model(run_dir), np.load(source), mode, plain_if_smaller=False)
-            Path(target).write_bytes(coded.data)
-    else:  # pragma: no cover - only check_portable calls it
-        raise SystemExit(f"unknown command {command!r}")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
+        there = [[r, s, str(t).replace(".acnz", "-there.acnz"), m, n]
+                 for r, s, t, m, n in encode]
+        _subprocess("encode", there, env)
+        back = _subprocess("decode", [[r, t] for r, _, t, _, _ in there], {})
+        for (run_dir, file), want, digest in zip(decode, expected, back, strict=True):
+            if digest != want:
+                raise AssertionError(f"{run_dir}: its {Path(file).stem} file written under "
+                                     f"{name} decoded to other images with the widest kernels")
