@@ -162,12 +162,17 @@ def _parts_come_back(search, sizes: np.ndarray, seed: int) -> bool:
 def test_a_posterior_pops_only_parts_its_symbol_gives_back():
     """The sender pops a posterior from bits that code something else; the receiver
     pushes it back from z. A part the search could pop but never find again from z (an
-    empty sixteenth of a window narrower than 16) would leave other bits behind: the file
-    of 10,000 8-bit images with 112 lanes failed so before posteriors were halved."""
+    empty sixteenth of an interval narrower than 16) would leave other bits behind: the
+    file of 10,000 8-bit images with 112 lanes failed so. A window of 2^m points is
+    searched in sixteenths of 16^j blocks, then in halves of the 2^b points of a block."""
     from acnkit.codec.coder import Grid
     from acnkit.codec.latents import ExactCodecs
 
     codecs = ExactCodecs(Grid(4, -256, 256))
-    windows = np.array([[2, 4, 8, 16, 32, 1024, 1 << 16]] * 50)
-    assert all(_parts_come_back(codecs.halves, windows, seed) for seed in range(20))
+    blocks = np.array([[1, 16, 256, 4096, 65536]] * 50)
+    points = np.array([[1, 2, 4, 8]] * 50)
+    for seed in range(20):
+        assert _parts_come_back(codecs.search, blocks, seed)
+        assert _parts_come_back(codecs.halves, points, seed)
+    windows = np.array([[2, 4, 8, 32, 1024]] * 50)
     assert not _parts_come_back(codecs.search, windows, 0)  # sixteenths: this test can fail

@@ -4,7 +4,6 @@ platform's erf), a step's lanes searched together."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,8 +16,8 @@ from .levels import Decisions, Search, popped
 
 class ExactCodecs(Codecs):
     """The codecs of a portable file: every latent coded by a search over its grid points
-    (:class:`~acnkit.codec.levels.Search`; halves for a posterior, sixteenths for a
-    prior) with the normal CDF of
+    (:class:`~acnkit.codec.levels.Search`; sixteenths for a prior, sixteenths and then
+    halves for a posterior) with the normal CDF of
     :mod:`acnkit.exact`, so its probabilities are the same on every machine (the Gaussian
     models of the coder itself use their platform's erf). A step's lanes are searched
     together: one CDF call a cut for all of them.
@@ -32,9 +31,9 @@ class ExactCodecs(Codecs):
         super().__init__(grid)
         # sizes are given per symbol. A prior is searched in sixteenths (the receiver pops
         # what the sender pushed, so an empty part, where an interval is narrower than 16,
-        # is never popped); a posterior in halves: the sender pops it from bits that code
-        # something else, and a part it popped must be the one the receiver finds again
-        # from z (of a power-of-two window, halves are never empty; sixteenths may be)
+        # is never popped); a posterior in sixteenths of powers of 16 and then halves: the
+        # sender pops it from bits that code something else, and a part it popped must be
+        # the one the receiver finds again from z, so no part may be empty
         self.search = Search(1 << 20, 16, exact=True)
         self.halves = Search(1 << 20, 2, exact=True)
 
@@ -58,16 +57,12 @@ class ExactCodecs(Codecs):
         return cdf
 
     def _lanes(self, search: Any, first: np.ndarray, sizes: np.ndarray, weights: Any,
-               means: Any, stds: Any, before: Callable[[list[Any]], None] | None = None,
-               after: Callable[[list[Any]], None] | None = None) -> Lanes:
+               means: Any, stds: Any) -> Lanes:
         """Symbols first + s, s below ``sizes`` (B, d), found by ``search`` with the
-        mixture's CDF; ``before``/``after``: what a pop does to the stacks before the
-        search and a push after it (the dither)."""
+        mixture's CDF."""
         cdf = self._cdf(first, weights, means, stds)
 
         def pop(stacks: list[Any]) -> np.ndarray:
-            if before is not None:
-                before(stacks)
             found = search.run(sizes.shape, cdf, popped(search, stacks), sizes)
             return (first + found).astype(np.int32)
 
@@ -75,30 +70,57 @@ class ExactCodecs(Codecs):
             decisions = Decisions(search)
             search.run(sizes.shape, cdf, decisions.known(symbols.astype(np.int64) - first), sizes)
             decisions.push(stacks)
-            if after is not None:
-                after(stacks)
 
         return Lanes(push, pop)
 
     def posterior_lanes(self, means: np.ndarray, stds: np.ndarray, steps: list[int]) -> Lanes:
+        """Each posterior's window of 2^m points searched in two parts: the block of 2^b
+        points (b = m mod 4) in sixteenths (16^j blocks: no sixteenth is ever empty), then
+        the point within the block in halves, F at the block's ends carried over."""
         lo, size = self._windows(means, stds)
+        fine = np.left_shift(1, (np.frexp(size)[1] - 1) % 4)  # 2^b
+        coarse = size // fine  # a power of 16
         dims = means.shape[1]
         shifts = [self._shifts(step, dims) for step in steps]
         dither = self._uniform(DITHER)
+        one = torch.ones((*means.shape, 1), dtype=torch.float64)
+        cdf = self._cdf(lo, one, torch.from_numpy(means)[..., None],
+                        torch.from_numpy(stds)[..., None])
 
-        def scramble(stacks: list[Any]) -> None:
+        def coarse_cdf(edges: np.ndarray) -> np.ndarray:
+            return cdf(edges * fine[..., None])
+
+        def within(block: np.ndarray) -> tuple[Any, tuple[np.ndarray, np.ndarray]]:
+            """The CDF inside each block, and F at its ends (0 and 1 at the window's)."""
+            start = block * fine
+            f = cdf(np.stack([start, start + fine], -1))
+            ends = (np.where(start == 0, 0.0, f[..., 0]),
+                    np.where(start + fine == size, 1.0, f[..., 1]))
+            return (lambda edges: cdf(start[..., None] + edges)), ends
+
+        def pop(stacks: list[Any]) -> np.ndarray:
             for ans, shift in zip(stacks, shifts, strict=True):
                 words = (ans.decode(dither, dims).astype(np.int64) + shift) % DITHER
                 ans.encode_reverse(words.astype(np.int32), dither)
+            block = self.search.run(size.shape, coarse_cdf, popped(self.search, stacks), coarse)
+            inner, ends = within(block)
+            point = self.halves.run(size.shape, inner, popped(self.halves, stacks), fine, ends)
+            return (lo + block * fine + point).astype(np.int32)
 
-        def unscramble(stacks: list[Any]) -> None:
+        def push(stacks: list[Any], symbols: np.ndarray) -> None:
+            offset = symbols.astype(np.int64) - lo
+            block = offset // fine
+            inner, ends = within(block)
+            blocks, points = Decisions(self.search), Decisions(self.halves)
+            self.search.run(size.shape, coarse_cdf, blocks.known(block), coarse)
+            self.halves.run(size.shape, inner, points.known(offset - block * fine), fine, ends)
+            points.push(stacks)  # popped last, pushed first
+            blocks.push(stacks)
             for ans, shift in zip(stacks, shifts, strict=True):
                 words = (ans.decode(dither, dims).astype(np.int64) - shift) % DITHER
                 ans.encode_reverse(words.astype(np.int32), dither)
 
-        one = torch.ones((*means.shape, 1), dtype=torch.float64)
-        return self._lanes(self.halves, lo, size, one, torch.from_numpy(means)[..., None],
-                           torch.from_numpy(stds)[..., None], scramble, unscramble)
+        return Lanes(push, pop)
 
     def prior_lanes(self, prior: Any) -> Lanes:
         with exact.portable():

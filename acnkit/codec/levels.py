@@ -74,18 +74,21 @@ class Search:
         return p
 
     def run(self, shape: tuple[int, ...], cdf: CDF, decide: Decide,
-            sizes: np.ndarray | None = None) -> np.ndarray:
+            sizes: np.ndarray | None = None,
+            ends: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """The search for subpixels of ``shape``, its decisions made by ``decide``: the
         levels found (int64); ``sizes``: each symbol's own level count (shape ``shape``,
         each at least 1) instead of :attr:`levels` (a latent's window), cut until every
-        interval is one level."""
-        if sizes is None and self.radix ** self.cuts == self.levels:
+        interval is one level; ``ends``: F at the interval's ends, where they are not 0
+        and 1 (a block of a window)."""
+        if sizes is None and ends is None and self.radix ** self.cuts == self.levels:
             return self._run_even(shape, cdf, decide)
         r = self.radix
         lo = np.zeros(shape, dtype=np.int64)
         hi = np.full(shape, self.levels, dtype=np.int64) if sizes is None \
             else sizes.astype(np.int64)
-        f_lo, f_hi = np.zeros(shape), np.ones(shape)
+        f_lo, f_hi = (np.zeros(shape), np.ones(shape)) if ends is None else \
+            (ends[0].astype(np.float64), ends[1].astype(np.float64))
         parts = np.arange(1, r)
         cut = 0
         while True:
