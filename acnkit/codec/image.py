@@ -15,6 +15,7 @@ import contextlib
 import copy
 import math
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -288,9 +289,20 @@ class ImageCoder:
         return images.reshape(b, *shape)
 
 
+_PORTABLE: weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], Model]] = \
+    weakref.WeakKeyDictionary()
+
+
 def portable_model(model: Model) -> Model:
     """The model a portable file is coded with: a float64 copy of ``model`` (its float32
     weights are float64 numbers exactly; the exact layers put them on their grids),
-    derived alike on every machine, so it needs no file of its own."""
+    derived alike on every machine, so it needs no file of its own. Kept while the
+    model's weights are not written to (the copy's grids are computed once)."""
+    versions = tuple(p._version for p in model.nets.parameters())
+    hit = _PORTABLE.get(model.nets)
+    if hit is not None and hit[0] == versions:
+        return hit[1]
     nets = copy.deepcopy(model.nets).to(dtype=torch.float64).eval()
-    return Model(model.config, nets, model.image_shape, model.device, model.registry)
+    made = Model(model.config, nets, model.image_shape, model.device, model.registry)
+    _PORTABLE[model.nets] = (versions, made)
+    return made
