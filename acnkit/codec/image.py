@@ -298,11 +298,13 @@ def portable_model(model: Model) -> Model:
     weights are float64 numbers exactly; the exact layers put them on their grids),
     derived alike on every machine, so it needs no file of its own. Kept while the
     model's weights are not written to (the copy's grids are computed once)."""
-    versions = tuple(p._version for p in model.nets.parameters())
+    versions = tuple(t._version for t in (*model.nets.parameters(), *model.nets.buffers()))
     hit = _PORTABLE.get(model.nets)
     if hit is not None and hit[0] == versions:
         return hit[1]
-    nets = copy.deepcopy(model.nets).to(dtype=torch.float64).eval()
+    # the loss holds no weights: shared, so the copy is the model's in all but its numbers
+    nets = copy.deepcopy(model.nets, {id(model.loss): model.loss}).to(dtype=torch.float64)
+    nets.eval()
     made = Model(model.config, nets, model.image_shape, model.device, model.registry)
     _PORTABLE[model.nets] = (versions, made)
     return made
