@@ -173,3 +173,20 @@ def test_a_posterior_pops_only_parts_its_symbol_gives_back():
         assert _parts_come_back(codecs.halves, points, seed)
     windows = np.array([[2, 4, 8, 32, 1024]] * 50)
     assert not _parts_come_back(codecs.search, windows, 0)  # sixteenths: this test can fail
+
+
+def test_the_exact_mode_resizes_by_nearest_pixels_only_and_names_what_it_lacks():
+    """Nearest resizing (the conv decoder's, for sizes its strides do not divide) only
+    moves numbers: the same as torch's; a bilinear one would sum, and is refused."""
+    import torch.nn.functional as F
+
+    from acnkit.exact import NotPortable, portable
+
+    x = torch.rand(2, 3, 5, 7, dtype=torch.float64)
+    with portable():
+        near = F.interpolate(x, size=(9, 4))
+        with pytest.raises(NotPortable, match="bilinear"):
+            F.interpolate(x, size=(9, 4), mode="bilinear")
+        with pytest.raises(NotPortable, match="i0e"):
+            torch.special.i0e(x)
+    assert torch.equal(near, F.interpolate(x, size=(9, 4)))

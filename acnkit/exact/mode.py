@@ -84,8 +84,8 @@ def _interpolate(x: torch.Tensor, size: Any = None, scale_factor: Any = None,
                  mode: str = "nearest", **kwargs: Any) -> torch.Tensor:
     if mode != "nearest":
         raise NotPortable(f"interpolate in mode {mode!r}")
-    with torch.overrides._no_torch_function_mode():  # type: ignore[attr-defined]
-        return F.interpolate(x, size=size, scale_factor=scale_factor, mode="nearest")
+    # the mode is off while it handles a call: this is torch's own, which only moves numbers
+    return F.interpolate(x, size=size, scale_factor=scale_factor, mode="nearest")
 
 
 def _linspace(start: float, end: float, steps: int, **kwargs: Any) -> torch.Tensor:
