@@ -17,6 +17,7 @@ a float32 request (``.float()``, a factory's default) gives float64.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -214,9 +215,21 @@ def _default_float(name: str, args: Any) -> bool:
     return True
 
 
+_ACTIVE = threading.local()
+
+
 @contextmanager
 def portable() -> Iterator[None]:
     """Run the enclosed torch code with exact arithmetic (module docstring); raises
-    :class:`NotPortable` at the first operation that has no exact form."""
-    with Portable():
+    :class:`NotPortable` at the first operation that has no exact form. Re-entered (a
+    loss's CDF asked inside a decoder's stepping), it adds no second mode: an outer one
+    would take the inner one's own operations for its code's and replace them again."""
+    if getattr(_ACTIVE, "on", False):
         yield
+        return
+    _ACTIVE.on = True
+    try:
+        with Portable():
+            yield
+    finally:
+        _ACTIVE.on = False
