@@ -65,6 +65,21 @@ def print_plugins(rows: list[dict[str, Any]]) -> None:
     _print(table)
 
 
+def print_models(models: dict[str, dict[str, Any]]) -> None:
+    """``acnkit models``: each shipped model, what it codes and how well."""
+    table = Table(title="acnkit models (compress --model NAME; decompress finds its own)")
+    for col in ("model", "images", "what", "test bits/dim", "parameters"):
+        table.add_column(col)
+    for name, info in models.items():
+        shape = "x".join(str(s) for s in info.get("image_shape", []))
+        bpd = info.get("test_bits_per_dim")
+        table.add_row(name, f"{shape}, {info.get('levels', '?')} levels",
+                      escape(str(info.get("what", ""))),
+                      f"{bpd:.3f}" if isinstance(bpd, int | float) else "",
+                      f"{info.get('parameters', 0):,}")
+    _print(table)
+
+
 def print_search(rows: list[dict[str, Any]], batch: int, k: int) -> None:
     """``acnkit bench search``: each searcher's build and query time beside the bound."""
     r0 = rows[0]

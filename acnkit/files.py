@@ -11,18 +11,19 @@ import sys
 import tokenize
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
 from .bounded import MAX_INPUT_BYTES, Refused, kind_of, read_regular
 from .codec import as_images
+from .config import RunConfig
 from .data import read_dataset
 from .data.images import image_paths
 from .errors import CodecError, UsageError
 from .interfaces import Dataset
+from .model import Model
 from .registry import get_registry
-from .trained import Run
 
 #: a FIFO with no writer yet is waited for, saying so after this many seconds
 FIFO_NOTICE_SECONDS = 1.0
@@ -178,7 +179,17 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def run_dataset(run: Run, name: str) -> Dataset:
+class Trained(Protocol):
+    """A run (:class:`acnkit.trained.Run`) or a shipped model (:class:`acnkit.shipped.Trained`):
+    a model and the config it was trained with."""
+
+    model: Model
+
+    @property
+    def config(self) -> RunConfig: ...
+
+
+def run_dataset(run: Trained, name: str) -> Dataset:
     """Data set ``name`` as the run reads its own: at its --pixels (binarised with its data
     seed), and, when it is the run's data set, from its --data-dir with its --crop."""
     c = run.config
@@ -188,7 +199,7 @@ def run_dataset(run: Run, name: str) -> Dataset:
                                  given=c.given(pixels="pixels"))
 
 
-def dataset_images(run: Run, name: str, split: str, data: Dataset | None = None) -> np.ndarray:
+def dataset_images(run: Trained, name: str, split: str, data: Dataset | None = None) -> np.ndarray:
     """The images of data set ``name`` (``split`` test or train), as :func:`run_dataset`
     makes them."""
     data = data or run_dataset(run, name)

@@ -297,6 +297,38 @@ def _regular(file: Path) -> bool:
         return False
 
 
+def load_archive(file: Path, what: str = "checkpoint",
+                 fix: str = "restore the file or start a new run",
+                 map_location: str | torch.device = "cpu") -> Any:
+    """What ``torch.save`` wrote to ``file`` (a ``what``), read with ``weights_only=True``
+    (pickled objects are refused) after the checks that keep a hostile file from blocking or
+    from filling the memory; every failure one line."""
+    if not _regular(file):  # a FIFO or device would block torch.load for ever
+        raise CheckpointError(f"{file} is not a regular file; {fix}")
+    if not zipfile.is_zipfile(file):
+        raise CheckpointError(f"{file} is corrupt or not a {what} (not a torch archive); "
+                              f"{fix}")
+    try:
+        packed = compressed_members(file)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(f"{file} is corrupt or not a {what} ({exc}); {fix}") from None
+    if packed:
+        raise CheckpointError(f"{file} holds compressed members ({packed[0]}), which "
+                              f"torch.save never writes and which could unpack to more than "
+                              f"the memory holds; use a {what} acnkit wrote")
+    try:
+        return torch.load(file, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line]
+        found_what = found[0][:120] if found else "objects other than tensors"
+        raise CheckpointError(f"{file} holds pickled Python objects, which acnkit refuses to "
+                              f"load ({found_what}); use a {what} acnkit wrote") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{file} is corrupt or not a {what} ({first[:120]}); "
+                              f"{fix}") from None
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load ``path/checkpoint.pt`` with ``weights_only=True``: pickled objects are refused."""
     path = Path(path)
@@ -304,32 +336,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not file.exists():
         raise CheckpointError(f"{file} does not exist; only a run that finished at least one "
                               f"epoch can be resumed or evaluated")
-    if not _regular(file):  # a FIFO or device would block torch.load for ever
-        raise CheckpointError(f"{file} is not a regular file; restore the checkpoint or "
-                              f"start a new run")
-    if not zipfile.is_zipfile(file):
-        raise CheckpointError(f"{file} is corrupt or not a checkpoint (not a torch archive); "
-                              f"restart the run or restore the file")
-    try:
-        packed = compressed_members(file)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise CheckpointError(f"{file} is corrupt or not a checkpoint ({exc}); restart the "
-                              f"run or restore the file") from None
-    if packed:
-        raise CheckpointError(f"{file} holds compressed members ({packed[0]}), which "
-                              f"torch.save never writes and which could unpack to more than "
-                              f"the memory holds; use a checkpoint acnkit wrote")
-    try:
-        state = torch.load(file, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line]
-        what = found[0][:120] if found else "objects other than tensors"
-        raise CheckpointError(f"{file} holds pickled Python objects, which acnkit refuses to "
-                              f"load ({what}); use a checkpoint acnkit wrote") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{file} is corrupt or not a checkpoint ({first[:120]}); "
-                              f"restart the run or restore the file") from None
+    state = load_archive(file, map_location=map_location)
     if not isinstance(state, dict) or "format" not in state or "config" not in state:
         raise CheckpointError(f"{file} is not an acnkit checkpoint")
     if state["format"] != FORMAT:

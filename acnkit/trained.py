@@ -30,15 +30,16 @@ def config_of(data: dict[str, Any], path: Path) -> RunConfig:
                               f"was written by another version or edited") from None
 
 
-def fit_state(load: Callable[[dict[str, Any]], Any], state: dict[str, Any], path: Path) -> Any:
-    """``load(state)`` and what it returns, its failures told as a checkpoint that does not
-    fit its config."""
+def fit_state(load: Callable[[dict[str, Any]], Any], state: dict[str, Any], path: Path,
+              file: str = rundir.CHECKPOINT) -> Any:
+    """``load(state)`` and what it returns, its failures told as a checkpoint (``path /
+    file``) that does not fit its config."""
     try:
         return load(state)
     except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
         # torch's first line only names the module; the second says what does not fit
         first = " ".join(str(exc).strip().splitlines()[:2]).strip()[:200] or type(exc).__name__
-        raise CheckpointError(f"{path / rundir.CHECKPOINT} does not fit the model its config "
+        raise CheckpointError(f"{path / file} does not fit the model its config "
                               f"describes ({type(exc).__name__}: {first}); it was written by "
                               f"another version or edited: restore it or start a new "
                               f"run") from None

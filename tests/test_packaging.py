@@ -16,9 +16,17 @@ def test_every_package_is_installed():
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(setuptools["packages"])
     dirs = setuptools["package-dir"]
-    on_disk = {"acnkit_plugins"} | {
+    on_disk = {"acnkit_plugins", "acnkit.models"} | {
         ".".join(p.parent.relative_to(ROOT).parts)
         for p in (ROOT / "acnkit").rglob("__init__.py")}
     assert listed == on_disk, f"pyproject's packages: add {sorted(on_disk - listed)}, " \
                               f"drop {sorted(listed - on_disk)}"
     assert dirs["acnkit_plugins"] == "plugins" and (ROOT / "plugins" / "__init__.py").exists()
+    # the shipped models: `models/` installs as acnkit.models, its files as package data
+    assert dirs["acnkit.models"] == "models" and (ROOT / "models" / "__init__.py").exists()
+    data = setuptools["package-data"]["acnkit.models"]
+    shipped = {p.relative_to(ROOT / "models").as_posix()
+               for p in (ROOT / "models").glob("*/*") if p.name != "__pycache__"}
+    import fnmatch
+    missed = {f for f in shipped if not any(fnmatch.fnmatch(f, pattern) for pattern in data)}
+    assert not missed, f"files of models/ a wheel would leave out: {sorted(missed)}"

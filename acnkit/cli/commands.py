@@ -217,8 +217,10 @@ def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, resume: 
 
 
 @main.command("compress")
-@click.argument("run_dir", type=click.Path())
-@click.argument("inputs", nargs=-1, type=click.Path())
+@click.argument("paths", nargs=-1, type=click.Path(), metavar="[RUN] INPUTS...")
+@click.option("--model", "model_name", default=None,
+              help="Code with a model acnkit ships (`acnkit models`) or a model folder, "
+                   "instead of a RUN folder: then every path is an input.")
 @click.option("--data", "data_name", default=None,
               help="Compress this data set as the run reads it (its --pixels; binarised "
                    "with its --data-seed).")
@@ -242,28 +244,32 @@ def compare(ctx: click.Context, priors: str, out: str, overwrite: bool, resume: 
                    "many as keep their initial words under 0.5 % of the file).")
 @json_option(help="Print the sizes as JSON.")
 @quiet_option
-def compress_cmd(run_dir: str, inputs: tuple[str, ...], data_name: str | None, split: str,
-                 input_path: str | None, threshold: float | None, output: str, as_set: bool,
-                 overwrite: bool, lanes: int | None, as_json: bool) -> None:
+def compress_cmd(paths: tuple[str, ...], model_name: str | None, data_name: str | None,
+                 split: str, input_path: str | None, threshold: float | None, output: str,
+                 as_set: bool, overwrite: bool, lanes: int | None, as_json: bool) -> None:
     """Bits-back ANS coding of images with a trained VAE or ACN run (ACN along its greedy
     chain), at the run's levels (black and white, or 8-bit grey or colour): image files or
     folders of them (PNG, PBM, PGM, PPM, TIFF; a file that could not come back pixel for
     pixel in its own mode is refused), a .npy array (--input) or a data set (--data). The
     file decodes bit-exactly with `acnkit decompress`. The coder's networks run in one
     thread (sender and receiver must round alike), whatever --threads elsewhere; the
-    model's figure, only reported, is computed in a second thread beside it."""
+    model's figure, only reported, is computed in a second thread beside it. RUN is a run
+    folder; with --model a shipped model (or a model folder) codes instead."""
     from ..atomic import atomic_write_bytes, check_target
     from ..codec import check_codable, compress
     from ..codec.fileformat import level_bits
     from ..files import check_threshold
-    from ..trained import load_run
 
+    if model_name is None and not paths:
+        raise click.UsageError("give the RUN folder to code with (or --model NAME) and the "
+                               "images")
+    run_dir, inputs = (None, paths) if model_name is not None else (paths[0], paths[1:])
     if sum((data_name is not None, input_path is not None, bool(inputs))) != 1:
         raise click.UsageError("give exactly one of image files or folders, --data NAME and "
                                "--input FILE.npy")
     check_threshold(threshold)
     target = check_target(output, overwrite, "--output")
-    run = load_run(run_dir, "cpu")
+    run = _coding_model(run_dir, model_name)
     check_codable(run.model)  # before any input is read: an 8-bit run is refused as such
     images, dtype, input_shape, names, modes = _compress_input(run, inputs, data_name, split,
                                                                input_path, threshold)
@@ -301,6 +307,30 @@ def compress_cmd(run_dir: str, inputs: tuple[str, ...], data_name: str | None, s
                    "image-00000.png, ...")
 
 
+def _coding_model(run_dir: str | None, model_name: str | None) -> Any:
+    """The run, or the shipped model, a file is coded with (both have .model and .config)."""
+    if model_name is not None:
+        from ..shipped import load_model
+
+        return load_model(model_name)
+    from ..trained import load_run
+
+    assert run_dir is not None  # one of the two, checked by the command
+    return load_run(run_dir, "cpu")
+
+
+def _shipped_model_of(file: str, header: dict[str, Any]) -> str:
+    """The shipped model whose fingerprint the file records, or a line saying to give --run."""
+    from ..shipped import by_fingerprint
+
+    name = by_fingerprint(str(header.get("model", "")))
+    if name is None:
+        raise click.UsageError(f"{file} was made with a model acnkit does not ship (its "
+                               f"fingerprint begins {header.get('model', '')!s:.16}); give "
+                               f"--run RUN, the run folder it was made with, or --model FOLDER")
+    return name
+
+
 def _compress_input(run: Any, inputs: tuple[str, ...], data_name: str | None, split: str,
                     input_path: str | None, threshold: float | None) -> tuple[Any, ...]:
     """The images to compress, the dtype and shape to restore, and their names (files)."""
@@ -320,15 +350,60 @@ def _compress_input(run: Any, inputs: tuple[str, ...], data_name: str | None, sp
     return images, "uint8", images.shape, None, None
 
 
+@main.group("models", invoke_without_command=True)
+@json_option(help="Print each model's model.json as JSON.")
+@click.pass_context
+def models_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List the trained models acnkit ships: `acnkit compress --model NAME` codes with one
+    without a run folder, and `acnkit decompress` finds it from the file."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..display import print_models
+    from ..shipped import shipped
+
+    found = shipped()
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    print_models(found)
+
+
+@models_cmd.command("export")
+@click.argument("run_dir", type=click.Path())
+@click.argument("name")
+@click.option("--to", "out", default=None, type=click.Path(),
+              help="The model folder to write (default: models/NAME here).")
+@click.option("--made-by", default="", help="How the run was made (its command), kept in "
+                                             "model.json.")
+@click.option("--overwrite", is_flag=True, help="Replace the model already in the folder.")
+def models_export_cmd(run_dir: str, name: str, out: str | None, made_by: str,
+                      overwrite: bool) -> None:
+    """Write the networks of the run in RUN_DIR as model NAME: one small file without the
+    optimiser's state, the code store or the data, with the run's fingerprint (its files
+    decode with the model, and the model's with the run)."""
+    from ..shipped import MODEL_FILE, check_name, export
+
+    target = Path(out) if out is not None else Path("models") / check_name(name)
+    info = export(run_dir, name, target, made_by, overwrite)
+    size = (target / MODEL_FILE).stat().st_size
+    click.echo(f"wrote {target}: model {name!r}, {info['parameters']:,} parameters, "
+               f"{size / 1e6:.1f} MB")
+
+
 @main.command("decompress")
 @click.argument("file", type=click.Path(allow_dash=True))
-@click.option("--run", "run_dir", required=True, help="The run folder the file was made with.")
+@click.option("--run", "run_dir", default=None,
+              help="The run folder the file was made with (not needed for a shipped model's "
+                   "file: its fingerprint finds it).")
+@click.option("--model", "model_name", default=None,
+              help="The shipped model (or model folder) the file was made with.")
 @click.option("-o", "--output", required=True,
               help="The .npy array to write, or a folder (ending in /, or existing) for one "
                    "image file per image, under its kept name.")
 @click.option("--overwrite", is_flag=True, help="Replace --output (or files in it) if it exists.")
 @quiet_option
-def decompress_cmd(file: str, run_dir: str, output: str, overwrite: bool) -> None:
+def decompress_cmd(file: str, run_dir: str | None, model_name: str | None, output: str,
+                   overwrite: bool) -> None:
     """Decode a file of `acnkit compress` into the .npy array it was made from, or into a
     folder of image files (in set mode: the same images in some order). Nothing is written
     unless it decodes exactly."""
@@ -337,15 +412,18 @@ def decompress_cmd(file: str, run_dir: str, output: str, overwrite: bool) -> Non
     from ..atomic import atomic_write, check_target
     from ..codec import as_images, decompress, read_header
     from ..files import check_image_targets, read_file, write_images
-    from ..trained import load_run
 
+    if run_dir is not None and model_name is not None:
+        raise click.UsageError("give --run or --model, not both")
     to_folder = output.endswith("/") or Path(output).is_dir()
     target = Path(output) if to_folder else check_target(output, overwrite, "--output")
     data = read_file(file)
     header, _ = read_header(data, file)  # a bad file is refused before the model is loaded
     if to_folder:  # and a folder that cannot take its images before any decoding
         check_image_targets(target, header["names"], header["count"], overwrite)
-    model = load_run(run_dir, "cpu").model
+    if run_dir is None and model_name is None:
+        model_name = _shipped_model_of(file, header)
+    model = _coding_model(run_dir, model_name).model
     images = decompress(model, data, file, warn=lambda m: click.echo(m, err=True))
     if to_folder:
         written = write_images(target, as_images(images, model.image_shape, model.levels,
