@@ -21,6 +21,7 @@ bit.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -50,6 +51,8 @@ _EXPM1_TERMS = [1.0 / f for f in (1, 2, 6, 24, 120, 720, 5040, 40320, 362880, 36
 #: Numerical Recipes' erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z / 2), z >= 0
 _ERFC_P = [-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807,
            -1.13520398, 1.48851587, -0.82215223, 0.17087277]
+#: the series of 2 atanh(s) / s in s^2 (log's)
+_LOG_TERMS = [2.0 / (2 * n + 1) for n in range(12)]
 #: the sigmoid's table: its values at x = i / 2^SIGMOID_BITS - SIGMOID_RANGE (and one point
 #: past the end), from :func:`sigmoid_series`; beyond the range the end values
 SIGMOID_BITS, SIGMOID_RANGE = 10, 40
@@ -59,10 +62,17 @@ def elementwise(fn: Callable[..., np.ndarray]) -> Callable[..., Tensor]:
     """``fn`` on float64 numpy arrays as a function of tensors (on their own device)."""
     @wraps(fn)
     def run(x: Tensor, *args: Any) -> Tensor:
-        a = x.detach().to(device="cpu", dtype=torch.float64).numpy()
-        out = torch.from_numpy(np.asarray(fn(a, *args), dtype=np.float64))
+        out = torch.from_numpy(np.asarray(fn(as_numpy(x), *args), dtype=np.float64))
         return out if x.device.type == "cpu" else out.to(x.device)
     return run
+
+
+def as_numpy(x: Tensor) -> np.ndarray:
+    """``x`` as a float64 numpy array (no copy for a CPU float64 tensor, the usual case:
+    an autoregressive decoder asks this hundreds of thousands of times)."""
+    if x.dtype is torch.float64 and x.device.type == "cpu":
+        return x.detach().numpy()
+    return x.detach().to(device="cpu", dtype=torch.float64).numpy()
 
 
 def _horner(coefficients: list[float], x: np.ndarray) -> np.ndarray:
@@ -75,7 +85,7 @@ def _horner(coefficients: list[float], x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _exp(x: np.ndarray) -> np.ndarray:
+def _np_exp(x: np.ndarray) -> np.ndarray:
     """e^x: x = k ln 2 + r with k = round(x / ln 2), |r| <= ln 2 / 2, then 2^k times the
     Taylor series of e^r (:data:`_EXP_TERMS`), 2^k as two normal powers of two. x is
     clamped to [EXP_MIN, EXP_MAX], where the result is 0 and infinity already; NaN stays
@@ -99,7 +109,7 @@ def _expm1(x: np.ndarray) -> np.ndarray:
     return np.where(np.abs(x) < 0.5, series, _exp(x) - 1.0)
 
 
-def _log(x: np.ndarray) -> np.ndarray:
+def _np_log(x: np.ndarray) -> np.ndarray:
     """ln x: x = m 2^e with m in [sqrt(1/2), sqrt(2)) read from the bits, then
     e ln 2 + 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.172, by its series."""
     tiny = x < 2.0 ** -1000  # subnormals: scale up first (exactly) so the bits are normal
@@ -110,7 +120,7 @@ def _log(x: np.ndarray) -> np.ndarray:
     m = np.where(big, m * 0.5, m)
     e = e + big - np.where(tiny, 64, 0)
     s = (m - 1.0) / (m + 1.0)
-    series = s * _horner([2.0 / (2 * n + 1) for n in range(12)], s * s)
+    series = s * _horner(_LOG_TERMS, s * s)
     ef = e.astype(np.float64)
     out = ef * LN2_HI + (series + ef * LN2_LO)
     out = np.where(x == 0, -np.inf, out)
@@ -128,7 +138,7 @@ def _log1p(x: np.ndarray) -> np.ndarray:
 def _sigmoid_series(x: np.ndarray) -> np.ndarray:
     """1 / (1 + e^-x), from u = e^-|x| on either side (1 / (1 + u) or u / (1 + u)): to
     the last bits, for the table :func:`sigmoid` interpolates."""
-    u = _exp(-np.abs(x))
+    u = _np_exp(-np.abs(x))
     near = 1.0 / (1.0 + u)
     return np.where(x >= 0, near, u * near)
 
@@ -144,7 +154,7 @@ def _sigmoid_table() -> np.ndarray:
     return _TABLE[0]
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def _np_sigmoid(x: np.ndarray) -> np.ndarray:
     """1 / (1 + e^-x), interpolated linearly in a table of step 2^-10 over [-40, 40] (the
     position t = (x + 40) 2^10 is exact; i = floor(t), f = t - i; T[i] + f (T[i+1] - T[i])):
     within a relative 1.2e-7 of the sigmoid (h^2 / 8 for a function that is all but
@@ -164,26 +174,71 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(x), x, out)
 
 
-def _tanh(x: np.ndarray) -> np.ndarray:
+def _np_tanh(x: np.ndarray) -> np.ndarray:
     """2 sigmoid(2x) - 1."""
-    out = _sigmoid(x * 2.0)
+    out = _np_sigmoid(x * 2.0)
     out *= 2.0
     out -= 1.0
     return out
 
 
-def _erfc(x: np.ndarray) -> np.ndarray:
+def _np_erfc(x: np.ndarray) -> np.ndarray:
     """1 - erf(x): Numerical Recipes' Chebyshev fit for |x|, reflected for x < 0."""
     z = np.abs(x)
     t = 1.0 / (1.0 + 0.5 * z)
-    ans = t * _exp(_horner(_ERFC_P, t) - z * z)
+    ans = t * _np_exp(_horner(_ERFC_P, t) - z * z)
     return np.where(x >= 0, ans, 2.0 - ans)
 
 
-def _normal_cdf(x: np.ndarray) -> np.ndarray:
+def _np_normal_cdf(x: np.ndarray) -> np.ndarray:
     """P(N(0, 1) < x) = erfc(-x / sqrt 2) / 2."""
-    return 0.5 * _erfc(-x * SQRT_HALF)
+    return 0.5 * _np_erfc(-x * SQRT_HALF)
 
+
+def _compiled() -> Any:
+    """The C kernels of these functions (acnkit/exact/_kernels.c: the same operations in
+    the same order, one pass instead of numpy's many), or None where they were not built or
+    ``ACNKIT_EXACT_KERNELS=0`` turns them off."""
+    if os.environ.get("ACNKIT_EXACT_KERNELS", "1") == "0":
+        return None
+    try:
+        from . import _kernels  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    _kernels.set_constants(_EXP_TERMS, _ERFC_P, _LOG_TERMS, LN2_HI, LN2_LO, INV_LN2, SQRT2,
+                           SQRT_HALF, EXP_MIN, EXP_MAX, float(SIGMOID_RANGE),
+                           float(2**SIGMOID_BITS))
+    return _kernels
+
+
+KERNELS = _compiled()
+
+
+def _kernel(name: str, numpy_form: Callable[[np.ndarray], np.ndarray],
+            table: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """The compiled form of ``numpy_form`` where there is one."""
+    if KERNELS is None:
+        return numpy_form
+    fn = getattr(KERNELS, name)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        a = np.ascontiguousarray(x, dtype=np.float64)
+        out = np.empty(a.shape, dtype=np.float64)
+        if table:
+            fn(a, out, _sigmoid_table())
+        else:
+            fn(a, out)
+        return out.reshape(np.shape(x))  # a 0-d array comes back 0-d
+    run.__doc__ = numpy_form.__doc__
+    return run
+
+
+_exp = _kernel("exp", _np_exp)
+_log = _kernel("log", _np_log)
+_sigmoid = _kernel("sigmoid", _np_sigmoid, table=True)
+_tanh = _kernel("tanh", _np_tanh, table=True)
+_erfc = _kernel("erfc", _np_erfc)
+_normal_cdf = _kernel("normal_cdf", _np_normal_cdf)
 
 exp = elementwise(_exp)
 expm1 = elementwise(_expm1)

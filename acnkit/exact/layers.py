@@ -31,6 +31,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from . import functions
 from .bits import EXACT, exponent, integers, np_exponent, np_pow2, pow2
+from .functions import KERNELS
 
 #: significant bits of a weight (each output unit's largest weight is below 2^WEIGHT_BITS
 #: on its grid)
@@ -95,19 +96,35 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     (the same operations, a fraction of torch's cost a call on a few rows)."""
     w = weights(weight)
     if x.device.type == "cpu" and w.q.device.type == "cpu":
-        a = x.detach().to(torch.float64).numpy()
+        a = functions.as_numpy(x)
+        b = None if bias is None else functions.as_numpy(bias)
+        if KERNELS is not None and a.size and a.shape[-1]:
+            return torch.from_numpy(_compiled_linear(a, w, b))
         grid = EXACT - w.bound_exponent - np_exponent(np.abs(a).max(-1, keepdims=True))
         acc = np.round(a * np_pow2(grid)) @ w.np_qt  # exact: see _activation_exponent
         acc *= np_pow2(-grid)
         acc *= w.np_scale
-        if bias is not None:
-            acc += bias.detach().to(torch.float64).numpy()
+        if b is not None:
+            acc += b
         return torch.from_numpy(acc)
     x = x.to(torch.float64)
     f = _activation_exponent(x, (-1,), w)
     acc = integers(x, f) @ w.qt  # exact: see _activation_exponent
     out = acc * pow2(-f) * pow2(-w.k.reshape(-1))
     return out if bias is None else out + bias.to(torch.float64)
+
+
+def _compiled_linear(a: np.ndarray, w: Weights, bias: np.ndarray | None) -> np.ndarray:
+    """:func:`linear`'s numpy path with its two elementwise passes in C (the same
+    operations: each row's grid from its largest |x|, rint(x 2^f); then 2^-f, the unit's
+    scale, the bias)."""
+    rows = np.ascontiguousarray(a).reshape(-1, a.shape[-1])
+    ints = np.empty(rows.shape, dtype=np.float64)
+    grids = KERNELS.quantize_rows(rows, ints, rows.shape[1], w.bound_exponent)
+    acc = np.ascontiguousarray(ints @ w.np_qt)  # exact: see _activation_exponent
+    KERNELS.unscale_rows(acc, grids, w.np_scale,
+                         None if bias is None else np.ascontiguousarray(bias))
+    return acc.reshape(*a.shape[:-1], acc.shape[-1])
 
 
 def _pair(v: Any) -> tuple[int, int]:
