@@ -10,6 +10,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+#: a held-out KL below this many nats an image: the codes carry almost nothing about their
+#: images (posterior collapse), which the epoch line and compare say
+COLLAPSE_NATS = 0.5
+
+
+def collapse_warning(m: dict[str, Any]) -> str:
+    """A warning when an epoch's held-out KL shows posterior collapse, else ''."""
+    kl = m.get("test_kl")
+    if not isinstance(kl, int | float) or kl >= COLLAPSE_NATS:
+        return ""
+    return (f"warning: KL {kl:.2f} nats an image, below {COLLAPSE_NATS}: the codes carry "
+            f"almost nothing (posterior collapse; the decoder models the images alone)")
+
 
 def epoch_line(label: str, m: dict[str, Any], epochs: int) -> str:
     """One epoch, laid out the same for every prior (fixed widths, so the lines of a
@@ -24,7 +37,8 @@ def epoch_line(label: str, m: dict[str, Any], epochs: int) -> str:
             f"{m['train_kl']:6.2f})  {split} set {m['test_nats_set']:8.2f} ordered "
             f"{m['test_nats_ordered']:8.2f} (recon {m['test_recon']:8.2f} + kl "
             f"{m['test_kl']:6.2f}) nats/image{bpd}  "
-            f"{m['epoch_seconds']:6.1f}s (search {m['search_seconds']:.1f}s)")
+            f"{m['epoch_seconds']:6.1f}s (search {m['search_seconds']:.1f}s)"
+            + (f"  {collapse_warning(m)}" if collapse_warning(m) else ""))
 
 
 def run_summary(path: str | Path, m: dict[str, Any]) -> str:
@@ -220,10 +234,13 @@ def final_comparison(ma: dict[str, Any], mb: dict[str, Any], a: str, b: str) -> 
         lines.append(f"final {mb.get('eval_split', 'test')} code length, {mode} mode: {b} {tb:.2f} vs {a} "
                      f"{ta:.2f} nats per image: {b} is {abs(ta - tb):.2f} nats "
                      f"({abs(ta - tb) / ta:.1%}) {side} {a}")
-    if "test_knn5_accuracy" in ma and "test_knn5_accuracy" in mb:
-        lines.append("final KL per image and 5-NN accuracy of the codes: " + "; ".join(
-            f"{p} {m['test_kl']:.2f} nats, {m['test_knn5_accuracy']:.3f}"
-            for p, m in ((a, ma), (b, mb))))
+    def knn(m: dict[str, Any]) -> str:
+        acc = m.get("test_knn5_accuracy")
+        return "n/a (one label)" if acc is None else f"{acc:.3f}"
+
+    lines.append("final KL per image and 5-NN accuracy of the codes: " + "; ".join(
+        f"{p} {m['test_kl']:.2f} nats, {knn(m)}" for p, m in ((a, ma), (b, mb))))
+    lines += [f"{p}: {collapse_warning(m)}" for p, m in ((a, ma), (b, mb)) if collapse_warning(m)]
     return lines
 
 
