@@ -267,7 +267,7 @@ def grey_levels(img: Any, path: Path) -> np.ndarray:
 
 
 def read_image(path: Path, shape: tuple[int, ...], levels: int,
-               threshold: float | None) -> tuple[np.ndarray, str]:
+               threshold: float | None, any_size: bool = False) -> tuple[np.ndarray, str]:
     """One image (C, H, W) of uint8 levels for a model of images ``shape`` and ``levels``
     levels, and the mode its file is written back in. Without ``threshold`` the image must
     come back exactly (:mod:`acnkit.data.imagefile` decides; anything else is refused in
@@ -275,16 +275,22 @@ def read_image(path: Path, shape: tuple[int, ...], levels: int,
     8-bit run grey or RGB images of its channels. With ``threshold`` (binary runs) any
     single-frame grey or colour image is binarised (grey level >= T is 1, 16-bit images
     scaled to 8 bits first): a loss the user asked for. Its size is read from its header
-    and checked before its pixels are decoded, so a huge image costs no memory."""
+    and checked before its pixels are decoded (``any_size``: any size up to
+    :data:`~acnkit.codec.fileformat.MAX_SIDE` a side, coded as tiles), so a huge image
+    costs no memory."""
     from PIL import Image, UnidentifiedImageError
 
+    from .codec.fileformat import MAX_SIDE
     from .data.imagefile import Unrestorable, describe, exact_levels, opened, refusal
 
     size = (shape[1], shape[2])
     raw = read_regular_input(path, "", "give image files")
     try:
         with opened(raw) as img:
-            if (img.height, img.width) != size:
+            if any_size and max(img.height, img.width) > MAX_SIDE:
+                raise UsageError(f"{path} is {img.width}x{img.height} pixels, more than "
+                                 f"{MAX_SIDE} a side; cut it into parts")
+            if not any_size and (img.height, img.width) != size:
                 raise UsageError(f"{path} is {img.width}x{img.height} pixels; the model codes "
                                  f"{size[1]}x{size[0]} images")
             info = describe(img, raw)
@@ -322,9 +328,11 @@ def check_threshold(threshold: float | None) -> None:
 
 
 def read_images(inputs: list[str], image_shape: tuple[int, ...], levels: int,
-                threshold: float | None) -> tuple[np.ndarray, list[str], list[str]]:
+                threshold: float | None, any_size: bool = False
+                ) -> tuple[np.ndarray | list[np.ndarray], list[str], list[str]]:
     """The images of ``inputs`` as (N, *image_shape) uint8 levels (:func:`read_image`),
-    their names and the modes their files are written back in."""
+    their names and the modes their files are written back in; with ``any_size`` a list
+    of (C, H', W') images of their own sizes, stacked when every one is the model's."""
     check_threshold(threshold)
     if len(image_shape) != 3 or image_shape[0] not in ((1,) if levels == 2 else (1, 3)):
         kinds = "one-channel" if levels == 2 else "grey or RGB"
@@ -334,9 +342,12 @@ def read_images(inputs: list[str], image_shape: tuple[int, ...], levels: int,
         raise UsageError(f"--threshold binarises images for a binary run; this run models "
                          f"{levels} levels and codes the files' own levels: drop it")
     files = image_files(inputs)
-    read = [read_image(path, image_shape, levels, threshold) for path, _ in files]
-    return (np.stack([image for image, _ in read]), [name for _, name in files],
-            [mode for _, mode in read])
+    read = [read_image(path, image_shape, levels, threshold, any_size) for path, _ in files]
+    images = [image for image, _ in read]
+    names, modes = [name for _, name in files], [mode for _, mode in read]
+    if any_size and any(image.shape != tuple(image_shape) for image in images):
+        return images, names, modes
+    return np.stack(images), names, modes
 
 
 def _inside(folder: Path, name: str, overwrite: bool) -> Path:
@@ -407,9 +418,11 @@ def check_image_targets(folder: Path, names: list[str], count: int, overwrite: b
             _inside(real, name, overwrite)
 
 
-def write_images(folder: Path, images: np.ndarray, names: list[str], overwrite: bool,
-                 levels: int = 2, modes: list[str] | None = None) -> list[Path]:
-    """Each image (N, C, H, W) as an image file under ``folder``, in its mode (``modes``:
+def write_images(folder: Path, images: np.ndarray | list[np.ndarray], names: list[str],
+                 overwrite: bool, levels: int = 2,
+                 modes: list[str] | None = None) -> list[Path]:
+    """Each image (N, C, H, W, or a list of (C, H', W') of their own sizes) as an image
+    file under ``folder``, in its mode (``modes``:
     one for all or one an image; default the run's own: 1-bit for 0/1 images, else 8-bit
     grey or RGB), named as it was (its suffix gives the format), or image-00000.png ...
     when no names were kept.
@@ -425,15 +438,16 @@ def write_images(folder: Path, images: np.ndarray, names: list[str], overwrite: 
     from .data.imagefile import container, picture
     from .staging import Busy, staging_folder
 
-    if images.shape[1] not in ((1,) if levels == 2 else (1, 3)):
-        raise UsageError(f"images of {images.shape[1]} channels cannot be written as image "
+    channels = images[0].shape[0] if len(images) else 1
+    if channels not in ((1,) if levels == 2 else (1, 3)):
+        raise UsageError(f"images of {channels} channels cannot be written as image "
                          f"files; write a .npy array (-o FILE.npy)")
     names = image_names(names, len(images))
     bad = next((n for n in names if not safe_name(n)), None)
     clash = name_clash(names)
     if bad is not None or clash:
         raise UsageError(f"cannot write images named {bad!r}" if bad else clash)
-    modes = list(modes or [default_mode(images.shape[1:], levels)])
+    modes = list(modes or [default_mode(images[0].shape if len(images) else (1,), levels)])
     modes = modes * len(images) if len(modes) == 1 else modes
     folder = Path(folder)
     check_image_targets(folder, names, len(images), overwrite)

@@ -100,7 +100,7 @@ def test_a_version_field_says_the_file_may_be_corrupt():
     with pytest.raises(CodecError, match="corrupt or truncated"):
         decompress(t.model, bytes(data))
     with pytest.raises(CodecError, match="corrupt or from a newer acnkit"):
-        decompress(t.model, _repack_version(bytes(data), 8))
+        decompress(t.model, _repack_version(bytes(data), 9))
     with pytest.raises(CodecError, match="version 5, from an acnkit before posteriors coded a"):
         decompress(t.model, _repack_version(bytes(data), 5))
     with pytest.raises(CodecError, match="version 4, from an acnkit before the search over"):
@@ -263,8 +263,12 @@ def test_image_files_that_do_not_fit_are_named(tmp_path):
         and "--threshold" in r.stderr
     assert invoke("compress", run, grey, "--threshold", 128, "-o",
                   tmp_path / "f.acnz").exit_code == 0
-    big = tmp_path / "big.png"
+    big = tmp_path / "big.png"  # another size: coded as tiles of the model's
     Image.fromarray(np.zeros((9, 8), dtype=bool)).save(big)
     r = invoke("compress", run, big, "-o", tmp_path / "g.acnz")
-    assert r.exit_code == 2 and "big.png is 8x9 pixels; the model codes 8x8" in r.stderr
-    assert not (tmp_path / "g.acnz").exists()
+    assert r.exit_code == 0 and "1 images as 2 tiles of 8x8" in r.stdout
+    huge = tmp_path / "huge.png"  # past what a tiled file records of a side
+    Image.fromarray(np.zeros((1, 65537), dtype=bool)).save(huge)
+    r = invoke("compress", run, huge, "-o", tmp_path / "h.acnz")
+    assert r.exit_code == 2 and "huge.png is 65537x1 pixels, more than 65536 a side" in r.stderr
+    assert not (tmp_path / "h.acnz").exists()

@@ -202,14 +202,20 @@ def test_cli_codes_grey_and_colour_png_folders_and_writes_them_back(tmp_path):
     for path in sorted(folder.glob("*.png")):
         with Image.open(path) as a, Image.open(tmp_path / "out" / path.name) as b:
             assert b.mode == "RGB" and np.array_equal(np.asarray(a), np.asarray(b))
-    # a grey image given to a colour run, and one of another size: one line each
+    # a grey image given to a colour run: one line
     Image.fromarray(np.zeros((5, 4), np.uint8), "L").save(tmp_path / "grey.png")
     r = invoke("compress", run, tmp_path / "grey.png", "-o", tmp_path / "g.acn")
     assert r.exit_code == 2 and "grey" in r.stderr and "colour" in r.stderr, r.output
-    Image.fromarray(np.zeros((6, 4, 3), np.uint8), "RGB").save(tmp_path / "big.png")
-    r = invoke("compress", run, tmp_path / "big.png", "-o", tmp_path / "g.acn")
-    assert r.exit_code == 2 and "4x6 pixels" in r.stderr, r.output
     assert not (tmp_path / "g.acn").exists()
+    # one of another size: coded as tiles, and back exactly
+    big = np.random.default_rng(0).integers(0, 256, (6, 4, 3)).astype(np.uint8)
+    Image.fromarray(big, "RGB").save(tmp_path / "big.png")
+    r = invoke("compress", run, tmp_path / "big.png", "-o", tmp_path / "g.acn")
+    assert r.exit_code == 0 and "as 2 tiles" in r.stdout, r.output
+    r = invoke("decompress", tmp_path / "g.acn", "--run", run, "-o", f"{tmp_path / 'big'}/")
+    assert r.exit_code == 0, r.output
+    with Image.open(tmp_path / "big" / "big.png") as b:
+        assert b.mode == "RGB" and np.array_equal(np.asarray(b), big)
 
 
 def test_cli_codes_a_digits_run_at_its_seventeen_levels(tmp_path):

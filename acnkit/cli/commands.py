@@ -271,32 +271,46 @@ def compress_cmd(paths: tuple[str, ...], model_name: str | None, data_name: str 
     target = check_target(output, overwrite, "--output")
     run = _coding_model(run_dir, model_name)
     check_codable(run.model)  # before any input is read: an 8-bit run is refused as such
-    images, dtype, input_shape, names, modes = _compress_input(run, inputs, data_name, split,
-                                                               input_path, threshold)
+    images, dtype, input_shape, names, modes, tiles = _compress_input(
+        run, inputs, data_name, split, input_path, threshold)
     mode = "set" if as_set else "ordered"
     result = compress(run.model, images, mode, input_dtype=dtype,
                       input_shape=tuple(input_shape), names=names, lanes=lanes, modes=modes,
-                      note=lambda line: click.echo(line, err=True))
+                      note=lambda line: click.echo(line, err=True), tiles=tiles)
     atomic_write_bytes(target, result.data)
-    summary = {"images": len(images), "bytes": len(result.data),
-               "bits_per_image": result.bits_per_image,
-               "model_nats_per_image": result.model_nats_per_image,
-               "overhead_percent": result.overhead_percent, "mode": mode,
-               "names_kept": bool(result.header["names"]),
+    count = len(tiles) if tiles else len(images)
+    channels = run.model.image_shape[0] if len(run.model.image_shape) == 3 else 1
+    subpixels = (sum(h * w for h, w in tiles) * channels if tiles
+                 else len(images) * math.prod(run.model.image_shape))
+    bits = 8 * len(result.data)
+    figure = result.model_nats_per_image
+    summary = {"images": count, "bytes": len(result.data), "bits_per_image": bits / count,
+               "model_nats_per_image": None if math.isnan(figure) else figure,
+               "overhead_percent": None if math.isnan(figure) else result.overhead_percent,
+               "mode": mode, "names_kept": bool(result.header["names"]),
                "lanes": len(result.header["lane_words"]),
                "stored": bool(result.header.get("stored")),
-               "bits_per_dim": result.bits_per_image / math.prod(run.model.image_shape)}
+               "tiles": len(images) if tiles else None, "bits_per_dim": bits / subpixels}
     if as_json:
         click.echo(json.dumps(summary))
         return
     per_dim = (f" ({summary['bits_per_dim']:.3f} bits/dim)" if run.model.levels > 2 else "")
     if summary["stored"]:
-        bits = level_bits(run.model.levels)
+        level = level_bits(run.model.levels)
         click.echo(f"wrote {target}: {summary['images']} images in {summary['bytes']} bytes, "
                    f"{summary['bits_per_image']:.1f} bits per image{per_dim}, stored plainly "
-                   f"({bits} bit{'s' * (bits > 1)} a subpixel): the model's file would have "
+                   f"({level} bit{'s' * (level > 1)} a subpixel): the model's file would have "
                    f"been larger (its figure {result.model_bits_per_image:.1f} bits an image, "
                    f"plus its fixed bytes)")
+    elif tiles:
+        shape = "x".join(map(str, run.model.image_shape[1:]))
+        figure_text = ("its tiles at the edges are partial, so the model's figure of whole "
+                       "tiles does not apply" if summary["overhead_percent"] is None else
+                       f"the model's figure {result.model_bits_per_image:.1f} bits a tile, "
+                       f"overhead {summary['overhead_percent']:+.2f} %")
+        click.echo(f"wrote {target}: {count} images as {len(images)} tiles of {shape} in "
+                   f"{summary['bytes']} bytes{per_dim} ({figure_text}; {summary['lanes']} "
+                   f"lanes)")
     else:
         click.echo(f"wrote {target}: {summary['images']} images in {summary['bytes']} bytes, "
                    f"{summary['bits_per_image']:.1f} bits per image{per_dim} ({mode} mode; the "
@@ -339,15 +353,21 @@ def _compress_input(run: Any, inputs: tuple[str, ...], data_name: str | None, sp
 
     shape = run.model.image_shape
     if inputs:
-        images, names, modes = read_images(list(inputs), shape, run.model.levels, threshold)
-        return images, "uint8", images.shape, names, modes
+        read, names, modes = read_images(list(inputs), shape, run.model.levels, threshold,
+                                         any_size=len(shape) == 3)
+        if isinstance(read, list):  # images of other sizes: coded as tiles of the model's
+            from ..codec.tiles import cut_all
+
+            tiles, _, sizes = cut_all(read, tuple(shape[1:]))
+            return tiles, "uint8", tiles.shape, names, modes, sizes
+        return read, "uint8", read.shape, names, modes, None
     if input_path is not None:
         raw = load_images(input_path)
         return (as_images(raw, shape, run.model.levels, f"--input {input_path}"),
-                str(raw.dtype), raw.shape, None, None)
+                str(raw.dtype), raw.shape, None, None, None)
     assert data_name is not None  # exactly one input, checked by the command
     images = dataset_images(run, data_name, split)
-    return images, "uint8", images.shape, None, None
+    return images, "uint8", images.shape, None, None, None
 
 
 @main.group("models", invoke_without_command=True)
@@ -419,12 +439,24 @@ def decompress_cmd(file: str, run_dir: str | None, model_name: str | None, outpu
     target = Path(output) if to_folder else check_target(output, overwrite, "--output")
     data = read_file(file)
     header, _ = read_header(data, file)  # a bad file is refused before the model is loaded
+    tiled = header.get("tiles") or []
+    if tiled and not to_folder:
+        raise click.UsageError(f"{file} holds images of their own sizes, coded as tiles; "
+                               f"give -o a folder (ending in /) for their image files")
     if to_folder:  # and a folder that cannot take its images before any decoding
-        check_image_targets(target, header["names"], header["count"], overwrite)
+        check_image_targets(target, header["names"], len(tiled) or header["count"], overwrite)
     if run_dir is None and model_name is None:
         model_name = _shipped_model_of(file, header)
     model = _coding_model(run_dir, model_name).model
     images = decompress(model, data, file, warn=lambda m: click.echo(m, err=True))
+    if tiled:
+        from ..codec.tiles import join
+
+        written = write_images(target, join(images, tiled), header["names"], overwrite,
+                               model.levels, header["modes"])
+        kept = "under their names" if header["names"] else "named by position (no names kept)"
+        click.echo(f"wrote {len(written)} images to {target} {kept}")
+        return
     if to_folder:
         written = write_images(target, as_images(images, model.image_shape, model.levels,
                                                  file), header["names"], overwrite,

@@ -35,6 +35,7 @@ from .fileformat import (
     MACHINE,
     MAX_IMAGES,
     MAX_LEVELS,
+    TILED_FORMAT,
     covered,
     file_modes,
     level_bits,
@@ -57,6 +58,8 @@ from .order import (
     pop_arrangement,
     push_arrangement,
 )
+from .tiles import extents as tile_extents
+from .tiles import tile_count
 
 #: seed of the initial ANS words (any fixed words work; these decode to typical latents)
 SEED_WORDS_SEED = 20190319
@@ -255,7 +258,8 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
              input_dtype: str = "uint8", input_shape: tuple[int, ...] | None = None,
              names: list[str] | None = None, lanes: int | None = None,
              plain_if_smaller: bool = True, modes: list[str] | None = None,
-             portable: bool = True, note: Callable[[str], Any] | None = None) -> Compressed:
+             portable: bool = True, note: Callable[[str], Any] | None = None,
+             tiles: list[list[int]] | None = None) -> Compressed:
     """Code ``images`` (N, *image_shape) of uint8 levels (below the model's level count;
     :func:`as_images` makes them from an array) into the bytes of an acnkit file;
     ``names`` (one an image, e.g. their files' relative paths) are kept in ordered mode;
@@ -267,7 +271,10 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
     :data:`~acnkit.codec.fileformat.IMAGE_MODES`), recorded where it is not the run's own;
     ``portable``: code with the exact arithmetic (:mod:`acnkit.exact`), so that the file
     opens on any machine, where every component has an exact form (else the file is bound
-    to this kind of machine, and ``note`` is told why in one line)."""
+    to this kind of machine, and ``note`` is told why in one line); ``tiles``: the
+    (height, width) of whole images whose tiles ``images`` are (:func:`acnkit.codec.tiles.cut_all`),
+    coded in ordered mode with only their real pixels, ``names`` and ``modes`` then one a
+    whole image (format 8)."""
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if input_dtype not in DTYPES:
@@ -285,14 +292,28 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
                          f"of uint8 levels below {model.levels} (acnkit.codec.as_images makes "
                          f"them)")
     check_causal_decoder(model, images)
-    if names is not None and (len(names) != len(images) or not all(map(safe_name, names))):
+    extents = None
+    if tiles is not None:
+        if mode != "ordered":
+            raise UsageError("images of other sizes than the model's are coded as tiles, "
+                             "whose places set mode would not keep: compress them without "
+                             "--set")
+        if len(model.image_shape) != 3 or not tiles or sum(
+                tile_count((h, w), model.image_shape[1:]) for h, w in tiles) != len(images):
+            raise UsageError("tiles must be the tiles of images of the given sizes "
+                             "(acnkit.codec.tiles.cut_all makes them)")
+        extents = np.concatenate([tile_extents((h, w), model.image_shape[1:])
+                                  for h, w in tiles])
+        plain_if_smaller = False  # stored images are whole ones: the tiles' padding would count
+    whole = len(tiles) if tiles is not None else len(images)
+    if names is not None and (len(names) != whole or not all(map(safe_name, names))):
         raise UsageError("give one plain relative name an image (no '..', no empty parts, "
                          "at most 32 folders deep)")
-    if modes is not None and (len(modes) != len(images) or not all(
+    if modes is not None and (len(modes) != whole or not all(
             m in IMAGE_MODES for m in modes)):
         raise UsageError(f"give one image mode ({', '.join(IMAGE_MODES)}) an image")
     recorded = file_modes(modes, model.image_shape, model.levels, mode == "ordered")
-    if recorded and not modes_fit(recorded, len(images), list(model.image_shape),
+    if recorded and not modes_fit(recorded, whole, list(model.image_shape),
                                   model.levels):
         raise UsageError(f"images of shape {model.image_shape} at {model.levels} levels "
                          f"cannot be written in mode {recorded[0]}")
@@ -329,11 +350,14 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
             # the arrangement in input order of the images the chain decodes: pushed first,
             # popped last (once the receiver knows the images)
             push_arrangement(codecs, stacks[0], keys(images))
-        order = push_lanes(ImageCoder(nets, codecs), stacks, images, layout, order)
+        order = push_lanes(ImageCoder(nets, codecs), stacks, images, layout, order, extents)
         lane_words = [ans.get_compressed().astype("<u4") for ans in stacks]
         figure = figure_of()
+    if extents is not None and (extents != np.array(model.image_shape[1:])).any():
+        figure = math.nan  # the model's figure of padded tiles is not the images'
     header = {
-        "format": FORMAT_VERSION, "mode": mode, "conditional": model.conditional, "count": n,
+        "format": TILED_FORMAT if tiles is not None else FORMAT_VERSION, "mode": mode,
+        "conditional": model.conditional, "count": n,
         "image_shape": list(images.shape[1:]), "levels": model.levels,
         "input_shape": list(input_shape or images.shape), "input_dtype": input_dtype,
         "grid": {"bits": grid.bits, "lo": grid.lo, "hi": grid.hi}, "seed_words": words,
@@ -341,7 +365,7 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
         "model": model.fingerprint()[:32], "digest": "00" * 16,
         "acnkit": __version__, "torch": torch.__version__, "arithmetic": arithmetic,
         "names": list(names or []) if mode == "ordered" else [],
-        "modes": recorded,
+        "modes": recorded, "tiles": [list(map(int, t)) for t in tiles or []],
     }
     header["digest"] = digest(images, mode, covered(header))[:32]
     coded = Compressed(pack(header, b"".join(w.tobytes() for w in lane_words)), header, figure)
@@ -559,10 +583,18 @@ def _decode(model: Model, header: dict[str, Any], words: np.ndarray, name: str,
     codecs = ExactCodecs(grid) if exact else Codecs(grid)
     coder = ImageCoder(NetCalls(portable_model(model) if exact else model, exact), codecs)
     as_set = mode == "set" and not model.conditional
+    tiles = header.get("tiles") or []
     with one_thread():
-        images = pop_lanes(coder, stacks, Layout.of(n, len(stacks)), shape, as_set)
+        images, found = pop_lanes(coder, stacks, Layout.of(n, len(stacks)), shape, as_set,
+                                  tiled=bool(tiles))
         if mode == "ordered" and model.conditional and n > 1:
-            images = images[pop_arrangement(codecs, stacks[0], keys(images))]
+            arrangement = pop_arrangement(codecs, stacks[0], keys(images))
+            images = images[arrangement]
+            found = None if found is None else found[arrangement]
+    if found is not None and not np.array_equal(
+            found, np.concatenate([tile_extents((h, w), shape[1:]) for h, w in tiles])):
+        raise CodecError(f"{name} is corrupt: its tiles' sizes do not fit its images'; "
+                         f"nothing was written")
     if stats is not None:
         stats.update(pixel_steps=coder.pixel_steps, pixel_loop_seconds=coder.pixel_seconds,
                      lanes=len(stacks))

@@ -27,10 +27,12 @@ MAGIC = b"ACNZ"
 #: 5: subpixels coded by a search over their levels (the loss's CDF)
 #: 6: posteriors dithered a whole image at a time and popped a window size at a time
 #: 7: portable: the ``arithmetic`` field; the exact arithmetic's latents are searched
-FORMAT_VERSION = 7
+#: 8: images of any size as tiles (:data:`FLAG_TILES`); written only for such files, so a
+#: file of whole images still opens with an acnkit of format 7
+FORMAT_VERSION, TILED_FORMAT = 7, 8
 #: the formats this acnkit reads (6: its numbers are the writing machine's, as a
 #: machine-bound file of format 7)
-READ_FORMATS = (6, 7)
+READ_FORMATS = (6, 7, 8)
 #: the formats this acnkit refuses, and what came after them
 OLD_FORMATS = {1: "dithered posteriors", 2: "lanes", 3: "8-bit images",
                4: "the search over levels", 5: "posteriors coded a window size at a time"}
@@ -46,7 +48,12 @@ MAX_IMAGES = (1 << 24) - 1
 #: image modes recorded (the ``modes`` field follows the names; an acnkit before it refuses
 #: such a file for its unknown flag instead of writing its images in another mode)
 FLAG_SET, FLAG_CONDITIONAL, FLAG_STORED, FLAG_MODES = 1, 2, 4, 8
-KNOWN_FLAGS = FLAG_SET | FLAG_CONDITIONAL | FLAG_STORED | FLAG_MODES
+#: ... and tiles: the images are the tiles of larger (or smaller) ones, whose sizes the
+#: ``tiles`` field holds (format 8)
+FLAG_TILES = 16
+KNOWN_FLAGS = FLAG_SET | FLAG_CONDITIONAL | FLAG_STORED | FLAG_MODES | FLAG_TILES
+#: a tiled file's images are at most this many pixels a side
+MAX_SIDE = 1 << 16
 #: the image modes (Pillow's) a file records, by the index its ``modes`` bytes hold: the
 #: mode each image file is written back in, where it is not the run's own (a 1-bit scan on
 #: a grey run, a 0/255 grey scan on a binary one)
@@ -70,6 +77,9 @@ DTYPES = ("uint8", "bool", "int8", "int16", "int32", "int64", "uint16", "uint32"
 #: each lane, whose stacks follow one another in the payload). When the flags hold
 #: :data:`FLAG_MODES`, a ``modes`` field follows: a u32 count (1: every image, or one an
 #: image in input order) and that many bytes, each an index into :data:`IMAGE_MODES`.
+#: When they hold :data:`FLAG_TILES`, a ``tiles`` field follows that: a u32 count of whole
+#: images and each one's height and width (two u32); the names and modes are then the
+#: whole images', and the file's images are their tiles (:mod:`acnkit.codec.tiles`).
 LAYOUT: tuple[tuple[str, str], ...] = (
     ("format", "H"), ("flags", "B"), ("count", "I"),
     ("image_shape", "shape"), ("levels", "H"), ("input_shape", "shape"),
@@ -108,7 +118,8 @@ def _fields(header: dict[str, Any]) -> dict[str, Any]:
             "flags": (FLAG_SET * (header["mode"] == "set")
                       | FLAG_CONDITIONAL * bool(header["conditional"])
                       | FLAG_STORED * bool(header.get("stored"))
-                      | FLAG_MODES * bool(header.get("modes"))),
+                      | FLAG_MODES * bool(header.get("modes"))
+                  | FLAG_TILES * bool(header.get("tiles"))),
             "modes": bytes(IMAGE_MODES.index(m) for m in header.get("modes") or []),
             "input_dtype": DTYPES.index(header["input_dtype"]),
             "grid_bits": g["bits"], "grid_lo": g["lo"], "grid_hi": g["hi"]}
@@ -133,6 +144,7 @@ def _header(fields: dict[str, Any]) -> dict[str, Any]:
         "names": fields["names"].split("\n") if fields["names"] else [],
         "modes": [IMAGE_MODES[i] if i < len(IMAGE_MODES) else "?"
                   for i in fields.get("modes", b"")],
+        "tiles": fields.get("tiles", []),
     }
 
 
@@ -151,6 +163,9 @@ def _encode(kind: str, value: Any) -> bytes:
         return struct.pack("<I", len(raw)) + raw
     if kind == "bytes":
         return struct.pack("<I", len(value)) + value
+    if kind == "pairs":
+        flat = [int(v) for pair in value for v in pair]
+        return struct.pack(f"<I{len(flat)}I", len(value), *flat)
     return struct.pack(f"<{kind}", value)
 
 
@@ -162,7 +177,8 @@ def _layout(fields: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     if fields["format"] >= 7:
         at = [name for name, _ in LAYOUT].index("torch") + 1
         layout = LAYOUT[:at] + (ARITHMETIC_FIELD,) + LAYOUT[at:]
-    return layout + ((("modes", "bytes"),) if fields["flags"] & FLAG_MODES else ())
+    layout += (("modes", "bytes"),) if fields["flags"] & FLAG_MODES else ()
+    return layout + ((("tiles", "pairs"),) if fields["flags"] & FLAG_TILES else ())
 
 
 def pack(header: dict[str, Any], payload: bytes) -> bytes:
@@ -209,6 +225,12 @@ class _Reader:
         if kind == "bytes":
             size = self.take("<I")[0]
             return bytes(self.take(f"<{size}s")[0])
+        if kind == "pairs":
+            size = self.take("<I")[0]
+            if 8 * size > len(self.data) - self.pos:  # before any allocation
+                raise CodecError(f"{self.name} is truncated ({len(self.data) + 4} bytes)")
+            flat = self.take(f"<{2 * size}I")
+            return [[flat[2 * i], flat[2 * i + 1]] for i in range(size)]
         return self.take(f"<{kind}")[0]
 
 
@@ -288,6 +310,8 @@ def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
     lanes = header["lane_words"]
     pixels = math.prod(shape) if shape else 0  # Python integers: no wrap-around
     stored = header["stored"]
+    tiles = header.get("tiles") or []
+    whole = len(tiles) if tiles else count  # what the names and modes are of
     problems = [
         (header["flags"] & ~KNOWN_FLAGS, f"its flags {header['flags']:#04x} set bits this "
                                          f"acnkit does not know"),
@@ -304,8 +328,8 @@ def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
         (count * pixels > MAX_DECODED_BYTES, f"{count} images of shape {shape} are too many"),
         (not inp or len(inp) > 5 or math.prod(inp) != count * pixels,
          f"its array shape {inp} does not hold {count} images of {pixels} pixels"),
-        (bool(header["names"]) and len(header["names"]) != count,
-         f"it names {len(header['names'])} images but holds {count}"),
+        (bool(header["names"]) and len(header["names"]) != whole,
+         f"it names {len(header['names'])} images but holds {whole}"),
         (not all(safe_name(n) for n in header["names"]),
          "an image name is not a plain relative path"),
         (header["format"] >= 7 and not (header["arithmetic"] == ARITHMETIC_NAME
@@ -315,10 +339,13 @@ def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
         (not all(VERSION.fullmatch(header[k]) for k in ("acnkit", "torch")),
          f"its version fields {header['acnkit']!r} and {header['torch']!r} are not versions "
          f"(the bytes that name the acnkit and torch that wrote it are damaged)"),
-        (bool(header["flags"] & FLAG_MODES) and not modes_fit(header["modes"], count,
+        (bool(header["flags"] & FLAG_MODES) and not modes_fit(header["modes"], whole,
                                                                shape, levels),
-         f"its image modes {header['modes'][:4]} do not fit its {count} images of shape "
+         f"its image modes {header['modes'][:4]} do not fit its {whole} images of shape "
          f"{shape} at {levels} levels"),
+        (bool(header["flags"] & FLAG_TILES) and not tiles_fit(header, count),
+         f"its {len(tiles)} tiled images do not fit its {count} tiles of shape {shape} in "
+         f"ordered mode (format {TILED_FORMAT})"),
     ]
     if stored:
         problems += [
@@ -378,6 +405,20 @@ def modes_fit(modes: list[str], count: int, shape: list[int], levels: int) -> bo
     binary or 8-bit run (an RGB image is written in its run's own mode, never recorded)."""
     return len(modes) in (1, count) and len(shape) == 3 and shape[0] == 1 \
         and levels in (2, 256) and all(m in ("1", "L") for m in modes)
+
+
+def tiles_fit(header: dict[str, Any], count: int) -> bool:
+    """Whether a tiled file's images (height, width each) are cut into exactly its
+    ``count`` tiles of its image shape, in ordered mode, by format 8 or later."""
+    from .tiles import tile_count
+
+    tiles, shape = header["tiles"], header["image_shape"]
+    if header["format"] < TILED_FORMAT or header["mode"] != "ordered" or len(shape) != 3 \
+            or not tiles or header["stored"]:
+        return False
+    if not all(1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE for h, w in tiles):
+        return False
+    return sum(tile_count((h, w), tuple(shape[1:])) for h, w in tiles) == count
 
 
 def level_bits(levels: int) -> int:

@@ -28,7 +28,7 @@ from ..errors import CodecError
 from ..exact import portable
 from ..interfaces import Decoder
 from ..model import Model
-from .coder import Codecs
+from .coder import Codecs, Lanes
 from .levels import CDF, Decisions, Search, popped
 
 LatentPrior = DiagGaussian | MixtureDiagGaussian
@@ -212,20 +212,25 @@ class ImageCoder:
         self.search = Search(levels, min(radix, levels), exact=nets.exact)
 
     def push(self, stacks: list[Any], images: np.ndarray, means: np.ndarray,
-             stds: np.ndarray, prior: LatentPrior, keys: list[int]) -> None:
+             stds: np.ndarray, prior: LatentPrior, keys: list[int],
+             extents: np.ndarray | None = None) -> None:
         """The sender's step: image b (C, H, W levels) with posterior (means[b], stds[b])
-        onto stack b; ``keys[b]``: its place in the decoding order (the dither's key)."""
+        onto stack b; ``keys[b]``: its place in the decoding order (the dither's key).
+        ``extents`` (B, 2): the rows and columns of each image that are real (a tile at a
+        photo's edge; the rest is zeros and costs nothing), coded before its pixels."""
         symbols = self.codecs.posterior_lanes(means, stds, keys).pop(stacks)
         z = self.codecs.grid.values(symbols)
         b, c = len(stacks), images.shape[1]
         search = self.search
+        sizes = self._sizes(extents, images.shape)
         if self.nets.autoregressive:  # pixel-major: (B, H*W, C) subpixels
             decisions = Decisions(search)  # in the receiver's order, as it will make them
             coded = images.reshape(b, c, -1)
 
             def subpixel(i: int, ch: int, cdf: CDF) -> np.ndarray:
                 known = coded[:, ch, i: i + 1].astype(np.int64)
-                return search.run(known.shape, cdf, decisions.known(known))[:, 0]
+                return search.run(known.shape, cdf, decisions.known(known),
+                                  sizes=self._at(sizes, ch, slice(i, i + 1)))[:, 0]
 
             self.nets.position_cdfs(z, images, subpixel)
             decisions.push(stacks)
@@ -237,17 +242,67 @@ class ImageCoder:
                 for block, cdf in self.nets.channel_cdfs(params, known, ch):
                     rows = images[block.start: block.stop, ch].reshape(len(block), -1)
                     decisions = Decisions(search)
-                    search.run(rows.shape, cdf, decisions.known(rows.astype(np.int64)))
+                    search.run(rows.shape, cdf, decisions.known(rows.astype(np.int64)),
+                               sizes=self._at(sizes, ch, slice(None), block))
                     decisions.push(stacks[block.start: block.stop])
+        if extents is not None:
+            self._extents(images.shape[1:]).push(stacks, extents.astype(np.int32) - 1)
         self.codecs.prior_lanes(prior).push(stacks, symbols)
 
+    def _extents(self, shape: tuple[int, ...]) -> Lanes:
+        """A tile's real rows and columns (less one) in an image of ``shape`` (C, H, W),
+        uniform: ten bits a 32 x 32 tile, coded because the receiver cannot know them
+        before its pixels (ACN's chain decodes tiles in an order it learns at the end).
+        A side of one pixel has nothing to code."""
+        sides = np.array(shape[1:], dtype=np.int32)
+        coded = sides > 1
+        codec = self.codecs.uniforms(sides[coded])
+
+        def push(stacks: list[Any], rows: np.ndarray) -> None:
+            if coded.any():
+                Lanes.of([codec] * len(stacks)).push(stacks, np.ascontiguousarray(rows[:, coded]))
+
+        def pop(stacks: list[Any]) -> np.ndarray:
+            out = np.zeros((len(stacks), 2), dtype=np.int32)
+            if coded.any():
+                out[:, coded] = Lanes.of([codec] * len(stacks)).pop(stacks)
+            return out
+
+        return Lanes(push, pop)
+
+    def _sizes(self, extents: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+        """Each subpixel's level count (B, C, H*W): the model's where the pixel is real,
+        one (no decision, level 0) where it is padding; None when every pixel is real."""
+        if extents is None:
+            return None
+        b, c, h, w = len(extents), shape[1], shape[2], shape[3]  # shape: (B, C, H, W)
+        real = (np.arange(h)[None, :, None] < extents[:, 0, None, None]) \
+            & (np.arange(w)[None, None, :] < extents[:, 1, None, None])
+        if real.all():
+            return None
+        counts = np.where(real, self.search.levels, 1).astype(np.int64).reshape(b, 1, h * w)
+        return np.repeat(counts, c, axis=1)
+
+    @staticmethod
+    def _at(sizes: np.ndarray | None, ch: int, where: slice,
+            block: range | None = None) -> np.ndarray | None:
+        """The ``sizes`` of a search over channel ``ch`` at positions ``where`` (of lanes
+        ``block``), or None (every subpixel real)."""
+        if sizes is None:
+            return None
+        rows = sizes if block is None else sizes[block.start: block.stop]
+        return rows[:, ch, where]
+
     def pop(self, stacks: list[Any], prior: LatentPrior, shape: tuple[int, ...],
-            keys: list[int]) -> tuple[np.ndarray, Tensor]:
-        """The receiver's step: the images (B, *shape, uint8), one from each stack, and
-        their codes."""
+            keys: list[int], tiled: bool = False) -> tuple[np.ndarray, Tensor, np.ndarray | None]:
+        """The receiver's step: the images (B, *shape, uint8), one from each stack, their
+        codes, and (``tiled``) the rows and columns of each that are real."""
         symbols = self.codecs.prior_lanes(prior).pop(stacks)
         z = self.codecs.grid.values(symbols)
-        images = self._pop_pixels(stacks, z, shape)
+        extents = None
+        if tiled:
+            extents = self._extents(shape).pop(stacks).astype(np.int64) + 1
+        images = self._pop_pixels(stacks, z, shape, self._sizes(extents, (len(stacks), *shape)))
         for b, ans in enumerate(stacks):
             # the sender's stack at this point held its initial words less what the
             # posterior popped: never fewer than MIN_VALID_BITS (an empty stack would go on
@@ -261,10 +316,10 @@ class ImageCoder:
             if ans.is_empty():  # a real file keeps its initial words below every image
                 raise CodecError(f"the file ran out of bits at image {keys[b] + 1}: it is "
                                  f"corrupt or claims more images than it holds")
-        return images, codes
+        return images, codes, extents
 
-    def _pop_pixels(self, stacks: list[Any], z: np.ndarray,
-                    shape: tuple[int, ...]) -> np.ndarray:
+    def _pop_pixels(self, stacks: list[Any], z: np.ndarray, shape: tuple[int, ...],
+                    sizes: np.ndarray | None) -> np.ndarray:
         b, c = len(stacks), shape[0]
         search = self.search
         images = np.zeros((b, c, math.prod(shape[1:])), dtype=np.uint8)
@@ -274,13 +329,15 @@ class ImageCoder:
             for ch in range(c):
                 for block, cdf in self.nets.channel_cdfs(params, known, ch):
                     lanes = stacks[block.start: block.stop]
-                    found = search.run((len(block), images.shape[2]), cdf, popped(search, lanes))
+                    found = search.run((len(block), images.shape[2]), cdf, popped(search, lanes),
+                                       sizes=self._at(sizes, ch, slice(None), block))
                     images[block.start: block.stop, ch] = found
             return known
         t0 = time.perf_counter()
 
         def pop_subpixel(i: int, ch: int, cdf: CDF) -> np.ndarray:
-            images[:, ch, i] = search.run((b, 1), cdf, popped(search, stacks))[:, 0]
+            images[:, ch, i] = search.run((b, 1), cdf, popped(search, stacks),
+                                          sizes=self._at(sizes, ch, slice(i, i + 1)))[:, 0]
             return images[:, ch, i]
 
         self.nets.position_cdfs(z, None, pop_subpixel)

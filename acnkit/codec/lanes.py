@@ -84,10 +84,11 @@ def _contexts(coder: ImageCoder, previous: torch.Tensor | None, batch: int) -> A
 
 
 def push_lanes(coder: ImageCoder, stacks: list[Any], images: np.ndarray, layout: Layout,
-               order: np.ndarray | None) -> np.ndarray:
+               order: np.ndarray | None, extents: np.ndarray | None = None) -> np.ndarray:
     """The sender: every image onto its lane's stack, last step first. ``order`` (coded
     position -> image) is the coded order; None in set mode, where the sender pops it off
-    the stacks. Returns the coded order."""
+    the stacks. ``extents`` (N, 2): each image's real rows and columns (tiles; ordered
+    mode). Returns the coded order."""
     nets = coder.nets
     with progress.task("compress", len(images), "images") as shown:
         if order is None:  # set mode: the slots' images are chosen as the stacks grow
@@ -112,27 +113,32 @@ def push_lanes(coder: ImageCoder, stacks: list[Any], images: np.ndarray, layout:
             previous = codes
         for j in reversed(range(layout.steps)):
             rows, means, stds, prior = steps[j]
-            coder.push(stacks[: len(rows)], images[rows], means, stds, prior, layout.slots(j))
+            coder.push(stacks[: len(rows)], images[rows], means, stds, prior, layout.slots(j),
+                       None if extents is None else extents[rows])
             shown(len(rows))
     return order
 
 
 def pop_lanes(coder: ImageCoder, stacks: list[Any], layout: Layout, shape: tuple[int, ...],
-              as_set: bool) -> np.ndarray:
-    """The receiver: every lane's images, first step first, in coded order; in set mode
-    (``as_set``) the order's bits are pushed back after each step."""
+              as_set: bool, tiled: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """The receiver: every lane's images, first step first, in coded order, and (``tiled``)
+    their real rows and columns; in set mode (``as_set``) the order's bits are pushed back
+    after each step."""
     n = sum(layout.sizes)
     decoded = np.empty((n, *shape), dtype=np.uint8)
+    extents = np.empty((n, 2), dtype=np.int64) if tiled else None
     restorer = SetRestorer() if as_set else None
     previous = None
     with progress.task("decompress", n, "images") as shown:
         for j in range(layout.steps):
             b, slots = layout.active(j), layout.slots(j)
-            images, previous = coder.pop(stacks[:b], _contexts(coder, previous, b), shape,
-                                         slots)
+            images, previous, found = coder.pop(stacks[:b], _contexts(coder, previous, b),
+                                                shape, slots, tiled)
             decoded[slots] = images
+            if extents is not None and found is not None:
+                extents[slots] = found
             if restorer is not None:  # the reverse of the sender's choosing, lane by lane
                 for lane in reversed(range(b)):
                     restorer.restore(stacks[lane], coder.codecs, images[lane])
             shown(b)
-    return decoded
+    return decoded, extents

@@ -1,0 +1,152 @@
+"""Images of any size coded as tiles of the model's size: every pixel back, the edges'
+padding costing nothing, each image's size and place restored; refusals of what tiles
+cannot keep."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from acnkit import RunConfig, Trainer
+from acnkit.codec import compress, decompress, read_header
+from acnkit.codec.tiles import cut, cut_all, extents, join, tile_count
+from acnkit.errors import CodecError, UsageError
+
+
+def trained(**kw) -> Trainer:
+    return _trained(tuple(sorted((k, tuple(sorted(v.items())) if isinstance(v, dict) else v)
+                                 for k, v in kw.items())))
+
+
+@functools.cache
+def _trained(kw: tuple) -> Trainer:
+    base = dict(epochs=1, latent_dim=6, encoder_hidden="64", decoder_hidden="64",
+                prior_hidden=32, batch_size=64, test_limit=60, train_limit=400)
+    base.update({k: dict(v) if k == "decoder_options" else v for k, v in kw})
+    t = Trainer(RunConfig(**base))
+    for _ in range(5):
+        t.train_pass()
+    return t
+
+
+def photos(channels: int, levels: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    sizes = [(13, 20), (8, 8), (5, 3), (1, 1), (17, 9)]
+    return [rng.integers(0, levels, size=(channels, h, w)).astype(np.uint8) for h, w in sizes]
+
+
+def test_cutting_and_joining_give_back_every_pixel():
+    images = photos(3, 256)
+    tiles, ext, sizes = cut_all(images, (8, 8))
+    assert len(tiles) == sum(tile_count(tuple(s), (8, 8)) for s in sizes) == len(ext)
+    assert [list(e) for e in extents((13, 20), (8, 8))] == [[8, 8], [8, 8], [8, 4],
+                                                             [5, 8], [5, 8], [5, 4]]
+    for a, b in zip(join(tiles, sizes), images, strict=True):
+        assert np.array_equal(a, b)
+    one, _ = cut(images[3], (8, 8))
+    assert one.shape == (1, 3, 8, 8) and one[0, :, 1:, :].max() == 0  # zeros past the edge
+
+
+@pytest.mark.parametrize("prior", ["vae", "acn"])
+@pytest.mark.parametrize("portable", [True, False])
+def test_images_of_any_size_round_trip_exactly(prior, portable):
+    model = trained(prior=prior, data="digits", pixels="binary").model
+    images = photos(1, 2)
+    tiles, _, sizes = cut_all(images, (8, 8))
+    names = [f"p{i}.png" for i in range(len(images))]
+    c = compress(model, tiles, "ordered", tiles=sizes, names=names, portable=portable,
+                 lanes=3)
+    header, _ = read_header(c.data)
+    assert header["format"] == 8 and header["tiles"] == sizes and header["names"] == names
+    back = join(decompress(model, c.data), header["tiles"])
+    for a, b in zip(back, images, strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_an_autoregressive_decoder_codes_only_the_real_pixels():
+    model = trained(decoder="pixelcnn", decoder_options={"layers": 2, "channels": 8},
+                    data="digits", pixels="native", prior="acn", decoder_hidden=None).model
+    images = photos(1, model.levels, seed=1)
+    tiles, _, sizes = cut_all(images, (8, 8))
+    c = compress(model, tiles, "ordered", tiles=sizes, lanes=2)
+    for a, b in zip(join(decompress(model, c.data), sizes), images, strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_padding_costs_nothing():
+    """A 1 x 1 image in an 8 x 8 tile costs its pixel, its tile's size (ten bits at most)
+    and the latent's net cost, far below the tile's 64 pixels coded."""
+    model = trained(prior="vae", data="digits", pixels="native", loss="categorical").model
+    rng = np.random.default_rng(3)
+    small = [rng.integers(0, model.levels, size=(1, 1, 1)).astype(np.uint8) for _ in range(40)]
+    full = [np.pad(s, ((0, 0), (0, 7), (0, 7))) for s in small]
+    a = compress(model, cut_all(small, (8, 8))[0], tiles=[[1, 1]] * 40, lanes=1)
+    b = compress(model, cut_all(full, (8, 8))[0], tiles=[[8, 8]] * 40, lanes=1)
+    assert len(a.data) < 0.5 * len(b.data), (len(a.data), len(b.data))
+
+
+def test_tiles_refuse_set_mode_and_sizes_that_do_not_fit():
+    model = trained(prior="vae", data="digits", pixels="binary").model
+    tiles, _, sizes = cut_all(photos(1, 2), (8, 8))
+    with pytest.raises(UsageError, match="set mode would not keep"):
+        compress(model, tiles, "set", tiles=sizes)
+    with pytest.raises(UsageError, match="tiles must be the tiles of images"):
+        compress(model, tiles[:-1], tiles=sizes)
+
+
+def test_a_tiled_file_whose_sizes_were_edited_is_refused():
+    import struct
+    import zlib
+
+    model = trained(prior="vae", data="digits", pixels="binary").model
+    tiles, _, sizes = cut_all(photos(1, 2), (8, 8))
+    c = compress(model, tiles, tiles=sizes, lanes=1)
+    data = bytearray(c.data)
+    at = data.find(struct.pack("<2I", 13, 20))
+    data[at: at + 8] = struct.pack("<2I", 13, 19)  # still 6 tiles: passes the header checks
+    data[-4:] = struct.pack("<I", zlib.crc32(bytes(data[:-4])))
+    with pytest.raises(CodecError, match="corrupt"):
+        decompress(model, bytes(data))
+    data[at: at + 8] = struct.pack("<2I", 40, 40)  # 25 tiles: more than the file holds
+    data[-4:] = struct.pack("<I", zlib.crc32(bytes(data[:-4])))
+    with pytest.raises(CodecError, match="tiled images do not fit"):
+        read_header(bytes(data))
+
+
+def test_the_cli_codes_image_files_of_any_size_and_writes_them_back(tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from acnkit.cli import main
+
+    run = tmp_path / "run"
+    cli = CliRunner()
+    r = cli.invoke(main, ["run", "--prior", "acn", "--epochs", "1", "--latent-dim", "6",
+                          "--encoder-hidden", "64", "--decoder-hidden", "64",
+                          "--prior-hidden", "32", "--test-limit", "50", "--train-limit", "300",
+                          "--out", str(run)])
+    assert r.exit_code == 0, r.output
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    made = {}
+    for name, (w, h) in {"a.png": (20, 13), "sub/b.png": (8, 8), "c.png": (3, 30)}.items():
+        pixels = rng.integers(0, 2, size=(h, w)).astype(bool)
+        Image.fromarray(pixels).save(src / name)
+        made[name] = pixels
+    f = tmp_path / "x.acnz"
+    r = cli.invoke(main, ["compress", str(run), str(src), "-o", str(f)])
+    assert r.exit_code == 0, r.output
+    assert "3 images as 11 tiles of 8x8" in r.stdout
+    r = cli.invoke(main, ["decompress", str(f), "--run", str(run), "-o", str(tmp_path / "x.npy")])
+    assert r.exit_code == 2 and "give -o a folder" in r.stderr
+    r = cli.invoke(main, ["decompress", str(f), "--run", str(run), "-o", str(tmp_path / "out") + "/"])
+    assert r.exit_code == 0, r.output
+    for name, pixels in made.items():
+        with Image.open(tmp_path / "out" / name) as img:
+            assert img.mode == "1" and np.array_equal(np.asarray(img), pixels), name
+    r = cli.invoke(main, ["compress", str(run), str(src), "--set", "-o", str(tmp_path / "y.acnz")])
+    assert r.exit_code == 2 and "set mode would not keep" in r.stderr
+    assert not (tmp_path / "y.acnz").exists()
