@@ -310,7 +310,7 @@ def read_image(path: Path, shape: tuple[int, ...], levels: int,
             if levels == 2 and info.mode == "RGB":
                 raise Unrestorable("has RGB pixels; a binary run codes 1-bit images: give "
                                    "1-bit images or pass --threshold T (grey level >= T is 1)")
-            return exact_levels(img, info, shape[0], levels == 2), info.mode
+            return exact_levels(img, info, shape[0], levels == 2, any_size), info.mode
     except Unrestorable as exc:
         raise UsageError(f"{path} {exc}") from None
     except Image.DecompressionBombError:
@@ -345,8 +345,10 @@ def read_images(inputs: list[str], image_shape: tuple[int, ...], levels: int,
     read = [read_image(path, image_shape, levels, threshold, any_size) for path, _ in files]
     images = [image for image, _ in read]
     names, modes = [name for _, name in files], [mode for _, mode in read]
-    if any_size and any(image.shape != tuple(image_shape) for image in images):
-        return images, names, modes
+    grey_in_colour = image_shape[0] == 3 and any(m in ("1", "L") for m in modes)
+    if any_size and (grey_in_colour or any(image.shape != tuple(image_shape)
+                                           for image in images)):
+        return images, names, modes  # coded as tiles (grey ones by one channel)
     return np.stack(images), names, modes
 
 

@@ -4,6 +4,7 @@ codec change; inputs, outputs and refusals."""
 
 import functools
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -202,11 +203,20 @@ def test_cli_codes_grey_and_colour_png_folders_and_writes_them_back(tmp_path):
     for path in sorted(folder.glob("*.png")):
         with Image.open(path) as a, Image.open(tmp_path / "out" / path.name) as b:
             assert b.mode == "RGB" and np.array_equal(np.asarray(a), np.asarray(b))
-    # a grey image given to a colour run: one line
-    Image.fromarray(np.zeros((5, 4), np.uint8), "L").save(tmp_path / "grey.png")
-    r = invoke("compress", run, tmp_path / "grey.png", "-o", tmp_path / "g.acn")
-    assert r.exit_code == 2 and "grey" in r.stderr and "colour" in r.stderr, r.output
-    assert not (tmp_path / "g.acn").exists()
+    # grey images beside colour ones for a colour run: coded by one channel, back as grey
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    grey = np.random.default_rng(1).integers(0, 256, (5, 4)).astype(np.uint8)
+    Image.fromarray(grey, "L").save(mixed / "grey.png")
+    Image.fromarray(grey > 127).save(mixed / "bits.png")
+    shutil.copy(folder / "000.png", mixed / "colour.png")
+    r = invoke("compress", run, mixed, "-o", tmp_path / "m.acn")
+    assert r.exit_code == 0 and "3 images as 3 tiles" in r.stdout, r.output
+    r = invoke("decompress", tmp_path / "m.acn", "--run", run, "-o", f"{tmp_path / 'm'}/")
+    assert r.exit_code == 0, r.output
+    for name in ("grey.png", "bits.png", "colour.png"):
+        with Image.open(mixed / name) as a, Image.open(tmp_path / "m" / name) as b:
+            assert a.mode == b.mode and np.array_equal(np.asarray(a), np.asarray(b)), name
     # one of another size: coded as tiles, and back exactly
     big = np.random.default_rng(0).integers(0, 256, (6, 4, 3)).astype(np.uint8)
     Image.fromarray(big, "RGB").save(tmp_path / "big.png")

@@ -150,3 +150,20 @@ def test_the_cli_codes_image_files_of_any_size_and_writes_them_back(tmp_path):
     r = cli.invoke(main, ["compress", str(run), str(src), "--set", "-o", str(tmp_path / "y.acnz")])
     assert r.exit_code == 2 and "set mode would not keep" in r.stderr
     assert not (tmp_path / "y.acnz").exists()
+
+
+def test_a_grey_image_in_a_colour_file_costs_one_channel():
+    model = trained(prior="vae", data="sample-patches", pixels="native", train_limit=200).model
+    rng = np.random.default_rng(7)
+    grey = np.repeat(rng.integers(0, 256, size=(1, 40, 45)).astype(np.uint8), 3, axis=0)
+    tiles, _, sizes = cut_all([grey], (32, 32))
+    as_grey = compress(model, tiles, tiles=sizes, modes=["L"], lanes=1)
+    as_colour = compress(model, tiles, tiles=sizes, modes=["RGB"], lanes=1)
+    assert len(as_grey.data) < 0.5 * len(as_colour.data), (len(as_grey.data),
+                                                           len(as_colour.data))
+    back = join(decompress(model, as_grey.data), sizes)[0]
+    assert np.array_equal(back, grey)
+    with pytest.raises(UsageError, match="grey image's tiles must hold its levels"):
+        bad = tiles.copy()
+        bad[0, 1, 0, 0] ^= 1
+        compress(model, bad, tiles=sizes, modes=["L"])

@@ -302,8 +302,11 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
                 tile_count((h, w), model.image_shape[1:]) for h, w in tiles) != len(images):
             raise UsageError("tiles must be the tiles of images of the given sizes "
                              "(acnkit.codec.tiles.cut_all makes them)")
-        extents = np.concatenate([tile_extents((h, w), model.image_shape[1:])
-                                  for h, w in tiles])
+        extents = tile_info(tiles, model.image_shape, modes)
+        if (extents[:, 2] > 0).any() and not (images[extents[:, 2] > 0]
+                                              == images[extents[:, 2] > 0][:, :1]).all():
+            raise UsageError("a grey image's tiles must hold its levels in every channel "
+                             "(acnkit.codec.tiles.cut_all of the image repeated three times)")
         plain_if_smaller = False  # stored images are whole ones: the tiles' padding would count
     whole = len(tiles) if tiles is not None else len(images)
     if names is not None and (len(names) != whole or not all(map(safe_name, names))):
@@ -314,7 +317,7 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
         raise UsageError(f"give one image mode ({', '.join(IMAGE_MODES)}) an image")
     recorded = file_modes(modes, model.image_shape, model.levels, mode == "ordered")
     if recorded and not modes_fit(recorded, whole, list(model.image_shape),
-                                  model.levels):
+                                  model.levels, tiles is not None):
         raise UsageError(f"images of shape {model.image_shape} at {model.levels} levels "
                          f"cannot be written in mode {recorded[0]}")
     clash = name_clash(names) if names and mode == "ordered" else None
@@ -353,7 +356,7 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
         order = push_lanes(ImageCoder(nets, codecs), stacks, images, layout, order, extents)
         lane_words = [ans.get_compressed().astype("<u4") for ans in stacks]
         figure = figure_of()
-    if extents is not None and (extents != np.array(model.image_shape[1:])).any():
+    if extents is not None and (extents[:, :2] != np.array(model.image_shape[1:])).any():
         figure = math.nan  # the model's figure of padded tiles is not the images'
     header = {
         "format": TILED_FORMAT if tiles is not None else FORMAT_VERSION, "mode": mode,
@@ -486,6 +489,21 @@ def model_nats(model: Model, images: np.ndarray, order: np.ndarray, mode: str,
     return modes(nats, len(images), model.conditional)[f"test_nats_{mode}"]
 
 
+def tile_info(tiles: list[list[int]], shape: tuple[int, ...],
+              modes: list[str] | None) -> np.ndarray:
+    """What a tiled file codes of each tile before its pixels (N, 3): its real rows and
+    columns and whether it is grey (a grey image's tile in a colour file, whose first
+    channel alone is coded)."""
+    per_image = [(m in ("1", "L")) and shape[0] == 3
+                 for m in (modes if modes and len(modes) > 1
+                           else (modes or [""]) * len(tiles))]
+    parts = []
+    for (h, w), grey in zip(tiles, per_image, strict=True):
+        ext = tile_extents((h, w), (shape[1], shape[2]))
+        parts.append(np.concatenate([ext, np.full((len(ext), 1), int(grey))], 1))
+    return np.concatenate(parts).astype(np.int64)
+
+
 def decompress(model: Model, data: bytes, name: str = "the file",
                warn: Callable[[str], Any] | None = None,
                stats: dict[str, Any] | None = None) -> np.ndarray:
@@ -592,7 +610,7 @@ def _decode(model: Model, header: dict[str, Any], words: np.ndarray, name: str,
             images = images[arrangement]
             found = None if found is None else found[arrangement]
     if found is not None and not np.array_equal(
-            found, np.concatenate([tile_extents((h, w), shape[1:]) for h, w in tiles])):
+            found, tile_info(tiles, shape, header["modes"] or None)):
         raise CodecError(f"{name} is corrupt: its tiles' sizes do not fit its images'; "
                          f"nothing was written")
     if stats is not None:

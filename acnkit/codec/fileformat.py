@@ -340,7 +340,7 @@ def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
          f"its version fields {header['acnkit']!r} and {header['torch']!r} are not versions "
          f"(the bytes that name the acnkit and torch that wrote it are damaged)"),
         (bool(header["flags"] & FLAG_MODES) and not modes_fit(header["modes"], whole,
-                                                               shape, levels),
+                                                               shape, levels, bool(tiles)),
          f"its image modes {header['modes'][:4]} do not fit its {whole} images of shape "
          f"{shape} at {levels} levels"),
         (bool(header["flags"] & FLAG_TILES) and not tiles_fit(header, count),
@@ -399,10 +399,16 @@ def file_modes(modes: list[str] | None, shape: tuple[int, ...], levels: int,
     return list(modes)
 
 
-def modes_fit(modes: list[str], count: int, shape: list[int], levels: int) -> bool:
+def modes_fit(modes: list[str], count: int, shape: list[int], levels: int,
+              tiled: bool = False) -> bool:
     """Whether recorded image modes can be the modes of ``count`` images of ``shape`` at
     ``levels`` levels: one for all or one an image, each a grey mode of a one-channel
-    binary or 8-bit run (an RGB image is written in its run's own mode, never recorded)."""
+    binary or 8-bit run (an RGB image is written in its run's own mode, never recorded);
+    in a tiled file (format 8) of an 8-bit colour run, grey images beside colour ones
+    (coded by their first channel)."""
+    if tiled and len(shape) == 3 and shape[0] == 3:
+        return len(modes) in (1, count) and levels == 256 \
+            and all(m in ("1", "L", "RGB") for m in modes)
     return len(modes) in (1, count) and len(shape) == 3 and shape[0] == 1 \
         and levels in (2, 256) and all(m in ("1", "L") for m in modes)
 

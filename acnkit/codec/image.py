@@ -216,8 +216,10 @@ class ImageCoder:
              extents: np.ndarray | None = None) -> None:
         """The sender's step: image b (C, H, W levels) with posterior (means[b], stds[b])
         onto stack b; ``keys[b]``: its place in the decoding order (the dither's key).
-        ``extents`` (B, 2): the rows and columns of each image that are real (a tile at a
-        photo's edge; the rest is zeros and costs nothing), coded before its pixels."""
+        ``extents`` (B, 3), for tiles: the rows and columns of each image that are real (a
+        tile at a photo's edge; the rest is zeros and costs nothing) and whether it is grey
+        (a colour model's grey tile: its first channel coded, the others equal to it),
+        coded before its pixels."""
         symbols = self.codecs.posterior_lanes(means, stds, keys).pop(stacks)
         z = self.codecs.grid.values(symbols)
         b, c = len(stacks), images.shape[1]
@@ -229,8 +231,9 @@ class ImageCoder:
 
             def subpixel(i: int, ch: int, cdf: CDF) -> np.ndarray:
                 known = coded[:, ch, i: i + 1].astype(np.int64)
-                return search.run(known.shape, cdf, decisions.known(known),
-                                  sizes=self._at(sizes, ch, slice(i, i + 1)))[:, 0]
+                found = search.run(known.shape, cdf, decisions.known(known),
+                                   sizes=self._at(sizes, ch, slice(i, i + 1)))[:, 0]
+                return self._grey(found, extents, ch, coded[:, 0, i])
 
             self.nets.position_cdfs(z, images, subpixel)
             decisions.push(stacks)
@@ -246,15 +249,27 @@ class ImageCoder:
                                sizes=self._at(sizes, ch, slice(None), block))
                     decisions.push(stacks[block.start: block.stop])
         if extents is not None:
-            self._extents(images.shape[1:]).push(stacks, extents.astype(np.int32) - 1)
+            side = extents.astype(np.int32)
+            side[:, :2] -= 1
+            self._extents(images.shape[1:]).push(stacks, side)
         self.codecs.prior_lanes(prior).push(stacks, symbols)
+
+    @staticmethod
+    def _grey(found: np.ndarray, extents: np.ndarray | None, ch: int,
+              first: np.ndarray) -> np.ndarray:
+        """Channel ``ch``'s levels with a grey tile's taken from its first channel (they
+        were not coded)."""
+        if extents is None or ch == 0 or not extents[:, 2].any():
+            return found
+        return np.where(extents[:, 2] > 0, first, found)
 
     def _extents(self, shape: tuple[int, ...]) -> Lanes:
         """A tile's real rows and columns (less one) in an image of ``shape`` (C, H, W),
         uniform: ten bits a 32 x 32 tile, coded because the receiver cannot know them
-        before its pixels (ACN's chain decodes tiles in an order it learns at the end).
-        A side of one pixel has nothing to code."""
-        sides = np.array(shape[1:], dtype=np.int32)
+        before its pixels (ACN's chain decodes tiles in an order it learns at the end);
+        for a colour model, whether the tile is grey, one bit. A side of one pixel has
+        nothing to code."""
+        sides = np.array([*shape[1:], 2 if shape[0] == 3 else 1], dtype=np.int32)
         coded = sides > 1
         codec = self.codecs.uniforms(sides[coded])
 
@@ -263,7 +278,7 @@ class ImageCoder:
                 Lanes.of([codec] * len(stacks)).push(stacks, np.ascontiguousarray(rows[:, coded]))
 
         def pop(stacks: list[Any]) -> np.ndarray:
-            out = np.zeros((len(stacks), 2), dtype=np.int32)
+            out = np.zeros((len(stacks), 3), dtype=np.int32)
             if coded.any():
                 out[:, coded] = Lanes.of([codec] * len(stacks)).pop(stacks)
             return out
@@ -272,16 +287,19 @@ class ImageCoder:
 
     def _sizes(self, extents: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
         """Each subpixel's level count (B, C, H*W): the model's where the pixel is real,
-        one (no decision, level 0) where it is padding; None when every pixel is real."""
+        one (no decision, level 0) where it is padding or a grey tile's channel after its
+        first; None when every subpixel is coded."""
         if extents is None:
             return None
         b, c, h, w = len(extents), shape[1], shape[2], shape[3]  # shape: (B, C, H, W)
         real = (np.arange(h)[None, :, None] < extents[:, 0, None, None]) \
             & (np.arange(w)[None, None, :] < extents[:, 1, None, None])
-        if real.all():
+        if real.all() and not extents[:, 2].any():
             return None
         counts = np.where(real, self.search.levels, 1).astype(np.int64).reshape(b, 1, h * w)
-        return np.repeat(counts, c, axis=1)
+        counts = np.repeat(counts, c, axis=1)
+        counts[extents[:, 2] > 0, 1:] = 1
+        return counts
 
     @staticmethod
     def _at(sizes: np.ndarray | None, ch: int, where: slice,
@@ -301,8 +319,9 @@ class ImageCoder:
         z = self.codecs.grid.values(symbols)
         extents = None
         if tiled:
-            extents = self._extents(shape).pop(stacks).astype(np.int64) + 1
-        images = self._pop_pixels(stacks, z, shape, self._sizes(extents, (len(stacks), *shape)))
+            extents = self._extents(shape).pop(stacks).astype(np.int64)
+            extents[:, :2] += 1
+        images = self._pop_pixels(stacks, z, shape, extents)
         for b, ans in enumerate(stacks):
             # the sender's stack at this point held its initial words less what the
             # posterior popped: never fewer than MIN_VALID_BITS (an empty stack would go on
@@ -319,9 +338,10 @@ class ImageCoder:
         return images, codes, extents
 
     def _pop_pixels(self, stacks: list[Any], z: np.ndarray, shape: tuple[int, ...],
-                    sizes: np.ndarray | None) -> np.ndarray:
+                    extents: np.ndarray | None) -> np.ndarray:
         b, c = len(stacks), shape[0]
         search = self.search
+        sizes = self._sizes(extents, (b, *shape))
         images = np.zeros((b, c, math.prod(shape[1:])), dtype=np.uint8)
         if not self.nets.autoregressive:
             params = self.nets.independent_params(z)
@@ -332,12 +352,16 @@ class ImageCoder:
                     found = search.run((len(block), images.shape[2]), cdf, popped(search, lanes),
                                        sizes=self._at(sizes, ch, slice(None), block))
                     images[block.start: block.stop, ch] = found
+                if ch > 0 and extents is not None and extents[:, 2].any():
+                    grey = extents[:, 2] > 0
+                    images[grey, ch] = images[grey, 0]  # before the next channel's CDF
             return known
         t0 = time.perf_counter()
 
         def pop_subpixel(i: int, ch: int, cdf: CDF) -> np.ndarray:
-            images[:, ch, i] = search.run((b, 1), cdf, popped(search, stacks),
-                                          sizes=self._at(sizes, ch, slice(i, i + 1)))[:, 0]
+            found = search.run((b, 1), cdf, popped(search, stacks),
+                               sizes=self._at(sizes, ch, slice(i, i + 1)))[:, 0]
+            images[:, ch, i] = self._grey(found, extents, ch, images[:, 0, i])
             return images[:, ch, i]
 
         self.nets.position_cdfs(z, None, pop_subpixel)

@@ -87,7 +87,7 @@ def push_lanes(coder: ImageCoder, stacks: list[Any], images: np.ndarray, layout:
                order: np.ndarray | None, extents: np.ndarray | None = None) -> np.ndarray:
     """The sender: every image onto its lane's stack, last step first. ``order`` (coded
     position -> image) is the coded order; None in set mode, where the sender pops it off
-    the stacks. ``extents`` (N, 2): each image's real rows and columns (tiles; ordered
+    the stacks. ``extents`` (N, 3): each tile's real rows and columns and grey flag (ordered
     mode). Returns the coded order."""
     nets = coder.nets
     with progress.task("compress", len(images), "images") as shown:
@@ -126,7 +126,7 @@ def pop_lanes(coder: ImageCoder, stacks: list[Any], layout: Layout, shape: tuple
     after each step."""
     n = sum(layout.sizes)
     decoded = np.empty((n, *shape), dtype=np.uint8)
-    extents = np.empty((n, 2), dtype=np.int64) if tiled else None
+    extents = np.empty((n, 3), dtype=np.int64) if tiled else None
     restorer = SetRestorer() if as_set else None
     previous = None
     with progress.task("decompress", n, "images") as shown:

@@ -202,12 +202,19 @@ def opened(raw: bytes) -> Any:
         raise
 
 
-def exact_levels(img: Any, info: ImageFile, channels: int, binary: bool) -> np.ndarray:
+def exact_levels(img: Any, info: ImageFile, channels: int, binary: bool,
+                 grey_as_colour: bool = False) -> np.ndarray:
     """The (C, H, W) uint8 levels of an image that :func:`refusal` accepted, for a run of
     ``channels`` channels (binary: 0/1 levels, else 0..255), such that writing them back
     in ``info.mode`` (:func:`picture`) gives the same pixels. Raises Unrestorable where
-    the image's channels or levels are not the run's."""
+    the image's channels or levels are not the run's; ``grey_as_colour``: a grey image for
+    an 8-bit colour run comes as its levels in all three channels (a tiled file codes the
+    first alone)."""
     img.load()
+    if grey_as_colour and channels == 3 and not binary and info.mode in ("1", "L"):
+        grey = np.asarray(img, dtype=bool) * np.uint8(255) if info.mode == "1" \
+            else np.asarray(img).astype(np.uint8)
+        return np.repeat(grey[None], 3, axis=0)
     if info.mode == "RGB":
         if channels != 3:
             raise Unrestorable("is an RGB image; this run codes grey images: convert it "
@@ -235,7 +242,7 @@ def picture(image: np.ndarray, mode: str, binary: bool) -> Any:
 
     if mode == "RGB":
         return Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0)), "RGB")
-    plane = image.reshape(image.shape[-2:])
+    plane = image[0]  # one channel, or a grey image's first of three equal ones
     if mode == "1":
         return Image.fromarray(plane.astype(bool) if binary else plane == 255)
     return Image.fromarray(np.ascontiguousarray(plane * np.uint8(255) if binary else plane),
