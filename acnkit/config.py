@@ -43,6 +43,9 @@ class RunConfig:
     pixels: str = "binary"
     #: "HxW": crop every image of a folder to its centre H x W (--data images)
     crop: str | None = None
+    #: "HxW": train on H x W patches drawn at random from photos of any size each epoch,
+    #: held-out figures on the held-out photos' whole tiles (--data images)
+    patches: str | None = None
     epochs: int = 10
     batch_size: int = 128
     latent_dim: int = 32
@@ -125,6 +128,14 @@ class RunConfig:
             self.loss = "bernoulli" if self.pixels == "binary" else "logistic"
         if self.crop is not None:
             crop_size(self.crop)
+        if self.patches is not None:
+            crop_size(self.patches, "--patches")
+            if self.crop is not None:
+                raise UsageError("--patches draws patches from whole images; drop --crop")
+            if self.valid_size:
+                raise UsageError("--patches draws the training images afresh each epoch, "
+                                 "so none can be held out: drop --valid-size (the folder's "
+                                 "test/ images, or every tenth file, are held out)")
         check_device_name(self.device)
         return self
 
@@ -203,21 +214,21 @@ class RunConfig:
         "prior", "data", "encoder", "decoder", "loss", "batch_size", "latent_dim", "posterior",
         "encoder_hidden", "decoder_hidden", "channels", "decoder_options", "prior_hidden",
         "prior_layers", "mixtures", "train_limit", "test_limit", "valid_size", "data_seed", "seed",
-        "pixels", "crop",
+        "pixels", "crop", "patches",
     )
 
 
 #: --pixels
 PIXELS = ("binary", "native")
 #: structural options added after runs were saved, at the value those runs had
-LATER_DEFAULTS: dict[str, Any] = {"pixels": "binary", "crop": None}
+LATER_DEFAULTS: dict[str, Any] = {"pixels": "binary", "crop": None, "patches": None}
 
 
-def crop_size(text: str) -> tuple[int, int]:
+def crop_size(text: str, option: str = "--crop") -> tuple[int, int]:
     """``HxW`` as (H, W), both >= 1."""
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise UsageError(f"--crop must be HxW in pixels, such as 32x32; got {text!r}")
+        raise UsageError(f"{option} must be HxW in pixels, such as 32x32; got {text!r}")
     return int(parts[0]), int(parts[1])
 
 

@@ -155,6 +155,7 @@ class Trainer:
     def train_pass(self, epochs: int | None = None) -> tuple[float, float] | None:
         """Train on every datum once in a seeded random order; returns the sums of the
         reconstruction and KL nats (None if a stop was requested mid-epoch)."""
+        self._draw_training_images()
         c, n = self.config, len(self.data.train_x)
         self.model.nets.train()
         if self.memory:
@@ -179,6 +180,14 @@ class Trainer:
                 step(min(c.batch_size, n - b * c.batch_size), **running)
         return (self.dist.sum(recon_sum.item(), self.device),
                 self.dist.sum(kl_sum.item(), self.device))
+
+    def _draw_training_images(self) -> None:
+        """This epoch's training images, where the data set draws them afresh (random
+        patches of photos): the same ones for the same epoch, resumed or not."""
+        draw = self.data.dataset.resample
+        if draw is not None:
+            fresh = draw(self.epoch + 1)[: self.config.train_limit]
+            self.data.train_x = fresh.to(self.data.train_x.device)
 
     def _should_stop(self) -> bool:
         # With several processes every rank must stop at the same batch, or the others

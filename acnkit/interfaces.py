@@ -323,6 +323,10 @@ class Dataset:
     intensity: Callable[[str], np.ndarray] | None = None
     #: the levels of a subpixel: 2 for binarised images, 256 for 8-bit ones
     levels: int = 2
+    #: training images drawn afresh for epoch e (1, 2, ...): (N, *image_shape) uint8, the
+    #: same N and the same images for the same e (random patches of photos); None when the
+    #: training images are fixed
+    resample: Callable[[int], Tensor] | None = None
 
     @property
     def dims(self) -> int:

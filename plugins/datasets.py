@@ -19,7 +19,7 @@ import acnkit
 from acnkit.config import crop_size
 from acnkit.data.cifar import read_cifar10
 from acnkit.data.idx import load_idx_split
-from acnkit.data.images import read_folder, sample_patches
+from acnkit.data.images import Patches, read_folder, read_photos, sample_patches, tiles_of
 from acnkit.errors import DataError
 from acnkit.interfaces import Dataset
 
@@ -123,14 +123,32 @@ def cifar10(data_dir=None, seed=0, pixels="binary") -> Dataset:
                            str(data_dir))
 
 
-def images(data_dir=None, seed=0, pixels="binary", crop=None) -> Dataset:
+def images(data_dir=None, seed=0, pixels="binary", crop=None, patches=None) -> Dataset:
     if data_dir is None:
         raise DataError("data set 'images' needs --data-dir DIR, a folder of image files "
                         "(PNG, JPEG, TIFF; with train/ and test/ subfolders, or every tenth "
                         "file held out)")
+    if patches is not None:
+        return _patches_dataset(Path(data_dir), crop_size(patches, "--patches"), seed, pixels)
     size = None if crop is None else crop_size(crop)
     return _levels_dataset("images", read_folder(Path(data_dir), size), seed, pixels,
                            str(data_dir))
+
+
+def _patches_dataset(folder: Path, size: tuple[int, int], seed: int, pixels: str) -> Dataset:
+    """Photos of any size: random patches to train on, drawn afresh each epoch; the
+    held-out photos' whole tiles to test on. 8-bit levels only (patches are not
+    binarised)."""
+    if pixels != "native":
+        raise DataError("--patches trains on the photos' own levels: pass --pixels native")
+    train, test = read_photos(folder, size)
+    draw = Patches(train, size, seed)
+    test_x = tiles_of(test, size)
+    first = draw(1)
+    return Dataset("images", torch.from_numpy(first), torch.zeros(len(first), dtype=torch.long),
+                   torch.from_numpy(test_x), torch.zeros(len(test_x), dtype=torch.long),
+                   tuple(first.shape[1:]), {"source": str(folder), "patches": len(first)},
+                   levels=256, resample=lambda epoch: torch.from_numpy(draw(epoch)))
 
 
 def sample_patches_dataset(data_dir=None, seed=0, pixels="binary") -> Dataset:

@@ -33,6 +33,10 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
                           "native: the data's own levels (8-bit grey or colour)."}),
     ("--crop", {"default": None, "metavar": "HxW",
                 "help": "--data images: crop every image to its centre HxW."}),
+    ("--patches", {"default": None, "metavar": "HxW",
+                   "help": "--data images: train on HxW patches drawn at random from photos "
+                           "of any size each epoch (as many as they hold whole tiles, flipped "
+                           "at random); test on the held-out photos' whole tiles."}),
     ("--epochs", {"default": _D.epochs, "type": int, "help": "Epochs in all."}),
     ("--batch-size", {"default": _D.batch_size, "type": int, "help": "Minibatch size."}),
     ("--latent-dim", {"default": _D.latent_dim, "type": int, "help": "Latent dimensions d."}),

@@ -74,9 +74,12 @@ def read_dataset(config: RunConfig, registry: Registry) -> Dataset:
                      "pixels": config.pixels}
     if config.crop is not None:
         options["crop"] = config.crop
+    if config.patches is not None:
+        options["patches"] = config.patches
     data = registry.create("dataset", config.data, **options,
                            given=config.given(data_dir="data_dir", seed="data_seed",
-                                              pixels="pixels", crop="crop"))
+                                              pixels="pixels", crop="crop",
+                                              patches="patches"))
     validate_dataset(data, config.data)
     return data
 

@@ -185,3 +185,71 @@ def sample_patches(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
         patches.append(tiles)
         labels.append(np.full(len(tiles), label))
     return np.concatenate(patches).astype(np.uint8), np.concatenate(labels)
+
+
+class Patches:
+    """Training images drawn afresh each epoch: ``size`` (H, W) patches at random places of
+    photos of any size, each flipped left to right at random, as many an epoch as the
+    photos hold whole tiles; the same for a given seed and epoch, so a resumed run draws
+    what it would have drawn."""
+
+    def __init__(self, photos: list[np.ndarray], size: tuple[int, int], seed: int) -> None:
+        self.photos, self.size, self.seed = photos, size, seed
+        h, w = size
+        self.counts = [(p.shape[1] // h) * (p.shape[2] // w) for p in photos]
+
+    def __call__(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, epoch])
+        h, w = self.size
+        out = np.empty((sum(self.counts), self.photos[0].shape[0], h, w), dtype=np.uint8)
+        at = 0
+        for photo, count in zip(self.photos, self.counts, strict=True):
+            rows = rng.integers(0, photo.shape[1] - h + 1, count)
+            cols = rng.integers(0, photo.shape[2] - w + 1, count)
+            flips = rng.random(count) < 0.5
+            for r, c, flip in zip(rows, cols, flips, strict=True):
+                patch = photo[:, r: r + h, c: c + w]
+                out[at] = patch[:, :, ::-1] if flip else patch
+                at += 1
+        return out
+
+
+def tiles_of(photos: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """The whole (non-overlapping, edge remainders left out) ``size`` tiles of photos, in
+    raster order: the held-out images of a patch-trained run, the same every epoch."""
+    h, w = size
+    parts = []
+    for p in photos:
+        rows, cols = p.shape[1] // h, p.shape[2] // w
+        grid = p[:, : rows * h, : cols * w].reshape(p.shape[0], rows, h, cols, w)
+        parts.append(grid.transpose(1, 3, 0, 2, 4).reshape(rows * cols, p.shape[0], h, w))
+    return np.concatenate(parts)
+
+
+def read_photos(folder: Path, size: tuple[int, int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The training and held-out photos of a folder (split as :func:`read_folder` splits),
+    each (C, H, W) uint8 of its own size, colour for all when any is colour (a grey one's
+    levels in all three channels); a photo smaller than ``size`` is refused."""
+    if not folder.is_dir():
+        raise DataError(f"--data-dir {folder} is not a folder; give a folder of image files")
+    if (folder / "train").is_dir() and (folder / "test").is_dir():
+        splits = {s: image_paths(folder / s) for s in ("train", "test")}
+    else:
+        paths = image_paths(folder)
+        splits = {"train": [p for i, p in enumerate(paths) if i % 10 != 9],
+                  "test": [p for i, p in enumerate(paths) if i % 10 == 9]}
+    for split, paths in splits.items():
+        if not paths:
+            raise DataError(f"{folder} holds no {split} images ({', '.join(SUFFIXES)}); a "
+                            f"folder needs at least 10 images, or train/ and test/ subfolders")
+    levels = read_all(splits["train"] + splits["test"], None)
+    colour = any(image.ndim == 3 for image in levels)
+    photos = []
+    for image, path in zip(levels, splits["train"] + splits["test"], strict=True):
+        if image.shape[0] < size[0] or image.shape[1] < size[1]:
+            raise DataError(f"{path} is {image.shape[1]}x{image.shape[0]} pixels, smaller than "
+                            f"--patches {size[0]}x{size[1]}")
+        chw = image.transpose(2, 0, 1) if image.ndim == 3 else image[None]
+        photos.append(np.repeat(chw, 3, 0) if colour and chw.shape[0] == 1 else chw)
+    n = len(splits["train"])
+    return photos[:n], photos[n:]
