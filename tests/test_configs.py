@@ -19,9 +19,21 @@ def test_there_are_reference_configs():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_config_trains_one_epoch(path, tmp_path):
-    RunConfig.from_toml(path).validate()
+    config = RunConfig.from_toml(path).validate()
+    data = []
+    if config.data == "images":  # a folder of photos, as the config's comment asks for
+        import numpy as np
+        from PIL import Image
+
+        rng = np.random.default_rng(0)
+        for split, n in (("train", 2), ("test", 1)):
+            (tmp_path / "photos" / split).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (64, 96, 3)).astype(np.uint8)).save(
+                    tmp_path / "photos" / split / f"{i}.png")
+        data = ["--data-dir", str(tmp_path / "photos")]
     r = CliRunner().invoke(main, ["run", "--config", str(path), "--epochs", "1",
-                                  "--train-limit", "256", "--test-limit", "64",
+                                  "--train-limit", "256", "--test-limit", "64", *data,
                                   "--out", str(tmp_path / "r"), "--json"])
     assert r.exit_code == 0, r.output
 
