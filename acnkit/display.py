@@ -94,6 +94,41 @@ def print_models(models: dict[str, dict[str, Any]]) -> None:
     _print(table)
 
 
+def print_photos(result: dict[str, Any]) -> None:
+    """``acnkit bench photos``: bits/dim of each photo by each codec (the smallest in
+    bold), acnkit's seconds each way, and every photo in one file."""
+    rows = result["photos"]
+    if not rows:
+        return
+    names = list(rows[0]["codecs"])
+    table = Table(title="photos, lossless: bits per subpixel (every file decoded and checked)")
+    for col in ("photo", "size", *names, "acnkit s (compress / decompress)"):
+        table.add_column(col, justify="left" if col in ("photo", "size") else "right")
+    for r in rows:
+        best = min(r["codecs"][n]["bits_per_dim"] for n in names)
+        cells = []
+        for n in names:
+            c = r["codecs"][n]
+            text = f"{c['bits_per_dim']:.3f}" + ("" if c["round_trip"] else " (NOT exact)")
+            cells.append(f"[bold]{text}[/bold]" if c["bits_per_dim"] == best else text)
+        a = r["codecs"]["acnkit"]
+        table.add_row(escape(r["photo"]), f"{r['width']}x{r['height']} {r['mode']}", *cells,
+                      f"{a['compress_seconds']:.1f} / {a['decompress_seconds']:.1f}")
+    sub = result["subpixels"]
+    totals = [f"{8 * result['totals'][n] / sub:.3f}" for n in names]
+    table.add_row("all, each alone", "", *totals, "")
+    together = result.get("together")
+    if together:
+        table.add_row("all in one acnkit file", "",
+                      f"{8 * together['bytes'] / sub:.3f}"
+                      + ("" if together["round_trip"] else " (NOT exact)"),
+                      *[""] * (len(names) - 1),
+                      f"{together['compress_seconds']:.1f} / {together['decompress_seconds']:.1f}")
+    _print(table)
+    for line in result.get("missing", []):
+        _print(f"not on PATH: {line}")
+
+
 def print_search(rows: list[dict[str, Any]], batch: int, k: int) -> None:
     """``acnkit bench search``: each searcher's build and query time beside the bound."""
     r0 = rows[0]

@@ -167,3 +167,31 @@ def test_a_grey_image_in_a_colour_file_costs_one_channel():
         bad = tiles.copy()
         bad[0, 1, 0, 0] ^= 1
         compress(model, bad, tiles=sizes, modes=["L"])
+
+
+def test_bench_photos_codes_each_photo_alone_and_all_together(tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from acnkit.cli import main
+
+    run = tmp_path / "run"
+    r = CliRunner().invoke(main, ["run", "--data", "sample-patches", "--pixels", "native",
+                                  "--prior", "vae", "--latent-dim", "6", "--encoder-hidden",
+                                  "64", "--decoder-hidden", "64", "--epochs", "1",
+                                  "--train-limit", "200", "--test-limit", "20", "--out",
+                                  str(run), "--quiet"])
+    assert r.exit_code == 0, r.output
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 37, 3)).astype(np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(rng.integers(0, 256, (33, 20)).astype(np.uint8), "L").save(tmp_path / "b.png")
+    r = CliRunner().invoke(main, ["bench", "photos", "--run", str(run), str(tmp_path / "a.png"),
+                                  str(tmp_path / "b.png"), "--json"])
+    assert r.exit_code == 0, r.output
+    import json
+
+    result = json.loads(r.stdout)
+    assert [p["photo"] for p in result["photos"]] == ["a.png", "b.png"]
+    for photo in result["photos"]:
+        assert all(c["round_trip"] for c in photo["codecs"].values()), photo
+    assert result["together"]["round_trip"] and result["subpixels"] == 40 * 37 * 3 + 33 * 20

@@ -187,6 +187,45 @@ def bench_codec_cmd(run_dirs, data, split, limit, lanes, pixels, classic, arithm
     print_codec(result, data, split)
 
 
+@bench.command("photos")
+@click.argument("inputs", nargs=-1, type=click.Path(), metavar="PHOTOS...")
+@click.option("--model", "model_name", default=None,
+              help="A shipped model (acnkit models) or a model folder.")
+@click.option("--run", "run_dir", default=None, help="A run folder instead of --model.")
+@click.option("--lanes", default=None, type=int,
+              help="Chains coded in lockstep (default: compress's own choice).")
+@click.option("--classic/--no-classic", default=True, show_default=True,
+              help="Also PNG (optipng -o2), WebP lossless (cwebp -z 9) and JPEG XL "
+                   "(cjxl -d 0 -e 9), where on PATH.")
+@json_option(help="Print JSON.")
+@quiet_option
+def bench_photos_cmd(inputs, model_name, run_dir, lanes, classic, as_json):
+    """Photos of any size (files or folders), each coded alone by acnkit (as tiles of the
+    model's size) and by the lossless codecs people use on photos, and all of them in one
+    acnkit file: bytes, bits/dim and seconds each way, every file decoded and checked
+    pixel for pixel."""
+    from ..bench.photos import bench_photos
+    from ..display import print_photos
+
+    if not inputs:
+        raise click.UsageError("give the photos (files or folders) to code")
+    if (model_name is None) == (run_dir is None):
+        raise click.UsageError("give --model NAME or --run RUN, the model to code with")
+    if model_name is not None:
+        from ..shipped import load_model
+
+        trained = load_model(model_name)
+    else:
+        from ..trained import load_run
+
+        trained = load_run(run_dir, "cpu")
+    result = bench_photos(trained, list(inputs), lanes, classic)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    print_photos(result)
+
+
 @bench.command("epoch")
 @click.option("--data", default=None, help="Data set (default: fashion-mnist if present, else digits).")
 @click.option("--data-dir", default=None, help="Folder of IDX files.")
