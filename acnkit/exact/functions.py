@@ -201,8 +201,10 @@ def _compiled() -> Any:
     ``ACNKIT_EXACT_KERNELS=0`` turns them off."""
     if os.environ.get("ACNKIT_EXACT_KERNELS", "1") == "0":
         return None
-    try:
-        from . import _kernels  # type: ignore[attr-defined]
+    import importlib
+
+    try:  # the compiled module alone (``from . import`` would name the package)
+        _kernels = importlib.import_module(f"{__package__}._kernels")
     except ImportError:
         return None
     _kernels.set_constants(_EXP_TERMS, _ERFC_P, _LOG_TERMS, LN2_HI, LN2_LO, INV_LN2, SQRT2,
