@@ -44,3 +44,18 @@ def test_held_out_figures_leave_out_knn_for_one_label_and_keep_it_for_two():
     data.train_y = torch.zeros_like(data.train_y)
     data.test_y = torch.zeros_like(data.test_y)
     assert "test_knn5_accuracy" not in held_out_figures(t.model, data)
+
+
+def test_the_defaults_train_colour_without_nan_for_five_seeds(tmp_path):
+    """The embedded colour patches at their own levels with every default net: no seed of
+    0-4 stops on a non-finite loss or gradient (one did on a folder of photo patches)."""
+    from click.testing import CliRunner
+
+    from acnkit.cli import main
+
+    for seed in range(5):
+        r = CliRunner().invoke(main, ["run", "--data", "sample-patches", "--pixels", "native",
+                                      "--seed", str(seed), "--epochs", "1", "--json",
+                                      "--test-limit", "40",
+                                      "--out", str(tmp_path / f"s{seed}")])
+        assert r.exit_code == 0, (seed, r.output)
