@@ -46,6 +46,9 @@ class RunConfig:
     #: "HxW": train on H x W patches drawn at random from photos of any size each epoch,
     #: held-out figures on the held-out photos' whole tiles (--data images)
     patches: str | None = None
+    #: with --patches: "flip", "permute" (a colour patch's channels in a random order), both
+    #: comma-separated, or "none"
+    augment: str = "flip"
     epochs: int = 10
     batch_size: int = 128
     latent_dim: int = 32
@@ -128,10 +131,13 @@ class RunConfig:
             self.loss = "bernoulli" if self.pixels == "binary" else "logistic"
         if self.crop is not None:
             crop_size(self.crop)
+        if self.patches is None and self.augment != "flip":
+            raise UsageError("--augment changes the patches of --patches; give --patches HxW")
         if self.patches is not None:
             crop_size(self.patches, "--patches")
             if self.crop is not None:
                 raise UsageError("--patches draws patches from whole images; drop --crop")
+            augments(self.augment)
             if self.valid_size:
                 raise UsageError("--patches draws the training images afresh each epoch, "
                                  "so none can be held out: drop --valid-size (the folder's "
@@ -214,14 +220,30 @@ class RunConfig:
         "prior", "data", "encoder", "decoder", "loss", "batch_size", "latent_dim", "posterior",
         "encoder_hidden", "decoder_hidden", "channels", "decoder_options", "prior_hidden",
         "prior_layers", "mixtures", "train_limit", "test_limit", "valid_size", "data_seed", "seed",
-        "pixels", "crop", "patches",
+        "pixels", "crop", "patches", "augment",
     )
 
 
 #: --pixels
 PIXELS = ("binary", "native")
 #: structural options added after runs were saved, at the value those runs had
-LATER_DEFAULTS: dict[str, Any] = {"pixels": "binary", "crop": None, "patches": None}
+LATER_DEFAULTS: dict[str, Any] = {"pixels": "binary", "crop": None, "patches": None,
+                                  "augment": "flip"}
+
+
+#: what --augment may ask of patches: flipped left to right at random, and a colour
+#: patch's channels in a random order (so a colour model meets colours its few photos lack)
+AUGMENTS = ("flip", "permute")
+
+
+def augments(text: str) -> tuple[str, ...]:
+    """``--augment``: a comma-separated subset of :data:`AUGMENTS`, or ``none``."""
+    names = () if text.strip() == "none" else tuple(p.strip() for p in text.split(","))
+    bad = [n for n in names if n not in AUGMENTS]
+    if bad or not text.strip():
+        raise UsageError(f"--augment takes none or some of {', '.join(AUGMENTS)} (comma-"
+                         f"separated), got {text!r}")
+    return names
 
 
 def crop_size(text: str, option: str = "--crop") -> tuple[int, int]:

@@ -19,7 +19,14 @@ import acnkit
 from acnkit.config import crop_size
 from acnkit.data.cifar import read_cifar10
 from acnkit.data.idx import load_idx_split
-from acnkit.data.images import Patches, read_folder, read_photos, sample_patches, tiles_of
+from acnkit.data.images import (
+    Patches,
+    augments,
+    read_folder,
+    read_photos,
+    sample_patches,
+    tiles_of,
+)
 from acnkit.errors import DataError
 from acnkit.interfaces import Dataset
 
@@ -123,26 +130,29 @@ def cifar10(data_dir=None, seed=0, pixels="binary") -> Dataset:
                            str(data_dir))
 
 
-def images(data_dir=None, seed=0, pixels="binary", crop=None, patches=None) -> Dataset:
+def images(data_dir=None, seed=0, pixels="binary", crop=None, patches=None,
+           augment="flip") -> Dataset:
     if data_dir is None:
         raise DataError("data set 'images' needs --data-dir DIR, a folder of image files "
                         "(PNG, JPEG, TIFF; with train/ and test/ subfolders, or every tenth "
                         "file held out)")
     if patches is not None:
-        return _patches_dataset(Path(data_dir), crop_size(patches, "--patches"), seed, pixels)
+        return _patches_dataset(Path(data_dir), crop_size(patches, "--patches"), seed, pixels,
+                                augments(augment))
     size = None if crop is None else crop_size(crop)
     return _levels_dataset("images", read_folder(Path(data_dir), size), seed, pixels,
                            str(data_dir))
 
 
-def _patches_dataset(folder: Path, size: tuple[int, int], seed: int, pixels: str) -> Dataset:
+def _patches_dataset(folder: Path, size: tuple[int, int], seed: int, pixels: str,
+                     augment: tuple[str, ...]) -> Dataset:
     """Photos of any size: random patches to train on, drawn afresh each epoch; the
     held-out photos' whole tiles to test on. 8-bit levels only (patches are not
     binarised)."""
     if pixels != "native":
         raise DataError("--patches trains on the photos' own levels: pass --pixels native")
     train, test = read_photos(folder, size)
-    draw = Patches(train, size, seed)
+    draw = Patches(train, size, seed, augment)
     test_x = tiles_of(test, size)
     first = draw(1)
     return Dataset("images", torch.from_numpy(first), torch.zeros(len(first), dtype=torch.long),

@@ -82,3 +82,15 @@ def test_a_photo_smaller_than_a_patch_is_named(tmp_path):
                                   "--patches", "8x8", "--pixels", "native", "--out",
                                   str(tmp_path / "r")])
     assert r.exit_code == 2 and "1.png is 50x6 pixels, smaller than --patches 8x8" in r.stderr
+
+
+def test_permuted_colours_put_a_patch_s_channels_in_a_random_order():
+    photo = np.stack([np.full((16, 16), v, dtype=np.uint8) for v in (10, 20, 30)])
+    plain = Patches([photo], (8, 8), seed=1, augment=())(1)
+    mixed = Patches([photo], (8, 8), seed=1, augment=("permute",))(1)
+    assert all(tuple(p[:, 0, 0]) == (10, 20, 30) for p in plain)
+    orders = {tuple(p[:, 0, 0]) for p in mixed}
+    assert all(sorted(o) == [10, 20, 30] for o in orders) and len(orders) > 1
+    r = CliRunner().invoke(main, ["run", "--data", "images", "--data-dir", "x", "--patches",
+                                  "8x8", "--pixels", "native", "--augment", "flip,spin"])
+    assert r.exit_code == 2 and "--augment takes none or some of flip, permute" in r.stderr

@@ -37,6 +37,10 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
                    "help": "--data images: train on HxW patches drawn at random from photos "
                            "of any size each epoch (as many as they hold whole tiles, flipped "
                            "at random); test on the held-out photos' whole tiles."}),
+    ("--augment", {"default": "flip", "metavar": "LIST",
+                   "help": "--patches: flip (left to right at random), permute (a colour "
+                           "patch's channels in a random order), both comma-separated, or "
+                           "none."}),
     ("--epochs", {"default": _D.epochs, "type": int, "help": "Epochs in all."}),
     ("--batch-size", {"default": _D.batch_size, "type": int, "help": "Minibatch size."}),
     ("--latent-dim", {"default": _D.latent_dim, "type": int, "help": "Latent dimensions d."}),

@@ -76,10 +76,11 @@ def read_dataset(config: RunConfig, registry: Registry) -> Dataset:
         options["crop"] = config.crop
     if config.patches is not None:
         options["patches"] = config.patches
+        options["augment"] = config.augment
     data = registry.create("dataset", config.data, **options,
                            given=config.given(data_dir="data_dir", seed="data_seed",
                                               pixels="pixels", crop="crop",
-                                              patches="patches"))
+                                              patches="patches", augment="augment"))
     validate_dataset(data, config.data)
     return data
 

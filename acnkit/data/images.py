@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..bounded import MAX_INPUT_BYTES
+from ..config import augments as augments
 from ..errors import DataError
 from .datafile import read_data_file
 
@@ -189,12 +190,14 @@ def sample_patches(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
 
 class Patches:
     """Training images drawn afresh each epoch: ``size`` (H, W) patches at random places of
-    photos of any size, each flipped left to right at random, as many an epoch as the
-    photos hold whole tiles; the same for a given seed and epoch, so a resumed run draws
-    what it would have drawn."""
+    photos of any size, as many an epoch as the photos hold whole tiles, each flipped left
+    to right at random (``augment`` holding "flip") and its channels put in a random order
+    ("permute"); the same for a given seed and epoch, so a resumed run draws what it would
+    have drawn."""
 
-    def __init__(self, photos: list[np.ndarray], size: tuple[int, int], seed: int) -> None:
-        self.photos, self.size, self.seed = photos, size, seed
+    def __init__(self, photos: list[np.ndarray], size: tuple[int, int], seed: int,
+                 augment: tuple[str, ...] = ("flip",)) -> None:
+        self.photos, self.size, self.seed, self.augment = photos, size, seed, augment
         h, w = size
         self.counts = [(p.shape[1] // h) * (p.shape[2] // w) for p in photos]
 
@@ -206,9 +209,12 @@ class Patches:
         for photo, count in zip(self.photos, self.counts, strict=True):
             rows = rng.integers(0, photo.shape[1] - h + 1, count)
             cols = rng.integers(0, photo.shape[2] - w + 1, count)
-            flips = rng.random(count) < 0.5
-            for r, c, flip in zip(rows, cols, flips, strict=True):
-                patch = photo[:, r: r + h, c: c + w]
+            flips = (rng.random(count) < 0.5) & ("flip" in self.augment)
+            channels = photo.shape[0]
+            orders = [rng.permutation(channels) if "permute" in self.augment
+                      else np.arange(channels) for _ in range(count)]
+            for r, c, flip, order in zip(rows, cols, flips, orders, strict=True):
+                patch = photo[order, r: r + h, c: c + w]
                 out[at] = patch[:, :, ::-1] if flip else patch
                 at += 1
         return out
