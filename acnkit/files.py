@@ -314,8 +314,9 @@ def read_image(path: Path, shape: tuple[int, ...], levels: int,
     except Unrestorable as exc:
         raise UsageError(f"{path} {exc}") from None
     except Image.DecompressionBombError:
-        raise UsageError(f"{path} claims more pixels than an image can safely hold; the "
-                         f"model codes {size[1]}x{size[0]} images") from None
+        limit = "cut it into parts" if any_size else f"the model codes {size[1]}x{size[0]} images"
+        raise UsageError(f"{path} claims more pixels than an image can safely hold; "
+                         f"{limit}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UsageError(f"{path} is not an image Pillow can read ({exc.__class__.__name__})") \
             from None
