@@ -183,7 +183,9 @@ class Trainer:
 
     def _draw_training_images(self) -> None:
         """This epoch's training images, where the data set draws them afresh (random
-        patches of photos): the same ones for the same epoch, resumed or not."""
+        patches of photos): the same ones for the same epoch, resumed or not. ACN's store
+        keeps the codes of last epoch's images until each row is trained again: its
+        neighbours are a step stale, as a store's codes always are within an epoch."""
         draw = self.data.dataset.resample
         if draw is not None:
             fresh = draw(self.epoch + 1)[: self.config.train_limit]

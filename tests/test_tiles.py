@@ -195,3 +195,44 @@ def test_bench_photos_codes_each_photo_alone_and_all_together(tmp_path):
     for photo in result["photos"]:
         assert all(c["round_trip"] for c in photo["codecs"].values()), photo
     assert result["together"]["round_trip"] and result["subpixels"] == 40 * 37 * 3 + 33 * 20
+
+
+def test_a_file_of_tiles_decodes_alike_under_sse4_kernels(tmp_path):
+    """A portable file of grey and colour photos of other sizes, written here with the
+    widest kernels, decodes bit for bit in a process held to SSE4 kernels and one thread
+    (the PixelCNN's stepping across kernels: tests/test_portable.py)."""
+    import os
+    import subprocess
+    import sys
+
+    from acnkit.testing.portable import SSE4
+
+    out = tmp_path / "run"
+    from click.testing import CliRunner
+
+    from acnkit.cli import main
+
+    r = CliRunner().invoke(main, ["run", "--data", "sample-patches", "--pixels", "native",
+                                  "--encoder-hidden", "32", "--decoder-hidden", "32",
+                                  "--latent-dim", "4", "--epochs", "1", "--train-limit", "64",
+                                  "--test-limit", "8", "--out", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    from acnkit.trained import load_run
+
+    model = load_run(out, "cpu").model
+    rng = np.random.default_rng(4)
+    colour = rng.integers(0, 256, (3, 35, 33)).astype(np.uint8)
+    grey = np.repeat(rng.integers(0, 256, (1, 20, 40)).astype(np.uint8), 3, axis=0)
+    tiles, _, sizes = cut_all([colour, grey], (32, 32))
+    c = compress(model, tiles, tiles=sizes, modes=["RGB", "L"], lanes=2)
+    (tmp_path / "f.acnz").write_bytes(c.data)
+    code = (f"import numpy as np\nfrom acnkit.trained import load_run\n"
+            f"from acnkit.codec import decompress\n"
+            f"m = load_run({str(out)!r}, 'cpu').model\n"
+            f"data = open({str(tmp_path / 'f.acnz')!r}, 'rb').read()\n"
+            f"np.save({str(tmp_path / 'back.npy')!r}, decompress(m, data))\n")
+    env = {**os.environ, **SSE4, "OMP_NUM_THREADS": "1", "ACNKIT_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300,
+                   capture_output=True)
+    back = join(np.load(tmp_path / "back.npy"), sizes)
+    assert np.array_equal(back[0], colour) and np.array_equal(back[1], grey)
