@@ -81,6 +81,10 @@ def print_plugins(rows: list[dict[str, Any]]) -> None:
 
 def print_models(models: dict[str, dict[str, Any]]) -> None:
     """``acnkit models``: each shipped model, what it codes and how well."""
+    if not models:
+        _print("no models are shipped with this acnkit; `acnkit models export RUN NAME` "
+               "makes one from a run")
+        return
     table = Table(title="acnkit models (compress --model NAME; decompress finds its own)")
     for col in ("model", "images", "what", "test bits/dim", "parameters"):
         table.add_column(col)

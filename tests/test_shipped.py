@@ -85,6 +85,8 @@ def test_compress_with_model_and_decompress_finding_it_by_fingerprint(as_shipped
 def test_a_file_of_a_model_not_shipped_asks_for_its_run(exported, tmp_path, monkeypatch):
     run, _ = exported
     monkeypatch.setattr(shipped_module, "shipped_root", lambda: tmp_path / "none")
+    listed = CliRunner().invoke(main, ["models"])
+    assert listed.exit_code == 0 and "no models are shipped" in listed.stdout
     images = np.random.default_rng(2).integers(0, 2, size=(5, 64)).astype(np.uint8)
     np.save(tmp_path / "in.npy", images)
     cli = CliRunner()
