@@ -94,3 +94,30 @@ def test_permuted_colours_put_a_patch_s_channels_in_a_random_order():
     r = CliRunner().invoke(main, ["run", "--data", "images", "--data-dir", "x", "--patches",
                                   "8x8", "--pixels", "native", "--augment", "flip,spin"])
     assert r.exit_code == 2 and "--augment takes none or some of flip, permute" in r.stderr
+
+
+def test_the_patch_data_set_passes_the_data_set_kit(tmp_path):
+    from acnkit_plugins.datasets import images
+
+    from acnkit.testing import check_dataset
+
+    folder = photo_folder(tmp_path / "photos")
+    check_dataset(images, data_dir=str(folder), patches="8x8", pixels="native")
+
+
+def test_the_kit_catches_a_resample_that_breaks_its_contract():
+    import dataclasses
+
+    from acnkit import Dataset
+    from acnkit.testing import check_dataset
+
+    x = torch.zeros((4, 1, 2, 2), dtype=torch.uint8)
+    y = torch.zeros(4, dtype=torch.long)
+    base = Dataset("d", x, y, x, y, (1, 2, 2))
+    for bad, message in ((lambda e: x, "the same images for another epoch"),
+                         (lambda e: x[:2] + e, "not the training images'"),
+                         (lambda e: torch.randint(0, 2, x.shape, dtype=torch.uint8),
+                          "other images for the same epoch")):
+        made = dataclasses.replace(base, resample=bad)
+        with pytest.raises(AssertionError, match=message):
+            check_dataset(lambda data_dir=None, seed=0, made=made: made)

@@ -13,7 +13,9 @@ def check_dataset(factory: Callable[..., Any], **kwargs: Any) -> None:
     :class:`~acnkit.interfaces.Dataset`: images of integer levels below its ``levels``
     (0/1 when binarised) of shape (N, *image_shape) for train and test (uint8 up to 256
     levels), one integer label per image, non-empty splits; the same ``seed`` gives the
-    same images (test figures are comparable across runs)."""
+    same images (test figures are comparable across runs); a ``resample`` gives each
+    epoch's training images of the same number and shape, the same for the same epoch,
+    other for another."""
     from ..interfaces import Dataset
 
     kwargs.setdefault("data_dir", None)
@@ -34,3 +36,12 @@ def check_dataset(factory: Callable[..., Any], **kwargs: Any) -> None:
             f"{split} needs one integer label per image")
         assert torch.equal(x, getattr(again, f"{split}_x")), (
             f"{split} images differ between two loads with the same seed")
+    draw = getattr(first, "resample", None)
+    if draw is not None:
+        one, again_one, two = draw(1), draw(1), draw(2)
+        for x in (one, two):
+            assert tuple(x.shape) == tuple(first.train_x.shape) and x.dtype == first.train_x.dtype, (
+                f"resample gave images {tuple(x.shape)} {x.dtype}, not the training images' "
+                f"{tuple(first.train_x.shape)} {first.train_x.dtype}")
+        assert torch.equal(one, again_one), "resample gave other images for the same epoch"
+        assert not torch.equal(one, two), "resample gave the same images for another epoch"
