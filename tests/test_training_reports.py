@@ -56,6 +56,6 @@ def test_the_defaults_train_colour_without_nan_for_five_seeds(tmp_path):
     for seed in range(5):
         r = CliRunner().invoke(main, ["run", "--data", "sample-patches", "--pixels", "native",
                                       "--seed", str(seed), "--epochs", "1", "--json",
-                                      "--test-limit", "40",
+                                      "--test-limit", "8",
                                       "--out", str(tmp_path / f"s{seed}")])
         assert r.exit_code == 0, (seed, r.output)
