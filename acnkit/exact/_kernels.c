@@ -174,53 +174,6 @@ static void release(Pair *p, Py_buffer *extra) {
     if (extra) PyBuffer_Release(extra);
 }
 
-#define UNARY(name, expr)                                                   \
-    CLONES static void loop_##name(const double *restrict a, double *restrict o, \
-                                   Py_ssize_t n) {                          \
-        for (Py_ssize_t i = 0; i < n; i++) {                                \
-            double x = a[i];                                                \
-            o[i] = (expr);                                                  \
-        }                                                                   \
-    }                                                                       \
-    static PyObject *k_##name(PyObject *self, PyObject *args) {             \
-        Pair p;                                                             \
-        if (!pair(args, &p, NULL)) return NULL;                             \
-        Py_BEGIN_ALLOW_THREADS                                              \
-        loop_##name((const double *)p.in.buf, (double *)p.out.buf, p.n);    \
-        Py_END_ALLOW_THREADS release(&p, NULL);                             \
-        Py_RETURN_NONE;                                                     \
-    }
-
-UNARY(exp, exp1(x))
-UNARY(log, log1(x))
-UNARY(erfc, erfc1(x))
-UNARY(normal_cdf, 0.5 * erfc1(-x * c_sqrt_half))
-
-#define TABLED(name, expr)                                                          \
-    CLONES static void loop_##name(const double *restrict a, double *restrict o,    \
-                                   Py_ssize_t n, const double *restrict table) {    \
-        for (Py_ssize_t i = 0; i < n; i++) {                                        \
-            double x = a[i];                                                        \
-            o[i] = (expr);                                                          \
-        }                                                                           \
-    }                                                                               \
-    static PyObject *k_##name(PyObject *self, PyObject *args) {                     \
-        Pair p;                                                                     \
-        Py_buffer tb;                                                               \
-        if (!pair(args, &p, &tb)) return NULL;                                      \
-        Py_ssize_t need = (Py_ssize_t)(2 * c_sig_range * c_sig_scale) + 2;          \
-        if (tb.len < need * (Py_ssize_t)sizeof(double)) {                           \
-            release(&p, &tb);                                                       \
-            PyErr_SetString(PyExc_ValueError, "the sigmoid's table is too short");  \
-            return NULL;                                                            \
-        }                                                                           \
-        Py_BEGIN_ALLOW_THREADS                                                      \
-        loop_##name((const double *)p.in.buf, (double *)p.out.buf, p.n,             \
-                    (const double *)tb.buf);                                        \
-        Py_END_ALLOW_THREADS release(&p, &tb);                                      \
-        Py_RETURN_NONE;                                                             \
-    }
-
 static inline double tanh1(double x, const double *table) {
     double out = sigmoid1(x * 2.0, table);
     out *= 2.0;
@@ -228,8 +181,62 @@ static inline double tanh1(double x, const double *table) {
     return out;
 }
 
-TABLED(sigmoid, sigmoid1(x, table))
-TABLED(tanh, tanh1(x, table))
+/* loop_NAME(a, o, n, table): the function over n numbers (``table``: the sigmoid's, for
+ * the two that read it; NULL for the others) */
+#define LOOP(name, expr)                                                            \
+    CLONES static void loop_##name(const double *restrict a, double *restrict o,    \
+                                   Py_ssize_t n, const double *restrict table) {    \
+        (void)table;                                                                \
+        for (Py_ssize_t i = 0; i < n; i++) {                                        \
+            double x = a[i];                                                        \
+            o[i] = (expr);                                                          \
+        }                                                                           \
+    }
+
+LOOP(exp, exp1(x))
+LOOP(log, log1(x))
+LOOP(erfc, erfc1(x))
+LOOP(normal_cdf, 0.5 * erfc1(-x * c_sqrt_half))
+LOOP(sigmoid, sigmoid1(x, table))
+LOOP(tanh, tanh1(x, table))
+
+typedef void (*Loop)(const double *, double *, Py_ssize_t, const double *);
+
+/* NAME(src, dst) or, ``tabled``, NAME(src, dst, table): a loop over a Python call's
+ * buffers, without the GIL */
+static PyObject *apply(PyObject *args, Loop loop, int tabled) {
+    Pair p;
+    Py_buffer tb;
+    Py_buffer *extra = tabled ? &tb : NULL;
+    if (!pair(args, &p, extra)) return NULL;
+    const double *table = NULL;
+    if (tabled) {
+        Py_ssize_t need = (Py_ssize_t)(2 * c_sig_range * c_sig_scale) + 2;
+        if (tb.len < need * (Py_ssize_t)sizeof(double)) {
+            release(&p, extra);
+            PyErr_SetString(PyExc_ValueError, "the sigmoid's table is too short");
+            return NULL;
+        }
+        table = (const double *)tb.buf;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    loop((const double *)p.in.buf, (double *)p.out.buf, p.n, table);
+    Py_END_ALLOW_THREADS
+    release(&p, extra);
+    Py_RETURN_NONE;
+}
+
+#define ENTRY(name, tabled)                                          \
+    static PyObject *k_##name(PyObject *self, PyObject *args) {      \
+        return apply(args, loop_##name, tabled);                     \
+    }
+
+ENTRY(exp, 0)
+ENTRY(log, 0)
+ENTRY(erfc, 0)
+ENTRY(normal_cdf, 0)
+ENTRY(sigmoid, 1)
+ENTRY(tanh, 1)
 
 /* quantize_rows(src, dst, cols, bound): each row of src (rows x cols) on the grid 2^-f,
  * f = 53 - bound - e(max |row|), as rint(x * 2^f) into dst; returns the f of every row as
