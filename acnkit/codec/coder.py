@@ -33,6 +33,14 @@ DITHER = 1 << 16
 DITHER_SEED = 20261202
 
 
+def redither(ans: Any, dither: Any, shift: np.ndarray) -> None:
+    """The ``len(shift)`` dither words on top of ``ans`` replaced by themselves plus
+    ``shift`` (mod :data:`DITHER`): ``+shift`` before a posterior's pop, ``-shift`` after
+    its push, so the bits it pops back are the image's own shifted by its key."""
+    words = (ans.decode(dither, len(shift)).astype(np.int64) + shift) % DITHER
+    ans.encode_reverse(words.astype(np.int32), dither)
+
+
 def constriction() -> Any:
     try:
         import constriction
@@ -200,8 +208,7 @@ class Codecs:
         dims = len(order)
 
         def pop(ans: Any) -> np.ndarray:
-            scrambled = (ans.decode(dither, dims).astype(np.int64) + shift) % DITHER
-            ans.encode_reverse(scrambled.astype(np.int32), dither)
+            redither(ans, dither, shift)
             symbols = np.empty(dims, dtype=np.int32)
             symbols[order] = np.concatenate([ans.decode(model, mean, std) + start
                                              for model, mean, std, start in groups])
@@ -214,8 +221,7 @@ class Codecs:
                 ans.encode_reverse((sorted_symbols[first:last] - start).astype(np.int32),
                                    model, mean, std)
                 last = first
-            plain = (ans.decode(dither, dims).astype(np.int64) - shift) % DITHER
-            ans.encode_reverse(plain.astype(np.int32), dither)
+            redither(ans, dither, -shift)
 
         return Codec(push, pop)
 

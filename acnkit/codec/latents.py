@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .. import exact
-from .coder import DITHER, Codecs, Grid, Lanes
+from .coder import DITHER, Codecs, Grid, Lanes, redither
 from .levels import Decisions, Search, popped
 
 
@@ -100,8 +100,7 @@ class ExactCodecs(Codecs):
 
         def pop(stacks: list[Any]) -> np.ndarray:
             for ans, shift in zip(stacks, shifts, strict=True):
-                words = (ans.decode(dither, dims).astype(np.int64) + shift) % DITHER
-                ans.encode_reverse(words.astype(np.int32), dither)
+                redither(ans, dither, shift)
             block = self.search.run(size.shape, coarse_cdf, popped(self.search, stacks), coarse)
             inner, ends = within(block)
             point = self.halves.run(size.shape, inner, popped(self.halves, stacks), fine, ends)
@@ -117,8 +116,7 @@ class ExactCodecs(Codecs):
             points.push(stacks)  # popped last, pushed first
             blocks.push(stacks)
             for ans, shift in zip(stacks, shifts, strict=True):
-                words = (ans.decode(dither, dims).astype(np.int64) - shift) % DITHER
-                ans.encode_reverse(words.astype(np.int32), dither)
+                redither(ans, dither, -shift)
 
         return Lanes(push, pop)
 
