@@ -136,22 +136,7 @@ def read_folder(folder: Path, crop: tuple[int, int] | None) -> tuple[np.ndarray,
     ``test/`` subfolders when it has both, else every tenth file (sorted) held out for
     testing. A label is the name of the first folder under the split (class folders), in
     sorted order; 0 for files directly in it."""
-    if not folder.is_dir():
-        raise DataError(f"--data-dir {folder} is not a folder; give a folder of image files")
-    splits = {}
-    if (folder / "train").is_dir() and (folder / "test").is_dir():
-        splits = {s: image_paths(folder / s) for s in ("train", "test")}
-        roots = {s: folder / s for s in splits}
-    else:
-        paths = image_paths(folder)
-        splits = {"train": [p for i, p in enumerate(paths) if i % 10 != 9],
-                  "test": [p for i, p in enumerate(paths) if i % 10 == 9]}
-        roots = {"train": folder, "test": folder}
-    for split, paths in splits.items():
-        if not paths:
-            raise DataError(f"{roots[split]} holds no {split} images "
-                            f"({', '.join(SUFFIXES)}); a folder needs at least 10 images, or "
-                            f"train/ and test/ subfolders")
+    splits, roots = split_paths(folder)
     classes = sorted({_label(p, roots[s]) for s, ps in splits.items() for p in ps})
     levels = read_all(splits["train"] + splits["test"], crop)  # one budget for both
     parts = {"train": levels[:len(splits["train"])], "test": levels[len(splits["train"]):]}
@@ -166,6 +151,28 @@ def read_folder(folder: Path, crop: tuple[int, int] | None) -> tuple[np.ndarray,
         raise DataError(f"{folder}: the train images are {train_x.shape[1:]} and the test "
                         f"images {test_x.shape[1:]} (channels, height, width); give one kind")
     return train_x, train_y, test_x, test_y
+
+
+def split_paths(folder: Path) -> tuple[dict[str, list[Path]], dict[str, Path]]:
+    """A folder's training and held-out image files, and the folder each split's labels are
+    read under: its ``train/`` and ``test/`` subfolders when it has both, else every tenth
+    file (sorted) held out; an empty split is refused."""
+    if not folder.is_dir():
+        raise DataError(f"--data-dir {folder} is not a folder; give a folder of image files")
+    if (folder / "train").is_dir() and (folder / "test").is_dir():
+        splits = {s: image_paths(folder / s) for s in ("train", "test")}
+        roots = {s: folder / s for s in splits}
+    else:
+        paths = image_paths(folder)
+        splits = {"train": [p for i, p in enumerate(paths) if i % 10 != 9],
+                  "test": [p for i, p in enumerate(paths) if i % 10 == 9]}
+        roots = {"train": folder, "test": folder}
+    for split, paths in splits.items():
+        if not paths:
+            raise DataError(f"{roots[split]} holds no {split} images "
+                            f"({', '.join(SUFFIXES)}); a folder needs at least 10 images, or "
+                            f"train/ and test/ subfolders")
+    return splits, roots
 
 
 def _label(path: Path, root: Path) -> str:
@@ -236,18 +243,7 @@ def read_photos(folder: Path, size: tuple[int, int]) -> tuple[list[np.ndarray], 
     """The training and held-out photos of a folder (split as :func:`read_folder` splits),
     each (C, H, W) uint8 of its own size, colour for all when any is colour (a grey one's
     levels in all three channels); a photo smaller than ``size`` is refused."""
-    if not folder.is_dir():
-        raise DataError(f"--data-dir {folder} is not a folder; give a folder of image files")
-    if (folder / "train").is_dir() and (folder / "test").is_dir():
-        splits = {s: image_paths(folder / s) for s in ("train", "test")}
-    else:
-        paths = image_paths(folder)
-        splits = {"train": [p for i, p in enumerate(paths) if i % 10 != 9],
-                  "test": [p for i, p in enumerate(paths) if i % 10 == 9]}
-    for split, paths in splits.items():
-        if not paths:
-            raise DataError(f"{folder} holds no {split} images ({', '.join(SUFFIXES)}); a "
-                            f"folder needs at least 10 images, or train/ and test/ subfolders")
+    splits, _ = split_paths(folder)
     levels = read_all(splits["train"] + splits["test"], None)
     colour = any(image.ndim == 3 for image in levels)
     photos = []
