@@ -38,7 +38,7 @@ def epoch_line(label: str, m: dict[str, Any], epochs: int) -> str:
             f"{m['test_nats_ordered']:8.2f} (recon {m['test_recon']:8.2f} + kl "
             f"{m['test_kl']:6.2f}) nats/image{bpd}  "
             f"{m['epoch_seconds']:6.1f}s (search {m['search_seconds']:.1f}s)"
-            + (f"  {collapse_warning(m)}" if collapse_warning(m) else ""))
+            + "".join(f"  {w}" for w in [collapse_warning(m)] if w))
 
 
 def run_summary(path: str | Path, m: dict[str, Any]) -> str:

@@ -179,7 +179,7 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-class Trained(Protocol):
+class WithModel(Protocol):
     """A run (:class:`acnkit.trained.Run`) or a shipped model (:class:`acnkit.shipped.Trained`):
     a model and the config it was trained with."""
 
@@ -189,7 +189,7 @@ class Trained(Protocol):
     def config(self) -> RunConfig: ...
 
 
-def run_dataset(run: Trained, name: str) -> Dataset:
+def run_dataset(run: WithModel, name: str) -> Dataset:
     """Data set ``name`` as the run reads its own: at its --pixels (binarised with its data
     seed), and, when it is the run's data set, from its --data-dir with its --crop."""
     c = run.config
@@ -199,7 +199,7 @@ def run_dataset(run: Trained, name: str) -> Dataset:
                                  given=c.given(pixels="pixels"))
 
 
-def dataset_images(run: Trained, name: str, split: str, data: Dataset | None = None) -> np.ndarray:
+def dataset_images(run: WithModel, name: str, split: str, data: Dataset | None = None) -> np.ndarray:
     """The images of data set ``name`` (``split`` test or train), as :func:`run_dataset`
     makes them."""
     data = data or run_dataset(run, name)

@@ -263,14 +263,20 @@ def read_metrics(path: Path, required: tuple[str, ...] = (),
     return history
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Serialise in memory first: a full disk then fails as a plain OSError on the write
-    (torch.save into a file reports it as an unrelated "unexpected pos" error)."""
+def archive_bytes(state: dict[str, Any]) -> bytes:
+    """What ``torch.save`` writes of ``state``, serialised in memory: a full disk then
+    fails as a plain OSError on the write (torch.save into a file reports it as an
+    unrelated "unexpected pos" error)."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """The checkpoint, serialised in memory first (:func:`archive_bytes`)."""
     file = path / CHECKPOINT
     try:
-        atomic_write_bytes(file, buffer.getvalue())
+        atomic_write_bytes(file, archive_bytes(state))
     except OSError as exc:
         reason = "no space left on the device" if exc.errno == errno.ENOSPC else exc.strerror
         kept = (f"the checkpoint of epoch {state['epoch'] - 1} is kept" if state["epoch"] > 1

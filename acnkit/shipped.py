@@ -179,15 +179,7 @@ def export(run_dir: str | Path, name: str, out: Path, made_by: str = "",
         "made_by": made_by,
     }
     out.mkdir(parents=True, exist_ok=True)
-    buffer = _saved(state)
-    atomic_write_bytes(out / MODEL_FILE, buffer)
+    atomic_write_bytes(out / MODEL_FILE, rundir.archive_bytes(state))
     atomic_write_text(out / INFO_FILE, json.dumps(info, indent=2) + "\n")
     return info
 
-
-def _saved(state: dict[str, Any]) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return buffer.getvalue()

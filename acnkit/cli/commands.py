@@ -449,18 +449,13 @@ def decompress_cmd(file: str, run_dir: str | None, model_name: str | None, outpu
         model_name = _shipped_model_of(file, header)
     model = _coding_model(run_dir, model_name).model
     images = decompress(model, data, file, warn=lambda m: click.echo(m, err=True))
-    if tiled:
+    if to_folder:
         from ..codec.tiles import join
 
-        written = write_images(target, join(images, tiled), header["names"], overwrite,
-                               model.levels, header["modes"])
-        kept = "under their names" if header["names"] else "named by position (no names kept)"
-        click.echo(f"wrote {len(written)} images to {target} {kept}")
-        return
-    if to_folder:
-        written = write_images(target, as_images(images, model.image_shape, model.levels,
-                                                 file), header["names"], overwrite,
-                               model.levels, header["modes"])
+        whole = join(images, tiled) if tiled else as_images(images, model.image_shape,
+                                                             model.levels, file)
+        written = write_images(target, whole, header["names"], overwrite, model.levels,
+                               header["modes"])
         kept = "under their names" if header["names"] else "named by position (no names kept)"
         click.echo(f"wrote {len(written)} images to {target} {kept}")
         return

@@ -303,8 +303,8 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
             raise UsageError("tiles must be the tiles of images of the given sizes "
                              "(acnkit.codec.tiles.cut_all makes them)")
         extents = tile_info(tiles, model.image_shape, modes)
-        if (extents[:, 2] > 0).any() and not (images[extents[:, 2] > 0]
-                                              == images[extents[:, 2] > 0][:, :1]).all():
+        grey = images[extents[:, 2] > 0]
+        if not (grey == grey[:, :1]).all():
             raise UsageError("a grey image's tiles must hold its levels in every channel "
                              "(acnkit.codec.tiles.cut_all of the image repeated three times)")
         plain_if_smaller = False  # stored images are whole ones: the tiles' padding would count
@@ -494,11 +494,11 @@ def tile_info(tiles: list[list[int]], shape: tuple[int, ...],
     """What a tiled file codes of each tile before its pixels (N, 3): its real rows and
     columns and whether it is grey (a grey image's tile in a colour file, whose first
     channel alone is coded)."""
-    per_image = [(m in ("1", "L")) and shape[0] == 3
-                 for m in (modes if modes and len(modes) > 1
-                           else (modes or [""]) * len(tiles))]
+    named = modes or [""]  # none recorded: every image in the run's own mode
+    each = named if len(named) == len(tiles) else named * len(tiles)
     parts = []
-    for (h, w), grey in zip(tiles, per_image, strict=True):
+    for (h, w), mode in zip(tiles, each, strict=True):
+        grey = mode in ("1", "L") and shape[0] == 3
         ext = tile_extents((h, w), (shape[1], shape[2]))
         parts.append(np.concatenate([ext, np.full((len(ext), 1), int(grey))], 1))
     return np.concatenate(parts).astype(np.int64)

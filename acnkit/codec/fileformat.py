@@ -119,7 +119,7 @@ def _fields(header: dict[str, Any]) -> dict[str, Any]:
                       | FLAG_CONDITIONAL * bool(header["conditional"])
                       | FLAG_STORED * bool(header.get("stored"))
                       | FLAG_MODES * bool(header.get("modes"))
-                  | FLAG_TILES * bool(header.get("tiles"))),
+                      | FLAG_TILES * bool(header.get("tiles"))),
             "modes": bytes(IMAGE_MODES.index(m) for m in header.get("modes") or []),
             "input_dtype": DTYPES.index(header["input_dtype"]),
             "grid_bits": g["bits"], "grid_lo": g["lo"], "grid_hi": g["hi"]}

@@ -57,4 +57,5 @@ def np_pow2(k: np.ndarray) -> np.ndarray:
 
 def np_exponent(x: np.ndarray) -> np.ndarray:
     """:func:`exponent` of a numpy array (float64)."""
-    return ((np.ascontiguousarray(x, dtype=np.float64).view(np.int64) >> 52) & 0x7FF) - 1022
+    # a view of the same item size: any strides and shape (a 0-d array stays 0-d)
+    return ((np.asarray(x, dtype=np.float64).view(np.int64) >> 52) & 0x7FF) - 1022

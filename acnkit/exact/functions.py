@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .bits import np_exponent
 from .bits import np_pow2 as _pow2
 
 #: ln 2 in two parts: the high part has 21 trailing zero bits, so k * LN2_HI is exact for
@@ -114,7 +115,7 @@ def _np_log(x: np.ndarray) -> np.ndarray:
     e ln 2 + 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.172, by its series."""
     tiny = x < 2.0 ** -1000  # subnormals: scale up first (exactly) so the bits are normal
     xs = np.where(tiny, x * 2.0 ** 64, x)
-    e = ((xs.view(np.int64) >> 52) & 0x7FF) - 1023  # xs = m 2^e, m in [1, 2)
+    e = np_exponent(xs) - 1  # xs = m 2^e, m in [1, 2)
     m = xs * _pow2(-e)
     big = m > SQRT2
     m = np.where(big, m * 0.5, m)
