@@ -46,11 +46,13 @@ class _StackConv(nn.Module):
     """A convolution whose output at (r, c) reads rows r - k//2 .. r, all columns within
     the kernel (vertical), or row r, columns c - k//2 .. c (horizontal)."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, vertical: bool) -> None:
+    def __init__(self, c_in: int, c_out: int, kernel: int, vertical: bool,
+                 bias: bool = True) -> None:
         super().__init__()
         h = kernel // 2
         self.pad = (h, h, h, 0) if vertical else (h, 0, 0, 0)
-        self.conv = nn.Conv2d(c_in, c_out, (h + 1, kernel) if vertical else (1, h + 1))
+        self.conv = nn.Conv2d(c_in, c_out, (h + 1, kernel) if vertical else (1, h + 1),
+                              bias=bias)
 
     def forward(self, t: Tensor) -> Tensor:
         return self.conv(F.pad(t, self.pad))
@@ -129,17 +131,21 @@ class PixelCNNDecoder(Decoder):
 
     def __init__(self, image_shape, latent_dim, channels: int | str | None = None,
                  layers: int = 5, kernel: int = 5, spatial: int = 0, out_hidden: int | None = None,
-                 param_channels: int | None = None):
+                 param_channels: int | None = None, linear: int = 0):
         super().__init__()
         if len(image_shape) != 3:
             raise ValueError(f"pixelcnn models images (C, H, W), got shape {tuple(image_shape)}")
         channels = 32 if channels is None else _whole("channels", channels)
-        layers, kernel, spatial = (_whole(k, v) for k, v in
-                                   (("layers", layers), ("kernel", kernel), ("spatial", spatial)))
+        layers, kernel, spatial, linear = (
+            _whole(k, v) for k, v in (("layers", layers), ("kernel", kernel),
+                                      ("spatial", spatial), ("linear", linear)))
         out_hidden = None if out_hidden is None else _whole("out_hidden", out_hidden)
         if channels < 1 or layers < 1 or kernel < 3 or kernel % 2 == 0 or spatial < 0:
             raise ValueError(f"pixelcnn needs channels >= 1, layers >= 1, an odd kernel >= 3 "
                              f"and spatial >= 0; got {channels}, {layers}, {kernel}, {spatial}")
+        if linear and (linear != kernel):
+            raise ValueError(f"pixelcnn's linear predictor reads the first layer's window: "
+                             f"linear must be 0 (none) or the kernel, {kernel}; got {linear}")
         self.image_shape = tuple(image_shape)
         self.latent_dim = latent_dim
         _, height, width = self.image_shape
@@ -149,8 +155,21 @@ class PixelCNNDecoder(Decoder):
             GatedLayer(channels, kernel, latent_dim, i == 0, image_shape[0], spatial)
             for i in range(layers))
         hidden = out_hidden or channels
+        n_params = param_channels or image_shape[0]
         self.out = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, hidden, 1), nn.ReLU(),
-                                 nn.Conv2d(hidden, param_channels or image_shape[0], 1))
+                                 nn.Conv2d(hidden, n_params, 1))
+        # The linear predictor: every output parameter plus a linear function of the
+        # pixels before it in the first layer's window (the rows above, the pixels to the
+        # left). A pixel's mean is then the left or upper neighbour's value, or a gradient
+        # such as left + above - above-left, from the first step, where the gated stacks
+        # must learn an identity through tanh and sigmoid; zero at the start, so that it
+        # adds only what training finds.
+        self.linear_v = self.linear_h = None
+        if linear:
+            self.linear_v = _StackConv(image_shape[0], n_params, kernel, True, bias=False)
+            self.linear_h = _StackConv(image_shape[0], n_params, kernel, False, bias=False)
+            for part in (self.linear_v, self.linear_h):
+                nn.init.zeros_(part.conv.weight)
 
     @property
     def gated(self) -> list[GatedLayer]:
@@ -170,7 +189,10 @@ class PixelCNNDecoder(Decoder):
         v = h = x
         for layer in self.layers:
             v, h = layer(v, h, z, zmap)
-        return self.out(h)
+        params = self.out(h)
+        if self.linear_v is not None and self.linear_h is not None:
+            params = params + _down(self.linear_v(x)) + _right(self.linear_h(x))
+        return params
 
     # Stepping. When row r - 1 is complete, each layer's vertical stack is computed for
     # that one row (from the rows above it, kept), and what it adds to the horizontal
@@ -198,10 +220,11 @@ class PixelCNNDecoder(Decoder):
                     layer.h_out.weight.flatten(1), layer.h_out.bias) for layer in layers]
         hidden, last = (cast(nn.Conv2d, self.out[i]) for i in (1, 3))
         head = (hidden.weight.flatten(1), hidden.bias, last.weight.flatten(1), last.bias)
+        linear = None if self.linear_h is None else self.linear_h.conv.weight.flatten(1)
         return {"z": z, "x": torch.zeros((len(z), *self.image_shape), device=z.device),
                 "biases": biases, "vrows": rows, "row": -1, "from_v": [], "cols": cols,
                 "weights": weights, "head": head, "kw": layers[0].h.conv.kernel_size[1],
-                "left": left}
+                "left": left, "linear": linear, "linear_v": None}
 
     def _vertical_row(self, state: dict, r: int) -> list[Tensor]:
         """Each layer's addend to the horizontal stack of row r, (B, 2C, W): the vertical
@@ -222,6 +245,9 @@ class PixelCNNDecoder(Decoder):
                     + _row(bias_v, r - 1)
                 vrows[i + 1][:, :, r - 1] = _gate(v_pre)[:, :, 0]
             from_v.append((layer.v_to_h(v_pre) + _row(bias_h, r))[:, :, 0])
+        if self.linear_v is not None:  # the linear predictor's rows above, as layer 0's
+            state["linear_v"] = (self.linear_v.last_row(vrows[0][:, :, max(0, r - 1 - above): r])
+                                 [:, :, 0] if r > 0 else None)
         return from_v
 
     def step(self, state: dict, position: int) -> Tensor:
@@ -239,7 +265,16 @@ class PixelCNNDecoder(Decoder):
             cols[i + 1][:, :, kw - 1 + c] = out if first else out + cols[i][:, :, end - 1]
         w1, b1, w2, b2 = state["head"]
         h = F.linear(torch.relu(cols[-1][:, :, kw - 1 + c]), w1, b1)
-        return F.linear(torch.relu(h), w2, b2)
+        params = F.linear(torch.relu(h), w2, b2)
+        if state["linear"] is not None:
+            # in the order of forward: (head + rows above) + pixels to the left; zeros
+            # where forward's shifts bring in zeros (row 0, column 0)
+            if state["linear_v"] is not None:
+                params = params + state["linear_v"][:, :, c]
+            if c > 0:
+                params = params + F.linear(cols[0][:, :, c - 1: c - 1 + kw].flatten(1),
+                                           state["linear"])
+        return params
 
     def feed(self, state: dict, position: int, values: Tensor) -> None:
         b, c = len(state["z"]), self.image_shape[0]
@@ -261,4 +296,5 @@ def receptive_field_complete(image_shape: tuple[int, ...], layers: int, kernel: 
 def register_decoders(register):
     register("pixelcnn", PixelCNNDecoder,
              description="gated PixelCNN, autoregressive, z a bias of every layer "
-                         "(--decoder-option channels=32 layers=5 kernel=5 spatial=0)")
+                         "(--decoder-option channels=32 layers=5 kernel=5 spatial=0 "
+                         "linear=0, or the kernel for a linear predictor)")

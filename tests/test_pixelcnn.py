@@ -32,10 +32,23 @@ def batch(n=3, seed=0):
     return torch.randn(n, 6, generator=g), torch.bernoulli(torch.full((n, *SHAPE), 0.5), generator=g)
 
 
-@pytest.mark.parametrize("kw", [{}, {"kernel": 3, "layers": 2}, {"spatial": 2}])
+def with_linear(dec: PixelCNNDecoder, seed: int = 1) -> PixelCNNDecoder:
+    """The linear predictor's weights drawn at random (they start at zero)."""
+    g = torch.Generator().manual_seed(seed)
+    for part in (dec.linear_v, dec.linear_h):
+        assert part is not None
+        with torch.no_grad():
+            part.conv.weight.copy_(torch.randn(part.conv.weight.shape, generator=g))
+    return dec
+
+
+@pytest.mark.parametrize("kw", [{}, {"kernel": 3, "layers": 2}, {"spatial": 2},
+                                {"linear": 5}])
 @torch.no_grad()
 def test_changing_pixel_i_never_changes_an_output_at_or_before_i(kw):
     dec = decoder(**kw)
+    if "linear" in kw:
+        with_linear(dec)
     z, x = batch()
     base = dec(z, x).reshape(3, -1)
     for i in range(D):
@@ -95,7 +108,7 @@ def test_z_enters_every_layer():
 
 def test_bad_options_are_refused():
     for kw in ({"kernel": 4}, {"layers": 0}, {"channels": 0}, {"kernel": "x"},
-               {"layers": 2.5}, {"spatial": True}):
+               {"layers": 2.5}, {"spatial": True}, {"linear": 3}, {"linear": -5}):
         with pytest.raises(ValueError):
             decoder(**kw)
     with pytest.raises(ValueError, match=r"images \(C, H, W\)"):
@@ -185,6 +198,41 @@ def test_stepping_matches_teacher_forcing_and_passes_the_kit():
     z, x = batch(3)
     check_stepping(dec, z, x)
     check_decoder(lambda shape, d: PixelCNNDecoder(shape, d, channels=8, layers=3, spatial=2))
+
+
+@pytest.mark.parametrize("shape", [(1, 6, 7), (3, 5, 6)])
+def test_the_linear_predictor_steps_as_it_trains_and_reads_only_earlier_pixels(shape):
+    """Zero at the start (the decoder's output unchanged); with weights, each output reads
+    the pixels of the first layer's window before it, stepping agrees with teacher forcing,
+    and it can say 'the left neighbour' or 'left + above - above-left' exactly."""
+    from acnkit.testing import check_causal, check_stepping
+
+    torch.manual_seed(0)
+    plain = PixelCNNDecoder(shape, 6, channels=8, layers=2, kernel=5, param_channels=4).eval()
+    torch.manual_seed(0)
+    dec = PixelCNNDecoder(shape, 6, channels=8, layers=2, kernel=5, param_channels=4,
+                          linear=5).eval()
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(3, 6, generator=g)
+    x = torch.randint(0, 256, (3, *shape), generator=g).float() / 255
+    with torch.no_grad():
+        assert torch.equal(dec(z, x), plain(z, x))
+    with_linear(dec)
+    check_causal(dec, z, x)
+    check_stepping(dec, z, x)
+    # a gradient predictor: the output's channel 0 is left + above - above-left of channel 0
+    # (in [-1, 1], as the decoder reads the image), where all three exist
+    assert dec.linear_v is not None and dec.linear_h is not None
+    with torch.no_grad():
+        dec.linear_v.conv.weight.zero_()
+        dec.linear_h.conv.weight.zero_()
+        dec.linear_h.conv.weight[0, 0, 0, -1] = 1.0  # the window ends at the left pixel
+        dec.linear_v.conv.weight[0, 0, -1, 2] = 1.0  # last row of the window: above
+        dec.linear_v.conv.weight[0, 0, -1, 1] = -1.0  # above-left
+        out = dec(z, x) - plain(z, x)
+    c = 2 * x[:, 0] - 1
+    want = c[:, 1:, :-1] + c[:, :-1, 1:] - c[:, :-1, :-1]
+    assert torch.allclose(out[:, 0, 1:, 1:], want, atol=1e-5)
 
 
 @pytest.mark.parametrize("prior", ["vae", "acn"])
