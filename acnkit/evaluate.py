@@ -24,6 +24,7 @@ by bits-back coding of the order).
 from __future__ import annotations
 
 import math
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -60,14 +61,20 @@ def prior_context(model: Model, codes: Tensor, kind: str,
     return train_codes[nearest_codes(codes, train_codes)]
 
 
+class Cancelled(Exception):
+    """Work beside another (the codec's figure of the model) given up, as asked."""
+
+
 @torch.no_grad()
 def costs(model: Model, x: Tensor, posterior: DiagGaussian, context: Tensor | None,
-          batch_size: int = 32, what: str | None = "held-out costs") -> tuple[Tensor, Tensor]:
+          batch_size: int = 32, what: str | None = "held-out costs",
+          stop: threading.Event | None = None) -> tuple[Tensor, Tensor]:
     """Reconstruction and KL nats of each datum (N,), both at one sample z ~ q(z|x) drawn
     with the evaluation seed. The noise is drawn for all data at once, so the figures do
     not depend on ``batch_size``; small batches keep a convolutional decoder's activations
     in cache (docs/performance.md: a PixelCNN's held-out pass 104 s in batches of 1 000,
-    22 s in batches of 32). ``what`` names the progress shown; None shows none."""
+    22 s in batches of 32). ``what`` names the progress shown; None shows none. ``stop``,
+    once set, ends the work at the next batch with :class:`Cancelled`."""
     model.eval()
     noise = torch.Generator(device=model.device).manual_seed(EVAL_SEED)
     mean = posterior.mean
@@ -76,6 +83,8 @@ def costs(model: Model, x: Tensor, posterior: DiagGaussian, context: Tensor | No
     shown = progress.task(what, len(x), "images") if what else nullcontext(lambda *a, **k: None)
     with shown as step:
         for i in range(0, len(x), batch_size):
+            if stop is not None and stop.is_set():
+                raise Cancelled
             s = slice(i, i + batch_size)
             r, k = model.nets.cost(model.inputs(x[s]), mean[s], posterior.log_std[s],
                                    None if context is None else context[s], eps=eps[s])

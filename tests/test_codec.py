@@ -226,6 +226,66 @@ def test_set_mode_saves_about_log_n_factorial(prior):
         ordered.model_nats_per_image - expected, rel=1e-9)
 
 
+@pytest.mark.parametrize("prior", ["vae", "acn"])
+def test_set_mode_never_writes_a_larger_file_than_ordered_mode(prior, monkeypatch):
+    """Whatever the sizes, lanes and storage, a set-mode file is never larger than the
+    ordered one; where set mode's coding came out larger (made so here: its bytes padded),
+    the ordered file is written, said in one note, and gives back the same set."""
+    import importlib
+
+    compress_module = importlib.import_module("acnkit.codec.compress")
+    t = trained(prior=prior)
+    images = t.data.test_x.numpy()
+    for n, lanes, plain in ((2, None, True), (5, 5, False), (40, 3, False), (40, None, True)):
+        as_set = compress(t.model, images[:n], "set", lanes=lanes, plain_if_smaller=plain)
+        ordered = compress(t.model, images[:n], "ordered", lanes=lanes, plain_if_smaller=plain)
+        assert len(as_set.data) <= len(ordered.data), (n, lanes, plain)
+        assert rows(decompress(t.model, as_set.data)) == rows(images[:n])
+    pack = compress_module.pack
+
+    def padded(header, payload):  # set mode's coding made 64 bytes larger
+        return pack(header, payload + b"\0" * 64 * (header["mode"] == "set"))
+
+    monkeypatch.setattr(compress_module, "pack", padded)
+    notes: list[str] = []
+    written = compress(t.model, images[:40], "set", plain_if_smaller=False, note=notes.append)
+    assert written.header["mode"] == "ordered" and len(notes) == 1
+    assert "set mode's file came out" in notes[0] and "wrote the ordered file" in notes[0]
+    monkeypatch.setattr(compress_module, "pack", pack)
+    assert len(written.data) == len(compress(t.model, images[:40], "ordered",
+                                             plain_if_smaller=False).data)
+    assert rows(decompress(t.model, written.data)) == rows(images[:40])
+
+
+def test_a_coder_stopped_by_a_signal_stops_the_figure_beside_it(monkeypatch):
+    """The model's figure is computed in a thread beside the coder; when the coder stops
+    (Ctrl-C, an error), that thread must stop too before compress gives up: a thread still
+    inside torch when the interpreter exits aborts the process (exit 134, "terminate
+    called without an active exception") instead of exiting 130 with one line."""
+    import importlib
+    import threading
+    import time
+
+    compress_module = importlib.import_module("acnkit.codec.compress")
+    t = trained(prior="vae")
+    cost = t.model.nets.cost
+    forward = cost.forward
+
+    def slow(*args, **kwargs):  # a batch of the figure takes a while, as a PixelCNN's does
+        time.sleep(0.3)
+        return forward(*args, **kwargs)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cost, "forward", slow)
+    monkeypatch.setattr(compress_module, "push_lanes", stopped)
+    images = np.concatenate([t.data.test_x.numpy()] * 8)  # 30 batches, 8 in the estimate
+    with pytest.raises(KeyboardInterrupt):
+        compress(t.model, images, "ordered")
+    assert not [th for th in threading.enumerate() if th.name == "acnkit-figure"]
+
+
 def test_bytes_are_close_to_the_model_figure():
     t = trained(prior="acn", test_limit=360)
     c = compress(t.model, t.data.test_x.numpy(), "ordered")

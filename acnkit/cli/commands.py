@@ -287,7 +287,7 @@ def compress_cmd(paths: tuple[str, ...], model_name: str | None, data_name: str 
     summary = {"images": count, "bytes": len(result.data), "bits_per_image": bits / count,
                "model_nats_per_image": None if math.isnan(figure) else figure,
                "overhead_percent": None if math.isnan(figure) else result.overhead_percent,
-               "mode": mode, "names_kept": bool(result.header["names"]),
+               "mode": result.header["mode"], "names_kept": bool(result.header["names"]),
                "lanes": len(result.header["lane_words"]),
                "stored": bool(result.header.get("stored")),
                "tiles": len(images) if tiles else None, "bits_per_dim": bits / subpixels}
@@ -313,7 +313,7 @@ def compress_cmd(paths: tuple[str, ...], model_name: str | None, data_name: str 
                    f"lanes)")
     else:
         click.echo(f"wrote {target}: {summary['images']} images in {summary['bytes']} bytes, "
-                   f"{summary['bits_per_image']:.1f} bits per image{per_dim} ({mode} mode; the "
+                   f"{summary['bits_per_image']:.1f} bits per image{per_dim} ({summary['mode']} mode; the "
                    f"model's figure {result.model_bits_per_image:.1f} bits, overhead "
                    f"{summary['overhead_percent']:+.2f} %; {summary['lanes']} lanes)")
     if names and as_set:

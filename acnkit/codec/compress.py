@@ -337,25 +337,29 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
         q = model.encode(torch.from_numpy(images).to(model.device))
         order, grid, first_extra = _plan_order(NetCalls(model), q, mode)
         coded_order = np.arange(n) if order is None else order
-        figure_of = _beside(model_nats, model, images, coded_order, mode, q, shown=False)
-        # the lanes follow the file's size, which the first images' figure tells well enough
-        first = coded_order[:LANES_SAMPLE]
-        estimate = model_nats(model, images[first], np.arange(len(first)), mode,
-                              DiagGaussian(q.mean[first], q.log_std[first]), shown=False)
-        words = math.ceil((model.latent_dim * math.log2(grid.hi - grid.lo + 1)
-                           + 2 * math.log2(n + 1)) / 32) + 2
-        most = max_lanes(math.prod(model.image_shape), model.levels)
-        layout = Layout.of(n, min(most, lanes or choose_lanes(n, n * estimate / math.log(2),
-                                                             words, first_extra)))
-        stacks = [new_stack(seed_words(words)) for _ in layout.sizes]
-        codecs = ExactCodecs(grid) if nets.exact else Codecs(grid)
-        if mode == "ordered" and model.conditional and n > 1:
-            # the arrangement in input order of the images the chain decodes: pushed first,
-            # popped last (once the receiver knows the images)
-            push_arrangement(codecs, stacks[0], keys(images))
-        order = push_lanes(ImageCoder(nets, codecs), stacks, images, layout, order, extents)
-        lane_words = [ans.get_compressed().astype("<u4") for ans in stacks]
-        figure = figure_of()
+        figure_of = _Beside(model_nats, model, images, coded_order, mode, q, shown=False)
+        try:
+            # the lanes follow the file's size, which the first images' figure tells well enough
+            first = coded_order[:LANES_SAMPLE]
+            estimate = model_nats(model, images[first], np.arange(len(first)), mode,
+                                  DiagGaussian(q.mean[first], q.log_std[first]), shown=False)
+            words = math.ceil((model.latent_dim * math.log2(grid.hi - grid.lo + 1)
+                               + 2 * math.log2(n + 1)) / 32) + 2
+            most = max_lanes(math.prod(model.image_shape), model.levels)
+            layout = Layout.of(n, min(most, lanes or choose_lanes(n, n * estimate / math.log(2),
+                                                                 words, first_extra)))
+            stacks = [new_stack(seed_words(words)) for _ in layout.sizes]
+            codecs = ExactCodecs(grid) if nets.exact else Codecs(grid)
+            if mode == "ordered" and model.conditional and n > 1:
+                # the arrangement in input order of the images the chain decodes: pushed first,
+                # popped last (once the receiver knows the images)
+                push_arrangement(codecs, stacks[0], keys(images))
+            order = push_lanes(ImageCoder(nets, codecs), stacks, images, layout, order, extents)
+            lane_words = [ans.get_compressed().astype("<u4") for ans in stacks]
+        except BaseException:
+            figure_of.cancel()
+            raise
+        figure = figure_of.value()
     if extents is not None and (extents[:, :2] != np.array(model.image_shape[1:])).any():
         figure = math.nan  # the model's figure of padded tiles is not the images'
     header = {
@@ -372,37 +376,58 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
     }
     header["digest"] = digest(images, mode, covered(header))[:32]
     coded = Compressed(pack(header, b"".join(w.tobytes() for w in lane_words)), header, figure)
-    if not plain_if_smaller:
-        return coded
-    plain = stored(images, header, figure)
-    return plain if len(plain.data) < len(coded.data) else coded
+    if plain_if_smaller:
+        plain = stored(images, header, figure)
+        coded = plain if len(plain.data) < len(coded.data) else coded
+    if mode == "set" and n > 1 and not coded.header.get("stored"):
+        # Set mode leaves out the order, at most log2(N!) bits; on few images the coder's
+        # rounding and its lanes' initial words can outweigh that. An ordered file gives
+        # back the same set, so the smaller of the two is written (compress codes twice).
+        ordered = compress(model, images, "ordered", input_dtype, input_shape, None, lanes,
+                           plain_if_smaller, modes, portable)
+        if len(ordered.data) < len(coded.data):
+            if note is not None:
+                note(f"note: set mode's file came out {len(coded.data) - len(ordered.data)} "
+                     f"bytes larger than ordered mode's (the order it leaves out is worth "
+                     f"at most log2({n}!) bits here); wrote the ordered file, which gives "
+                     f"back the same images")
+            return ordered
+    return coded
 
 
-def _beside(work: Callable[..., float], *args: Any, **kwargs: Any) -> Callable[[], float]:
-    """``work(*args, **kwargs)`` in a thread beside the coder; the returned function waits
-    for its value (or raises its error). The model's figure is only reported, never coded,
-    so it need not be computed in the coder's one thread: torch's kernels release the GIL,
-    so on two cores or more it runs while the coder codes. The networks are then called
-    from two threads at once, which their contract allows (docs/writing-a-plugin.md)."""
-    result: dict[str, Any] = {}
+class _Beside:
+    """``work(*args, stop=EVENT, **kwargs)`` in a thread beside the coder. The model's
+    figure is only reported, never coded, so it need not be computed in the coder's one
+    thread: torch's kernels release the GIL, so on two cores or more it runs while the
+    coder codes. The networks are then called from two threads at once, which their
+    contract allows (docs/writing-a-plugin.md). Where the coder stops (a signal, an
+    error), :meth:`cancel` ends the work at its next batch: a thread left inside torch
+    when the interpreter exits ends the process in C++'s "terminate called" and
+    SIGABRT."""
 
-    def run() -> None:
-        try:
-            with torch.no_grad():  # per thread, as grad mode is
-                result["value"] = work(*args, **kwargs)
-        except BaseException as error:  # re-raised in the caller's thread
-            result["error"] = error
+    def __init__(self, work: Callable[..., float], *args: Any, **kwargs: Any) -> None:
+        self.stop = threading.Event()
+        self.result: dict[str, Any] = {}
 
-    thread = threading.Thread(target=run, name="acnkit-figure", daemon=True)
-    thread.start()
+        def run() -> None:
+            try:
+                with torch.no_grad():  # per thread, as grad mode is
+                    self.result["value"] = work(*args, stop=self.stop, **kwargs)
+            except BaseException as error:  # re-raised in the caller's thread
+                self.result["error"] = error
 
-    def value() -> float:
-        thread.join()
-        if "error" in result:
-            raise result["error"]
-        return float(result["value"])
+        self.thread = threading.Thread(target=run, name="acnkit-figure", daemon=True)
+        self.thread.start()
 
-    return value
+    def value(self) -> float:
+        self.thread.join()
+        if "error" in self.result:
+            raise self.result["error"]
+        return float(self.result["value"])
+
+    def cancel(self) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 def stored(images: np.ndarray, header: dict[str, Any], figure: float) -> Compressed:
@@ -465,10 +490,12 @@ def unstored(header: dict[str, Any], words: np.ndarray) -> np.ndarray:
 
 
 def model_nats(model: Model, images: np.ndarray, order: np.ndarray, mode: str,
-               q: DiagGaussian | None = None, shown: bool = True) -> float:
+               q: DiagGaussian | None = None, shown: bool = True,
+               stop: threading.Event | None = None) -> float:
     """The model's nats per image for the same images, order and mode (negative ELBO at
     one sample, as :mod:`acnkit.evaluate` reports it); ``q``: their posteriors, when the
-    caller has them already; ``shown``: with its progress."""
+    caller has them already; ``shown``: with its progress; ``stop``: see
+    :func:`acnkit.evaluate.costs`."""
     x = torch.from_numpy(images).to(model.device)
     q = model.encode(x) if q is None else q
     context = (chain_context(q.mean, torch.from_numpy(order).to(q.mean.device))
@@ -477,7 +504,7 @@ def model_nats(model: Model, images: np.ndarray, order: np.ndarray, mode: str,
     # that keep its activations in cache (docs/performance.md)
     batch = 32 if model.decoder.autoregressive else 500
     recon, kl = costs(model, x, q, context, batch_size=batch,
-                      what="the model's figure" if shown else None)
+                      what="the model's figure" if shown else None, stop=stop)
     nats = (recon.sum() + kl.sum()).item() / len(images)
     if model.conditional:
         # the chain is a set; its arrangement in input order costs log(N! / prod m_k!):
