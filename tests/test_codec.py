@@ -90,6 +90,21 @@ def test_lanes_are_chosen_to_cost_little_and_their_cost_is_what_was_planned():
     assert 0 < extra_bits <= 11 * lane_bits(header["seed_words"])  # what choose_lanes counts
 
 
+def test_lanes_are_held_back_for_large_images_so_that_a_step_stays_small():
+    """What a step holds grows with its lanes times an image's subpixels: a large photo's
+    colour tiles get fewer lanes than a file of that size would afford; small images and
+    small files are not held back."""
+    from acnkit.codec.lanes import LANE_SUBPIXELS, MAX_LANES, choose_lanes
+
+    big_file = 1e9  # bits: affords every lane
+    assert choose_lanes(20_000, big_file, 12) == MAX_LANES
+    assert choose_lanes(20_000, big_file, 12, subpixels=784) == LANE_SUBPIXELS // 784 >= 600
+    tiles = choose_lanes(11_750, big_file, 12, subpixels=3 * 32 * 32)
+    assert tiles == LANE_SUBPIXELS // 3072 and tiles * 3072 <= LANE_SUBPIXELS
+    assert choose_lanes(10, big_file, 12, subpixels=3 * 32 * 32) == 10
+    assert choose_lanes(5, big_file, 12, subpixels=10 ** 9) == 1
+
+
 def test_a_batch_dependent_decoder_still_decodes_exactly_with_lanes(monkeypatch):
     """Both sides call the networks on the same step's lanes: even a decoder whose rows
     depend on the rest of the batch (which the kits refuse) round-trips exactly."""

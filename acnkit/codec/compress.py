@@ -346,8 +346,9 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
             words = math.ceil((model.latent_dim * math.log2(grid.hi - grid.lo + 1)
                                + 2 * math.log2(n + 1)) / 32) + 2
             most = max_lanes(math.prod(model.image_shape), model.levels)
-            layout = Layout.of(n, min(most, lanes or choose_lanes(n, n * estimate / math.log(2),
-                                                                 words, first_extra)))
+            layout = Layout.of(n, min(most, lanes or choose_lanes(
+                n, n * estimate / math.log(2), words, first_extra,
+                math.prod(model.image_shape))))
             stacks = [new_stack(seed_words(words)) for _ in layout.sizes]
             codecs = ExactCodecs(grid) if nets.exact else Codecs(grid)
             if mode == "ordered" and model.conditional and n > 1:
