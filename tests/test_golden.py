@@ -1,0 +1,38 @@
+"""Files written by an earlier acnkit, kept in the repository: each must still decode to
+its images, bit for bit, with the shipped model its fingerprint names. A change to the
+exact arithmetic, a loss's CDF or a decoder's stepping that moves one float breaks them,
+as it would break every file users hold (the promise: a file opens later too)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from acnkit.codec import decompress, read_header
+from acnkit.shipped import by_fingerprint, load_model
+
+GOLDEN = Path(__file__).parent / "golden"
+
+#: (file, its images, how it was made): written with the exact arithmetic on a 2-core
+#: AVX-512 machine, 2 lanes, by acnkit.codec.compress(model, images, mode, lanes=2,
+#: plain_if_smaller=False); the images are Fashion-MNIST's first six test images
+FILES = [
+    ("fm8-six-ordered.acnz", "fm8-six.npy", "fm8-pixelcnn-acn-small, ordered, commit 1950ff2"),
+    ("fm8-six-set.acnz", "fm8-six.npy", "fm8-pixelcnn-acn-small, set, commit 1950ff2"),
+]
+
+
+@pytest.mark.parametrize("file, images, made", FILES, ids=[f[0] for f in FILES])
+def test_a_file_written_earlier_decodes_to_its_images(file, images, made):
+    data = (GOLDEN / file).read_bytes()
+    header, _ = read_header(data)
+    name = by_fingerprint(header["model"])
+    assert name is not None, f"no shipped model has the fingerprint of {file} ({made})"
+    out = decompress(load_model(name).model, data, file)
+    want = np.load(GOLDEN / images)
+    if header["mode"] == "ordered":
+        assert np.array_equal(out, want)
+    else:
+        assert sorted(r.tobytes() for r in out) == sorted(r.tobytes() for r in want)
