@@ -100,7 +100,7 @@ def test_a_version_field_says_the_file_may_be_corrupt():
     with pytest.raises(CodecError, match="corrupt or truncated"):
         decompress(t.model, bytes(data))
     with pytest.raises(CodecError, match="corrupt or from a newer acnkit"):
-        decompress(t.model, _repack_version(bytes(data), 9))
+        decompress(t.model, _repack_version(bytes(data), 10))
     with pytest.raises(CodecError, match="version 5, from an acnkit before posteriors coded a"):
         decompress(t.model, _repack_version(bytes(data), 5))
     with pytest.raises(CodecError, match="version 4, from an acnkit before the search over"):

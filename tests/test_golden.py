@@ -21,6 +21,8 @@ GOLDEN = Path(__file__).parent / "golden"
 FILES = [
     ("fm8-six-ordered.acnz", "fm8-six.npy", "fm8-pixelcnn-acn-small, ordered, commit 1950ff2"),
     ("fm8-six-set.acnz", "fm8-six.npy", "fm8-pixelcnn-acn-small, set, commit 1950ff2"),
+    # format 9 (varints), the first three images, one lane
+    ("fm8-three-ordered-format9.acnz", "fm8-six.npy", "the same, ordered, format 9"),
 ]
 
 
@@ -31,7 +33,7 @@ def test_a_file_written_earlier_decodes_to_its_images(file, images, made):
     name = by_fingerprint(header["model"])
     assert name is not None, f"no shipped model has the fingerprint of {file} ({made})"
     out = decompress(load_model(name).model, data, file)
-    want = np.load(GOLDEN / images)
+    want = np.load(GOLDEN / images)[: header["count"]]
     if header["mode"] == "ordered":
         assert np.array_equal(out, want)
     else:

@@ -18,7 +18,15 @@ from test_codec_levels import model as levels_model
 
 from acnkit.cli import main
 from acnkit.codec import compress, decompress, read_header
-from acnkit.codec.fileformat import FLAG_MODES, MAGIC, _layout, _Reader, covered, pack
+from acnkit.codec.fileformat import (
+    FLAG_MODES,
+    MAGIC,
+    VARINT_FORMAT,
+    _layout,
+    _Reader,
+    covered,
+    pack,
+)
 from acnkit.codec.order import digest, log_distinct_orderings
 from acnkit.errors import CodecError, UsageError
 from acnkit.files import load_images, read_image
@@ -126,6 +134,7 @@ def _field_offsets(data: bytes) -> dict[str, tuple[int, int]]:
     for field, kind in _layout({"format": version, "flags": flags & ~FLAG_MODES}):
         start = r.pos
         r.field(kind)
+        r.varints = version >= VARINT_FORMAT  # every field after the format
         spans[field] = (start, r.pos)
     return spans
 
@@ -212,13 +221,34 @@ def test_unknown_flags_and_wrapping_shapes_and_huge_counts_are_refused():
     header, words = read_header(data)
     spans = _field_offsets(data)
     body = bytearray(data[:-4])
-    body[spans["flags"][0]] |= 0x80
-    with pytest.raises(CodecError, match="flags 0x80 set bits"):
+    body[spans["flags"][0]] |= 0x40  # a bit no flag has (0x80 would lengthen the varint)
+    with pytest.raises(CodecError, match="flags 0x40 set bits"):
         read_header(bytes(body) + struct.pack("<I", zlib.crc32(bytes(body))))
     for fields, words_ in (({"input_shape": [2**32 - 1] * 4}, "does not hold"),
                            ({"count": 2**24}, "more than a file holds")):
         with pytest.raises(CodecError, match=words_):
             read_header(pack({**header, **fields}, words.astype("<u4").tobytes()))
+
+
+def test_header_numbers_are_varints_read_back_exactly_and_refused_when_malformed():
+    """Format 9 writes every number as a varint: each kind's extremes come back, and a
+    number longer than ten bytes, written longer than it needs, or out of its kind's
+    range is one line, before anything is allocated."""
+    from acnkit.codec.fileformat import _encode, varint
+
+    cases = [("B", 0), ("B", 255), ("H", 65535), ("I", 0), ("I", 127), ("I", 128),
+             ("I", 2**32 - 1), ("i", 0), ("i", -1), ("i", 1), ("i", -(2**31)), ("i", 2**31 - 1)]
+    for kind, value in cases:
+        r = _Reader(MAGIC + _encode(kind, value, True), "f")
+        assert r.number(kind) == value and r.pos == len(r.data), (kind, value)
+    assert varint(127) == b"\x7f" and varint(128) == b"\x80\x01" and varint(300) == b"\xac\x02"
+    bad = [("I", b"\x80" * 10 + b"\x01", "more than ten bytes"),
+           ("I", b"\x85\x00", "longer than it needs"),
+           ("I", varint(2**32), "out of range"), ("B", varint(256), "out of range"),
+           ("i", varint(2**32), "out of range"), ("I", b"\x80\x80", "truncated")]
+    for kind, raw, why in bad:
+        with pytest.raises(CodecError, match=why):
+            _Reader(MAGIC + raw, "f").number(kind)
 
 
 def test_a_stack_that_runs_dry_says_so():

@@ -35,7 +35,6 @@ from .fileformat import (
     MACHINE,
     MAX_IMAGES,
     MAX_LEVELS,
-    TILED_FORMAT,
     covered,
     file_modes,
     level_bits,
@@ -364,14 +363,17 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
     if extents is not None and (extents[:, :2] != np.array(model.image_shape[1:])).any():
         figure = math.nan  # the model's figure of padded tiles is not the images'
     header = {
-        "format": TILED_FORMAT if tiles is not None else FORMAT_VERSION, "mode": mode,
+        "format": FORMAT_VERSION, "mode": mode,
         "conditional": model.conditional, "count": n,
         "image_shape": list(images.shape[1:]), "levels": model.levels,
         "input_shape": list(input_shape or images.shape), "input_dtype": input_dtype,
         "grid": {"bits": grid.bits, "lo": grid.lo, "hi": grid.hi}, "seed_words": words,
         "lane_words": [len(w) for w in lane_words],
         "model": model.fingerprint()[:32], "digest": "00" * 16,
-        "acnkit": __version__, "torch": torch.__version__, "arithmetic": arithmetic,
+        # torch's version matters only where its floats did (the machine's kind, which
+        # the arithmetic names, holds it too)
+        "acnkit": __version__, "torch": torch.__version__ if why is not None else "",
+        "arithmetic": arithmetic,
         "names": list(names or []) if mode == "ordered" else [],
         "modes": recorded, "tiles": [list(map(int, t)) for t in tiles or []],
     }

@@ -27,12 +27,18 @@ MAGIC = b"ACNZ"
 #: 5: subpixels coded by a search over their levels (the loss's CDF)
 #: 6: posteriors dithered a whole image at a time and popped a window size at a time
 #: 7: portable: the ``arithmetic`` field; the exact arithmetic's latents are searched
-#: 8: images of any size as tiles (:data:`FLAG_TILES`); written only for such files, so a
-#: file of whole images still opens with an acnkit of format 7
-FORMAT_VERSION, TILED_FORMAT = 7, 8
+#: 8: images of any size as tiles (:data:`FLAG_TILES`)
+#: 9: every number after the format a varint (:func:`varint`), counts and lengths too, and
+#: torch's version only in a machine-bound file: a digits file's header 81 bytes where
+#: format 7 took 125 (docs/compression.md, "The file")
+FORMAT_VERSION, TILED_FORMAT, VARINT_FORMAT = 9, 8, 9
 #: the formats this acnkit reads (6: its numbers are the writing machine's, as a
 #: machine-bound file of format 7)
-READ_FORMATS = (6, 7, 8)
+READ_FORMATS = (6, 7, 8, 9)
+#: the largest value of each fixed-size number of formats up to 8, which a varint of
+#: format 9 may not exceed either (the checks after reading rest on these ranges)
+_LIMITS = {"B": (0, 0xFF), "H": (0, 0xFFFF), "I": (0, 0xFFFFFFFF),
+           "i": (-(1 << 31), (1 << 31) - 1)}
 #: the formats this acnkit refuses, and what came after them
 OLD_FORMATS = {1: "dithered posteriors", 2: "lanes", 3: "8-bit images",
                4: "the search over levels", 5: "posteriors coded a window size at a time"}
@@ -148,7 +154,39 @@ def _header(fields: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _encode(kind: str, value: Any) -> bytes:
+def varint(n: int) -> bytes:
+    """``n`` >= 0 as LEB128: seven bits a byte, low bits first, the top bit set on every
+    byte but the last (one byte below 128)."""
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _zigzag(n: int) -> int:
+    """A signed number as a varint's: 0, -1, 1, -2, ... as 0, 1, 2, 3, ..."""
+    return 2 * n if n >= 0 else -2 * n - 1
+
+
+def _encode_varint(kind: str, value: Any) -> bytes:
+    """Format 9's encodings: the same fields, every count, length and number a varint."""
+    if kind in ("shape", "u32s"):
+        return varint(len(value)) + b"".join(varint(v) for v in value)
+    if kind == "hex16":
+        return bytes.fromhex(value)[:16]
+    if kind in ("text", "lines", "bytes"):
+        raw = value if kind == "bytes" else value.encode()[:255 if kind == "text" else None]
+        return varint(len(raw)) + raw
+    if kind == "pairs":
+        return varint(len(value)) + b"".join(varint(int(v)) for pair in value for v in pair)
+    return varint(_zigzag(value) if kind == "i" else value)
+
+
+def _encode(kind: str, value: Any, varints: bool = False) -> bytes:
+    if varints:
+        return _encode_varint(kind, value)
     if kind == "shape":
         return struct.pack(f"<B{len(value)}I", len(value), *value)
     if kind == "u32s":
@@ -183,23 +221,72 @@ def _layout(fields: dict[str, Any]) -> tuple[tuple[str, str], ...]:
 
 def pack(header: dict[str, Any], payload: bytes) -> bytes:
     """The bytes of a file with ``header`` and the ANS words ``payload``."""
-    fields = _fields(header)
-    body = MAGIC + b"".join(_encode(kind, fields[name]) for name, kind in _layout(fields)) \
-        + payload
+    return _packed(_fields(header), payload)
+
+
+def _packed(fields: dict[str, Any], payload: bytes, leave_out: str = "") -> bytes:
+    """The magic, the format (two bytes, in every format, so that any acnkit can tell
+    which it is), the other fields, ``payload`` and the CRC-32 of all that (without a
+    payload and a CRC when a field is left out: :func:`covered`)."""
+    varints = fields["format"] >= VARINT_FORMAT
+    body = MAGIC + b"".join(
+        _encode(kind, fields[name], varints and name != "format")
+        for name, kind in _layout(fields) if name != leave_out)
+    if leave_out:
+        return body
+    body += payload
     return body + struct.pack("<I", zlib.crc32(body))
 
 
 def covered(header: dict[str, Any]) -> bytes:
     """Every header field but the digest, as written: what the digest covers besides the
     images, so that no edit of a shape, a dtype or a flag decodes to another array."""
-    fields = _fields(header)
-    return MAGIC + b"".join(_encode(kind, fields[name]) for name, kind in _layout(fields)
-                            if name != "digest")
+    return _packed(_fields(header), b"", leave_out="digest")
 
 
 class _Reader:
     def __init__(self, data: bytes | memoryview, name: str) -> None:
         self.data, self.pos, self.name = data, len(MAGIC), name
+        self.varints = False  # set once the format is read
+
+    def number(self, kind: str) -> int:
+        """A varint (format 9) within the range of the fixed-size number ``kind`` of the
+        formats before; at most ten bytes, and no byte more than its value needs."""
+        value, shift = 0, 0
+        for _ in range(10):
+            (byte,) = self.take("<B")
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        else:
+            raise CodecError(f"{self.name} has a malformed header (a number of more than "
+                             f"ten bytes)")
+        if shift > 7 and byte == 0:
+            raise CodecError(f"{self.name} has a malformed header (a number written longer "
+                             f"than it needs)")
+        if kind == "i":
+            value = value >> 1 if value % 2 == 0 else -(value >> 1) - 1
+        low, high = _LIMITS[kind]
+        if not low <= value <= high:
+            raise CodecError(f"{self.name} has a malformed header (a number out of range)")
+        return value
+
+    def _varint_field(self, kind: str) -> Any:
+        if kind in ("shape", "u32s"):
+            size = self.number("B" if kind == "shape" else "H")
+            return [self.number("I") for _ in range(size)]
+        if kind in ("text", "lines", "bytes"):
+            size = self.number("B" if kind == "text" else "I")
+            raw = bytes(self.take(f"<{size}s")[0])
+            return raw if kind == "bytes" else raw.decode(errors="replace")
+        if kind == "pairs":
+            size = self.number("I")
+            if 2 * size > len(self.data) - self.pos:  # before any allocation
+                raise CodecError(f"{self.name} is truncated ({len(self.data) + 4} bytes)")
+            flat = [self.number("I") for _ in range(2 * size)]
+            return [[flat[2 * i], flat[2 * i + 1]] for i in range(size)]
+        return self.number(kind)
 
     def take(self, fmt: str) -> tuple:
         size = struct.calcsize(fmt)
@@ -210,6 +297,8 @@ class _Reader:
         return out
 
     def field(self, kind: str) -> Any:
+        if self.varints and kind != "hex16":
+            return self._varint_field(kind)
         if kind == "shape":
             return list(self.take(f"<{self.take('<B')[0]}I"))
         if kind == "u32s":
@@ -290,8 +379,9 @@ def read_header(data: bytes, name: str = "the file") -> tuple[dict[str, Any], np
                          f"file is corrupt or from a newer acnkit")
     r = _Reader(body, name)
     fields: dict[str, Any] = {"format": version, "flags": 0}
-    for field, kind in LAYOUT[:2]:
-        fields[field] = r.field(kind)
+    fields["format"] = r.field(LAYOUT[0][1])
+    r.varints = version >= VARINT_FORMAT
+    fields["flags"] = r.field(LAYOUT[1][1])
     for field, kind in _layout(fields)[2:]:
         fields[field] = r.field(kind)
     header = _header(fields)
@@ -336,7 +426,10 @@ def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
                                          or header["arithmetic"].startswith(MACHINE)
                                          or (stored and header["arithmetic"] == "")),
          f"its arithmetic {header['arithmetic'][:40]!r} is not one acnkit writes"),
-        (not all(VERSION.fullmatch(header[k]) for k in ("acnkit", "torch")),
+        (not VERSION.fullmatch(header["acnkit"]) or not (
+            VERSION.fullmatch(header["torch"]) or (
+                header["torch"] == "" and header["format"] >= VARINT_FORMAT
+                and not header["arithmetic"].startswith(MACHINE))),
          f"its version fields {header['acnkit']!r} and {header['torch']!r} are not versions "
          f"(the bytes that name the acnkit and torch that wrote it are damaged)"),
         (bool(header["flags"] & FLAG_MODES) and not modes_fit(header["modes"], whole,
@@ -345,7 +438,7 @@ def check_fields(header: dict[str, Any], words: np.ndarray, name: str) -> None:
          f"{shape} at {levels} levels"),
         (bool(header["flags"] & FLAG_TILES) and not tiles_fit(header, count),
          f"its {len(tiles)} tiled images do not fit its {count} tiles of shape {shape} in "
-         f"ordered mode (format {TILED_FORMAT})"),
+         f"ordered mode (format {TILED_FORMAT} or later)"),
     ]
     if stored:
         problems += [
