@@ -169,9 +169,11 @@ def export(run_dir: str | Path, name: str, out: Path, made_by: str = "",
         "name": name, "fingerprint": fingerprint, "image_shape": list(model.image_shape),
         "levels": int(model.levels),
         "what": f"{c.prior} prior, {c.encoder} encoder, {c.decoder} decoder, {c.loss} "
-                f"likelihood; {run.epoch} epoch{'s' * (run.epoch != 1)} on "
-                f"{'the first ' + str(c.train_limit) if c.train_limit else 'all'} {c.data} "
-                f"training images",
+                f"likelihood; {run.epoch} epoch{'s' * (run.epoch != 1)} on " + (
+                    f"{c.patches} patches drawn afresh from its training photos"
+                    if c.patches else
+                    f"{'the first ' + str(c.train_limit) if c.train_limit else 'all'} "
+                    f"{c.data} training images"),
         "parameters": sum(int(t.numel()) for part in modules.values() for t in part.values()),
         "epoch": run.epoch,
         "test_bits_per_dim": last.get("test_bits_per_dim"),

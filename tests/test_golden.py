@@ -38,3 +38,21 @@ def test_a_file_written_earlier_decodes_to_its_images(file, images, made):
         assert np.array_equal(out, want)
     else:
         assert sorted(r.tobytes() for r in out) == sorted(r.tobytes() for r in want)
+
+
+def test_a_file_of_photos_written_earlier_decodes_to_their_pixels_and_modes(tmp_path):
+    """Two photos of other sizes than the model's (a colour one and a grey one, each less
+    than a tile), written by the shipped photo model as tiles: the command line finds the
+    model from the file and writes both back, each in its own mode, pixel for pixel."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from acnkit.cli import main
+
+    r = CliRunner().invoke(main, ["decompress", str(GOLDEN / "photos-two-format9.acnz"),
+                                  "-o", str(tmp_path) + "/"])
+    assert r.exit_code == 0, r.output
+    for name in ("photo-colour.png", "photo-grey.png"):
+        with Image.open(GOLDEN / name) as want, Image.open(tmp_path / name) as got:
+            assert got.mode == want.mode and got.size == want.size
+            assert np.array_equal(np.asarray(got), np.asarray(want)), name
