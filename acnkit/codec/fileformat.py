@@ -221,27 +221,22 @@ def _layout(fields: dict[str, Any]) -> tuple[tuple[str, str], ...]:
 
 def pack(header: dict[str, Any], payload: bytes) -> bytes:
     """The bytes of a file with ``header`` and the ANS words ``payload``."""
-    return _packed(_fields(header), payload)
-
-
-def _packed(fields: dict[str, Any], payload: bytes, leave_out: str = "") -> bytes:
-    """The magic, the format (two bytes, in every format, so that any acnkit can tell
-    which it is), the other fields, ``payload`` and the CRC-32 of all that (without a
-    payload and a CRC when a field is left out: :func:`covered`)."""
-    varints = fields["format"] >= VARINT_FORMAT
-    body = MAGIC + b"".join(
-        _encode(kind, fields[name], varints and name != "format")
-        for name, kind in _layout(fields) if name != leave_out)
-    if leave_out:
-        return body
-    body += payload
+    body = _header_bytes(_fields(header)) + payload
     return body + struct.pack("<I", zlib.crc32(body))
 
 
 def covered(header: dict[str, Any]) -> bytes:
     """Every header field but the digest, as written: what the digest covers besides the
     images, so that no edit of a shape, a dtype or a flag decodes to another array."""
-    return _packed(_fields(header), b"", leave_out="digest")
+    return _header_bytes(_fields(header), leave_out="digest")
+
+
+def _header_bytes(fields: dict[str, Any], leave_out: str = "") -> bytes:
+    """The magic, the format (two bytes, in every format, so that any acnkit can tell
+    which it is) and the other fields but ``leave_out``, each in its format's encoding."""
+    varints = fields["format"] >= VARINT_FORMAT
+    return MAGIC + b"".join(_encode(kind, fields[name], varints and name != "format")
+                            for name, kind in _layout(fields) if name != leave_out)
 
 
 class _Reader:
