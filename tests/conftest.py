@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import textwrap
@@ -8,6 +9,13 @@ from pathlib import Path
 import pytest
 
 from acnkit.registry import reset_registry
+
+# Two xdist workers share the machine, so the free cores that acnkit's thread choice reads
+# (acnkit.threads) change from one moment to the next; runs that tests compare bit for bit
+# (a run against its resumption, made minutes apart) must compute with the same threads,
+# as the thread count sets how sums round. The tests of that choice clear it
+# (monkeypatch.delenv), the portability kit sets its own.
+os.environ.setdefault("ACNKIT_THREADS", "1")
 
 # A suite started in the background (`pytest &` in a script) inherits SIGINT ignored, and so
 # would every acnkit process the tests start and then stop with Ctrl-C's signal. Catching it
