@@ -21,11 +21,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 import acnkit
+from acnkit.exact import arrays as exact
 from acnkit.interfaces import Loss, to_levels
 
 #: a component's log scale is kept above this: narrower bins than the data's own
@@ -164,7 +166,10 @@ class DiscretisedLogisticMixture(Loss):
         """P(subpixel < k): the mixture of the components' logistic CDFs at the lower bin
         edge of level k (0 below level 0, 1 above the last): a sigmoid a component and
         edge, where :meth:`probabilities` takes one a level. The weights, means and
-        inverse scales are computed once, each call only the sigmoids (in float32)."""
+        inverse scales are computed once, each call only the sigmoids (in float32).
+        Under the exact arithmetic the same operations run in numpy (:meth:`_exact_cdf`)."""
+        if self.numpy_when_exact and exact.active():
+            return self._exact_cdf(params, x)
         weights, means, log_scales = self._conditioned(params, x)
         # float32 from here: an error e in F costs about e^2 / p bits a decision, nothing
         # at float32's 6e-8, and the sigmoids take half the time. The components first
@@ -183,6 +188,76 @@ class DiscretisedLogisticMixture(Loss):
             return f.masked_fill_(edges <= 0, 0.0).masked_fill_(edges >= top, 1.0)
 
         return at
+
+    #: whether :meth:`cdf` takes its numpy form under the exact arithmetic (the tests turn
+    #: it off to hold the two to the same bits)
+    numpy_when_exact = True
+
+    def _exact_cdf(self, params: Tensor, x: Tensor) -> Callable[[Tensor], Tensor]:
+        """:meth:`cdf` under :func:`acnkit.exact.portable`, in numpy: the operations the
+        mode runs for the torch code of :meth:`_conditioned` and :meth:`cdf`, in the same
+        order, each from :mod:`acnkit.exact.arrays` (so the same bits), without the mode's
+        dispatch of each of them (an autoregressive decoder asks this a subpixel at a
+        time). Arrays are laid out (K, B, C, H, W) here, components first."""
+        device = params.device
+        p = params.detach().to(device="cpu", dtype=torch.float64).numpy()
+        b, _, h, w = p.shape
+        k, c, half, top = self.components, self.channels, 1.0 / (self.levels - 1), self.levels
+        logits = p[:, :k].reshape(b, k, h, w).transpose(1, 0, 2, 3)
+        means = p[:, k: k + c * k].reshape(b, k, c, h, w).transpose(1, 0, 2, 3, 4)
+        log_scales = np.maximum(p[:, k + c * k: k + 2 * c * k].reshape(b, k, c, h, w),
+                                MIN_LOG_SCALE).transpose(1, 0, 2, 3, 4)
+        if c == 1:
+            weights = exact.softmax(logits, 0)[:, :, None]
+        else:
+            coeffs = exact.tanh(p[:, k + 2 * c * k:].reshape(b, k, self.pairs, h, w)
+                                ).transpose(1, 0, 2, 3, 4)
+            xs = x.detach().to(device="cpu", dtype=torch.float64).numpy()
+            level = np.minimum(np.maximum(np.round(xs * (self.levels - 1)), 0),
+                               self.levels - 1)
+            centred = 2.0 * level / (self.levels - 1) - 1.0  # (B, C, H, W)
+            shifted = [means[:, :, 0]]
+            pair = 0
+            for ch in range(1, c):
+                m = means[:, :, ch]
+                for j in range(ch):
+                    m = m + coeffs[:, :, pair] * centred[None, :, j]
+                    pair += 1
+                shifted.append(m)
+            means = np.stack(shifted, 2)
+            # _log_mass
+            inv = exact.exp(-log_scales)
+            diff = centred[None] - means
+            plus, minus = inv * (diff + half), inv * (diff - half)
+            below, above = exact.logsigmoid(plus), exact.logsigmoid(-minus)
+            inner = below + above + _np_log1mexp(2.0 * half * inv)
+            log_p = np.where(level == 0, below,
+                             np.where(level == self.levels - 1, above, inner))
+            # channels before each (an exclusive cumsum) and the re-weighted components
+            padded = np.concatenate([np.zeros_like(log_p[:, :, :1]), log_p[:, :, :-1]], 2)
+            before = exact.cumsum(padded, 2)
+            weights = exact.softmax(exact.log_softmax(logits, 0)[:, :, None] + before, 0)
+        inv = exact.exp(-log_scales)[..., None]
+        slope = (2 * half) * inv
+        offset = -inv * (means[..., None] + (1.0 + half))
+        weights = weights[..., None]
+
+        def at(edges: Tensor) -> Tensor:
+            e = edges.detach().cpu().numpy()
+            s = offset + slope * e.astype(np.float64)
+            f = exact.sum_in_order(exact.sigmoid(s) * weights, 0)
+            f = np.minimum(np.maximum(f, 0.0), 1.0)
+            f[np.broadcast_to(e <= 0, f.shape)] = 0.0
+            f[np.broadcast_to(e >= top, f.shape)] = 1.0
+            return torch.from_numpy(f).to(device)
+
+        return at
+
+
+def _np_log1mexp(d: np.ndarray) -> np.ndarray:
+    """:func:`_log1mexp` in the exact arithmetic's numpy form."""
+    d = np.maximum(d, 1e-30)
+    return np.where(d < math.log(2), exact.log(-exact.expm1(-d)), exact.log1p(-exact.exp(-d)))
 
 
 def _log1mexp(d: Tensor) -> Tensor:

@@ -218,6 +218,12 @@ def _default_float(name: str, args: Any) -> bool:
 _ACTIVE = threading.local()
 
 
+def active() -> bool:
+    """Whether this thread runs under :func:`portable` now (a component's hand-written
+    exact path, :mod:`.arrays`, may take over from its torch code then)."""
+    return bool(getattr(_ACTIVE, "on", False))
+
+
 @contextmanager
 def portable() -> Iterator[None]:
     """Run the enclosed torch code with exact arithmetic (module docstring); raises
