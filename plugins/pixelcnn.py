@@ -24,11 +24,13 @@ from __future__ import annotations
 
 from typing import cast
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 import acnkit
+from acnkit.exact import arrays as exact
 from acnkit.interfaces import Decoder
 
 
@@ -250,10 +252,16 @@ class PixelCNNDecoder(Decoder):
                                  [:, :, 0] if r > 0 else None)
         return from_v
 
+    #: whether :meth:`step` takes its numpy form under the exact arithmetic (the tests turn
+    #: it off to hold the two to the same bits)
+    numpy_when_exact = True
+
     def step(self, state: dict, position: int) -> Tensor:
         r, c = divmod(position, self.image_shape[2])
         if state["row"] != r:
             state["row"], state["from_v"] = r, self._vertical_row(state, r)
+        if self.numpy_when_exact and exact.active() and state["z"].device.type == "cpu":
+            return torch.from_numpy(self._exact_step(state, r, c))
         cols, kw = state["cols"], state["kw"]  # padded by kw - 1
         for i, (first, w_h, b_h, w_out, b_out) in enumerate(state["weights"]):
             pre = state["from_v"][i][:, :, c]
@@ -274,6 +282,42 @@ class PixelCNNDecoder(Decoder):
             if c > 0:
                 params = params + F.linear(cols[0][:, :, c - 1: c - 1 + kw].flatten(1),
                                            state["linear"])
+        return params
+
+    def _exact_step(self, state: dict, r: int, c: int) -> np.ndarray:
+        """:meth:`step`'s column under :func:`acnkit.exact.portable`, in numpy: the same
+        operations in the same order, each from :mod:`acnkit.exact.arrays` (so the same
+        bits), on numpy views of the state's tensors (float64 on the CPU there), without
+        the mode's dispatch of each small operation (a step's are a few dozen numbers)."""
+        ex = state.get("exact")
+        if ex is None:
+            ex = state["exact"] = {
+                "cols": [t.numpy() for t in state["cols"]],
+                "layers": [(first, exact.Linear(w_h, b_h), exact.Linear(w_out, b_out))
+                           for first, w_h, b_h, w_out, b_out in state["weights"]],
+                "head": (exact.Linear(*state["head"][:2]), exact.Linear(*state["head"][2:])),
+                "linear": None if state["linear"] is None else exact.Linear(state["linear"]),
+                "row": -1}
+        if ex["row"] != r:  # the vertical stack's addends of this row, as arrays
+            ex["row"], ex["from_v"] = r, [t.numpy() for t in state["from_v"]]
+            ex["linear_v"] = None if state["linear_v"] is None else state["linear_v"].numpy()
+        cols, kw = ex["cols"], state["kw"]
+        b = len(cols[0])
+        for i, (first, h_conv, h_out) in enumerate(ex["layers"]):
+            pre = ex["from_v"][i][:, :, c]
+            end = c + kw - first
+            if end >= kw:
+                pre = pre + h_conv(cols[i][:, :, end - kw: end].reshape(b, -1))
+            half = pre.shape[1] // 2
+            out = h_out(exact.tanh(pre[:, :half]) * exact.sigmoid(pre[:, half:]))
+            cols[i + 1][:, :, kw - 1 + c] = out if first else out + cols[i][:, :, end - 1]
+        hidden, last = ex["head"]
+        params = last(exact.relu(hidden(exact.relu(cols[-1][:, :, kw - 1 + c]))))
+        if ex["linear"] is not None:
+            if ex["linear_v"] is not None:
+                params = params + ex["linear_v"][:, :, c]
+            if c > 0:
+                params = params + ex["linear"](cols[0][:, :, c - 1: c - 1 + kw].reshape(b, -1))
         return params
 
     def feed(self, state: dict, position: int, values: Tensor) -> None:

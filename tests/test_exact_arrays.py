@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from acnkit_plugins.logistic import DiscretisedLogisticMixture
 
 from acnkit.exact import active, arrays, portable
-from plugins.logistic import DiscretisedLogisticMixture
 
 
 def _hard_values(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -103,3 +103,16 @@ def test_logistic_numpy_cdf_gives_the_bits_of_its_torch_code(
     assert got.dtype == want.dtype == torch.float64
     assert got.shape == want.shape
     np.testing.assert_array_equal(_bits(got), _bits(want))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_matches_the_mode(bias: bool) -> None:
+    rng = np.random.default_rng(7)
+    w = torch.from_numpy(rng.normal(size=(9, 20)))
+    b = torch.from_numpy(rng.normal(size=9)) if bias else None
+    x = _hard_values(rng, (3, 4, 20))
+    x[0, 0] = 0.0  # a row of zeros
+    with portable():
+        want = F.linear(torch.from_numpy(x), w, b)
+    np.testing.assert_array_equal(_bits(arrays.Linear(w, b)(x)), _bits(want))
+    np.testing.assert_array_equal(_bits(arrays.relu(x)), _bits(torch.relu(torch.from_numpy(x))))

@@ -287,3 +287,42 @@ def test_runs_written_with_the_old_size_defaults_still_load():
         "PixelCNNDecoder"
     with pytest.raises(UsageError, match="does not take --decoder-hidden"):
         build_model(small(decoder_hidden="64").validate(), SHAPE, torch.device("cpu"))
+
+
+@pytest.mark.parametrize(("shape", "options"), [
+    ((1, 6, 7), {}), ((3, 5, 6), {"linear": 5}), ((1, 7, 5), {"spatial": 2, "kernel": 3}),
+    ((3, 4, 9), {"linear": 3, "kernel": 3, "out_hidden": 5})])
+def test_the_numpy_step_gives_the_bits_of_the_torch_step_under_the_exact_arithmetic(
+        shape, options):
+    """Under acnkit.exact.portable the decoder steps in numpy: every position's parameters
+    (and so every file) the same bits as its torch code run under the mode."""
+    from acnkit.exact import portable
+    from acnkit.exact.arrays import active
+
+    torch.manual_seed(1)
+    dec = PixelCNNDecoder(shape, 6, channels=8, layers=3, param_channels=10, **options).eval()
+    if "linear" in options:
+        with_linear(dec)
+    exact = dec.double()
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(4, 6, generator=g, dtype=torch.float64) * 3
+    x = torch.randint(0, 256, (4, shape[0], shape[1] * shape[2]), generator=g).double() / 255
+
+    def stepped(numpy: bool) -> list[np.ndarray]:
+        exact.numpy_when_exact = numpy
+        out = []
+        with torch.no_grad(), portable():
+            assert active()
+            state = exact.start(z)
+            for i in range(shape[1] * shape[2]):
+                out.append(exact.step(state, i).numpy().copy())
+                exact.feed(state, i, x[:, :, i])
+        return out
+
+    try:
+        by_torch, by_numpy = stepped(False), stepped(True)
+    finally:
+        exact.numpy_when_exact = True
+    for i, (a, b) in enumerate(zip(by_torch, by_numpy, strict=True)):
+        assert a.dtype == b.dtype == np.float64
+        np.testing.assert_array_equal(a.view(np.int64), b.view(np.int64), err_msg=f"pixel {i}")

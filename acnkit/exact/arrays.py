@@ -9,20 +9,22 @@ torch operation of the same name (tests/test_exact_arrays.py holds them to it), 
 component may switch to numpy when :func:`active` says the exact arithmetic is on
 (the logistic mixture's ``cdf`` does) and still decode files written either way.
 
-Elementwise: :func:`exp`, :func:`expm1`, :func:`log`, :func:`log1p`, :func:`sigmoid`,
-:func:`tanh`, :func:`logsigmoid` (float64 in, float64 out). Reductions along one axis:
-:func:`sum_in_order` (a short axis, left to right, as ``torch.sum`` over at most
-:data:`.layers.SHORT_SUM` numbers), :func:`cumsum` (on the slice's exact grid, as
-``torch.cumsum``), :func:`softmax` and :func:`log_softmax` (their short-axis forms).
+Layers: :class:`Linear` (a linear layer's weights put on their grid once, then called on
+arrays, as ``F.linear``). Elementwise (float64 in, float64 out): :func:`exp`, :func:`expm1`,
+:func:`log`, :func:`log1p`, :func:`sigmoid`, :func:`tanh`, :func:`logsigmoid`, :func:`relu`.
+Reductions along one axis: :func:`sum_in_order` (a short axis, left to right, as
+``torch.sum`` over at most :data:`.layers.SHORT_SUM` numbers), :func:`cumsum` (on the
+slice's exact grid, as ``torch.cumsum``), :func:`softmax` and :func:`log_softmax` (their short-axis forms).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from torch import Tensor
 
 from . import functions
 from .bits import EXACT, np_exponent, np_pow2
-from .layers import SHORT_SUM
+from .layers import SHORT_SUM, np_linear, weights
 from .mode import active
 
 exp = functions._exp
@@ -31,6 +33,26 @@ log = functions._log
 log1p = functions._log1p
 sigmoid = functions._sigmoid
 tanh = functions._tanh
+
+
+class Linear:
+    """``F.linear(x, weight, bias)`` on float64 arrays (..., fan_in), as the mode computes
+    it: the weights (a CPU tensor) put on their grid once, here, rather than looked up at
+    every call."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None = None) -> None:
+        if weight.device.type != "cpu":
+            raise ValueError("acnkit.exact.arrays.Linear takes weights on the CPU")
+        self.weights = weights(weight)
+        self.bias = None if bias is None else functions.as_numpy(bias)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np_linear(x, self.weights, self.bias)
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    """max(0, x), as torch's relu (which keeps -0.0 and NaN)."""
+    return np.maximum(0.0, x)
 
 
 def logsigmoid(x: np.ndarray) -> np.ndarray:
@@ -78,5 +100,5 @@ def log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
     return shifted - log(np.expand_dims(sum_in_order(exp(shifted), axis), axis))
 
 
-__all__ = ["active", "cumsum", "exp", "expm1", "log", "log1p", "log_softmax", "logsigmoid",
+__all__ = ["Linear", "active", "relu", "cumsum", "exp", "expm1", "log", "log1p", "log_softmax", "logsigmoid",
            "sigmoid", "softmax", "sum_in_order", "tanh"]

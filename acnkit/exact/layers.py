@@ -96,22 +96,26 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     (the same operations, a fraction of torch's cost a call on a few rows)."""
     w = weights(weight)
     if x.device.type == "cpu" and w.q.device.type == "cpu":
-        a = functions.as_numpy(x)
         b = None if bias is None else functions.as_numpy(bias)
-        if KERNELS is not None and a.size and a.shape[-1]:
-            return torch.from_numpy(_compiled_linear(a, w, b))
-        grid = EXACT - w.bound_exponent - np_exponent(np.abs(a).max(-1, keepdims=True))
-        acc = np.round(a * np_pow2(grid)) @ w.np_qt  # exact: see _activation_exponent
-        acc *= np_pow2(-grid)
-        acc *= w.np_scale
-        if b is not None:
-            acc += b
-        return torch.from_numpy(acc)
+        return torch.from_numpy(np_linear(functions.as_numpy(x), w, b))
     x = x.to(torch.float64)
     f = _activation_exponent(x, (-1,), w)
     acc = integers(x, f) @ w.qt  # exact: see _activation_exponent
     out = acc * pow2(-f) * pow2(-w.k.reshape(-1))
     return out if bias is None else out + bias.to(torch.float64)
+
+
+def np_linear(a: np.ndarray, w: Weights, bias: np.ndarray | None) -> np.ndarray:
+    """:func:`linear` of a float64 numpy array with weights on their grid (the CPU path)."""
+    if KERNELS is not None and a.size and a.shape[-1]:
+        return _compiled_linear(a, w, bias)
+    grid = EXACT - w.bound_exponent - np_exponent(np.abs(a).max(-1, keepdims=True))
+    acc = np.round(a * np_pow2(grid)) @ w.np_qt  # exact: see _activation_exponent
+    acc *= np_pow2(-grid)
+    acc *= w.np_scale
+    if bias is not None:
+        acc += bias
+    return acc
 
 
 def _compiled_linear(a: np.ndarray, w: Weights, bias: np.ndarray | None) -> np.ndarray:
