@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from . import progress
 from .distributions import DiagGaussian, LatentDistribution, kl_diag_gaussians
+from .exact import arrays as exact
 
 
 class Encoder(nn.Module, ABC):
@@ -204,11 +205,25 @@ class Loss(ABC):
         for 256 levels in halves), at the parts' inner edges; what does not depend on the
         edges is computed once, here. The default sums :meth:`probabilities`; a loss with a closed
         form overrides it (the logistic mixture's takes a sigmoid a component and edge,
-        where the table takes one a level)."""
+        where the table takes one a level). Under the exact arithmetic the sums and the
+        look-ups run in numpy (the same bits, without the mode's dispatch of each)."""
+        top = self.levels
+        if exact.active():
+            probabilities = self.probabilities(params, x)
+            device = probabilities.device
+            table = exact.cumsum(probabilities.detach().to("cpu", torch.float64).numpy(), -1)
+            table = np.concatenate([np.zeros_like(table[..., :1]), table], -1)
+            table = np.minimum(np.maximum(table, 0.0), 1.0)
+            table[..., -1] = 1.0
+
+            def exact_at(edges: Tensor) -> Tensor:
+                e = np.minimum(np.maximum(edges.detach().cpu().numpy().astype(np.int64), 0), top)
+                return torch.from_numpy(np.take_along_axis(table, e, -1)).to(device)
+
+            return exact_at
         cumulative = torch.nn.functional.pad(torch.cumsum(self.probabilities(params, x), -1),
                                              (1, 0)).clamp(0, 1)
         cumulative[..., -1] = 1.0  # the rounding of the sum aside
-        top = self.levels
 
         def at(edges: Tensor) -> Tensor:
             return cumulative.gather(-1, edges.long().clamp(0, top))

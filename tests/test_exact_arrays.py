@@ -116,3 +116,26 @@ def test_linear_matches_the_mode(bias: bool) -> None:
         want = F.linear(torch.from_numpy(x), w, b)
     np.testing.assert_array_equal(_bits(arrays.Linear(w, b)(x)), _bits(want))
     np.testing.assert_array_equal(_bits(arrays.relu(x)), _bits(torch.relu(torch.from_numpy(x))))
+
+
+@pytest.mark.parametrize("loss_name", ["bernoulli", "categorical"])
+def test_the_default_cdf_in_numpy_gives_the_bits_of_its_torch_code(loss_name, monkeypatch):
+    """Loss.cdf's default (the probabilities summed) sums and looks up in numpy under the
+    exact arithmetic: the same bits as its torch code under the mode."""
+    from acnkit_plugins.bernoulli import BernoulliLoss
+    from acnkit_plugins.categorical import CategoricalLoss
+
+    from acnkit.interfaces import Loss
+
+    loss = BernoulliLoss() if loss_name == "bernoulli" else CategoricalLoss(levels=17)
+    g = torch.Generator().manual_seed(5)
+    shape = (5, 1, 3, 4)
+    params = torch.randn(5, loss.param_channels(1), 3, 4, generator=g, dtype=torch.float64) * 6
+    x = torch.randint(0, loss.levels, shape, generator=g).double() / (loss.levels - 1)
+    edges = torch.randint(-1, loss.levels + 2, (*shape, 3), generator=g)
+    with portable():
+        got = Loss.cdf(loss, params, x)(edges)
+        monkeypatch.setattr(arrays, "active", lambda: False)
+        want = Loss.cdf(loss, params, x)(edges)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(_bits(got), _bits(want))
