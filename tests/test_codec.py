@@ -263,13 +263,48 @@ def test_set_mode_never_writes_a_larger_file_than_ordered_mode(prior, monkeypatc
 
     monkeypatch.setattr(compress_module, "pack", padded)
     notes: list[str] = []
-    written = compress(t.model, images[:40], "set", plain_if_smaller=False, note=notes.append)
+    # 20 images: log2(20!) = 61 bits, below where ACN's set file is smaller by construction
+    written = compress(t.model, images[:20], "set", plain_if_smaller=False, note=notes.append)
     assert written.header["mode"] == "ordered" and len(notes) == 1
     assert "set mode's file came out" in notes[0] and "wrote the ordered file" in notes[0]
     monkeypatch.setattr(compress_module, "pack", pack)
-    assert len(written.data) == len(compress(t.model, images[:40], "ordered",
+    assert len(written.data) == len(compress(t.model, images[:20], "ordered",
                                              plain_if_smaller=False).data)
-    assert rows(decompress(t.model, written.data)) == rows(images[:40])
+    assert rows(decompress(t.model, written.data)) == rows(images[:20])
+
+
+def test_acn_codes_set_mode_once_where_its_file_is_smaller_by_construction(monkeypatch):
+    """ACN's ordered file is its set file's chain plus the arrangement: from 128 bits of
+    arrangement (35 images) set mode codes once, and its file is the smaller; below, and
+    for a VAE, it codes both and compares."""
+    import importlib
+
+    compress_module = importlib.import_module("acnkit.codec.compress")
+    calls: list[str] = []
+    inner = compress_module.compress
+
+    def counted(model, images, mode="ordered", *args, **kwargs):
+        calls.append(mode)
+        return inner(model, images, mode, *args, **kwargs)
+
+    monkeypatch.setattr(compress_module, "compress", counted)
+    for prior, n, lanes, once in (("acn", 35, None, True), ("acn", 120, None, True),
+                                  ("acn", 60, 7, True), ("acn", 34, None, False),
+                                  ("vae", 60, None, False)):
+        t = trained(prior=prior)
+        images = t.data.test_x.numpy()[:n]
+        calls.clear()
+        as_set = counted(t.model, images, "set", lanes=lanes, plain_if_smaller=False)
+        assert calls == (["set"] if once else ["set", "ordered"]), (prior, n)
+        ordered = inner(t.model, images, "ordered", lanes=lanes, plain_if_smaller=False)
+        assert len(as_set.data) < len(ordered.data) or not once, (prior, n, lanes)
+        assert rows(decompress(t.model, as_set.data)) == rows(images)
+    # copies of one image have no arrangement to pay for: coded both ways and compared
+    t = trained(prior="acn")
+    copies = np.repeat(t.data.test_x.numpy()[:2], 30, axis=0)
+    calls.clear()
+    counted(t.model, copies, "set", plain_if_smaller=False)
+    assert calls == ["set", "ordered"]
 
 
 def test_a_coder_stopped_by_a_signal_stops_the_figure_beside_it(monkeypatch):

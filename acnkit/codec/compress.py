@@ -340,7 +340,10 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
         try:
             # the lanes follow the file's size, which the first images' figure tells well enough
             first = coded_order[:LANES_SAMPLE]
-            estimate = model_nats(model, images[first], np.arange(len(first)), mode,
+            # ACN's lanes from its ordered figure in either mode: its two files then code
+            # the same chain in the same lanes (see _set_smaller_by_construction)
+            estimate = model_nats(model, images[first], np.arange(len(first)),
+                                  "ordered" if model.conditional else mode,
                                   DiagGaussian(q.mean[first], q.log_std[first]), shown=False)
             words = math.ceil((model.latent_dim * math.log2(grid.hi - grid.lo + 1)
                                + 2 * math.log2(n + 1)) / 32) + 2
@@ -382,7 +385,8 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
     if plain_if_smaller:
         plain = stored(images, header, figure)
         coded = plain if len(plain.data) < len(coded.data) else coded
-    if mode == "set" and n > 1 and not coded.header.get("stored"):
+    if mode == "set" and n > 1 and not coded.header.get("stored") \
+            and not _set_smaller_by_construction(model, images):
         # Set mode leaves out the order, at most log2(N!) bits; on few images the coder's
         # rounding and its lanes' initial words can outweigh that. An ordered file gives
         # back the same set, so the smaller of the two is written (compress codes twice).
@@ -396,6 +400,22 @@ def compress(model: Model, images: np.ndarray, mode: str = "ordered",
                      f"back the same images")
             return ordered
     return coded
+
+
+#: bits of the arrangement from which ACN's set file is the smaller without coding the other
+#: (its ANS stack's rounding is within a word either way; four words of margin)
+ARRANGEMENT_MARGIN_BITS = 128
+
+
+def _set_smaller_by_construction(model: Model, images: np.ndarray) -> bool:
+    """Whether ACN's set-mode file of ``images`` is smaller than its ordered one without
+    coding both: the two code the same greedy chain in the same lanes with the same
+    header, and the ordered file pushes the arrangement (log2(N! / prod m_k!) bits, m_k
+    copies of image k) onto its first lane besides, so where that is well above a word
+    of rounding it is the larger. A VAE's two files code different orders (set mode pops
+    one off the stacks): compared by coding."""
+    return bool(model.conditional) and \
+        log_distinct_orderings(images) / math.log(2) >= ARRANGEMENT_MARGIN_BITS
 
 
 class _Beside:
