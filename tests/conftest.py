@@ -30,6 +30,15 @@ SMALL_NETS = ["--latent-dim", "8", "--encoder-hidden", "32", "--decoder-hidden",
 SMALL = [*SMALL_NETS, "--train-limit", "300", "--test-limit", "100"]
 
 
+def as_from_a_terminal() -> None:
+    """A child's signals as a terminal session leaves them (the preexec_fn of the tests'
+    subprocesses): a suite started under nohup, or in a shell's background, ignores SIGHUP
+    or SIGINT and its children inherit that, and acnkit, as it should, leaves an ignored
+    signal ignored; the tests of what a signal does need it delivered."""
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """Each test starts with torch on one thread: the tests' nets are tiny, and two threads

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SMALL_NETS
+from conftest import SMALL_NETS, as_from_a_terminal
 
 SMALL = [*SMALL_NETS, "--batch-size", "32", "--train-limit", "1000",
          "--test-limit", "200"]
@@ -18,7 +18,7 @@ SMALL = [*SMALL_NETS, "--batch-size", "32", "--train-limit", "1000",
 
 def acnkit(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "acnkit", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal)
 
 
 def metrics(out: Path) -> list[dict]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import as_from_a_terminal
 from PIL import Image
 from test_hostile_io import one_line_failure
 
@@ -251,7 +252,8 @@ def test_a_timedelta_array_and_a_damaged_npy_header_are_one_line(runs, tmp_path)
 def _acnkit(*args, **kwargs):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "acnkit", *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=as_from_a_terminal, **kwargs)
 
 
 def test_a_fifo_without_a_writer_is_waited_for_saying_so_and_stops_on_sigterm(runs, tmp_path):

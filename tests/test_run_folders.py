@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import SMALL, SMALL_NETS
+from conftest import SMALL, SMALL_NETS, as_from_a_terminal
 
 from acnkit.cli import main
 from acnkit.config import RunConfig
@@ -37,7 +37,8 @@ def acnkit(*args, **kwargs) -> subprocess.CompletedProcess:
 
 def popen(*args) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "acnkit", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=as_from_a_terminal)
 
 
 def one_error_line(result, code):
