@@ -21,18 +21,30 @@ from typing import Any
 
 import numpy as np
 
-#: the simulated machines: (name, environment), the widest kernels being this process's
+#: numpy's dispatch targets above AVX2 and above SSE4 (numpy 2's names; a name this numpy
+#: does not know is ignored), which NPY_DISABLE_CPU_FEATURES turns off
+_NUMPY_ABOVE_AVX2 = "X86_V4 AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"
+_NUMPY_ABOVE_SSE4 = f"X86_V3 AVX AVX2 FMA3 F16C {_NUMPY_ABOVE_AVX2}"
+#: the simulated machines: (name, environment), the widest kernels being this process's;
+#: torch's, oneDNN's, MKL's, numpy's own loops' and OpenBLAS's (the exact layers' integer
+#: products and the numpy paths of acnkit.exact.arrays run there)
 AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "DNNL_MAX_CPU_ISA": "AVX2",
-        "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2", "NPY_DISABLE_CPU_FEATURES": _NUMPY_ABOVE_AVX2,
+        "OPENBLAS_CORETYPE": "Haswell"}
 SSE4 = {"ATEN_CPU_CAPABILITY": "default", "DNNL_MAX_CPU_ISA": "SSE41",
-        "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
+        "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "NPY_DISABLE_CPU_FEATURES": _NUMPY_ABOVE_SSE4,
+        "OPENBLAS_CORETYPE": "Nehalem"}
 ENVIRONMENTS: tuple[tuple[str, dict[str, str]], ...] = (
-    ("AVX2, 1 thread", {**AVX2, "OMP_NUM_THREADS": "1", "ACNKIT_THREADS": "1"}),
+    ("AVX2, 1 thread", {**AVX2, "OMP_NUM_THREADS": "1", "ACNKIT_THREADS": "1",
+                        "OPENBLAS_NUM_THREADS": "1"}),
     ("AVX2, 2 threads, no fused search", {**AVX2, "OMP_NUM_THREADS": "2",
-                                          "ACNKIT_THREADS": "2", "ACNKIT_FUSED_KNN": "0"}),
+                                          "ACNKIT_THREADS": "2", "ACNKIT_FUSED_KNN": "0",
+                                          "OPENBLAS_NUM_THREADS": "2"}),
     ("SSE4, 1 thread, no fused search", {**SSE4, "OMP_NUM_THREADS": "1",
-                                         "ACNKIT_THREADS": "1", "ACNKIT_FUSED_KNN": "0"}),
-    ("SSE4, 2 threads", {**SSE4, "OMP_NUM_THREADS": "2", "ACNKIT_THREADS": "2"}),
+                                         "ACNKIT_THREADS": "1", "ACNKIT_FUSED_KNN": "0",
+                                         "OPENBLAS_NUM_THREADS": "1"}),
+    ("SSE4, 2 threads", {**SSE4, "OMP_NUM_THREADS": "2", "ACNKIT_THREADS": "2",
+                         "OPENBLAS_NUM_THREADS": "2"}),
 )
 #: at most this many seconds a subprocess
 TIMEOUT = 600
