@@ -56,3 +56,32 @@ def test_a_file_of_photos_written_earlier_decodes_to_their_pixels_and_modes(tmp_
         with Image.open(GOLDEN / name) as want, Image.open(tmp_path / name) as got:
             assert got.mode == want.mode and got.size == want.size
             assert np.array_equal(np.asarray(got), np.asarray(want)), name
+
+
+@pytest.mark.parametrize("machine", ["AVX2", "SSE4"])
+def test_the_golden_files_decode_on_a_narrower_cpu(machine, tmp_path):
+    """The photo file and an 8-bit file, decoded by `acnkit decompress` in a process held
+    to AVX2 or SSE4 kernels (torch, oneDNN, MKL, numpy's loops, OpenBLAS): the same pixels
+    as written on the widest ones."""
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from acnkit.testing import portable
+
+    env = {**os.environ, **getattr(portable, machine), "OMP_NUM_THREADS": "1"}
+    for file, out in (("photos-two-format9.acnz", tmp_path / "photos/"),
+                      ("fm8-three-ordered-format9.acnz", tmp_path / "three.npy")):
+        done = subprocess.run([sys.executable, "-m", "acnkit", "decompress",
+                               str(GOLDEN / file), "-o", str(out) + ("/" if out.suffix == ""
+                                                                      else "")],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    for name in ("photo-colour.png", "photo-grey.png"):
+        with Image.open(GOLDEN / name) as want, Image.open(tmp_path / "photos" / name) as got:
+            assert got.mode == want.mode and np.array_equal(np.asarray(got), np.asarray(want))
+    three = np.load(tmp_path / "three.npy")
+    assert np.array_equal(three.reshape(len(three), -1),
+                          np.load(GOLDEN / "fm8-six.npy")[:3].reshape(3, -1))
