@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,15 +62,7 @@ class DiscretisedLogisticMixture(Loss):
         (``centred``: the image in [-1, 1], (B, C, H, W))."""
         if self.channels == 1:
             return means
-        shifted = [means[:, :, 0]]
-        pair = 0
-        for c in range(1, self.channels):
-            m = means[:, :, c]
-            for j in range(c):
-                m = m + coeffs[:, :, pair] * centred[:, None, j]
-                pair += 1
-            shifted.append(m)
-        return torch.stack(shifted, 2)
+        return _couple(means, coeffs, lambda j: centred[:, None, j], torch.stack)
 
     def _log_mass(self, centred: Tensor, means: Tensor, log_scales: Tensor,
                   level: Tensor) -> Tensor:
@@ -207,6 +200,8 @@ class DiscretisedLogisticMixture(Loss):
         means = p[:, k: k + c * k].reshape(b, k, c, h, w).transpose(1, 0, 2, 3, 4)
         log_scales = np.maximum(p[:, k + c * k: k + 2 * c * k].reshape(b, k, c, h, w),
                                 MIN_LOG_SCALE).transpose(1, 0, 2, 3, 4)
+        # exp(-log scale): _log_mass and the CDF below each take it (the same bits), once here
+        inv = exact.exp(-log_scales)
         if c == 1:
             weights = exact.softmax(logits, 0)[:, :, None]
         else:
@@ -216,17 +211,8 @@ class DiscretisedLogisticMixture(Loss):
             level = np.minimum(np.maximum(np.round(xs * (self.levels - 1)), 0),
                                self.levels - 1)
             centred = 2.0 * level / (self.levels - 1) - 1.0  # (B, C, H, W)
-            shifted = [means[:, :, 0]]
-            pair = 0
-            for ch in range(1, c):
-                m = means[:, :, ch]
-                for j in range(ch):
-                    m = m + coeffs[:, :, pair] * centred[None, :, j]
-                    pair += 1
-                shifted.append(m)
-            means = np.stack(shifted, 2)
+            means = _couple(means, coeffs, lambda j: centred[None, :, j], np.stack)
             # _log_mass
-            inv = exact.exp(-log_scales)
             diff = centred[None] - means
             plus, minus = inv * (diff + half), inv * (diff - half)
             below, above = exact.logsigmoid(plus), exact.logsigmoid(-minus)
@@ -237,9 +223,8 @@ class DiscretisedLogisticMixture(Loss):
             padded = np.concatenate([np.zeros_like(log_p[:, :, :1]), log_p[:, :, :-1]], 2)
             before = exact.cumsum(padded, 2)
             weights = exact.softmax(exact.log_softmax(logits, 0)[:, :, None] + before, 0)
-        inv = exact.exp(-log_scales)[..., None]
-        slope = (2 * half) * inv
-        offset = -inv * (means[..., None] + (1.0 + half))
+        slope = (2 * half) * inv[..., None]
+        offset = -inv[..., None] * (means[..., None] + (1.0 + half))
         weights = weights[..., None]
 
         def at(edges: Tensor) -> Tensor:
@@ -252,6 +237,23 @@ class DiscretisedLogisticMixture(Loss):
             return torch.from_numpy(f).to(device)
 
         return at
+
+
+def _couple(means: Any, coeffs: Any, centred: Callable[[int], Any],
+            stack: Callable[..., Any]) -> Any:
+    """The coupling of :meth:`DiscretisedLogisticMixture._coupled_means`, for tensors and
+    arrays alike (channels on axis 2 of ``means`` and ``coeffs``): channel c's means plus
+    coefficient (c, j) times ``centred(j)`` (channel j of the image, shaped to broadcast
+    against a channel's means) for each j < c, in that order."""
+    shifted = [means[:, :, 0]]
+    pair = 0
+    for c in range(1, means.shape[2]):
+        m = means[:, :, c]
+        for j in range(c):
+            m = m + coeffs[:, :, pair] * centred(j)
+            pair += 1
+        shifted.append(m)
+    return stack(shifted, 2)
 
 
 def _np_log1mexp(d: np.ndarray) -> np.ndarray:
