@@ -46,9 +46,12 @@ class RunConfig:
     #: "HxW": train on H x W patches drawn at random from photos of any size each epoch,
     #: held-out figures on the held-out photos' whole tiles (--data images)
     patches: str | None = None
-    #: with --patches: "flip", "permute" (a colour patch's channels in a random order), both
-    #: comma-separated, or "none"
+    #: with --patches: "flip", "permute" (a colour patch's channels in a random order),
+    #: "grey" (a share of colour patches made grey), comma-separated, or "none"
     augment: str = "flip"
+    #: the weights a new run starts from: a shipped model's name or a model folder (its
+    #: config must describe the same networks); None: the components' own initialisation
+    init: str | None = None
     epochs: int = 10
     batch_size: int = 128
     latent_dim: int = 32
@@ -223,6 +226,14 @@ class RunConfig:
         "pixels", "crop", "patches", "augment",
     )
 
+    # The structural options that shape the networks (the others choose the data): what a
+    # run started from a model's weights (--init) must share with it.
+    NETWORKS = (
+        "prior", "encoder", "decoder", "loss", "latent_dim", "posterior", "encoder_hidden",
+        "decoder_hidden", "channels", "decoder_options", "prior_hidden", "prior_layers",
+        "mixtures",
+    )
+
 
 #: --pixels
 PIXELS = ("binary", "native")
@@ -231,9 +242,10 @@ LATER_DEFAULTS: dict[str, Any] = {"pixels": "binary", "crop": None, "patches": N
                                   "augment": "flip"}
 
 
-#: what --augment may ask of patches: flipped left to right at random, and a colour
-#: patch's channels in a random order (so a colour model meets colours its few photos lack)
-AUGMENTS = ("flip", "permute")
+#: what --augment may ask of patches: flipped left to right at random, a colour patch's
+#: channels in a random order (so a colour model meets colours its few photos lack), and a
+#: share of colour patches made grey (so it meets grey photos as often as colour ones)
+AUGMENTS = ("flip", "permute", "grey")
 
 
 def augments(text: str) -> tuple[str, ...]:

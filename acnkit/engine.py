@@ -29,7 +29,7 @@ from .errors import NumericalError, UsageError
 from .evaluate import held_out_figures
 from .interfaces import Dataset
 from .memory import AssociativeMemory
-from .model import Networks, build_model, check_outputs
+from .model import Model, Networks, build_model, check_outputs
 from .progress import Callbacks
 from .registry import Registry, get_registry
 
@@ -42,6 +42,25 @@ def check_names(config: RunConfig, registry: Registry) -> None:
     for kind in ("prior", "encoder", "decoder", "loss", "data", "search"):
         registry.get({"data": "dataset", "search": "searcher"}.get(kind, kind),
                      getattr(config, kind))
+
+
+def start_from(model: Model, name_or_path: str) -> None:
+    """Load the weights of a shipped model or model folder (``--init``) into ``model``; one
+    of other networks, image shape or levels is refused in one line."""
+    from .shipped import load_model
+
+    given = load_model(name_or_path, "cpu").model
+    ours = {k: getattr(model.config, k) for k in RunConfig.NETWORKS}
+    theirs = {k: getattr(given.config, k) for k in RunConfig.NETWORKS}
+    ours.update(images=model.image_shape, levels=model.levels)
+    theirs.update(images=given.image_shape, levels=given.levels)
+    differ = [k for k in ours if ours[k] != theirs[k]]
+    if differ:
+        told = ", ".join(f"{k.replace('_', '-')} {theirs[k]!r} (this run: {ours[k]!r})"
+                         for k in differ[:3])
+        raise UsageError(f"--init {name_or_path}: that model has {told}; give the options it "
+                         f"was made with (its config), or drop --init")
+    model.load_state_dict(given.state_dict())
 
 
 class Trainer:
@@ -63,6 +82,8 @@ class Trainer:
         self.data = load_data(c, self.registry, self.device, dataset)
         self.model = build_model(c, self.data.image_shape, self.device, self.registry,
                                  self.data.levels)
+        if c.init is not None:
+            start_from(self.model, c.init)
         # The two halves of a step, wrapped apart because the memory acts between them.
         self.encode_net, self.cost_net = self._wrapped(self.model.nets)
         self.parameters = list(self.model.nets.parameters())

@@ -142,8 +142,9 @@ def start(config: RunConfig, out: str | Path, overwrite: bool = False, label: st
 
 def _refuse_structural(saved: RunConfig, overrides: dict[str, Any], path: Path) -> None:
     """A resumed run keeps its model and data: options that would change them are refused."""
+    # --init is where a new run started: a resumed one goes on from its checkpoint
     refused = {k: v for k, v in overrides.items()
-               if k in RunConfig.STRUCTURAL + ("data_dir",) and getattr(saved, k) != v}
+               if k in RunConfig.STRUCTURAL + ("data_dir", "init") and getattr(saved, k) != v}
     if refused:
         name, value = next(iter(refused.items()))
         raise CheckpointError(

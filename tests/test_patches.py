@@ -93,7 +93,7 @@ def test_permuted_colours_put_a_patch_s_channels_in_a_random_order():
     assert all(sorted(o) == [10, 20, 30] for o in orders) and len(orders) > 1
     r = CliRunner().invoke(main, ["run", "--data", "images", "--data-dir", "x", "--patches",
                                   "8x8", "--pixels", "native", "--augment", "flip,spin"])
-    assert r.exit_code == 2 and "--augment takes none or some of flip, permute" in r.stderr
+    assert r.exit_code == 2 and "--augment takes none or some of flip, permute, grey" in r.stderr
 
 
 def test_the_patch_data_set_passes_the_data_set_kit(tmp_path):
@@ -121,3 +121,31 @@ def test_the_kit_catches_a_resample_that_breaks_its_contract():
         made = dataclasses.replace(base, resample=bad)
         with pytest.raises(AssertionError, match=message):
             check_dataset(lambda data_dir=None, seed=0, made=made: made)
+
+
+def test_grey_patches_are_the_photo_s_luminance_as_pillow_makes_it():
+    from PIL import Image
+
+    from acnkit.data.images import GREY_SHARE, luminance
+
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (3, 64, 64), dtype=np.uint8)
+    pillow = np.asarray(Image.fromarray(photo.transpose(1, 2, 0)).convert("L"))
+    assert np.array_equal(luminance(photo), pillow)
+    plain = Patches([photo], (8, 8), seed=1, augment=("flip",))(1)
+    drawn = Patches([photo], (8, 8), seed=1, augment=("flip", "permute", "grey"))(1)
+    grey = (drawn[:, 0] == drawn[:, 1]).all((1, 2)) & (drawn[:, 1] == drawn[:, 2]).all((1, 2))
+    assert 0.1 < grey.mean() < 0.4, (grey.mean(), GREY_SHARE)
+    # a grey patch is the luminance of a window of the photo (flipped or not), never of its
+    # channels shuffled
+    windows = {luminance(photo[:, r: r + 8, c: c + 8]).tobytes()
+               for r in range(57) for c in range(57)}
+    windows |= {luminance(photo[:, r: r + 8, c: c + 8][:, :, ::-1]).tobytes()
+                for r in range(57) for c in range(57)}
+    assert all(p[0].tobytes() in windows for p in drawn[grey])
+    # its draw comes after the others, so a run without it draws what it drew before
+    permuted = Patches([photo], (8, 8), seed=1, augment=("flip", "permute"))(1)
+    assert np.array_equal(permuted[~grey], drawn[~grey]) and len(plain) == len(drawn)
+    # a grey photo is left as it is
+    one = Patches([photo[:1]], (8, 8), seed=1, augment=("grey",))(1)
+    assert one.shape[1] == 1

@@ -181,3 +181,41 @@ def test_every_shipped_model_loads_and_matches_its_listing():
         assert trained.model.fingerprint() == info["fingerprint"]
         assert json.loads((shipped_root() / name / INFO_FILE).read_text())["name"] == name
         assert f"`{name}`" in readme and info["made_by"], name
+
+
+def test_init_starts_a_new_run_from_a_model_s_weights(as_shipped, tmp_path):
+    from acnkit.trained import load_run
+
+    run, root = as_shipped
+    from acnkit.config import RunConfig
+    from acnkit.engine import Trainer
+
+    # the same networks, another seed: the run starts from the model's weights
+    config = RunConfig(prior="acn", epochs=1, latent_dim=6, encoder_hidden="64",
+                       decoder_hidden="64", prior_hidden=32, test_limit=50, train_limit=400,
+                       seed=5)
+    given = load_model("tiny-digits").model.state_dict()
+    fresh = Trainer(config).model.state_dict()
+    started = Trainer(RunConfig(**{**config.to_dict(), "init": "tiny-digits"})).model.state_dict()
+    for part, weights in given.items():
+        for key, value in weights.items():
+            assert torch.equal(started[part][key], value), (part, key)
+            assert value.numel() < 2 or not torch.equal(fresh[part][key], value), (part, key)
+    cli = CliRunner()
+    tuned = tmp_path / "tuned"
+    r = cli.invoke(main, ["run", *TINY, "--init", "tiny-digits", "--out", str(tuned)])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tuned / "config.json").read_text())["init"] == "tiny-digits"
+    assert load_run(tuned, "cpu").config.init == "tiny-digits"
+    # other networks are refused in one line, before any folder is written
+    other = tmp_path / "other"
+    r = cli.invoke(main, ["run", *TINY[:-6], "--decoder-hidden", "32", "--init", "tiny-digits",
+                          "--out", str(other)])
+    assert r.exit_code != 0 and r.stderr.count("\n") == 1, r.output
+    assert "--init tiny-digits: that model has decoder-hidden '64' (this run: '32')" in r.stderr
+    assert not other.exists()
+    r = cli.invoke(main, ["run", *TINY, "--init", "no-such-model", "--out", str(other)])
+    assert r.exit_code != 0 and "no model named 'no-such-model' is shipped" in r.stderr
+    # a resumed run goes on from its checkpoint: --init there is refused
+    r = cli.invoke(main, ["run", "--resume", str(run), "--epochs", "2", "--init", "tiny-digits"])
+    assert r.exit_code != 0 and "not 'tiny-digits'" in r.stderr, r.output

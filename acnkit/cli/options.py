@@ -39,8 +39,13 @@ RUN_OPTIONS: list[tuple[str, dict[str, Any]]] = [
                            "at random); test on the held-out photos' whole tiles."}),
     ("--augment", {"default": "flip", "metavar": "LIST",
                    "help": "--patches: flip (left to right at random), permute (a colour "
-                           "patch's channels in a random order), both comma-separated, or "
-                           "none."}),
+                           "patch's channels in a random order), grey (a quarter of the "
+                           "colour patches made grey, as Pillow makes RGB grey), comma-"
+                           "separated, or none."}),
+    ("--init", {"default": None, "metavar": "MODEL",
+                "help": "Start from the weights of a shipped model (see `acnkit models`) or "
+                        "a model folder, to fine-tune it on your own data; the options must "
+                        "describe the same networks."}),
     ("--epochs", {"default": _D.epochs, "type": int, "help": "Epochs in all."}),
     ("--batch-size", {"default": _D.batch_size, "type": int, "help": "Minibatch size."}),
     ("--latent-dim", {"default": _D.latent_dim, "type": int, "help": "Latent dimensions d."}),

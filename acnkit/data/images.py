@@ -198,9 +198,11 @@ def sample_patches(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
 class Patches:
     """Training images drawn afresh each epoch: ``size`` (H, W) patches at random places of
     photos of any size, as many an epoch as the photos hold whole tiles, each flipped left
-    to right at random (``augment`` holding "flip") and its channels put in a random order
-    ("permute"); the same for a given seed and epoch, so a resumed run draws what it would
-    have drawn."""
+    to right at random (``augment`` holding "flip"), its channels put in a random order
+    ("permute") and, for :data:`GREY_SHARE` of the colour patches, made grey ("grey": its
+    luminance in all three channels, as Pillow converts RGB to L, which is how a colour
+    model meets a grey photo); the same for a given seed and epoch, so a resumed run draws
+    what it would have drawn."""
 
     def __init__(self, photos: list[np.ndarray], size: tuple[int, int], seed: int,
                  augment: tuple[str, ...] = ("flip",)) -> None:
@@ -220,11 +222,27 @@ class Patches:
             channels = photo.shape[0]
             orders = [rng.permutation(channels) if "permute" in self.augment
                       else np.arange(channels) for _ in range(count)]
-            for r, c, flip, order in zip(rows, cols, flips, orders, strict=True):
-                patch = photo[order, r: r + h, c: c + w]
-                out[at] = patch[:, :, ::-1] if flip else patch
+            # drawn only when asked, so the runs without it draw what they always drew
+            greys = (rng.random(count) < GREY_SHARE if "grey" in self.augment and channels == 3
+                     else np.zeros(count, dtype=bool))
+            for r, c, flip, order, grey in zip(rows, cols, flips, orders, greys, strict=True):
+                patch = photo[:, r: r + h, c: c + w]
+                patch = patch[:, :, ::-1] if flip else patch
+                # grey from the photo's own R, G and B; the order matters only to colour
+                out[at] = luminance(patch)[None] if grey else patch[order]
                 at += 1
         return out
+
+
+#: the share of colour patches ``--augment grey`` makes grey
+GREY_SHARE = 0.25
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """(3, H, W) uint8 RGB as Pillow's ``convert("L")`` makes it grey (ITU-R 601-2 luma,
+    in Pillow's fixed point): L = (19595 R + 38470 G + 7471 B + 2^15) >> 16."""
+    r, g, b = (rgb[i].astype(np.uint32) for i in range(3))
+    return ((19595 * r + 38470 * g + 7471 * b + 0x8000) >> 16).astype(np.uint8)
 
 
 def tiles_of(photos: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
