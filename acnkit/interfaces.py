@@ -57,7 +57,9 @@ class Decoder(nn.Module, ABC):
     :meth:`feed`: override all three and set ``stepping = True``): pixel by pixel,
     keeping per-layer state, so that a pixel costs what it changes rather than a whole
     forward pass. The codec then computes every probability it codes, on both sides, with
-    these calls; the defaults below do a whole forward pass a pixel.
+    these calls; the defaults below do a whole forward pass a pixel. The sender, who knows
+    every pixel, asks :meth:`stepped` for all positions at once: a decoder may override it
+    with fewer, larger calls that give the same bits.
     """
 
     autoregressive: ClassVar[bool] = False
@@ -81,6 +83,19 @@ class Decoder(nn.Module, ABC):
         """The pixel ``position``, now known: its channels (B, C), scaled to [0, 1]."""
         x = state["x"]
         x.view(len(x), x.shape[1], -1)[:, :, position] = values.reshape(len(x), -1)
+
+    def stepped(self, state: Any, x: Tensor) -> Tensor:
+        """What :meth:`step` gives at every position (B, P, H*W), from ``state`` as
+        :meth:`start` made it, had the pixels of ``x`` (B, C, H, W, scaled to [0, 1]) been
+        fed in turn: the sender's work, who knows every pixel. The receiver steps, so an
+        override must give the same bits as stepping in the arithmetic it is called in
+        (:func:`acnkit.testing.check_stepped`); this one steps."""
+        flat = x.reshape(len(x), x.shape[1], -1)
+        out = []
+        for i in range(flat.shape[2]):
+            out.append(self.step(state, i).reshape(len(x), -1))
+            self.feed(state, i, flat[:, :, i])
+        return torch.stack(out, 2)
 
     @abstractmethod
     def forward(self, z: Tensor, *x: Tensor) -> Tensor: ...

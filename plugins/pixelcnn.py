@@ -284,11 +284,10 @@ class PixelCNNDecoder(Decoder):
                                            state["linear"])
         return params
 
-    def _exact_step(self, state: dict, r: int, c: int) -> np.ndarray:
-        """:meth:`step`'s column under :func:`acnkit.exact.portable`, in numpy: the same
-        operations in the same order, each from :mod:`acnkit.exact.arrays` (so the same
-        bits), on numpy views of the state's tensors (float64 on the CPU there), without
-        the mode's dispatch of each small operation (a step's are a few dozen numbers)."""
+    @staticmethod
+    def _exact_state(state: dict) -> dict:
+        """The state's numbers for the numpy forms: the horizontal inputs as views, each
+        linear map's weights on their grid."""
         ex = state.get("exact")
         if ex is None:
             ex = state["exact"] = {
@@ -298,6 +297,88 @@ class PixelCNNDecoder(Decoder):
                 "head": (exact.Linear(*state["head"][:2]), exact.Linear(*state["head"][2:])),
                 "linear": None if state["linear"] is None else exact.Linear(state["linear"]),
                 "row": -1}
+        return ex
+
+    #: positions a product of :meth:`stepped` covers at most (its memory: about 4 KB a
+    #: position for 32 channels)
+    STEPPED_POSITIONS = 1 << 15
+
+    def stepped(self, state: dict, x: Tensor) -> Tensor:
+        """:meth:`step` at every position, given every pixel of ``x``: under the exact
+        arithmetic on the CPU, each layer's horizontal stack over many positions in one
+        product (the rows of :meth:`_exact_step`'s products, each on its own grid, so the
+        same bits), the vertical one row by row as stepping computes it; else stepping."""
+        if not (self.numpy_when_exact and exact.active() and state["z"].device.type == "cpu"):
+            return super().stepped(state, x)
+        b, _, height, width = x.shape
+        state["x"].copy_(x)  # what feed would have written, before each row reads it
+        from_v, linear_v = [], []
+        for r in range(height):  # (B, 2C, W) a layer, and the linear predictor's (B, P, W)
+            from_v.append([t.numpy() for t in self._vertical_row(state, r)])
+            linear_v.append(None if state["linear_v"] is None else state["linear_v"].numpy())
+        ex = self._exact_state(state)
+        kw = state["kw"]
+        # the image's rows as the first horizontal input, after kw - 1 columns of zeros
+        pixels = np.zeros((b, x.shape[1], height, kw - 1 + width))
+        pixels[..., kw - 1:] = (x * 2.0 - 1.0).numpy()
+        out = np.empty((b, height, width, 0))
+        chunk = max(1, self.STEPPED_POSITIONS // (b * width))
+        parts = []
+        for top in range(0, height, chunk):
+            rows = range(top, min(height, top + chunk))
+            parts.append(self._exact_rows(ex, kw, pixels[:, :, rows.start: rows.stop],
+                                          [from_v[r] for r in rows],
+                                          [linear_v[r] for r in rows]))
+        out = np.concatenate(parts, 1)  # (B, H, W, P)
+        return torch.from_numpy(np.ascontiguousarray(
+            out.transpose(0, 3, 1, 2).reshape(b, -1, height * width)))
+
+    @staticmethod
+    def _exact_rows(ex: dict, kw: int, pixels: np.ndarray, from_v: list[list[np.ndarray]],
+                    linear_v: list[np.ndarray | None]) -> np.ndarray:
+        """:meth:`_exact_step` at every column of some rows: ``pixels`` (B, C, R, kw-1+W)
+        their padded pixels, ``from_v`` each row's vertical addends (B, 2C, W) a layer,
+        ``linear_v`` each row's (B, P, W) or None; the parameters (B, R, W, P). A
+        position's every number is the step's: the same operations on the same rows."""
+        b, _, n_rows, padded = pixels.shape
+        width = padded - kw + 1
+        windows = np.lib.stride_tricks.sliding_window_view
+        h = pixels  # the layer's input (B, C_i, R, kw-1+W)
+        for i, (first, h_conv, h_out) in enumerate(ex["layers"]):
+            # pre (B, R, W, 2C): the vertical addends, plus the window's product where the
+            # step adds it (type A's column 0 reads nothing)
+            pre = np.stack([v[i] for v in from_v], 1).transpose(0, 1, 3, 2)
+            win = windows(h, kw, axis=3)  # (B, C_i, R, W', kw): columns j .. j+kw-1
+            if first:  # ending at column c - 1, for c >= 1
+                taken = win[:, :, :, : width - 1].transpose(0, 2, 3, 1, 4)
+                pre = pre.copy()
+                pre[:, :, 1:] = pre[:, :, 1:] + h_conv(taken.reshape(b, n_rows, width - 1, -1))
+            else:  # ending at column c
+                taken = win[:, :, :, :width].transpose(0, 2, 3, 1, 4)
+                pre = pre + h_conv(taken.reshape(b, n_rows, width, -1))
+            half = pre.shape[-1] // 2
+            new = h_out(exact.tanh(pre[..., :half]) * exact.sigmoid(pre[..., half:]))
+            if not first:
+                new = new + h[:, :, :, kw - 1:].transpose(0, 2, 3, 1)
+            h = np.zeros((b, new.shape[-1], n_rows, padded))
+            h[..., kw - 1:] = new.transpose(0, 3, 1, 2)
+        hidden, last = ex["head"]
+        params = last(exact.relu(hidden(exact.relu(h[..., kw - 1:].transpose(0, 2, 3, 1)))))
+        if ex["linear"] is not None:
+            for k, lv in enumerate(linear_v):  # rows above (none for row 0)
+                if lv is not None:
+                    params[:, k] = params[:, k] + lv.transpose(0, 2, 1)
+            taken = windows(pixels, kw, axis=3)[:, :, :, : width - 1].transpose(0, 2, 3, 1, 4)
+            params[:, :, 1:] = params[:, :, 1:] + ex["linear"](
+                taken.reshape(b, n_rows, width - 1, -1))
+        return params
+
+    def _exact_step(self, state: dict, r: int, c: int) -> np.ndarray:
+        """:meth:`step`'s column under :func:`acnkit.exact.portable`, in numpy: the same
+        operations in the same order, each from :mod:`acnkit.exact.arrays` (so the same
+        bits), on numpy views of the state's tensors (float64 on the CPU there), without
+        the mode's dispatch of each small operation (a step's are a few dozen numbers)."""
+        ex = self._exact_state(state)
         if ex["row"] != r:  # the vertical stack's addends of this row, as arrays
             ex["row"], ex["from_v"] = r, [t.numpy() for t in state["from_v"]]
             ex["linear_v"] = None if state["linear_v"] is None else state["linear_v"].numpy()

@@ -33,7 +33,8 @@ def _int64_reference(x: torch.Tensor, weight: torch.Tensor, stride: int, padding
 
 
 @pytest.mark.parametrize(("kernel", "stride", "padding"),
-                         [((3, 5), 1, 0), ((1, 1), 1, 0), ((3, 3), 2, 1), ((1, 1), 2, 0)])
+                         [((3, 5), 1, 0), ((3, 5), 1, 2), ((2, 3), 1, 1), ((1, 1), 1, 0), ((3, 3), 2, 1),
+                          ((1, 1), 2, 0)])
 @pytest.mark.parametrize("extreme", [False, True])
 def test_conv2d_sums_exactly_up_to_its_bound(kernel, stride, padding, extreme):
     g = torch.Generator().manual_seed(sum(kernel) + stride)

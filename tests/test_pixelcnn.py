@@ -326,3 +326,41 @@ def test_the_numpy_step_gives_the_bits_of_the_torch_step_under_the_exact_arithme
     for i, (a, b) in enumerate(zip(by_torch, by_numpy, strict=True)):
         assert a.dtype == b.dtype == np.float64
         np.testing.assert_array_equal(a.view(np.int64), b.view(np.int64), err_msg=f"pixel {i}")
+
+
+@pytest.mark.parametrize(("shape", "options", "positions"), [
+    ((1, 6, 7), {}, 1 << 15), ((3, 5, 6), {"linear": 5}, 12), ((1, 7, 5), {"spatial": 2,
+     "kernel": 3}, 1), ((3, 4, 9), {"linear": 3, "kernel": 3, "out_hidden": 5}, 40)])
+def test_the_sender_s_stepped_gives_the_bits_of_stepping(shape, options, positions,
+                                                         monkeypatch):
+    """The sender asks every position at once (stepped: each layer one product over many
+    positions, in chunks of rows); the receiver steps. Under the exact arithmetic the two
+    agree in every bit, whatever the chunks; in the machine's the sender steps too. The
+    kit's check_stepped holds both, and catches a stepped that is off by one bit."""
+    from acnkit.exact import portable
+    from acnkit.interfaces import Decoder
+    from acnkit.testing import check_stepped
+
+    torch.manual_seed(1)
+    dec = PixelCNNDecoder(shape, 6, channels=8, layers=3, param_channels=10, **options).eval()
+    if "linear" in options:
+        with_linear(dec)
+    monkeypatch.setattr(PixelCNNDecoder, "STEPPED_POSITIONS", positions)
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(4, 6, generator=g, dtype=torch.float64) * 3
+    x = torch.randint(0, 256, (4, *shape), generator=g).double() / 255
+    with torch.no_grad(), portable():
+        steps = Decoder.stepped(dec, dec.start(z), x)
+        at_once = dec.stepped(dec.start(z), x)
+    assert steps.shape == (4, 10, shape[1] * shape[2])
+    np.testing.assert_array_equal(at_once.numpy().view(np.int64), steps.numpy().view(np.int64))
+    check_stepped(dec, z.float(), x.float())
+
+    def off(self, state, xx):  # one parameter's last bit changed
+        out = Decoder.stepped(self, state, xx).clone()
+        out.view(-1)[7] = torch.nextafter(out.view(-1)[7], out.view(-1)[7] + 1)
+        return out
+
+    monkeypatch.setattr(PixelCNNDecoder, "stepped", off)
+    with pytest.raises(AssertionError, match="stepped differs from its stepping"):
+        check_stepped(dec, z.float(), x.float())

@@ -133,11 +133,11 @@ class NetCalls:
         channels in order: ``level_of(i, c, cdf)`` gets subpixel (i, c)'s CDF (edges
         (B, 1, m) in, P(level < edge) (B, 1, m) out) and gives its levels (B,). The loss sees the
         pixel as a 1x1 image whose channels from c on are zeros, on both sides. The
-        receiver (``images`` None), and a decoder with its own stepping, take each
-        position's parameters from start/step/feed; the sender of a decoder without
-        stepping from one teacher-forced pass over ``images``, which gives the same floats
-        since a position's output never reads the pixels at or after it (checked before
-        coding)."""
+        receiver (``images`` None) takes each position's parameters from start/step/feed;
+        the sender from one call over ``images``: a decoder with its own stepping's
+        :meth:`~acnkit.interfaces.Decoder.stepped` (the steps' own bits), one without from
+        its teacher-forced pass, which gives the same floats since a position's output
+        never reads the pixels at or after it (checked before coding)."""
         with self.arithmetic():
             self._position_cdfs(z, images, level_of)
 
@@ -149,8 +149,9 @@ class NetCalls:
         channels = m.image_shape[0]
         steps: Any = dec if self.stepping else WholePasses(dec)
         state: Any = None
-        if images is not None and not self.stepping:
-            out = dec.params(zt, self._inputs(images))
+        if images is not None:  # the sender: every position's parameters at once
+            x = self._inputs(images)
+            out = dec.stepped(dec.start(zt), x) if self.stepping else dec.params(zt, x)
             forced = out.reshape(len(z), out.shape[1], -1)
         else:
             state = steps.start(zt)

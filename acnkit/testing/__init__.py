@@ -24,7 +24,13 @@ have one function each, called with the factory as acnkit calls it: ``check_enco
 from ..neighbours import brute_force_knn
 from .datasets import check_dataset
 from .losses import check_loss
-from .networks import check_causal, check_decoder, check_encoder, check_stepping
+from .networks import (
+    check_causal,
+    check_decoder,
+    check_encoder,
+    check_stepped,
+    check_stepping,
+)
 from .portable import check_portable
 from .priors import check_prior, check_prior_codable
 from .searchers import (
@@ -47,6 +53,6 @@ __all__ = [
     "check_banned_rows_and_widening", "check_causal", "check_dataset", "check_decoder",
     "check_encoder", "check_exclusion_lists", "check_loss", "check_padding_when_too_few",
     "check_portable", "check_prior", "check_prior_codable", "check_recall", "check_rows_change",
-    "check_self_exclusion", "check_shapes", "check_stepping", "clustered_codes",
+    "check_self_exclusion", "check_shapes", "check_stepped", "check_stepping", "clustered_codes",
     "run_contract",
 ]

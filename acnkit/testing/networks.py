@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -67,7 +68,8 @@ def check_decoder(factory: Callable[..., torch.nn.Module],
     the loss's levels. An autoregressive decoder also: is causal (changing pixel i, all its
     channels, changes no output at a pixel <= i, in raster order) and its teacher-forced
     log-likelihood of a sample equals the sum of the log-probabilities met while drawing
-    it pixel by pixel; one with ``stepping`` passes :func:`check_stepping`."""
+    it pixel by pixel; one with ``stepping`` passes :func:`check_stepping` and
+    :func:`check_stepped`."""
     from ..interfaces import Decoder, scaled
 
     loss = loss or _BinaryLoss()
@@ -102,6 +104,7 @@ def check_decoder(factory: Callable[..., torch.nn.Module],
             _check_teacher_forcing(dec, z[:2], loss)
         if getattr(dec, "stepping", False):
             check_stepping(dec, z[:3], x[:3])
+            check_stepped(dec, z[:3], x[:3])
 
 
 def _pixels(t: Tensor) -> Tensor:
@@ -131,6 +134,36 @@ def check_stepping(dec: Any, z: Tensor, x: Tensor) -> None:
         alone = stepped(z[:1], x[:1])
         assert torch.allclose(alone, steps[:1], atol=1e-4, rtol=1e-4), (
             "the decoder's stepping of one image changes with the rest of its batch")
+
+
+def check_stepped(dec: Any, z: Tensor, x: Tensor) -> None:
+    """``dec.stepped(dec.start(z), x)`` (all positions at once, what the codec's sender
+    asks) gives the bits of stepping pixel by pixel (what its receiver does), in the
+    machine's arithmetic and, for a decoder that has an exact form, under
+    :func:`acnkit.exact.portable`: a sender's number that differs in one bit makes a
+    file that does not decode."""
+    from ..exact import NotPortable, portable
+    from ..interfaces import Decoder
+
+    arithmetics: list[tuple[str, Any]] = [("the machine's", contextlib.nullcontext)]
+    arithmetics.append(("the exact", portable))
+    for name, arithmetic in arithmetics:
+        with torch.no_grad():
+            try:
+                with arithmetic():
+                    zz, xx = z.clone(), x.clone()
+                    steps = Decoder.stepped(dec, dec.start(zz), xx)
+                    at_once = dec.stepped(dec.start(zz), xx)
+            except NotPortable:
+                continue  # not portable: its files are machine-bound, checked above
+        assert isinstance(at_once, Tensor) and at_once.shape == steps.shape, (
+            f"the decoder's stepped gave shape {tuple(getattr(at_once, 'shape', ()))}, "
+            f"stepping {tuple(steps.shape)}")
+        assert torch.equal(at_once, steps), (
+            f"the decoder's stepped differs from its stepping in {name} arithmetic (largest "
+            f"difference {(at_once - steps).abs().max().item():.3g}): the sender and "
+            f"receiver would not agree; give the steps' own bits, or leave stepped to the "
+            f"interface")
 
 
 def check_causal(dec: Any, z: Tensor, x: Tensor) -> None:
