@@ -5,6 +5,7 @@ cannot keep."""
 from __future__ import annotations
 
 import functools
+import json
 
 import numpy as np
 import pytest
@@ -232,3 +233,27 @@ def test_a_file_of_tiles_decodes_alike_under_sse4_kernels(tmp_path):
                    capture_output=True)
     back = join(np.load(tmp_path / "back.npy"), sizes)
     assert np.array_equal(back[0], colour) and np.array_equal(back[1], grey)
+
+
+def test_the_cli_counts_a_grey_photo_s_bits_per_dim_over_its_one_channel(tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from acnkit.cli import main
+
+    run, cli = tmp_path / "run", CliRunner()
+    r = cli.invoke(main, ["run", "--prior", "vae", "--data", "sample-patches", "--pixels",
+                          "native", "--epochs", "1", "--latent-dim", "6", "--encoder-hidden",
+                          "64", "--decoder-hidden", "64", "--train-limit", "200",
+                          "--test-limit", "20", "--out", str(run)])
+    assert r.exit_code == 0, r.output
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (40, 50), dtype=np.uint8)).save(tmp_path / "g.png")
+    Image.fromarray(rng.integers(0, 256, (33, 20, 3), dtype=np.uint8)).save(tmp_path / "c.png")
+    for files, subpixels in (([tmp_path / "g.png"], 40 * 50),
+                             ([tmp_path / "g.png", tmp_path / "c.png"], 40 * 50 + 33 * 20 * 3)):
+        r = cli.invoke(main, ["compress", str(run), *map(str, files), "-o",
+                              str(tmp_path / "x.acnz"), "--overwrite", "--json"])
+        assert r.exit_code == 0, r.output
+        out = json.loads(r.stdout)
+        assert out["bits_per_dim"] == pytest.approx(8 * out["bytes"] / subpixels)

@@ -279,9 +279,12 @@ def compress_cmd(paths: tuple[str, ...], model_name: str | None, data_name: str 
                       note=lambda line: click.echo(line, err=True), tiles=tiles)
     atomic_write_bytes(target, result.data)
     count = len(tiles) if tiles else len(images)
+    # the subpixels the file holds: a grey photo's tiles in a colour model's file are
+    # coded, and counted, by their one channel
     channels = run.model.image_shape[0] if len(run.model.image_shape) == 3 else 1
-    subpixels = (sum(h * w for h, w in tiles) * channels if tiles
-                 else len(images) * math.prod(run.model.image_shape))
+    subpixels = (sum(h * w * (1 if mode in ("1", "L") else channels)
+                     for (h, w), mode in zip(tiles, modes or ["RGB"] * count, strict=True))
+                 if tiles else len(images) * math.prod(run.model.image_shape))
     bits = 8 * len(result.data)
     figure = result.model_nats_per_image
     summary = {"images": count, "bytes": len(result.data), "bits_per_image": bits / count,
