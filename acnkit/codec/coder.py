@@ -58,11 +58,17 @@ def new_stack(words: np.ndarray) -> Any:
 @contextmanager
 def one_thread() -> Iterator[None]:
     """Run the networks in one thread: a split of a product over threads can change the
-    order of its sums, and the receiver may run with another thread count."""
+    order of its sums, and the receiver may run with another thread count. numpy's BLAS
+    too (the exact arithmetic's products, whose sums are exact in any order): a second
+    BLAS thread halved the speed of decoding beside a training on the other core, and
+    gained little on an idle machine (docs/performance.md)."""
+    from threadpoolctl import threadpool_limits
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with threadpool_limits(1, user_api="blas"):
+            yield
     finally:
         torch.set_num_threads(before)
 
