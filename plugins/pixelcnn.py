@@ -299,8 +299,8 @@ class PixelCNNDecoder(Decoder):
                 "row": -1}
         return ex
 
-    #: positions a product of :meth:`stepped` covers at most (its memory: about 4 KB a
-    #: position for 32 channels)
+    #: positions a product of :meth:`stepped` covers at most: its rows' vertical addends
+    #: and horizontal products are kept at once (about 8 KB a position for 32 channels)
     STEPPED_POSITIONS = 1 << 15
 
     def stepped(self, state: dict, x: Tensor) -> Tensor:
@@ -312,23 +312,22 @@ class PixelCNNDecoder(Decoder):
             return super().stepped(state, x)
         b, _, height, width = x.shape
         state["x"].copy_(x)  # what feed would have written, before each row reads it
-        from_v, linear_v = [], []
-        for r in range(height):  # (B, 2C, W) a layer, and the linear predictor's (B, P, W)
-            from_v.append([t.numpy() for t in self._vertical_row(state, r)])
-            linear_v.append(None if state["linear_v"] is None else state["linear_v"].numpy())
         ex = self._exact_state(state)
         kw = state["kw"]
         # the image's rows as the first horizontal input, after kw - 1 columns of zeros
         pixels = np.zeros((b, x.shape[1], height, kw - 1 + width))
         pixels[..., kw - 1:] = (x * 2.0 - 1.0).numpy()
-        out = np.empty((b, height, width, 0))
         chunk = max(1, self.STEPPED_POSITIONS // (b * width))
         parts = []
-        for top in range(0, height, chunk):
+        for top in range(0, height, chunk):  # a chunk of rows at a time: memory bounded
             rows = range(top, min(height, top + chunk))
+            from_v, linear_v = [], []
+            for r in rows:  # (B, 2C, W) a layer, and the linear predictor's (B, P, W)
+                from_v.append([t.numpy() for t in self._vertical_row(state, r)])
+                linear_v.append(None if state["linear_v"] is None
+                                else state["linear_v"].numpy())
             parts.append(self._exact_rows(ex, kw, pixels[:, :, rows.start: rows.stop],
-                                          [from_v[r] for r in rows],
-                                          [linear_v[r] for r in rows]))
+                                          from_v, linear_v))
         out = np.concatenate(parts, 1)  # (B, H, W, P)
         return torch.from_numpy(np.ascontiguousarray(
             out.transpose(0, 3, 1, 2).reshape(b, -1, height * width)))
