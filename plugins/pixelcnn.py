@@ -342,20 +342,26 @@ class PixelCNNDecoder(Decoder):
         position's every number is the step's: the same operations on the same rows."""
         b, _, n_rows, padded = pixels.shape
         width = padded - kw + 1
-        windows = np.lib.stride_tricks.sliding_window_view
+        def windows(t: np.ndarray, columns: int) -> np.ndarray:
+            """(B, R, columns, C_i*kw): the window of kw columns starting at each of the
+            first ``columns`` columns of ``t`` (B, C_i, R, kw-1+W), channel-major as the
+            step flattens it."""
+            win = np.lib.stride_tricks.sliding_window_view(t, kw, axis=3)[:, :, :, :columns]
+            return win.transpose(0, 2, 3, 1, 4).reshape(b, n_rows, columns, t.shape[1] * kw)
+
+        # the pixels' windows ending at column c - 1, for c >= 1: the first layer's (type A)
+        # and the linear predictor's
+        left = windows(pixels, width - 1)
         h = pixels  # the layer's input (B, C_i, R, kw-1+W)
         for i, (first, h_conv, h_out) in enumerate(ex["layers"]):
             # pre (B, R, W, 2C): the vertical addends, plus the window's product where the
             # step adds it (type A's column 0 reads nothing)
             pre = np.stack([v[i] for v in from_v], 1).transpose(0, 1, 3, 2)
-            win = windows(h, kw, axis=3)  # (B, C_i, R, W', kw): columns j .. j+kw-1
-            if first:  # ending at column c - 1, for c >= 1
-                taken = win[:, :, :, : width - 1].transpose(0, 2, 3, 1, 4)
+            if first:  # laid out along 2C first, for the gates and products that follow
                 pre = pre.copy()
-                pre[:, :, 1:] = pre[:, :, 1:] + h_conv(taken.reshape(b, n_rows, width - 1, -1))
-            else:  # ending at column c
-                taken = win[:, :, :, :width].transpose(0, 2, 3, 1, 4)
-                pre = pre + h_conv(taken.reshape(b, n_rows, width, -1))
+                pre[:, :, 1:] = pre[:, :, 1:] + h_conv(left)
+            else:  # the windows ending at column c
+                pre = pre + h_conv(windows(h, width))
             half = pre.shape[-1] // 2
             new = h_out(exact.tanh(pre[..., :half]) * exact.sigmoid(pre[..., half:]))
             if not first:
@@ -368,9 +374,7 @@ class PixelCNNDecoder(Decoder):
             for k, lv in enumerate(linear_v):  # rows above (none for row 0)
                 if lv is not None:
                     params[:, k] = params[:, k] + lv.transpose(0, 2, 1)
-            taken = windows(pixels, kw, axis=3)[:, :, :, : width - 1].transpose(0, 2, 3, 1, 4)
-            params[:, :, 1:] = params[:, :, 1:] + ex["linear"](
-                taken.reshape(b, n_rows, width - 1, -1))
+            params[:, :, 1:] = params[:, :, 1:] + ex["linear"](left)
         return params
 
     def _exact_step(self, state: dict, r: int, c: int) -> np.ndarray:

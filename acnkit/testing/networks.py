@@ -117,12 +117,10 @@ def check_stepping(dec: Any, z: Tensor, x: Tensor) -> None:
     teacher-forced forward gives (to float tolerance), and a row's steps do not depend on
     the rest of its batch: the codec codes with the steps, so both must hold for the
     file's figure to be the model's."""
-    def stepped(zz: Tensor, xx: Tensor) -> Tensor:
-        state, flat, out = dec.start(zz), _pixels(xx), []
-        for i in range(flat.shape[2]):
-            out.append(dec.step(state, i).reshape(len(zz), -1))
-            dec.feed(state, i, flat[:, :, i])
-        return torch.stack(out, 2)
+    from ..interfaces import Decoder
+
+    def stepped(zz: Tensor, xx: Tensor) -> Tensor:  # pixel by pixel, as the receiver
+        return Decoder.stepped(dec, dec.start(zz), xx)
 
     with torch.no_grad():
         forced = _pixels(dec.params(z, x))
@@ -145,8 +143,8 @@ def check_stepped(dec: Any, z: Tensor, x: Tensor) -> None:
     from ..exact import NotPortable, portable
     from ..interfaces import Decoder
 
-    arithmetics: list[tuple[str, Any]] = [("the machine's", contextlib.nullcontext)]
-    arithmetics.append(("the exact", portable))
+    arithmetics: tuple[tuple[str, Any], ...] = (("the machine's", contextlib.nullcontext),
+                                                ("the exact", portable))
     for name, arithmetic in arithmetics:
         with torch.no_grad():
             try:
