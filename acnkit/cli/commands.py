@@ -373,7 +373,9 @@ def _compress_input(run: Any, inputs: tuple[str, ...], data_name: str | None, sp
     return images, "uint8", images.shape, None, None, None
 
 
-@main.group("models", invoke_without_command=True)
+# the subcommand is optional (alone, `acnkit models` lists): said so in the usage line,
+# which click writes so itself only from 8.5 (docs/cli.md is compared with --help)
+@main.group("models", invoke_without_command=True, subcommand_metavar="[COMMAND] [ARGS]...")
 @json_option(help="Print each model's model.json as JSON.")
 @click.pass_context
 def models_cmd(ctx: click.Context, as_json: bool) -> None:
