@@ -74,6 +74,26 @@ def test_the_linear_layer_s_rows_are_scaled_as_numpy_scales_them():
     assert got3.shape == (4, 16, 37)
 
 
+@pytest.mark.parametrize(("kernel", "padding", "with_bias"),
+                         [((3, 5), (0, 0), True), ((3, 5), (2, 1), False), ((1, 1), (0, 0), True),
+                          ((2, 3), (1, 1), True)])
+def test_the_convolution_s_compiled_path_gives_the_torch_path_s_bits(monkeypatch, kernel,
+                                                                       padding, with_bias):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 6, 7, 9)) * np.exp(rng.uniform(-20, 20, (5, 1, 1, 1)))
+    x[1] = 0.0  # an image of zeros: the coarsest grid
+    x[3, 2, 4, 4] = np.nan  # a NaN spreads through its image's windows on both paths
+    weight = torch.from_numpy(rng.standard_normal((4, 6, *kernel)))
+    bias = torch.from_numpy(rng.standard_normal(4)) if with_bias else None
+    got = layers.conv2d(torch.from_numpy(x), weight, bias, padding=padding)
+    monkeypatch.setattr(layers, "KERNELS", None)
+    want = layers.conv2d(torch.from_numpy(x), weight, bias, padding=padding)
+    assert got.shape == want.shape == (5, 4, 7 + 2 * padding[0] - kernel[0] + 1,
+                                       9 + 2 * padding[1] - kernel[1] + 1)
+    assert same(got.numpy(), want.numpy())
+    assert not np.isnan(got[0].numpy()).any()
+
+
 def test_bad_buffers_are_refused_not_overrun():
     k = fn.KERNELS
     with pytest.raises(ValueError):

@@ -14,7 +14,7 @@ from acnkit.exact.bits import pow2
 
 
 def _int64_reference(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int,
-                     ) -> torch.Tensor:
+                     bias: torch.Tensor) -> torch.Tensor:
     """layers.conv2d's result with its integer products summed in int64 (exact far past
     2^53) and scaled as it scales them."""
     w = layers.weights(weight)
@@ -29,7 +29,7 @@ def _int64_reference(x: torch.Tensor, weight: torch.Tensor, stride: int, padding
     ow = (x.shape[3] + 2 * padding - kw) // stride + 1
     out = torch.from_numpy(acc.astype(np.float64)) * pow2(-f.reshape(b, 1, 1)) \
         * pow2(-w.k.reshape(1, -1, 1))
-    return out.reshape(b, -1, oh, ow)
+    return out.reshape(b, -1, oh, ow) + bias.reshape(1, -1, 1, 1)
 
 
 @pytest.mark.parametrize(("kernel", "stride", "padding"),
@@ -44,9 +44,10 @@ def test_conv2d_sums_exactly_up_to_its_bound(kernel, stride, padding, extreme):
     if extreme:  # every product at its largest, one sign: the sums as large as they get
         x = torch.full_like(x, 1.0 - 2.0**-40)
         weight = torch.full_like(weight, 0.75)
-    got = layers.conv2d(x, weight, stride=stride, padding=padding)
-    want = _int64_reference(x, weight, stride, padding)
+    bias = torch.randn(c_out, generator=g, dtype=torch.float64)
+    got = layers.conv2d(x, weight, bias, stride=stride, padding=padding)
+    want = _int64_reference(x, weight, stride, padding, bias)
     np.testing.assert_array_equal(got.numpy().view(np.int64), want.numpy().view(np.int64))
     # and within float64's rounding of torch's own convolution of the same numbers
-    assert torch.allclose(got, F.conv2d(x, weight, stride=stride, padding=padding),
+    assert torch.allclose(got, F.conv2d(x, weight, bias, stride=stride, padding=padding),
                           rtol=1e-5, atol=1e-5 * float(got.abs().max()))

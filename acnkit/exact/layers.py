@@ -156,13 +156,16 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 
                           total[0] // 2, total[0] - total[0] // 2))
             padding = 0
     w = weights(weight)
+    s, p, d = _pair(stride), _pair(padding), _pair(dilation)
+    cpu = x.device.type == "cpu" and w.q.device.type == "cpu"
+    if cpu and KERNELS is not None and (*s, *d) == (1, 1, 1, 1) and x.numel():
+        out = torch.from_numpy(_compiled_conv(x.detach().numpy(), w, kh, kw, p, bias))
+        return out[0] if unbatched else out
     f = _activation_exponent(x, (1, 2, 3), w)
     xi = integers(x, f)
     b, _, h, wd = xi.shape
-    s, p, d = _pair(stride), _pair(padding), _pair(dilation)
     oh = (h + 2 * p[0] - d[0] * (kh - 1) - 1) // s[0] + 1
     ow = (wd + 2 * p[1] - d[1] * (kw - 1) - 1) // s[1] + 1
-    cpu = xi.device.type == "cpu" and w.q.device.type == "cpu"
     if (kh, kw, *s, *p) == (1, 1, 1, 1, 0, 0):  # a 1x1 kernel's windows are the pixels
         cols = xi.reshape(b, xi.shape[1], h * wd)
     elif cpu and (*s, *d) == (1, 1, 1, 1):
@@ -198,6 +201,27 @@ def _np_windows_product(xi: np.ndarray, q: np.ndarray, kh: int, kw: int,
     # (B, C, OH, OW, kh, kw) -> (C, kh, kw, B, OH, OW): row (c, i, j) as unfold's
     cols = np.ascontiguousarray(win.transpose(1, 4, 5, 0, 2, 3)).reshape(c * kh * kw, -1)
     return (q @ cols).reshape(len(q), b, -1).transpose(1, 0, 2)
+
+
+def _compiled_conv(x: np.ndarray, w: Weights, kh: int, kw: int, padding: tuple[int, int],
+                   bias: Tensor | None) -> np.ndarray:
+    """:func:`conv2d` (stride and dilation 1) with its grids found and its activations
+    rounded in C (:func:`_compiled_linear`'s pass: each image's grid from its largest |x|,
+    as :func:`_activation_exponent`, and rint(x 2^f)), the windows' product as
+    :func:`_np_windows_product`, then 2^-f, the unit's scale and the bias in place: the
+    same multiplications in the same order as the torch path, so the same bits."""
+    b = len(x)
+    flat = np.ascontiguousarray(x).reshape(b, -1)
+    ints = np.empty(flat.shape, dtype=np.float64)
+    grids = np.frombuffer(KERNELS.quantize_rows(flat, ints, flat.shape[1], w.bound_exponent),
+                          dtype=np.int64)
+    acc = _np_windows_product(ints.reshape(x.shape), w.np_q, kh, kw, padding)  # (B, c_out, L)
+    acc *= np_pow2(-grids)[:, None, None]
+    acc *= w.np_scale[None, :, None]
+    if bias is not None:
+        acc += bias.detach().to(torch.float64).numpy()[None, :, None]
+    oh, ow = x.shape[2] + 2 * padding[0] - kh + 1, x.shape[3] + 2 * padding[1] - kw + 1
+    return acc.reshape(b, len(w.np_q), oh, ow)
 
 
 def conv_transpose2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1,
