@@ -224,9 +224,16 @@ class Loss(ABC):
         look-ups run in numpy (the same bits, without the mode's dispatch of each)."""
         top = self.levels
         if exact.active():
-            probabilities = self.probabilities(params, x)
-            device = probabilities.device
-            table = exact.cumsum(probabilities.detach().to("cpu", torch.float64).numpy(), -1)
+            device = params.device
+            if self.binary and type(self).probabilities is Loss.probabilities:
+                # the default probabilities (1 - p, p) in numpy, the same operations (clamp,
+                # one subtraction): a binary decoder asks once a pixel, and the torch
+                # calls cost more than the rest of the CDF
+                p = np.clip(exact.as_numpy(self.mean(params)), 0.0, 1.0)
+                probabilities = np.stack([1.0 - p, p], -1)
+            else:
+                probabilities = exact.as_numpy(self.probabilities(params, x))
+            table = exact.cumsum(probabilities, -1)
             table = np.concatenate([np.zeros_like(table[..., :1]), table], -1)
             table = np.minimum(np.maximum(table, 0.0), 1.0)
             table[..., -1] = 1.0

@@ -9,6 +9,7 @@ torch operation of the same name (tests/test_exact_arrays.py holds them to it), 
 component may switch to numpy when :func:`active` says the exact arithmetic is on
 (the logistic mixture's ``cdf`` does) and still decode files written either way.
 
+Tensors in: :func:`as_numpy` (a float64 array, without a copy for a CPU float64 tensor).
 Layers: :class:`Linear` (a linear layer's weights put on their grid once, then called on
 arrays, as ``F.linear``). Elementwise (float64 in, float64 out): :func:`exp`, :func:`expm1`,
 :func:`log`, :func:`log1p`, :func:`sigmoid`, :func:`tanh`, :func:`logsigmoid`, :func:`relu`.
@@ -27,6 +28,7 @@ from .bits import EXACT, np_exponent, np_pow2
 from .layers import SHORT_SUM, np_linear, weights
 from .mode import active
 
+as_numpy = functions.as_numpy
 exp = functions._exp
 expm1 = functions._expm1
 log = functions._log
@@ -100,5 +102,5 @@ def log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
     return shifted - log(np.expand_dims(sum_in_order(exp(shifted), axis), axis))
 
 
-__all__ = ["Linear", "active", "relu", "cumsum", "exp", "expm1", "log", "log1p", "log_softmax", "logsigmoid",
-           "sigmoid", "softmax", "sum_in_order", "tanh"]
+__all__ = ["Linear", "active", "as_numpy", "relu", "cumsum", "exp", "expm1", "log", "log1p",
+           "log_softmax", "logsigmoid", "sigmoid", "softmax", "sum_in_order", "tanh"]
