@@ -207,16 +207,16 @@ class PixelCNNDecoder(Decoder):
         _, height, width = self.image_shape
         layers = self.gated
         biases = [layer.biases(z, zmap) for layer in layers]
-        # the gated vertical features of each layer (its input first), filled row by row
-        rows = [torch.zeros((len(z), layers[0].v.conv.in_channels, height, width),
-                            device=z.device)]
-        rows += [torch.zeros((len(z), layer.v.conv.out_channels // 2, height, width),
-                             device=z.device) for layer in layers]
+        # the gated vertical features of each layer (its input first), row by row: the
+        # last rows that a vertical output reads, (B, C, W) each (the whole image's rows
+        # took 300 MB more in float64 for 304 lanes of 28x28)
+        rows: list[list[Tensor]] = [[] for _ in range(len(layers) + 1)]
         # each layer's horizontal input along the current row (the image's row for the
         # first), after `left` columns of zero padding; the last holds the stack's output
         left = layers[0].h.pad[0]
-        cols = [torch.zeros((len(z), rows[i].shape[1], left + width), device=z.device)
-                for i in range(len(layers) + 1)]
+        channels = [layers[0].v.conv.in_channels] + [layer.v.conv.out_channels // 2
+                                                     for layer in layers]
+        cols = [torch.zeros((len(z), c, left + width), device=z.device) for c in channels]
         # the horizontal stack's convolutions at one column are matrix products
         weights = [(int(layer.first), layer.h.conv.weight.flatten(1), layer.h.conv.bias,
                     layer.h_out.weight.flatten(1), layer.h_out.bias) for layer in layers]
@@ -233,23 +233,30 @@ class PixelCNNDecoder(Decoder):
         stack's row r - 1 (zeros for row 0) through v_to_h, plus z's bias of row r."""
         layers = self.gated
         above = layers[0].v.pad[2]  # rows above a row that its vertical output reads
-        vrows = state["vrows"]
+        vrows = state["vrows"]  # rows max(0, r - 1 - above) .. r - 1 of each, once pushed
+
+        def push(kept: list[Tensor], row: Tensor) -> None:
+            kept.append(row)
+            del kept[:-(above + 1)]
+
         if r > 0:
-            vrows[0][:, :, r - 1] = state["x"][:, :, r - 1] * 2.0 - 1.0
+            push(vrows[0], state["x"][:, :, r - 1] * 2.0 - 1.0)
         from_v = []
         for i, (layer, (bias_v, bias_h)) in enumerate(zip(layers, state["biases"],
                                                          strict=True)):
             if r == 0:  # nothing above the first row: the vertical stack adds zeros
-                b, c, _, w = vrows[i + 1].shape
-                v_pre = vrows[i + 1].new_zeros((b, 2 * c, 1, w))
+                cols = state["cols"][i + 1]  # (B, C, left + W), of the rows' dtype
+                b, c, w = cols.shape
+                v_pre = cols.new_zeros((b, 2 * c, 1, w - state["left"]))
             else:
-                v_pre = layer.v.last_row(vrows[i][:, :, max(0, r - 1 - above): r]) \
-                    + _row(bias_v, r - 1)
-                vrows[i + 1][:, :, r - 1] = _gate(v_pre)[:, :, 0]
+                # the rows as the slice of the whole image's rows was: last_row pads them
+                # into a new tensor either way, so the same numbers in the same layout
+                v_pre = layer.v.last_row(torch.stack(vrows[i], 2)) + _row(bias_v, r - 1)
+                push(vrows[i + 1], _gate(v_pre)[:, :, 0])
             from_v.append((layer.v_to_h(v_pre) + _row(bias_h, r))[:, :, 0])
         if self.linear_v is not None:  # the linear predictor's rows above, as layer 0's
-            state["linear_v"] = (self.linear_v.last_row(vrows[0][:, :, max(0, r - 1 - above): r])
-                                 [:, :, 0] if r > 0 else None)
+            state["linear_v"] = (self.linear_v.last_row(torch.stack(vrows[0], 2))[:, :, 0]
+                                 if r > 0 else None)
         return from_v
 
     #: whether :meth:`step` takes its numpy form under the exact arithmetic (the tests turn
