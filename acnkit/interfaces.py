@@ -225,7 +225,8 @@ class Loss(ABC):
         top = self.levels
         if exact.active():
             device = params.device
-            if self.binary and type(self).probabilities is Loss.probabilities:
+            # (the bound method: an instance may carry its own probabilities)
+            if self.binary and getattr(self.probabilities, "__func__", None) is Loss.probabilities:
                 # the default probabilities (1 - p, p) in numpy, the same operations (clamp,
                 # one subtraction): a binary decoder asks once a pixel, and the torch
                 # calls cost more than the rest of the CDF
