@@ -204,7 +204,7 @@ class PixelCNNDecoder(Decoder):
     # a forward pass in the vertical stack and one column a layer in the horizontal one.
     def start(self, z: Tensor) -> dict:
         zmap = self._zmap(z)
-        _, height, width = self.image_shape
+        width = self.image_shape[2]
         layers = self.gated
         biases = [layer.biases(z, zmap) for layer in layers]
         # the gated vertical features of each layer (its input first), row by row: the
@@ -246,8 +246,7 @@ class PixelCNNDecoder(Decoder):
                                                          strict=True)):
             if r == 0:  # nothing above the first row: the vertical stack adds zeros
                 cols = state["cols"][i + 1]  # (B, C, left + W), of the rows' dtype
-                b, c, w = cols.shape
-                v_pre = cols.new_zeros((b, 2 * c, 1, w - state["left"]))
+                v_pre = cols.new_zeros((len(cols), 2 * cols.shape[1], 1, self.image_shape[2]))
             else:
                 # the rows as the slice of the whole image's rows was: last_row pads them
                 # into a new tensor either way, so the same numbers in the same layout
